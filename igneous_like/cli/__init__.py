@@ -1,0 +1,57 @@
+"""The `igneous-like` command: global options, the areas' groups, and the error edge.
+
+User mistakes (UserError, click usage errors) end as one line on stderr with exit code 2;
+failed tasks end with exit code 1 after each failure was logged with its traceback.
+"""
+import logging
+import sys
+
+import click
+
+from igneous_like import __version__
+from igneous_like.cli.execution import execute, queue
+from igneous_like.cli.image import image
+from igneous_like.errors import TaskFailures, UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-p", "--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes for execute and for tasks run without --queue.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+@click.version_option(__version__)
+@click.pass_context
+def cli(ctx, parallel, quiet, verbose):
+    """Chunked, queue-driven processing of Neuroglancer Precomputed volumes.
+
+    Enqueue work with a verb and --queue, then run workers with execute; without --queue the
+    tasks run right here.
+
+    Example: igneous-like image downsample file:///data/em --queue fq:///tmp/q && igneous-like -p 2 execute -x fq:///tmp/q
+    """
+    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    ctx.obj = {"parallel": parallel, "quiet": quiet}
+
+
+cli.add_command(image)
+cli.add_command(execute)
+cli.add_command(queue)
+
+
+def main(argv=None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="igneous-like", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("igneous-like: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        click.echo(f"igneous-like: error: {err.format_message()}", err=True)
+        sys.exit(2)
+    except UserError as err:
+        click.echo(f"igneous-like: error: {err}", err=True)
+        sys.exit(2)
+    except TaskFailures as err:
+        click.echo(f"igneous-like: {err}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,79 @@
+"""`igneous-like execute` and `igneous-like queue ...`: run workers and look after queues."""
+import time
+
+import click
+
+from igneous_like import queues
+from igneous_like.progress import format_seconds
+
+
+@click.command()
+@click.argument("queue")
+@click.option("-x", "--exit-on-empty", is_flag=True, help="Stop when no task is left to lease.")
+@click.option("--lease-sec", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Seconds a task stays leased; a task not finished by then goes back to the queue.")
+@click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Stop after this many tasks.")
+@click.pass_context
+def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks):
+    """Lease and run tasks from QUEUE (fq://DIR, a directory, or sqs://NAME).
+
+    Example: igneous-like -p 2 execute -x fq:///tmp/queue
+    """
+    settings = ctx.find_root().obj
+    report = queues.execute(queue, settings["parallel"], lease_sec, max_tasks, exit_on_empty,
+                            settings["quiet"])
+    click.echo(f"Finished {report.done} tasks from {queues.queue_url(queue)}", err=True)
+
+
+@click.group()
+def queue():
+    """Inspect and manage a task queue."""
+
+
+@queue.command()
+@click.argument("path")
+@click.option("--interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds to watch the queue to measure its rate for the ETA (0: no ETA).")
+def status(path, interval):
+    """Show how many tasks are enqueued, leased and completed, and when it will be empty.
+
+    Example: igneous-like queue status fq:///tmp/queue
+    """
+    first = queues.status(path)
+    click.echo(f"queue:     {queues.queue_url(path)}")
+    click.echo(f"enqueued:  {first['enqueued']}")
+    click.echo(f"leased:    {first['leased']}")
+    click.echo(f"completed: {first['completed']}")
+    if interval <= 0 or first["enqueued"] == 0:
+        return
+    time.sleep(interval)
+    second = queues.status(path)
+    rate = (first["enqueued"] - second["enqueued"]) / interval
+    if rate > 0:
+        click.echo(f"rate:      {rate:.2f} tasks/s")
+        click.echo(f"ETA:       {format_seconds(second['enqueued'] / rate)}")
+    else:
+        click.echo(f"ETA:       unknown (no task finished in {interval:g}s)")
+
+
+@queue.command()
+@click.argument("path")
+def release(path):
+    """Return every leased task to the queue at once (after workers died).
+
+    Example: igneous-like queue release fq:///tmp/queue
+    """
+    queues.open_queue(path).release_all()
+    click.echo(f"Released all leases in {queues.queue_url(path)}")
+
+
+@queue.command()
+@click.argument("path")
+@click.confirmation_option(prompt="Delete every task in this queue?")
+def purge(path):
+    """Delete every task in the queue.
+
+    Example: igneous-like queue purge fq:///tmp/queue --yes
+    """
+    queues.open_queue(path).purge()
+    click.echo(f"Purged {queues.queue_url(path)}")

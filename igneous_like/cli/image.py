@@ -1,0 +1,143 @@
+"""`igneous-like image ...`: downsample, xfer and rm."""
+import click
+from cloudvolume.lib import Bbox
+
+from igneous_like.cli.common import (
+    VEC3, IntTuple, add_options, compress_option, dispatch, encoding_option, memory_option,
+    queue_option, range_options, ranges_to_bounds, rerun_command, run_passes,
+)
+from igneous_like.downsample import METHODS
+from igneous_like.errors import UserError
+from igneous_like.task_creation import (
+    create_deletion_tasks, create_downsampling_tasks, create_image_shard_downsample_tasks,
+    create_transfer_tasks,
+)
+
+
+@click.group()
+def image():
+    """Image pyramids, transfers and deletion."""
+
+
+pyramid_options = [
+    click.option("--factor", type=VEC3, default=None, help="Downsample factor X,Y,Z (default 2,2,1)."),
+    click.option("--volumetric", is_flag=True, help="Downsample 2x2x2 instead of 2x2x1."),
+    click.option("--method", type=click.Choice(METHODS), default="auto", show_default=True,
+                 help="auto is avg for images and mode for segmentation."),
+    click.option("--sparse", is_flag=True, help="Ignore background (0) voxels when downsampling."),
+    click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing."),
+    click.option("--delete-bg", "delete_black_uploads", is_flag=True,
+                 help="Do not write (delete) chunks that are all background."),
+    click.option("--bg-color", "background_color", type=int, default=0, show_default=True,
+                 help="The background value for --delete-bg."),
+    click.option("--sharded", is_flag=True, help="Write the Neuroglancer sharded format."),
+    compress_option, encoding_option, memory_option,
+]
+
+
+def downsample_factor(factor, volumetric):
+    if factor is not None and volumetric:
+        raise UserError("give either --factor or --volumetric, not both")
+    return (2, 2, 2) if volumetric else (factor or (2, 2, 1))
+
+
+def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=None, shape=None):
+    """Downsample `path` from `mip` by `num_mips` mips, sharded one mip a pass."""
+    if sharded:
+        def create(at_mip, _):
+            return create_image_shard_downsample_tasks(path, mip=at_mip, bounds=bounds, **options)
+    else:
+        def create(at_mip, wanted):
+            return create_downsampling_tasks(path, mip=at_mip, num_mips=wanted, bounds=bounds,
+                                             shape=shape, **options)
+
+    def rerun(at_mip, wanted):
+        return rerun_command({"--mip": at_mip, "--num-mips": wanted})
+
+    run_passes(ctx, create, mip, num_mips, queue, rerun)
+
+
+@image.command()
+@click.argument("path")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip to downsample from.")
+@click.option("--num-mips", type=int, default=5, show_default=True, help="How many mips to make.")
+@click.option("--chunk-size", type=VEC3, default=None, help="Chunk size of new mips (default: keep).")
+@click.option("--shape", type=VEC3, default=None, help="Task shape at --mip (default: from --memory).")
+@add_options(pyramid_options + range_options)
+@queue_option
+@click.pass_context
+def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, method, sparse,
+               fill_missing, delete_black_uploads, background_color, sharded, compress, encoding,
+               memory_target, xrange, yrange, zrange, queue):
+    """Build an image pyramid: mips --mip+1 .. --mip+--num-mips.
+
+    Example: igneous-like image downsample file:///data/em --num-mips 3 --queue fq:///tmp/q
+    """
+    options = dict(factor=downsample_factor(factor, volumetric), method=method, sparse=sparse,
+                   chunk_size=chunk_size, encoding=encoding, compress=compress,
+                   fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
+                   background_color=background_color, memory_target=memory_target)
+    if sharded and shape is not None:
+        raise UserError("--shape does not apply to --sharded downsampling: each task makes one shard")
+    bounds = ranges_to_bounds(path, mip, xrange, yrange, zrange)
+    pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds, shape)
+
+
+@image.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip to transfer.")
+@click.option("--chunk-size", type=VEC3, default=None, help="Destination chunk size (default: keep).")
+@click.option("--shape", type=VEC3, default=None, help="Task shape (default: from --memory).")
+@click.option("--translate", type=VEC3, default=(0, 0, 0), show_default=True, help="Shift X,Y,Z in voxels.")
+@click.option("--dest-voxel-offset", type=VEC3, default=None, help="Voxel offset of the destination.")
+@click.option("--bounds", type=IntTuple(6), default=None, help="X0,Y0,Z0,X1,Y1,Z1 of the source to copy.")
+@click.option("--skip-downsample", is_flag=True, help="Do not build downsamples of the destination.")
+@click.option("--max-mips", type=int, default=5, show_default=True, help="How many downsamples to build.")
+@add_options(pyramid_options)
+@queue_option
+@click.pass_context
+def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, bounds, skip_downsample,
+         max_mips, factor, volumetric, method, sparse, fill_missing, delete_black_uploads,
+         background_color, sharded, compress, encoding, memory_target, queue):
+    """Copy a layer to DEST: rechunk, re-encode, translate, reshard; then downsample it.
+
+    Example: igneous-like image xfer file:///data/em file:///data/em_rechunked --chunk-size 128,128,32
+    """
+    factor = downsample_factor(factor, volumetric)
+    pyramid = dict(factor=factor, method=method, sparse=sparse, fill_missing=fill_missing,
+                   delete_black_uploads=delete_black_uploads, background_color=background_color,
+                   compress=compress, memory_target=memory_target)
+    tasks = create_transfer_tasks(
+        src, dest, mip=mip, chunk_size=chunk_size, shape=shape, translate=translate,
+        dest_voxel_offset=dest_voxel_offset, bounds=None if bounds is None else Bbox(bounds[:3], bounds[3:]),
+        encoding=encoding, skip_downsamples=skip_downsample, max_mips=max_mips, sharded=sharded, **pyramid)
+    dispatch(ctx, tasks, queue)
+    remaining = 0 if skip_downsample else max_mips - (len(tasks.mips) - 1)
+    top = tasks.mips.stop - 1
+    if remaining <= 0:
+        return
+    if queue is not None:
+        command = (f"igneous-like image downsample {dest} --mip {top} --num-mips {remaining} "
+                   f"--factor {','.join(map(str, factor))} --method {method} --compress {compress}"
+                   + (" --sharded" if sharded else "") + f" --queue {queue}")
+        click.echo(f"The downsamples need the transfer's output. Once the queue is empty, run:\n"
+                   f"  {command}", err=True)
+        return
+    pyramid_passes(ctx, dest, top, remaining, None, sharded, pyramid)
+
+
+@image.command()
+@click.argument("path")
+@click.option("--mip", type=int, default=0, show_default=True, help="First mip to delete.")
+@click.option("--num-mips", type=int, default=5, show_default=True, help="How many mips to delete.")
+@click.option("--shape", type=VEC3, default=None, help="Task shape at --mip.")
+@queue_option
+@click.pass_context
+def rm(ctx, path, mip, num_mips, shape, queue):
+    """Delete the chunks of mips --mip .. --mip+--num-mips-1 (the info file stays).
+
+    Example: igneous-like image rm file:///data/em --mip 1 --num-mips 4
+    """
+    dispatch(ctx, create_deletion_tasks(path, mip=mip, num_mips=num_mips, shape=shape), queue)
+

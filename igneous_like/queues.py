@@ -1,0 +1,194 @@
+"""Queues and workers: open a queue by URL, lease and run tasks, run task lists in-process.
+
+A task that raises is logged with its traceback and left leased, so the queue hands it out
+again once the lease runs out; the worker carries on and finally reports how many failed.
+"""
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from itertools import islice
+from typing import Iterable, Optional
+
+import orjson
+from taskqueue import QueueEmptyError, TaskQueue
+from taskqueue.queueables import totask
+
+from igneous_like.errors import TaskFailures, UserError
+from igneous_like.progress import Progress
+
+log = logging.getLogger(__name__)
+
+QUEUE_PROTOCOLS = ("fq", "sqs")
+
+
+def queue_url(path: str) -> str:
+    """fq://DIR or sqs://NAME; a plain directory path means a file queue there."""
+    if "://" not in path:
+        return "fq://" + os.path.abspath(path)
+    protocol = path.split("://", 1)[0]
+    if protocol not in QUEUE_PROTOCOLS:
+        raise UserError(f"unsupported queue {path}: use fq://DIRECTORY (or a plain directory) or sqs://NAME")
+    if protocol == "fq":
+        return "fq://" + os.path.abspath(path[len("fq://"):])
+    return path
+
+
+def open_queue(path: str) -> TaskQueue:
+    return TaskQueue(queue_url(path), progress=False)
+
+
+def encode(task) -> bytes:
+    """The JSON a queue would carry for this task (a partial of a @queueable function)."""
+    return orjson.dumps(list(totask(task).payload()))
+
+
+def run_encoded(payload: bytes) -> None:
+    """Decode a task from its JSON and run it: the one way every worker runs a task."""
+    import igneous_like.tasks.image  # noqa: F401  registers the @queueable task functions
+    task = totask(payload)
+    log.debug("running %s", task.key)
+    task.execute()
+
+
+@dataclass
+class WorkerReport:
+    done: int = 0
+    failed: int = 0
+
+    def __add__(self, other: "WorkerReport") -> "WorkerReport":
+        return WorkerReport(self.done + other.done, self.failed + other.failed)
+
+
+def work(path: str, lease_sec: int = 600, max_tasks: Optional[int] = None,
+         exit_on_empty: bool = False, idle_sleep: float = 5.0) -> WorkerReport:
+    """Lease, run and delete tasks until the queue is empty (with exit_on_empty) or max_tasks."""
+    import igneous_like.tasks.image  # noqa: F401  registers the @queueable task functions
+    queue = open_queue(path)
+    report = WorkerReport()
+    while max_tasks is None or report.done + report.failed < max_tasks:
+        try:
+            task = queue.lease(seconds=lease_sec, num_tasks=1)
+        except QueueEmptyError:
+            if exit_on_empty:
+                break
+            time.sleep(idle_sleep)
+            continue
+        try:
+            task.execute()
+        except Exception:
+            log.exception("task %s failed; it returns to the queue when its lease ends", task.key)
+            report.failed += 1
+            continue
+        queue.delete(task, tally=True)
+        report.done += 1
+    return report
+
+
+def _work_in_child(args) -> WorkerReport:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return work(*args)
+
+
+def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optional[int] = None,
+            exit_on_empty: bool = False, quiet: bool = False) -> WorkerReport:
+    """Run `parallel` worker processes on one queue; raise TaskFailures if any task failed."""
+    queue = open_queue(path)
+    progress = Progress(queue.enqueued, f"executing {queue_url(path)}", quiet)
+    watcher = QueueWatcher(queue, progress)
+    watcher.start()
+    try:
+        args = (path, lease_sec, max_tasks, exit_on_empty)
+        if parallel == 1:
+            report = work(*args)
+        else:
+            with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+                report = sum(pool.map(_work_in_child, [args] * parallel), WorkerReport())
+    finally:
+        watcher.stop()
+        progress.close()
+    if report.failed:
+        raise TaskFailures(report.failed, report.done + report.failed)
+    return report
+
+
+class QueueWatcher(threading.Thread):
+    """Polls the queue's remaining count so progress shows however many processes work."""
+
+    def __init__(self, queue: TaskQueue, progress: Progress, interval: float = 2.0):
+        super().__init__(daemon=True)
+        self.queue, self.progress, self.interval = queue, progress, interval
+        self.initial = progress.total or 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            try:
+                finished = self.initial - self.queue.enqueued
+            except Exception:  # a flaky status read must not stop the workers
+                continue
+            if finished > self.progress.done:
+                self.progress.update(finished - self.progress.done)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join()
+
+
+def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: str = "tasks") -> int:
+    """Run tasks in this process (or `parallel` spawned ones) through the same JSON a queue carries.
+
+    Failures are logged as they happen and raised together at the end; returns the task count.
+    """
+    total = len(tasks) if hasattr(tasks, "__len__") else None
+    failed = done = 0
+    with Progress(total, desc, quiet) as progress:
+        if parallel == 1:
+            for task in tasks:
+                try:
+                    run_encoded(encode(task))
+                except Exception:
+                    log.exception("task failed")
+                    failed += 1
+                done += 1
+                progress.update()
+        else:
+            done, failed = _run_in_pool(tasks, parallel, progress)
+    if failed:
+        raise TaskFailures(failed, done)
+    return done
+
+
+def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress):
+    """Keep a bounded window of tasks in flight so huge lazy task lists never sit in memory."""
+    done = failed = 0
+    payloads = (encode(task) for task in tasks)
+    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(run_encoded, p) for p in islice(payloads, parallel * 4)}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                error = future.exception()
+                if error is not None:
+                    log.error("task failed: %r", error)
+                    failed += 1
+                done += 1
+                progress.update()
+            pending |= {pool.submit(run_encoded, p) for p in islice(payloads, len(finished))}
+    return done, failed
+
+
+def enqueue(tasks: Iterable, path: str) -> int:
+    """Insert tasks into the queue at `path`; returns how many went in."""
+    queue = open_queue(path)
+    total = len(tasks) if hasattr(tasks, "__len__") else None
+    return queue.insert(tasks, total=total)
+
+
+def status(path: str) -> dict:
+    queue = open_queue(path)
+    return {"enqueued": queue.enqueued, "leased": queue.leased, "completed": queue.completed,
+            "inserted": queue.inserted}

@@ -1,0 +1,182 @@
+"""What every task creator shares: opening layers, checking input, the task grid, provenance."""
+import getpass
+import math
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+from cloudvolume import CloudVolume
+from cloudvolume.exceptions import InfoUnavailableError
+from cloudvolume.lib import Bbox, Vec
+
+from igneous_like import __version__
+from igneous_like.errors import LayerNotFoundError, UserError
+
+MEMORY_TARGET = int(3.5e9)  # bytes a task may hold, as Igneous assumes by default
+
+IMAGE_ENCODINGS = ("png", "jpeg")
+LABEL_ENCODINGS = ("compressed_segmentation", "compresso", "crackle")
+ENCODINGS = ("raw",) + IMAGE_ENCODINGS + LABEL_ENCODINGS
+PROTOCOLS = ("file", "s3", "gs", "mem", "http", "https", "matrix")
+COMPRESSIONS = {"none": False, "gzip": "gzip", "br": "br"}
+
+
+def layer_path(path: str) -> str:
+    """A full cloud path: plain local paths become absolute file:// paths, unknown protocols fail."""
+    if "://" not in path:
+        return "file://" + os.path.abspath(path)
+    protocol = path.split("://", 1)[0]
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unsupported protocol {protocol}:// in {path}; use one of "
+                        + ", ".join(p + "://" for p in PROTOCOLS))
+    return path
+
+
+def open_layer(path: str, mip: Optional[int] = None, **kwargs) -> CloudVolume:
+    """Open an existing layer, or say clearly that there is none at `path`."""
+    path = layer_path(path)
+    try:
+        cv = CloudVolume(path, progress=False, **kwargs)
+    except InfoUnavailableError as err:
+        raise LayerNotFoundError(
+            f"no Neuroglancer Precomputed layer at {path} (its info file is missing); "
+            "check the path and protocol") from err
+    if mip is not None:
+        check_mip(cv, mip)
+    return cv
+
+
+def check_mip(cv: CloudVolume, mip: int) -> None:
+    available = len(cv.info["scales"])
+    if not 0 <= mip < available:
+        raise UserError(f"mip {mip} does not exist in {cv.cloudpath}: it has mips 0 to {available - 1}")
+
+
+def check_encoding(encoding: Optional[str], layer_type: str, dtype, num_channels: int = 1) -> None:
+    """Reject encodings that cannot hold this kind of data before anything is written."""
+    if encoding is None:
+        return
+    dtype = np.dtype(dtype)
+    if encoding not in ENCODINGS:
+        raise UserError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+    if encoding in IMAGE_ENCODINGS and layer_type == "segmentation":
+        raise UserError(f"--encoding {encoding} is lossy or image-only and would corrupt labels; "
+                        f"use raw or one of {', '.join(LABEL_ENCODINGS)} for segmentation layers")
+    if encoding in LABEL_ENCODINGS and layer_type != "segmentation":
+        raise UserError(f"--encoding {encoding} is for segmentation layers, and this layer is "
+                        f"{layer_type}; use raw, png or jpeg")
+    if encoding == "jpeg" and (dtype != np.uint8 or num_channels not in (1, 3)):
+        raise UserError(f"--encoding jpeg needs uint8 data with 1 or 3 channels, not "
+                        f"{dtype.name} with {num_channels}")
+    if encoding == "png" and dtype not in (np.uint8, np.uint16):
+        raise UserError(f"--encoding png needs uint8 or uint16 data, not {dtype.name}")
+    if encoding == "compressed_segmentation" and dtype not in (np.uint32, np.uint64):
+        raise UserError(f"--encoding compressed_segmentation needs uint32 or uint64 labels, not {dtype.name}")
+    if encoding in ("compresso", "crackle") and dtype.kind not in "iu":
+        raise UserError(f"--encoding {encoding} needs integer labels, not {dtype.name}")
+
+
+def compression(name: Optional[str]):
+    """Map the CLI's none/gzip/br onto CloudVolume's compress setting."""
+    if name is None:
+        return None
+    if name not in COMPRESSIONS:
+        raise UserError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
+    return COMPRESSIONS[name]
+
+
+def check_vec(name: str, value: Sequence[int], minimum: int = 1) -> Vec:
+    """A 3-vector of integers, each at least `minimum`."""
+    if value is None or len(value) != 3 or any(int(v) != v for v in value):
+        raise UserError(f"{name} needs three integers X,Y,Z, got {value!r}")
+    if any(v < minimum for v in value):
+        raise UserError(f"{name} values must be at least {minimum}, got {tuple(value)}")
+    return Vec(*[int(v) for v in value])
+
+
+def restrict_bounds(volume: Bbox, ranges: Sequence[Optional[Sequence[int]]]) -> Bbox:
+    """Cut the volume down to the given per-axis (start, end) ranges, checking they fit inside."""
+    bounds = volume.clone()
+    for axis, (name, rng) in enumerate(zip("xyz", ranges)):
+        if rng is None:
+            continue
+        start, end = int(rng[0]), int(rng[1])
+        lo, hi = int(volume.minpt[axis]), int(volume.maxpt[axis])
+        if start >= end:
+            raise UserError(f"--{name}range {start},{end} is empty: the start must be below the end")
+        if start < lo or end > hi:
+            raise UserError(f"--{name}range {start},{end} lies outside the volume's {name} extent {lo},{hi}")
+        bounds.minpt[axis], bounds.maxpt[axis] = start, end
+    return bounds
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Boxes of `shape` laid from `anchor`, those touching `region`, each clipped to `clip`.
+
+    Lazy and sized, so millions of tasks can be counted and enqueued without a list.
+    """
+    region: Bbox
+    shape: Vec
+    anchor: Vec
+    clip: Bbox
+
+    def _index_range(self):
+        lo = (self.region.minpt - self.anchor) // self.shape
+        hi = -((self.anchor - self.region.maxpt) // self.shape)  # ceiling division
+        return lo, hi
+
+    def __len__(self) -> int:
+        lo, hi = self._index_range()
+        return int(np.prod(np.maximum(hi - lo, 0)))
+
+    def __iter__(self) -> Iterator[Bbox]:
+        lo, hi = self._index_range()
+        for z in range(lo.z, hi.z):
+            for y in range(lo.y, hi.y):
+                for x in range(lo.x, hi.x):
+                    start = self.anchor + Vec(x, y, z) * self.shape
+                    box = Bbox.intersection(Bbox(start, start + self.shape), self.clip)
+                    if not box.subvoxel():
+                        yield box
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """A lazy, sized sequence of tasks: `make(box)` for each box of a grid."""
+    grid: Grid
+    make: Callable[[Bbox], partial]
+    description: str
+    mips: range = range(0)  # the mips these tasks write
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+    def __iter__(self):
+        return (self.make(box) for box in self.grid)
+
+
+def ints(values) -> list:
+    """JSON-native integers from a Vec or numpy array."""
+    return [int(v) for v in values]
+
+
+def lcm_shape(*shapes: Sequence[int]) -> Vec:
+    """The smallest shape that every given shape divides, per axis."""
+    return Vec(*[math.lcm(*[int(s[axis]) for s in shapes]) for axis in range(3)])
+
+
+def record_provenance(cv: CloudVolume, method: dict) -> None:
+    """Append what was run, by whom and when, to the layer's provenance file."""
+    cv.provenance.processing.append({
+        "method": method,
+        "by": f"igneous_like {__version__}",
+        "hostname": socket.gethostname(),
+        "user": getpass.getuser(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M %Z"),
+    })
+    cv.commit_provenance()

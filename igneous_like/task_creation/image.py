@@ -1,0 +1,340 @@
+"""Create image tasks: downsampling, transfer and deletion, sharded or not.
+
+Each creator validates all of its input first, then writes the destination info file and
+provenance, then returns a lazy, sized iterable of tasks laid on a grid whose boxes cover
+whole destination chunks (or shards), so no two tasks ever write the same file.
+"""
+import copy
+from functools import partial
+from typing import Optional, Sequence
+
+import numpy as np
+from cloudvolume import CloudVolume
+from cloudvolume.datasource.precomputed.sharding import (
+    compute_shard_params_for_image, image_shard_shape_from_spec,
+)
+from cloudvolume.exceptions import InfoUnavailableError
+from cloudvolume.lib import Bbox, Vec
+
+from igneous_like.downsample import check_sparse, resolve_method
+from igneous_like.errors import UserError
+from igneous_like.task_creation.common import (
+    MEMORY_TARGET, Grid, Tasks, check_encoding, check_vec, compression, ints, layer_path, lcm_shape,
+    open_layer, record_provenance,
+)
+from igneous_like.tasks.image import DeleteTask, DownsampleTask, PyramidOptions, TransferTask, mip_box
+
+BYTES_PER_VOXEL_COPIES = 3  # a task holds its cutout, its mips and tinybrain's working copy
+
+
+def task_bytes(shape: Vec, cv: CloudVolume) -> int:
+    return int(np.prod(shape)) * np.dtype(cv.dtype).itemsize * cv.num_channels * BYTES_PER_VOXEL_COPIES
+
+
+def pyramid_options(cv: CloudVolume, factor, method, sparse, fill_missing, delete_black_uploads,
+                    background_color, compress, sharded: bool) -> PyramidOptions:
+    """Check the downsampling choices against the layer and bundle them for the tasks."""
+    factor = check_vec("--factor", factor)
+    method = resolve_method(method, cv.layer_type, cv.dtype)
+    check_sparse(method, sparse, cv.dtype)
+    compress = compression(compress)
+    if sharded:
+        if compress == "br":
+            raise UserError("sharded layers compress chunks with gzip or not at all; use --compress gzip or none")
+        compress = False  # shard files stay plain; the sharding spec's data_encoding compresses chunks
+    return PyramidOptions(factor=tuple(factor), method=method, sparse=sparse,
+                          fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
+                          background_color=background_color, compress=compress)
+
+
+def shard_spec(cv: CloudVolume, mip: int, memory_target: int, gzip: bool) -> dict:
+    """A sharding spec whose shards hold about `memory_target` bytes of raw voxels."""
+    spec = compute_shard_params_for_image(
+        dataset_size=cv.meta.volume_size(mip), chunk_size=cv.meta.chunk_size(mip),
+        encoding=cv.meta.encoding(mip), dtype=cv.dtype,
+        uncompressed_shard_bytesize=max(memory_target // BYTES_PER_VOXEL_COPIES, 1),
+        data_encoding="gzip" if gzip else "raw",
+    )
+    return spec.to_dict()
+
+
+def shard_shape(cv: CloudVolume, mip: int) -> Vec:
+    scale = cv.meta.scale(mip)
+    return Vec(*image_shard_shape_from_spec(scale["sharding"], scale["size"], scale["chunk_sizes"][0]),
+               dtype=int)
+
+
+def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec,
+             chunk_size: Optional[Vec], encoding: Optional[str]) -> None:
+    """Add (or redefine) scales mip+1 .. mip+num_mips in `cv.info`; nothing is written yet."""
+    for level in range(mip + 1, mip + num_mips + 1):
+        ratio = (np.round(cv.meta.resolution(level - 1) / cv.meta.resolution(0)).astype(int)) * factor
+        resolution = cv.meta.resolution(0) * ratio
+        if level < len(cv.info["scales"]) and not np.allclose(cv.meta.resolution(level), resolution):
+            raise UserError(
+                f"mip {level} of {cv.cloudpath} has resolution {tuple(cv.meta.resolution(level))}, "
+                f"but downsampling mip {level - 1} by {tuple(factor)} gives {tuple(resolution)}; "
+                f"use the factor that made this pyramid, or delete mips {level}+ first (image rm)")
+        chunk = chunk_size if chunk_size is not None else cv.meta.chunk_size(level - 1)
+        cv.meta.add_scale(ratio, encoding=encoding or cv.meta.encoding(level - 1), chunk_size=chunk)
+
+
+def pyramid_unit(cv: CloudVolume, mip: int, num_mips: int) -> Vec:
+    """The smallest task shape at `mip` whose mips mip .. mip+num_mips are all whole chunks."""
+    shapes = []
+    for level in range(mip, mip + num_mips + 1):
+        ratio = np.round(cv.meta.resolution(level) / cv.meta.resolution(mip)).astype(int)
+        shapes.append(cv.meta.chunk_size(level) * ratio)
+    return lcm_shape(*shapes)
+
+
+def fit_mips(cv: CloudVolume, mip: int, num_mips: int, memory_target: int, region: Bbox,
+             minimum: int = 1) -> int:
+    """How many of the wanted mips (at least `minimum`) one task can make within the memory target."""
+    for n in range(num_mips, minimum - 1, -1):
+        shape = Vec(*np.minimum(pyramid_unit(cv, mip, n), region.size3()))
+        if task_bytes(shape, cv) <= memory_target:
+            return n
+    shape = Vec(*np.minimum(pyramid_unit(cv, mip, minimum), region.size3()))
+    raise UserError(f"--memory {memory_target} is too small: tasks of shape {tuple(shape)} "
+                    f"need {task_bytes(shape, cv)} bytes")
+
+
+def keep_mips(cv: CloudVolume, count: int) -> None:
+    """Drop scales past the first `count`: mips a pass was going to make but cannot."""
+    cv.info["scales"] = cv.info["scales"][:count]
+
+
+def task_shape(cv: CloudVolume, mip: int, num_mips: int, shape: Optional[Sequence[int]]) -> Vec:
+    """The given task shape, checked to cover whole chunks at every mip; else the smallest such."""
+    unit = pyramid_unit(cv, mip, num_mips)
+    if shape is None:
+        return unit
+    shape = check_vec("--shape", shape)
+    if np.any(shape % unit):
+        raise UserError(f"--shape {tuple(shape)} must be a multiple of {tuple(unit)} so that each task "
+                        f"writes whole chunks at mips {mip} to {mip + num_mips}")
+    return shape
+
+
+def region_at(cv: CloudVolume, mip: int, bounds: Optional[Bbox]) -> Bbox:
+    volume = cv.meta.bounds(mip)
+    if bounds is None:
+        return volume
+    region = Bbox.intersection(Bbox.create(bounds), volume)
+    if region.subvoxel():
+        raise UserError(f"bounds {bounds} lie outside the volume {volume} at mip {mip}")
+    return region
+
+
+def create_downsampling_tasks(
+    layer_path: str, mip: int = 0, num_mips: int = 5, factor: Sequence[int] = (2, 2, 1),
+    method: str = "auto", sparse: bool = False, chunk_size: Optional[Sequence[int]] = None,
+    encoding: Optional[str] = None, compress: Optional[str] = "gzip", fill_missing: bool = False,
+    delete_black_uploads: bool = False, background_color: int = 0, bounds: Optional[Bbox] = None,
+    memory_target: int = MEMORY_TARGET, shape: Optional[Sequence[int]] = None,
+) -> Tasks:
+    """Tasks that build mips mip+1 .. mip+n in one pass, n <= num_mips as memory allows.
+
+    `tasks.mips` says which mips the pass makes; run it, then call again from the last one to
+    make the rest (the CLI does this).
+    """
+    cv = open_layer(layer_path, mip)
+    if num_mips < 1:
+        raise UserError(f"--num-mips must be at least 1, got {num_mips}")
+    options = pyramid_options(cv, factor, method, sparse, fill_missing, delete_black_uploads,
+                              background_color, compress, sharded=False)
+    check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
+    chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
+    region = region_at(cv, mip, bounds)
+    existing = len(cv.info["scales"])
+    add_mips(cv, mip, num_mips, Vec(*options.factor), chunk_size, encoding)
+    if shape is None:
+        num_mips = fit_mips(cv, mip, num_mips, memory_target, region)
+    shape = task_shape(cv, mip, num_mips, shape)
+    keep_mips(cv, max(existing, mip + num_mips + 1))
+    cv.commit_info()
+    record_provenance(cv, {"task": "DownsampleTask", "mip": mip, "num_mips": num_mips,
+                           "shape": ints(shape), "bounds": str(region), **options.to_json()})
+    make = lambda box: partial(DownsampleTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
+                               shape=ints(box.size3()), num_mips=num_mips, options=options.to_json())
+    grid = Grid(region, shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
+    return Tasks(grid, make, f"downsample {cv.cloudpath} mip {mip} to mips {mip + 1}-{mip + num_mips}",
+                 mips=range(mip + 1, mip + num_mips + 1))
+
+
+def source_box(cv: CloudVolume, box: Bbox, mip: int, from_mip: int) -> Bbox:
+    """The box at `mip` whose downsample is `box` at `from_mip` (the inverse of tasks.image.mip_box)."""
+    ratio = np.round(cv.meta.resolution(from_mip) / cv.meta.resolution(mip)).astype(int)
+    start = cv.meta.voxel_offset(mip) + (box.minpt - cv.meta.voxel_offset(from_mip)) * ratio
+    stop = cv.meta.voxel_offset(mip) + (box.maxpt - cv.meta.voxel_offset(from_mip)) * ratio
+    return Bbox.clamp(Bbox(start, stop), cv.meta.bounds(mip))
+
+
+def create_image_shard_downsample_tasks(
+    layer_path: str, mip: int = 0, factor: Sequence[int] = (2, 2, 1), method: str = "auto",
+    sparse: bool = False, chunk_size: Optional[Sequence[int]] = None, encoding: Optional[str] = None,
+    compress: Optional[str] = "gzip", fill_missing: bool = False, delete_black_uploads: bool = False,
+    background_color: int = 0, bounds: Optional[Bbox] = None, memory_target: int = MEMORY_TARGET,
+) -> Tasks:
+    """Tasks that build sharded mip+1 from mip, one task per shard of mip+1."""
+    cv = open_layer(layer_path, mip)
+    options = pyramid_options(cv, factor, method, sparse, fill_missing, delete_black_uploads,
+                              background_color, compress, sharded=True)
+    check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
+    chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
+    region = region_at(cv, mip, bounds)
+    add_mips(cv, mip, 1, Vec(*options.factor), chunk_size, encoding)
+    target = mip + 1
+    budget = memory_target // int(np.prod(options.factor))
+    cv.meta.scale(target)["sharding"] = shard_spec(cv, target, budget, gzip=compress != "none")
+    cv.commit_info()
+    record_provenance(cv, {"task": "DownsampleTask", "mip": mip, "num_mips": 1, "sharded": True,
+                           "bounds": str(region), **options.to_json()})
+
+    def make(box: Bbox) -> partial:
+        src = source_box(cv, box, mip, target)
+        return partial(DownsampleTask, layer_path=cv.cloudpath, mip=mip, offset=ints(src.minpt),
+                       shape=ints(src.size3()), num_mips=1, options=options.to_json())
+
+    target_region = mip_box(cv, region, mip, target)
+    grid = Grid(target_region, shard_shape(cv, target), cv.meta.voxel_offset(target), cv.meta.bounds(target))
+    return Tasks(grid, make, f"downsample {cv.cloudpath} mip {mip} to sharded mip {target}",
+                 mips=range(target, target + 1))
+
+
+def destination_info(src: CloudVolume, mip: int, bounds: Bbox, chunk_size: Optional[Vec],
+                     encoding: Optional[str]) -> dict:
+    """The source's info cut to mips 0..mip, covering `bounds` (destination voxels at `mip`)."""
+    info = copy.deepcopy(src.info)
+    info["scales"] = info["scales"][:mip + 1]
+    for level, scale in enumerate(info["scales"]):
+        ratio = np.round(src.meta.resolution(mip) / src.meta.resolution(level)).astype(int)
+        scale["voxel_offset"] = [int(v) for v in bounds.minpt * ratio]
+        scale["size"] = [int(v) for v in bounds.size3() * ratio]
+        scale.pop("sharding", None)
+    top = info["scales"][mip]
+    if chunk_size is not None:
+        top["chunk_sizes"] = [[int(v) for v in chunk_size]]
+    if encoding is not None:
+        top["encoding"] = encoding
+        if encoding == "compressed_segmentation":
+            top.setdefault("compressed_segmentation_block_size", [8, 8, 8])
+    return info
+
+
+GEOMETRY_KEYS = ("resolution", "voxel_offset", "size", "chunk_sizes", "encoding")
+
+
+def open_destination(path: str, info: dict, mip: int) -> CloudVolume:
+    """Open the destination, creating its info; an existing layer must already match it."""
+    try:
+        existing = CloudVolume(path, progress=False)
+    except InfoUnavailableError:  # no layer there yet
+        return CloudVolume(path, info=info, progress=False)
+    mine, theirs = info["scales"][mip], existing.info["scales"][mip] if mip < len(existing.info["scales"]) else {}
+    mismatched = [key for key in ("data_type", "num_channels", "type") if existing.info.get(key) != info.get(key)]
+    mismatched += [key for key in GEOMETRY_KEYS + ("sharding",) if mine.get(key) != theirs.get(key)]
+    if mismatched:
+        raise UserError(f"{path} already holds a layer whose {', '.join(mismatched)} differ from this "
+                        "transfer's; choose a new destination or delete that layer first")
+    return existing
+
+
+def transfer_translation(region: Bbox, translate: Sequence[int],
+                         dest_voxel_offset: Optional[Sequence[int]]) -> Vec:
+    translate = check_vec("--translate", translate, minimum=-2**62)
+    if dest_voxel_offset is None:
+        return translate
+    if any(translate):
+        raise UserError("give either --translate or --dest-voxel-offset, not both")
+    return check_vec("--dest-voxel-offset", dest_voxel_offset, minimum=-2**62) - region.minpt
+
+
+def create_transfer_tasks(
+    src_layer_path: str, dest_layer_path: str, mip: int = 0, chunk_size: Optional[Sequence[int]] = None,
+    shape: Optional[Sequence[int]] = None, memory_target: int = MEMORY_TARGET,
+    translate: Sequence[int] = (0, 0, 0), dest_voxel_offset: Optional[Sequence[int]] = None,
+    bounds: Optional[Bbox] = None, fill_missing: bool = False, encoding: Optional[str] = None,
+    compress: Optional[str] = "gzip", skip_downsamples: bool = False, max_mips: int = 5,
+    factor: Sequence[int] = (2, 2, 1), method: str = "auto", sparse: bool = False,
+    delete_black_uploads: bool = False, background_color: int = 0, sharded: bool = False,
+) -> Tasks:
+    """Tasks that copy `bounds` of the source at `mip` into a new layout, and downsample it.
+
+    Unsharded tasks also write as many downsamples (up to `max_mips`) as their shape allows;
+    sharded tasks write one shard of `mip` each (follow with create_image_shard_downsample_tasks).
+    """
+    src = open_layer(src_layer_path, mip)
+    dest_path = layer_path(dest_layer_path)
+    if dest_path.rstrip("/") == src.cloudpath.rstrip("/"):
+        raise UserError("the destination is the source; transfer to a new path")
+    options = pyramid_options(src, factor, method, sparse, fill_missing, delete_black_uploads,
+                              background_color, compress, sharded)
+    check_encoding(encoding, src.layer_type, src.dtype, src.num_channels)
+    chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
+    region = region_at(src, mip, bounds)
+    translate = transfer_translation(region, translate, dest_voxel_offset)
+    info = destination_info(src, mip, region + translate, chunk_size, encoding)
+    dest = CloudVolume(dest_path, info=copy.deepcopy(info), progress=False)
+    if sharded:
+        info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, gzip=compress != "none")
+    dest = open_destination(dest_path, info, mip)
+    num_mips, shape = transfer_mips(dest, mip, 0 if (skip_downsamples or sharded) else max_mips,
+                                    Vec(*options.factor), memory_target, shape)
+    dest.commit_info()
+    record_provenance(dest, {"task": "TransferTask", "src": src.cloudpath, "mip": mip,
+                             "translate": ints(translate), "num_mips": num_mips, "sharded": sharded,
+                             "shape": ints(shape), **options.to_json()})
+    make = lambda box: partial(TransferTask, src_path=src.cloudpath, dest_path=dest.cloudpath, mip=mip,
+                               offset=ints(box.minpt), shape=ints(box.size3()), translate=ints(translate),
+                               num_mips=num_mips, options=options.to_json())
+    grid = Grid(dest.meta.bounds(mip), shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
+    return Tasks(grid, make, f"transfer {src.cloudpath} mip {mip} to {dest.cloudpath}",
+                 mips=range(mip, mip + num_mips + 1))
+
+
+def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memory_target: int,
+                  shape: Optional[Sequence[int]]):
+    """How many downsamples transfer tasks make, and their shape; trims the info to match."""
+    existing = len(dest.info["scales"])
+    add_mips(dest, mip, max_mips, factor, None, None)
+    region = dest.meta.bounds(mip)
+    if dest.image.is_sharded(mip):
+        num_mips, shape = 0, shard_shape(dest, mip)
+    elif shape is None:
+        num_mips = fit_mips(dest, mip, max_mips, memory_target, region, minimum=0)
+        shape = pyramid_unit(dest, mip, num_mips)
+    else:
+        task_shape(dest, mip, 0, shape)  # checks whole chunks at mip itself
+        shape = Vec(*shape)
+        num_mips = max(n for n in range(max_mips + 1) if not np.any(shape % pyramid_unit(dest, mip, n)))
+    keep_mips(dest, max(existing, mip + num_mips + 1))
+    return num_mips, shape
+
+
+def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
+                          shape: Optional[Sequence[int]] = None) -> Tasks:
+    """Tasks that delete mips mip .. mip+num_mips-1 (those that exist), chunk files and shards."""
+    cv = open_layer(layer_path, mip)
+    if num_mips < 1:
+        raise UserError(f"--num-mips must be at least 1, got {num_mips}")
+    num_mips = min(num_mips, len(cv.info["scales"]) - mip)
+    units = []
+    for level in range(mip, mip + num_mips):
+        ratio = np.round(cv.meta.resolution(level) / cv.meta.resolution(mip)).astype(int)
+        block = shard_shape(cv, level) if cv.image.is_sharded(level) else cv.meta.chunk_size(level)
+        units.append(block * ratio)
+    unit = lcm_shape(*units)
+    if shape is not None:
+        shape = check_vec("--shape", shape)
+        if np.any(shape % unit):
+            raise UserError(f"--shape {tuple(shape)} must be a multiple of {tuple(unit)} so that each task "
+                            f"deletes whole chunks or shards at mips {mip} to {mip + num_mips - 1}")
+    record_provenance(cv, {"task": "DeleteTask", "mip": mip, "num_mips": num_mips})
+    shape = unit if shape is None else shape
+    make = lambda box: partial(DeleteTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
+                               shape=ints(box.size3()), num_mips=num_mips)
+    grid = Grid(cv.meta.bounds(mip), shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
+    return Tasks(grid, make, f"delete {cv.cloudpath} mips {mip}-{mip + num_mips - 1}",
+                 mips=range(mip, mip + num_mips))

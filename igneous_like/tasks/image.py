@@ -1,0 +1,107 @@
+"""Image tasks: downsample, transfer (rechunk, translate, reshard) and delete one box.
+
+Every task reads or writes whole chunks (or whole shards) only, so tasks never touch the same
+file and a task killed half way and run again leaves the same output.
+"""
+from dataclasses import asdict, dataclass
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Bbox, Vec
+from taskqueue import queueable
+
+from igneous_like.downsample import downsample
+
+
+@dataclass(frozen=True)
+class PyramidOptions:
+    """How a task reads its source and downsamples and writes its mips; travels as a JSON dict."""
+    factor: Tuple[int, int, int] = (2, 2, 1)
+    method: str = "avg"
+    sparse: bool = False
+    fill_missing: bool = False
+    delete_black_uploads: bool = False
+    background_color: Union[int, float] = 0
+    compress: Union[str, bool, None] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "factor", tuple(int(f) for f in self.factor))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def mip_box(cv: CloudVolume, box: Bbox, mip: int, to_mip: int) -> Bbox:
+    """The box at `to_mip` covered by `box` at `mip`, rounded outward and clipped to the volume.
+
+    Blocks are anchored at each mip's voxel offset: this keeps every mip equal to downsampling
+    the whole volume, for any offset, and matches the offsets and sizes CloudVolume gives
+    downsampled scales (offset floor(o/f), size ceil(s/f)).
+    """
+    ratio = np.round(cv.meta.resolution(to_mip) / cv.meta.resolution(mip)).astype(int)
+    origin, to_origin = cv.meta.voxel_offset(mip), cv.meta.voxel_offset(to_mip)
+    start = to_origin + (box.minpt - origin) // ratio
+    stop = to_origin - ((origin - box.maxpt) // ratio)  # ceiling division
+    return Bbox.clamp(Bbox(start, stop), cv.meta.bounds(to_mip))
+
+
+def open_writer(path: str, options: PyramidOptions) -> CloudVolume:
+    return CloudVolume(
+        path, progress=False, compress=options.compress,
+        delete_black_uploads=options.delete_black_uploads,
+        background_color=options.background_color,
+    )
+
+
+def read_box(path: str, box: Bbox, mip: int, fill_missing: bool) -> np.ndarray:
+    cv = CloudVolume(path, mip=mip, progress=False, fill_missing=fill_missing)
+    return np.asarray(cv.download(box, mip=mip))
+
+
+def write_pyramid(dest: CloudVolume, img: np.ndarray, box: Bbox, mip: int, num_mips: int,
+                  options: PyramidOptions, write_first: bool) -> None:
+    """Write `img` (the contents of `box` at `mip`) and `num_mips` downsamples of it."""
+    if write_first:
+        dest.image.upload(img, box.minpt, mip)
+    mips = downsample(img, options.factor, num_mips, options.method, options.sparse)
+    for level, out in enumerate(mips, start=mip + 1):
+        dest.image.upload(out, mip_box(dest, box, mip, level).minpt, level)
+
+
+@queueable
+def DownsampleTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+                   num_mips: int, options: dict) -> None:
+    """Read one box at `mip` and write mips mip+1 .. mip+num_mips of it."""
+    opts = PyramidOptions(**options)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    img = read_box(layer_path, box, mip, opts.fill_missing)
+    write_pyramid(open_writer(layer_path, opts), img, box, mip, num_mips, opts, write_first=False)
+
+
+@queueable
+def TransferTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
+                 shape: Sequence[int], translate: Sequence[int], num_mips: int,
+                 options: dict) -> None:
+    """Copy one destination box from the source (shifted by `translate`), then downsample it."""
+    opts = PyramidOptions(**options)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    img = read_box(src_path, box - Vec(*translate), mip, opts.fill_missing)
+    write_pyramid(open_writer(dest_path, opts), img, box, mip, num_mips, opts, write_first=True)
+
+
+@queueable
+def DeleteTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+               num_mips: int) -> None:
+    """Delete the chunks (or shard files) of one box at mips mip .. mip+num_mips-1."""
+    cv = CloudVolume(layer_path, progress=False)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    for level in range(mip, mip + num_mips):
+        level_box = mip_box(cv, box, mip, level)
+        if cv.image.is_sharded(level):
+            _, codes = cv.image.morton_codes(level_box, mip=level)
+            filename = cv.image.shard_reader(level).get_filename(codes[0])
+            CloudFiles(cv.meta.join(cv.cloudpath, cv.meta.key(level))).delete(filename)
+        else:
+            cv.image.delete(level_box, level)
