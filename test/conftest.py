@@ -1,0 +1,71 @@
+"""Shared fixtures: the real segmentation, an image made from it, layer writing, CLI runs."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cloudvolume import CloudVolume
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data" / "connectomics.npy.ckl.gz"
+
+
+@pytest.fixture(scope="session")
+def real_seg() -> np.ndarray:
+    """The real 512^3 uint32 EM segmentation (Fortran order)."""
+    if not DATA.exists():
+        pytest.skip(f"real data not found at {DATA}")
+    import crackle
+    return np.asfortranarray(crackle.load(str(DATA)))
+
+
+@pytest.fixture(scope="session")
+def real_image(real_seg) -> np.ndarray:
+    """A uint8 'EM-like' image made from the segmentation: a per-object grey level, dark borders."""
+    grey = ((real_seg.astype(np.uint64) * np.uint64(2654435761)) >> np.uint64(24)) % np.uint64(200)
+    image = (grey + 40).astype(np.uint8)
+    borders = np.zeros(real_seg.shape, dtype=bool)
+    borders[1:] |= real_seg[1:] != real_seg[:-1]
+    borders[:, 1:] |= real_seg[:, 1:] != real_seg[:, :-1]
+    image[borders] = 10
+    return np.asfortranarray(image)
+
+
+def write_layer(path: str, data: np.ndarray, layer_type: str, offset=(0, 0, 0), chunk=(64, 64, 64),
+                encoding: str = "raw", resolution=(16, 16, 40), compress=False) -> str:
+    """Write `data` (x,y,z) as a one-mip Precomputed layer and return its path."""
+    info = CloudVolume.create_new_info(
+        num_channels=1, layer_type=layer_type, data_type=str(data.dtype), encoding=encoding,
+        resolution=list(resolution), voxel_offset=list(offset), volume_size=list(data.shape),
+        chunk_size=list(chunk))
+    cv = CloudVolume(path, info=info, compress=compress, progress=False)
+    cv.commit_info()
+    cv[cv.bounds] = np.asfortranarray(data)
+    return path
+
+
+@pytest.fixture
+def make_layer(tmp_path):
+    """make_layer(name, data, layer_type, **kwargs) -> file:// path under this test's tmp_path."""
+    def make(name, data, layer_type, **kwargs):
+        return write_layer(f"file://{tmp_path / name}", data, layer_type, **kwargs)
+    return make
+
+
+def read_mip(path: str, mip: int) -> np.ndarray:
+    """A whole mip as an (x,y,z) array, through CloudVolume."""
+    cv = CloudVolume(path, mip=mip, progress=False)
+    return np.asarray(cv[cv.bounds])[..., 0]
+
+
+def run_cli(*args, check=True, env=None, cwd=None) -> subprocess.CompletedProcess:
+    """Run `python -m igneous_like ARGS` as a real subprocess."""
+    full_env = dict(os.environ, **(env or {}))
+    result = subprocess.run([sys.executable, "-m", "igneous_like", *map(str, args)],
+                            capture_output=True, text=True, env=full_env, cwd=cwd)
+    if check and result.returncode != 0:
+        raise AssertionError(f"igneous-like {' '.join(map(str, args))} exited {result.returncode}:\n"
+                             f"{result.stderr}")
+    return result
