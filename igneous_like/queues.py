@@ -126,16 +126,20 @@ class QueueWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(self.interval):
-            try:
-                finished = self.initial - self.queue.enqueued
-            except Exception:  # a flaky status read must not stop the workers
-                continue
-            if finished > self.progress.done:
-                self.progress.update(finished - self.progress.done)
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            finished = self.initial - self.queue.enqueued
+        except Exception:  # a flaky status read must not stop the workers
+            return
+        if finished > self.progress.done:
+            self.progress.update(finished - self.progress.done)
 
     def stop(self) -> None:
         self.halt.set()
         self.join()
+        self.poll()
 
 
 def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: str = "tasks") -> int:

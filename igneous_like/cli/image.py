@@ -119,7 +119,8 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
         return
     if queue is not None:
         command = (f"igneous-like image downsample {dest} --mip {top} --num-mips {remaining} "
-                   f"--factor {','.join(map(str, factor))} --method {method} --compress {compress}"
+                   f"--factor {','.join(map(str, factor))} --method {method} --compress {compress} "
+                   f"--memory {memory_target}"
                    + (" --sharded" if sharded else "") + f" --queue {queue}")
         click.echo(f"The downsamples need the transfer's output. Once the queue is empty, run:\n"
                    f"  {command}", err=True)
