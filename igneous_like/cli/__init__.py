@@ -9,6 +9,7 @@ import sys
 import click
 
 from igneous_like import __version__
+from igneous_like.cli.demo import demo
 from igneous_like.cli.execution import execute, queue
 from igneous_like.cli.image import image
 from igneous_like.errors import TaskFailures, UserError
@@ -37,6 +38,7 @@ def cli(ctx, parallel, quiet, verbose):
 cli.add_command(image)
 cli.add_command(execute)
 cli.add_command(queue)
+cli.add_command(demo)
 
 
 def main(argv=None) -> None:
