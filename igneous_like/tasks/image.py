@@ -100,8 +100,9 @@ def DeleteTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence
     for level in range(mip, mip + num_mips):
         level_box = mip_box(cv, box, mip, level)
         if cv.image.is_sharded(level):
-            _, codes = cv.image.morton_codes(level_box, mip=level)
-            filename = cv.image.shard_reader(level).get_filename(codes[0])
-            CloudFiles(cv.meta.join(cv.cloudpath, cv.meta.key(level))).delete(filename)
+            _, codes = cv.image.morton_codes(level_box, mip=level, same_shard=False)
+            reader = cv.image.shard_reader(level)
+            filenames = sorted({reader.get_filename(code) for code in codes})
+            CloudFiles(cv.meta.join(cv.cloudpath, cv.meta.key(level))).delete(filenames)
         else:
             cv.image.delete(level_box, level)

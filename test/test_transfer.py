@@ -1,0 +1,98 @@
+"""Transfer (rechunk, translate, reshard, re-encode) and deletion, checked voxel for voxel."""
+import os
+
+import numpy as np
+import pytest
+import tinybrain
+from cloudvolume import CloudVolume
+from conftest import read_mip, run_cli
+
+from igneous_like.queues import run_locally
+from igneous_like.task_creation import create_deletion_tasks, create_transfer_tasks
+
+OFFSET, SIZE = (96, 32, 8), (296, 264, 128)
+
+
+def tensorstore_read(path: str, mip: int) -> np.ndarray:
+    ts = pytest.importorskip("tensorstore")
+    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": path + "/", "scale_index": mip}).result()
+    return store.read().result()[..., 0]
+
+
+@pytest.fixture
+def seg_crop(real_seg):
+    return np.asfortranarray(real_seg[:SIZE[0], :SIZE[1], :SIZE[2]])
+
+
+def test_rechunk_to_new_offset_reproduces_source(make_layer, seg_crop, tmp_path):
+    src = make_layer("src", seg_crop, "segmentation", offset=OFFSET)
+    dest = f"file://{tmp_path}/dest"
+    run_cli("-p", "2", "image", "xfer", src, dest, "--chunk-size", "128,128,32",
+            "--dest-voxel-offset", "10,20,30", "--max-mips", 2, "--compress", "none")
+    cv = CloudVolume(dest)
+    assert list(cv.meta.voxel_offset(0)) == [10, 20, 30] and list(cv.meta.volume_size(0)) == list(SIZE)
+    assert list(cv.meta.chunk_size(0)) == [128, 128, 32]
+    assert np.array_equal(read_mip(dest, 0), seg_crop)
+    assert np.array_equal(tensorstore_read(dest, 0), seg_crop)
+    expected = tinybrain.downsample_segmentation(seg_crop, (2, 2, 1), num_mips=2)
+    for mip, want in enumerate(expected, start=1):
+        assert np.array_equal(read_mip(dest, mip), want)
+        assert np.array_equal(tensorstore_read(dest, mip), want)
+
+
+def test_sharded_transfer_equals_unsharded(make_layer, real_image, tmp_path):
+    data = np.asfortranarray(real_image[:SIZE[0], :SIZE[1], :SIZE[2]])
+    src = make_layer("src", data, "image", offset=OFFSET)
+    plain, sharded = f"file://{tmp_path}/plain", f"file://{tmp_path}/sharded"
+    run_cli("image", "xfer", src, plain, "--skip-downsample", "--compress", "none")
+    run_cli("image", "xfer", src, sharded, "--sharded", "--max-mips", 1, "--memory", 10**7,
+            "--compress", "none")
+    assert len([n for n in os.listdir(tmp_path / "sharded/16_16_40") if n.endswith(".shard")]) > 1
+    for reader in (read_mip, tensorstore_read):
+        assert np.array_equal(reader(sharded, 0), data)
+        assert np.array_equal(reader(plain, 0), data)
+    want = tinybrain.downsample_with_averaging(data, (2, 2, 1), num_mips=1)[0]
+    assert np.array_equal(tensorstore_read(sharded, 1), want)
+
+
+def test_translate_bounds_and_encoding(make_layer, seg_crop, tmp_path):
+    src = make_layer("src", seg_crop, "segmentation", offset=OFFSET)
+    dest = f"file://{tmp_path}/dest"
+    lo, hi = (100, 40, 10), (300, 200, 100)
+    tasks = create_transfer_tasks(src, dest, bounds=(lo, hi), translate=(-100, 60, 5),
+                                  encoding="compressed_segmentation", skip_downsamples=True)
+    run_locally(tasks, parallel=2)
+    cv = CloudVolume(dest)
+    assert cv.meta.encoding(0) == "compressed_segmentation"
+    assert list(cv.bounds.minpt) == [0, 100, 15] and list(cv.bounds.maxpt) == [200, 260, 105]
+    box = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, OFFSET))
+    assert np.array_equal(read_mip(dest, 0), seg_crop[box])
+
+
+def test_transfer_into_the_same_layout_is_idempotent(make_layer, seg_crop, tmp_path):
+    src = make_layer("src", seg_crop[:128, :128, :64], "segmentation")
+    dest = f"file://{tmp_path}/dest"
+    for _ in range(2):
+        run_locally(create_transfer_tasks(src, dest, max_mips=1))
+    assert np.array_equal(read_mip(dest, 0), seg_crop[:128, :128, :64])
+
+
+def chunk_files(root) -> dict:
+    return {d: sorted(os.listdir(os.path.join(root, d))) for d in sorted(os.listdir(root))
+            if os.path.isdir(os.path.join(root, d))}
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_rm_deletes_exactly_the_asked_mips(make_layer, seg_crop, tmp_path, sharded):
+    src = make_layer("src", seg_crop, "segmentation", offset=OFFSET)
+    dest = f"file://{tmp_path}/dest"
+    args = ["--sharded", "--memory", 10**7] if sharded else []
+    run_cli("image", "xfer", src, dest, "--max-mips", 3, *args)
+    before = chunk_files(tmp_path / "dest")
+    assert len(before) == 4 and all(before.values())
+    run_locally(create_deletion_tasks(dest, mip=1, num_mips=2))
+    after = chunk_files(tmp_path / "dest")
+    keys = [CloudVolume(dest).meta.key(mip) for mip in range(4)]
+    assert after[keys[0]] == before[keys[0]] and after[keys[3]] == before[keys[3]]
+    assert after[keys[1]] == [] and after[keys[2]] == []
+    assert np.array_equal(read_mip(dest, 0), seg_crop)
