@@ -1,0 +1,115 @@
+"""Queues and workers: the same bytes however the work is run, and queue verbs that tell the truth."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import read_mip, run_cli, write_layer
+from taskqueue import TaskQueue
+
+JOB = ["image", "downsample", "--num-mips", 2, "--shape", "256,256,64", "--compress", "none"]
+
+
+def tree(root: Path) -> dict:
+    """Every file's bytes under root, except provenance (it records hosts and times)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "provenance"}
+
+
+@pytest.fixture
+def source(real_seg):
+    return np.asfortranarray(real_seg[:300, :260, :64])
+
+
+def test_same_bytes_in_process_parallel_and_two_workers(tmp_path, source):
+    layers = {}
+    for name in ("serial", "parallel", "workers"):
+        layers[name] = write_layer(f"file://{tmp_path}/{name}", source, "segmentation", offset=(32, 0, 0))
+    run_cli(*JOB[:2], layers["serial"], *JOB[2:])
+    run_cli("-p", "2", *JOB[:2], layers["parallel"], *JOB[2:])
+
+    queue = f"fq://{tmp_path}/queue"
+    run_cli(*JOB[:2], layers["workers"], *JOB[2:], "--queue", queue)
+    assert TaskQueue(queue).enqueued == 4
+    workers = [subprocess.Popen([sys.executable, "-m", "igneous_like", "--quiet", "execute", "-x", queue],
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    assert TaskQueue(queue).enqueued == 0
+
+    serial = tree(tmp_path / "serial")
+    assert len(serial) > 20
+    assert tree(tmp_path / "parallel") == serial
+    assert tree(tmp_path / "workers") == serial
+
+
+def test_queue_status_release_purge_and_max_tasks(tmp_path, source):
+    path = write_layer(f"file://{tmp_path}/layer", source, "segmentation")
+    queue = f"fq://{tmp_path}/queue"
+    run_cli(*JOB[:2], path, *JOB[2:], "--queue", queue)
+
+    status = run_cli("queue", "status", queue, "--interval", 0).stdout
+    assert "enqueued:  4" in status and "leased:    0" in status
+
+    # a worker that leased a task and died: the task stays leased until released
+    tq = TaskQueue(queue)
+    tq.lease(seconds=3600)
+    assert "leased:    1" in run_cli("queue", "status", queue, "--interval", 0).stdout
+    run_cli("queue", "release", queue)
+    assert "leased:    0" in run_cli("queue", "status", queue, "--interval", 0).stdout
+
+    run_cli("execute", "--max-tasks", 2, queue)
+    assert tq.enqueued == 2
+    run_cli("-p", "2", "execute", "-x", queue)
+    assert tq.enqueued == 0 and tq.completed == 4
+    assert np.array_equal(read_mip(path, 2).shape, (75, 65, 64))
+
+    run_cli(*JOB[:2], path, *JOB[2:], "--queue", queue)
+    run_cli("queue", "purge", queue, "--yes")
+    assert tq.enqueued == 0
+
+
+def test_enqueue_says_where_and_what_next(tmp_path, source):
+    path = write_layer(f"file://{tmp_path}/layer", source, "segmentation")
+    queue_dir = tmp_path / "queue"
+    result = run_cli(*JOB[:2], path, *JOB[2:], "--queue", str(queue_dir))
+    assert f"Enqueued 4 tasks" in result.stderr and f"fq://{queue_dir}" in result.stderr
+    assert f"execute -x fq://{queue_dir}" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def sqs_env(tmp_path):
+    """A real SQS-compatible server (moto) on loopback, and the environment that points at it."""
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path)}
+    import boto3
+    boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing").create_queue(
+        QueueName="igneous-like-test")
+    yield env
+    server.stop()
+
+
+def test_sqs_queue_end_to_end(tmp_path, source, sqs_env):
+    path = write_layer(f"file://{tmp_path}/layer", source, "segmentation")
+    expected = write_layer(f"file://{tmp_path}/expected", source, "segmentation")
+    run_cli(*JOB[:2], expected, *JOB[2:])
+    result = run_cli(*JOB[:2], path, *JOB[2:], "--queue", "sqs://igneous-like-test", env=sqs_env)
+    assert "Enqueued 4 tasks" in result.stderr
+    run_cli("-p", "2", "execute", "-x", "sqs://igneous-like-test", env=sqs_env)
+    assert tree(tmp_path / "layer") == tree(tmp_path / "expected")
