@@ -60,6 +60,13 @@ def read_mip(path: str, mip: int) -> np.ndarray:
     return np.asarray(cv[cv.bounds])[..., 0]
 
 
+def tensorstore_read(path: str, mip: int) -> np.ndarray:
+    """A whole mip through TensorStore, an implementation independent of CloudVolume."""
+    ts = pytest.importorskip("tensorstore")
+    spec = {"driver": "neuroglancer_precomputed", "kvstore": path + "/", "scale_index": mip}
+    return ts.open(spec).result().read().result()[..., 0]
+
+
 def run_cli(*args, check=True, env=None, cwd=None) -> subprocess.CompletedProcess:
     """Run `python -m igneous_like ARGS` as a real subprocess."""
     full_env = dict(os.environ, **(env or {}))

@@ -1,5 +1,4 @@
 """Queues and workers: the same bytes however the work is run, and queue verbs that tell the truth."""
-import os
 import socket
 import subprocess
 import sys
@@ -77,7 +76,7 @@ def test_enqueue_says_where_and_what_next(tmp_path, source):
     path = write_layer(f"file://{tmp_path}/layer", source, "segmentation")
     queue_dir = tmp_path / "queue"
     result = run_cli(*JOB[:2], path, *JOB[2:], "--queue", str(queue_dir))
-    assert f"Enqueued 4 tasks" in result.stderr and f"fq://{queue_dir}" in result.stderr
+    assert "Enqueued 4 tasks" in result.stderr and f"fq://{queue_dir}" in result.stderr
     assert f"execute -x fq://{queue_dir}" in result.stderr
 
 

@@ -5,18 +5,12 @@ import numpy as np
 import pytest
 import tinybrain
 from cloudvolume import CloudVolume
-from conftest import read_mip, run_cli
+from conftest import read_mip, run_cli, tensorstore_read
 
 from igneous_like.queues import run_locally
 from igneous_like.task_creation import create_deletion_tasks, create_transfer_tasks
 
 OFFSET, SIZE = (96, 32, 8), (296, 264, 128)
-
-
-def tensorstore_read(path: str, mip: int) -> np.ndarray:
-    ts = pytest.importorskip("tensorstore")
-    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": path + "/", "scale_index": mip}).result()
-    return store.read().result()[..., 0]
 
 
 @pytest.fixture
