@@ -37,8 +37,13 @@ def queue_url(path: str) -> str:
     return path
 
 
-def open_queue(path: str) -> TaskQueue:
-    return TaskQueue(queue_url(path), progress=False)
+def open_queue(path: str, create: bool = False) -> TaskQueue:
+    """The queue at `path`; a file queue must already exist unless `create` (so typos fail)."""
+    url = queue_url(path)
+    if not create and url.startswith("fq://") and not os.path.isdir(os.path.join(url[5:], "queue")):
+        raise UserError(f"no task queue at {url}; check the path, or enqueue tasks there first "
+                        f"with --queue {url}")
+    return TaskQueue(url, progress=False)
 
 
 def encode(task) -> bytes:
@@ -177,7 +182,7 @@ def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress):
             for future in finished:
                 error = future.exception()
                 if error is not None:
-                    log.error("task failed: %r", error)
+                    log.error("task failed", exc_info=error)
                     failed += 1
                 done += 1
                 progress.update()
@@ -187,7 +192,7 @@ def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress):
 
 def enqueue(tasks: Iterable, path: str) -> int:
     """Insert tasks into the queue at `path`; returns how many went in."""
-    queue = open_queue(path)
+    queue = open_queue(path, create=True)
     total = len(tasks) if hasattr(tasks, "__len__") else None
     return queue.insert(tasks, total=total)
 

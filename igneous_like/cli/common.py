@@ -32,11 +32,35 @@ class IntTuple(click.ParamType):
         return numbers
 
 
+class QueueURL(click.ParamType):
+    """fq://DIR, a plain directory or sqs://NAME, checked while parsing so a bad one writes nothing."""
+
+    name = "QUEUE"
+
+    def convert(self, value, param, ctx):
+        return queues.queue_url(value)  # a UserError ends the command before any work
+
+
+class Corners(IntTuple):
+    """X0,Y0,Z0,X1,Y1,Z1: a box's start corner and its (exclusive) end corner."""
+
+    def __init__(self):
+        super().__init__(6)
+        self.name = "X0,Y0,Z0,X1,Y1,Z1"
+
+    def convert(self, value, param, ctx):
+        numbers = super().convert(value, param, ctx)
+        if any(start >= end for start, end in zip(numbers[:3], numbers[3:])):
+            self.fail(f"{value!r} is empty: each end X1,Y1,Z1 must be above its start X0,Y0,Z0", param, ctx)
+        return numbers
+
+
 VEC3 = IntTuple(3)
 RANGE = IntTuple(2)
+BOUNDS = Corners()
 
 queue_option = click.option(
-    "--queue", "-q", default=None, metavar="QUEUE",
+    "--queue", "-q", type=QueueURL(), default=None, metavar="QUEUE",
     help="fq://DIR or sqs://NAME to enqueue into; without it the tasks run here (see -p).")
 range_options = [
     click.option(f"--{axis}range", type=RANGE, default=None, help=f"START,END of {axis} voxels to process.")

@@ -1,5 +1,6 @@
 """What every task creator shares: opening layers, checking input, the task grid, provenance."""
 import getpass
+import json
 import math
 import os
 import socket
@@ -45,6 +46,9 @@ def open_layer(path: str, mip: Optional[int] = None, **kwargs) -> CloudVolume:
         raise LayerNotFoundError(
             f"no Neuroglancer Precomputed layer at {path} (its info file is missing); "
             "check the path and protocol") from err
+    except json.JSONDecodeError as err:
+        raise LayerNotFoundError(f"the info file of {path} is not valid JSON ({err}); "
+                                 "check the path, or repair or rewrite that info file") from err
     if mip is not None:
         check_mip(cv, mip)
     return cv
@@ -94,7 +98,7 @@ def check_vec(name: str, value: Sequence[int], minimum: int = 1) -> Vec:
     if value is None or len(value) != 3 or any(int(v) != v for v in value):
         raise UserError(f"{name} needs three integers X,Y,Z, got {value!r}")
     if any(v < minimum for v in value):
-        raise UserError(f"{name} values must be at least {minimum}, got {tuple(value)}")
+        raise UserError(f"{name} values must be at least {minimum}, got {csv(value)}")
     return Vec(*[int(v) for v in value])
 
 
@@ -158,6 +162,11 @@ class Tasks:
 
     def __iter__(self):
         return (self.make(box) for box in self.grid)
+
+
+def csv(values) -> str:
+    """Numbers as the CLI takes them (48,64,32), for messages."""
+    return ",".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in values)
 
 
 def ints(values) -> list:

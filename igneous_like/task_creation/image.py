@@ -19,7 +19,7 @@ from cloudvolume.lib import Bbox, Vec
 from igneous_like.downsample import check_sparse, resolve_method
 from igneous_like.errors import UserError
 from igneous_like.task_creation.common import (
-    MEMORY_TARGET, Grid, Tasks, check_encoding, check_vec, compression, ints, layer_path, lcm_shape,
+    MEMORY_TARGET, Grid, Tasks, check_encoding, check_vec, compression, csv, ints, layer_path, lcm_shape,
     open_layer, record_provenance,
 )
 from igneous_like.tasks.image import DeleteTask, DownsampleTask, PyramidOptions, TransferTask, mip_box
@@ -72,8 +72,8 @@ def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec,
         resolution = cv.meta.resolution(0) * ratio
         if level < len(cv.info["scales"]) and not np.allclose(cv.meta.resolution(level), resolution):
             raise UserError(
-                f"mip {level} of {cv.cloudpath} has resolution {tuple(cv.meta.resolution(level))}, "
-                f"but downsampling mip {level - 1} by {tuple(factor)} gives {tuple(resolution)}; "
+                f"mip {level} of {cv.cloudpath} has resolution {csv(cv.meta.resolution(level))}, "
+                f"but downsampling mip {level - 1} by {csv(factor)} gives {csv(resolution)}; "
                 f"use the factor that made this pyramid, or delete mips {level}+ first (image rm)")
         chunk = chunk_size if chunk_size is not None else cv.meta.chunk_size(level - 1)
         cv.meta.add_scale(ratio, encoding=encoding or cv.meta.encoding(level - 1), chunk_size=chunk)
@@ -96,7 +96,7 @@ def fit_mips(cv: CloudVolume, mip: int, num_mips: int, memory_target: int, regio
         if task_bytes(shape, cv) <= memory_target:
             return n
     shape = Vec(*np.minimum(pyramid_unit(cv, mip, minimum), region.size3()))
-    raise UserError(f"--memory {memory_target} is too small: tasks of shape {tuple(shape)} "
+    raise UserError(f"--memory {memory_target} is too small: tasks of shape {csv(shape)} "
                     f"need {task_bytes(shape, cv)} bytes")
 
 
@@ -112,7 +112,7 @@ def task_shape(cv: CloudVolume, mip: int, num_mips: int, shape: Optional[Sequenc
         return unit
     shape = check_vec("--shape", shape)
     if np.any(shape % unit):
-        raise UserError(f"--shape {tuple(shape)} must be a multiple of {tuple(unit)} so that each task "
+        raise UserError(f"--shape {csv(shape)} must be a multiple of {csv(unit)} so that each task "
                         f"writes whole chunks at mips {mip} to {mip + num_mips}")
     return shape
 
@@ -121,9 +121,14 @@ def region_at(cv: CloudVolume, mip: int, bounds: Optional[Bbox]) -> Bbox:
     volume = cv.meta.bounds(mip)
     if bounds is None:
         return volume
-    region = Bbox.intersection(Bbox.create(bounds), volume)
+    bounds = bounds if isinstance(bounds, Bbox) else Bbox(*bounds)  # a Bbox or (min, max) corners
+    if np.any(bounds.size3() <= 0):
+        raise UserError(f"bounds {csv(bounds.minpt)}-{csv(bounds.maxpt)} are empty: "
+                        "each end must be above its start")
+    region = Bbox.intersection(bounds, volume)
     if region.subvoxel():
-        raise UserError(f"bounds {bounds} lie outside the volume {volume} at mip {mip}")
+        raise UserError(f"bounds {csv(bounds.minpt)}-{csv(bounds.maxpt)} lie outside the volume "
+                        f"{csv(volume.minpt)}-{csv(volume.maxpt)} at mip {mip}")
     return region
 
 
@@ -329,7 +334,7 @@ def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
     if shape is not None:
         shape = check_vec("--shape", shape)
         if np.any(shape % unit):
-            raise UserError(f"--shape {tuple(shape)} must be a multiple of {tuple(unit)} so that each task "
+            raise UserError(f"--shape {csv(shape)} must be a multiple of {csv(unit)} so that each task "
                             f"deletes whole chunks or shards at mips {mip} to {mip + num_mips - 1}")
     record_provenance(cv, {"task": "DeleteTask", "mip": mip, "num_mips": num_mips})
     shape = unit if shape is None else shape
