@@ -60,7 +60,8 @@ def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=Non
 @image.command()
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to downsample from.")
-@click.option("--num-mips", type=click.IntRange(min=1), default=5, show_default=True, help="How many mips to make.")
+@click.option("--num-mips", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many mips to make.")
 @click.option("--chunk-size", type=VEC3, default=None, help="Chunk size of new mips (default: keep).")
 @click.option("--shape", type=VEC3, default=None, help="Task shape at --mip (default: from --memory).")
 @add_options(pyramid_options + range_options)
@@ -93,7 +94,8 @@ def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, 
 @click.option("--dest-voxel-offset", type=VEC3, default=None, help="Voxel offset of the destination.")
 @click.option("--bounds", type=BOUNDS, default=None, help="X0,Y0,Z0,X1,Y1,Z1 of the source to copy.")
 @click.option("--skip-downsample", is_flag=True, help="Do not build downsamples of the destination.")
-@click.option("--max-mips", type=click.IntRange(min=0), default=5, show_default=True, help="How many downsamples to build.")
+@click.option("--max-mips", type=click.IntRange(min=0), default=5, show_default=True,
+              help="How many downsamples to build.")
 @add_options(pyramid_options)
 @queue_option
 @click.pass_context
@@ -131,7 +133,8 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
 @image.command()
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="First mip to delete.")
-@click.option("--num-mips", type=click.IntRange(min=1), default=5, show_default=True, help="How many mips to delete.")
+@click.option("--num-mips", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many mips to delete.")
 @click.option("--shape", type=VEC3, default=None, help="Task shape at --mip.")
 @queue_option
 @click.pass_context
