@@ -343,3 +343,8 @@ def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
     grid = Grid(cv.meta.bounds(mip), shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
     return Tasks(grid, make, f"delete {cv.cloudpath} mips {mip}-{mip + num_mips - 1}",
                  mips=range(mip, mip + num_mips))
+
+
+def create_image_shard_transfer_tasks(src_layer_path: str, dest_layer_path: str, **kwargs) -> Tasks:
+    """Igneous's name for a sharded transfer: one task per destination shard."""
+    return create_transfer_tasks(src_layer_path, dest_layer_path, sharded=True, **kwargs)
