@@ -4,3 +4,9 @@ Heavy modules (CloudVolume, task queues) are imported by the submodules that nee
 so `import igneous_like` stays cheap for the CLI and for workers.
 """
 __version__ = "0.1.0"
+
+
+def execute(queue: str, parallel: int = 1, **kwargs):
+    """Run workers on a queue from Python; see igneous_like.queues.execute."""
+    from igneous_like.queues import execute as run_workers
+    return run_workers(queue, parallel=parallel, **kwargs)

@@ -28,10 +28,16 @@ def cli(ctx, parallel, quiet, verbose):
     Enqueue work with a verb and --queue, then run workers with execute; without --queue the
     tasks run right here.
 
-    Example: igneous-like image downsample file:///data/em --queue fq:///tmp/q && igneous-like -p 2 execute -x fq:///tmp/q
+    Example:
+
+      igneous-like image downsample file:///data/em --queue fq:///tmp/q
+
+      igneous-like -p 2 execute -x fq:///tmp/q
     """
     level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    for chatty in ("botocore", "boto3", "urllib3", "s3transfer"):  # per-request INFO lines
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
     ctx.obj = {"parallel": parallel, "quiet": quiet}
 
 

@@ -43,7 +43,8 @@ def status(path, interval):
     click.echo(f"queue:     {queues.queue_url(path)}")
     click.echo(f"enqueued:  {first['enqueued']}")
     click.echo(f"leased:    {first['leased']}")
-    click.echo(f"completed: {first['completed']}")
+    completed = first["completed"]
+    click.echo(f"completed: {'n/a (SQS does not count)' if completed != completed else completed}")
     if interval <= 0 or first["enqueued"] == 0:
         return
     time.sleep(interval)

@@ -3,13 +3,25 @@ import click
 from cloudvolume.lib import Bbox
 
 from igneous_like.cli.common import (
-    BOUNDS, VEC3, add_options, compress_option, dispatch, encoding_option, memory_option,
-    queue_option, range_options, ranges_to_bounds, rerun_command, run_passes,
+    BOUNDS,
+    VEC3,
+    add_options,
+    compress_option,
+    dispatch,
+    encoding_option,
+    memory_option,
+    queue_option,
+    range_options,
+    ranges_to_bounds,
+    rerun_command,
+    run_passes,
 )
 from igneous_like.downsample import METHODS
 from igneous_like.errors import UserError
 from igneous_like.task_creation import (
-    create_deletion_tasks, create_downsampling_tasks, create_image_shard_downsample_tasks,
+    create_deletion_tasks,
+    create_downsampling_tasks,
+    create_image_shard_downsample_tasks,
     create_transfer_tasks,
 )
 
@@ -41,18 +53,24 @@ def downsample_factor(factor, volumetric):
     return (2, 2, 2) if volumetric else (factor or (2, 2, 1))
 
 
-def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=None, shape=None):
-    """Downsample `path` from `mip` by `num_mips` mips, sharded one mip a pass."""
+def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=None, shape=None,
+                   bounds_mip=None):
+    """Downsample `path` from `mip` by `num_mips` mips, sharded one mip a pass.
+
+    `bounds` are voxels of `bounds_mip` (default `mip`), so every pass covers the same region.
+    """
+    bounds_mip = mip if bounds_mip is None else bounds_mip
     if sharded:
         def create(at_mip, _):
-            return create_image_shard_downsample_tasks(path, mip=at_mip, bounds=bounds, **options)
+            return create_image_shard_downsample_tasks(path, mip=at_mip, bounds=bounds,
+                                                       bounds_mip=bounds_mip, **options)
     else:
         def create(at_mip, wanted):
             return create_downsampling_tasks(path, mip=at_mip, num_mips=wanted, bounds=bounds,
-                                             shape=shape, **options)
+                                             bounds_mip=bounds_mip, shape=shape, **options)
 
     def rerun(at_mip, wanted):
-        return rerun_command({"--mip": at_mip, "--num-mips": wanted})
+        return rerun_command({"--mip": at_mip, "--num-mips": wanted, "--bounds-mip": bounds_mip})
 
     run_passes(ctx, create, mip, num_mips, queue, rerun)
 
@@ -65,11 +83,12 @@ def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=Non
 @click.option("--chunk-size", type=VEC3, default=None, help="Chunk size of new mips (default: keep).")
 @click.option("--shape", type=VEC3, default=None, help="Task shape at --mip (default: from --memory).")
 @add_options(pyramid_options + range_options)
+@click.option("--bounds-mip", type=int, default=None, help="Mip the ranges are given in (default: --mip).")
 @queue_option
 @click.pass_context
 def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, method, sparse,
                fill_missing, delete_black_uploads, background_color, sharded, compress, encoding,
-               memory_target, xrange, yrange, zrange, queue):
+               memory_target, xrange, yrange, zrange, bounds_mip, queue):
     """Build an image pyramid: mips --mip+1 .. --mip+--num-mips.
 
     Example: igneous-like image downsample file:///data/em --num-mips 3 --queue fq:///tmp/q
@@ -80,8 +99,9 @@ def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, 
                    background_color=background_color, memory_target=memory_target)
     if sharded and shape is not None:
         raise UserError("--shape does not apply to --sharded downsampling: each task makes one shard")
-    bounds = ranges_to_bounds(path, mip, xrange, yrange, zrange)
-    pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds, shape)
+    bounds_mip = mip if bounds_mip is None else bounds_mip
+    bounds = ranges_to_bounds(path, bounds_mip, xrange, yrange, zrange)
+    pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds, shape, bounds_mip)
 
 
 @image.command()

@@ -1,7 +1,10 @@
 """create_* functions: validate input, write destination info, return lazy task iterables."""
 from igneous_like.task_creation.image import (
-    create_deletion_tasks, create_downsampling_tasks, create_image_shard_downsample_tasks,
-    create_image_shard_transfer_tasks, create_transfer_tasks,
+    create_deletion_tasks,
+    create_downsampling_tasks,
+    create_image_shard_downsample_tasks,
+    create_image_shard_transfer_tasks,
+    create_transfer_tasks,
 )
 
 __all__ = [

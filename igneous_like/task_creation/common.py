@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
@@ -84,10 +84,10 @@ def check_encoding(encoding: Optional[str], layer_type: str, dtype, num_channels
         raise UserError(f"--encoding {encoding} needs integer labels, not {dtype.name}")
 
 
-def compression(name: Optional[str]):
-    """Map the CLI's none/gzip/br onto CloudVolume's compress setting."""
-    if name is None:
-        return None
+def compression(name: Union[str, bool, None]):
+    """Map none/gzip/br (or False/True) onto CloudVolume's compress setting; None keeps its default."""
+    if name is None or isinstance(name, bool):
+        return "gzip" if name is True else name
     if name not in COMPRESSIONS:
         raise UserError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
     return COMPRESSIONS[name]

@@ -11,7 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import (
-    compute_shard_params_for_image, image_shard_shape_from_spec,
+    compute_shard_params_for_image,
+    image_shard_shape_from_spec,
 )
 from cloudvolume.exceptions import InfoUnavailableError
 from cloudvolume.lib import Bbox, Vec
@@ -19,8 +20,19 @@ from cloudvolume.lib import Bbox, Vec
 from igneous_like.downsample import check_sparse, resolve_method
 from igneous_like.errors import UserError
 from igneous_like.task_creation.common import (
-    MEMORY_TARGET, Grid, Tasks, check_encoding, check_vec, compression, csv, ints, layer_path, lcm_shape,
-    open_layer, record_provenance,
+    MEMORY_TARGET,
+    Grid,
+    Tasks,
+    check_encoding,
+    check_mip,
+    check_vec,
+    compression,
+    csv,
+    ints,
+    layer_path,
+    lcm_shape,
+    open_layer,
+    record_provenance,
 )
 from igneous_like.tasks.image import DeleteTask, DownsampleTask, PyramidOptions, TransferTask, mip_box
 
@@ -40,20 +52,21 @@ def pyramid_options(cv: CloudVolume, factor, method, sparse, fill_missing, delet
     compress = compression(compress)
     if sharded:
         if compress == "br":
-            raise UserError("sharded layers compress chunks with gzip or not at all; use --compress gzip or none")
+            raise UserError("sharded layers compress chunks with gzip or not at all; "
+                            "use --compress gzip or none")
         compress = False  # shard files stay plain; the sharding spec's data_encoding compresses chunks
     return PyramidOptions(factor=tuple(factor), method=method, sparse=sparse,
                           fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
                           background_color=background_color, compress=compress)
 
 
-def shard_spec(cv: CloudVolume, mip: int, memory_target: int, gzip: bool) -> dict:
+def shard_spec(cv: CloudVolume, mip: int, memory_target: int, compress) -> dict:
     """A sharding spec whose shards hold about `memory_target` bytes of raw voxels."""
     spec = compute_shard_params_for_image(
         dataset_size=cv.meta.volume_size(mip), chunk_size=cv.meta.chunk_size(mip),
         encoding=cv.meta.encoding(mip), dtype=cv.dtype,
         uncompressed_shard_bytesize=max(memory_target // BYTES_PER_VOXEL_COPIES, 1),
-        data_encoding="gzip" if gzip else "raw",
+        data_encoding="raw" if compression(compress) is False else "gzip",
     )
     return spec.to_dict()
 
@@ -117,14 +130,23 @@ def task_shape(cv: CloudVolume, mip: int, num_mips: int, shape: Optional[Sequenc
     return shape
 
 
-def region_at(cv: CloudVolume, mip: int, bounds: Optional[Bbox]) -> Bbox:
+def region_at(cv: CloudVolume, mip: int, bounds, bounds_mip: Optional[int] = None) -> Bbox:
+    """The part of the volume at `mip` to process: `bounds` (a Bbox or (min, max) corners, in
+    voxels of `bounds_mip`, default `mip`) within it, rounded outward."""
     volume = cv.meta.bounds(mip)
     if bounds is None:
         return volume
-    bounds = bounds if isinstance(bounds, Bbox) else Bbox(*bounds)  # a Bbox or (min, max) corners
-    if np.any(bounds.size3() <= 0):
+    if not isinstance(bounds, Bbox):
+        low, high = (np.asarray(corner, dtype=int) for corner in bounds)
+        if np.any(high <= low):
+            raise UserError(f"bounds {csv(low)}-{csv(high)} are empty: each end must be above its start")
+        bounds = Bbox(low, high)
+    if bounds.subvoxel():
         raise UserError(f"bounds {csv(bounds.minpt)}-{csv(bounds.maxpt)} are empty: "
                         "each end must be above its start")
+    if bounds_mip is not None and bounds_mip != mip:
+        check_mip(cv, bounds_mip)
+        bounds = mip_box(cv, bounds, bounds_mip, mip, clip=False)
     region = Bbox.intersection(bounds, volume)
     if region.subvoxel():
         raise UserError(f"bounds {csv(bounds.minpt)}-{csv(bounds.maxpt)} lie outside the volume "
@@ -138,6 +160,7 @@ def create_downsampling_tasks(
     encoding: Optional[str] = None, compress: Optional[str] = "gzip", fill_missing: bool = False,
     delete_black_uploads: bool = False, background_color: int = 0, bounds: Optional[Bbox] = None,
     memory_target: int = MEMORY_TARGET, shape: Optional[Sequence[int]] = None,
+    bounds_mip: Optional[int] = None,
 ) -> Tasks:
     """Tasks that build mips mip+1 .. mip+n in one pass, n <= num_mips as memory allows.
 
@@ -151,7 +174,7 @@ def create_downsampling_tasks(
                               background_color, compress, sharded=False)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
-    region = region_at(cv, mip, bounds)
+    region = region_at(cv, mip, bounds, bounds_mip)
     existing = len(cv.info["scales"])
     add_mips(cv, mip, num_mips, Vec(*options.factor), chunk_size, encoding)
     if shape is None:
@@ -181,6 +204,7 @@ def create_image_shard_downsample_tasks(
     sparse: bool = False, chunk_size: Optional[Sequence[int]] = None, encoding: Optional[str] = None,
     compress: Optional[str] = "gzip", fill_missing: bool = False, delete_black_uploads: bool = False,
     background_color: int = 0, bounds: Optional[Bbox] = None, memory_target: int = MEMORY_TARGET,
+    bounds_mip: Optional[int] = None,
 ) -> Tasks:
     """Tasks that build sharded mip+1 from mip, one task per shard of mip+1."""
     cv = open_layer(layer_path, mip)
@@ -188,11 +212,11 @@ def create_image_shard_downsample_tasks(
                               background_color, compress, sharded=True)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
-    region = region_at(cv, mip, bounds)
+    region = region_at(cv, mip, bounds, bounds_mip)
     add_mips(cv, mip, 1, Vec(*options.factor), chunk_size, encoding)
     target = mip + 1
     budget = memory_target // int(np.prod(options.factor))
-    cv.meta.scale(target)["sharding"] = shard_spec(cv, target, budget, gzip=compress != "none")
+    cv.meta.scale(target)["sharding"] = shard_spec(cv, target, budget, compress)
     cv.commit_info()
     record_provenance(cv, {"task": "DownsampleTask", "mip": mip, "num_mips": 1, "sharded": True,
                            "bounds": str(region), **options.to_json()})
@@ -228,7 +252,8 @@ def destination_info(src: CloudVolume, mip: int, bounds: Bbox, chunk_size: Optio
     return info
 
 
-GEOMETRY_KEYS = ("resolution", "voxel_offset", "size", "chunk_sizes", "encoding")
+LAYER_KEYS = ("data_type", "num_channels", "type")
+GEOMETRY_KEYS = ("resolution", "voxel_offset", "size", "chunk_sizes", "encoding", "sharding")
 
 
 def open_destination(path: str, info: dict, mip: int) -> CloudVolume:
@@ -237,9 +262,10 @@ def open_destination(path: str, info: dict, mip: int) -> CloudVolume:
         existing = CloudVolume(path, progress=False)
     except InfoUnavailableError:  # no layer there yet
         return CloudVolume(path, info=info, progress=False)
-    mine, theirs = info["scales"][mip], existing.info["scales"][mip] if mip < len(existing.info["scales"]) else {}
-    mismatched = [key for key in ("data_type", "num_channels", "type") if existing.info.get(key) != info.get(key)]
-    mismatched += [key for key in GEOMETRY_KEYS + ("sharding",) if mine.get(key) != theirs.get(key)]
+    scales = existing.info["scales"]
+    mine, theirs = info["scales"][mip], (scales[mip] if mip < len(scales) else {})
+    mismatched = [key for key in LAYER_KEYS if existing.info.get(key) != info.get(key)]
+    mismatched += [key for key in GEOMETRY_KEYS if mine.get(key) != theirs.get(key)]
     if mismatched:
         raise UserError(f"{path} already holds a layer whose {', '.join(mismatched)} differ from this "
                         "transfer's; choose a new destination or delete that layer first")
@@ -283,7 +309,7 @@ def create_transfer_tasks(
     info = destination_info(src, mip, region + translate, chunk_size, encoding)
     dest = CloudVolume(dest_path, info=copy.deepcopy(info), progress=False)
     if sharded:
-        info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, gzip=compress != "none")
+        info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, compress)
     dest = open_destination(dest_path, info, mip)
     num_mips, shape = transfer_mips(dest, mip, 0 if (skip_downsamples or sharded) else max_mips,
                                     Vec(*options.factor), memory_target, shape)

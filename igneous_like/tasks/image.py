@@ -33,8 +33,8 @@ class PyramidOptions:
         return asdict(self)
 
 
-def mip_box(cv: CloudVolume, box: Bbox, mip: int, to_mip: int) -> Bbox:
-    """The box at `to_mip` covered by `box` at `mip`, rounded outward and clipped to the volume.
+def mip_box(cv: CloudVolume, box: Bbox, mip: int, to_mip: int, clip: bool = True) -> Bbox:
+    """The box at `to_mip` covered by `box` at `mip`, rounded outward (and clipped to the volume).
 
     Blocks are anchored at each mip's voxel offset: this keeps every mip equal to downsampling
     the whole volume, for any offset, and matches the offsets and sizes CloudVolume gives
@@ -44,7 +44,8 @@ def mip_box(cv: CloudVolume, box: Bbox, mip: int, to_mip: int) -> Bbox:
     origin, to_origin = cv.meta.voxel_offset(mip), cv.meta.voxel_offset(to_mip)
     start = to_origin + (box.minpt - origin) // ratio
     stop = to_origin - ((origin - box.maxpt) // ratio)  # ceiling division
-    return Bbox.clamp(Bbox(start, stop), cv.meta.bounds(to_mip))
+    box = Bbox(start, stop)
+    return Bbox.clamp(box, cv.meta.bounds(to_mip)) if clip else box
 
 
 def open_writer(path: str, options: PyramidOptions) -> CloudVolume:
