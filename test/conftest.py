@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from cloudvolume import CloudVolume
 
+from igneous_like.layers import write_array as write_layer
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "connectomics.npy.ckl.gz"
 
@@ -31,19 +33,6 @@ def real_image(real_seg) -> np.ndarray:
     borders[:, 1:] |= real_seg[:, 1:] != real_seg[:, :-1]
     image[borders] = 10
     return np.asfortranarray(image)
-
-
-def write_layer(path: str, data: np.ndarray, layer_type: str, offset=(0, 0, 0), chunk=(64, 64, 64),
-                encoding: str = "raw", resolution=(16, 16, 40), compress=False) -> str:
-    """Write `data` (x,y,z) as a one-mip Precomputed layer and return its path."""
-    info = CloudVolume.create_new_info(
-        num_channels=1, layer_type=layer_type, data_type=str(data.dtype), encoding=encoding,
-        resolution=list(resolution), voxel_offset=list(offset), volume_size=list(data.shape),
-        chunk_size=list(chunk))
-    cv = CloudVolume(path, info=info, compress=compress, progress=False)
-    cv.commit_info()
-    cv[cv.bounds] = np.asfortranarray(data)
-    return path
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import numpy as np
 
 from igneous_like import queues
 from igneous_like.errors import UserError
+from igneous_like.layers import write_array
 
 SHAPE, OFFSET, CHUNK, RESOLUTION = (256, 256, 64), (64, 32, 0), (64, 64, 16), (16, 16, 40)
 NUM_MIPS, NUM_CELLS, SEED = 3, 60, 2024
@@ -34,19 +35,6 @@ def make_volumes(shape=SHAPE, num_cells=NUM_CELLS, seed=SEED):
     image = rng.integers(90, 210, num_cells)[owner] + rng.normal(0, 12, shape)
     image[membrane] = 30 + rng.normal(0, 8, int(membrane.sum()))
     return np.asfortranarray(np.clip(image, 0, 255).astype(np.uint8)), np.asfortranarray(seg)
-
-
-def write_layer(path: str, data: np.ndarray, layer_type: str) -> str:
-    """Write `data` as a one-mip, uncompressed Precomputed layer at `path` (file://...)."""
-    from cloudvolume import CloudVolume
-    info = CloudVolume.create_new_info(
-        num_channels=1, layer_type=layer_type, data_type=data.dtype.name, encoding="raw",
-        resolution=list(RESOLUTION), voxel_offset=list(OFFSET), volume_size=list(data.shape),
-        chunk_size=list(CHUNK))
-    cv = CloudVolume(path, info=info, compress=False, progress=False)
-    cv.commit_info()
-    cv[cv.bounds] = data
-    return path
 
 
 def summary(path: str) -> str:
@@ -83,8 +71,8 @@ def demo(ctx, output_dir, overwrite):
     start = time.monotonic()
     image, seg = make_volumes()
     paths = {name: f"file://{out / name}" for name in PARTS[:3]}
-    write_layer(paths["image"], image, "image")
-    write_layer(paths["segmentation"], seg, "segmentation")
+    for name, data in (("image", image), ("segmentation", seg)):
+        write_array(paths[name], data, name, RESOLUTION, OFFSET, CHUNK)
     queue = f"fq://{out / 'queue'}"
     count = queues.enqueue(create_transfer_tasks(
         paths["image"], paths["image_rechunked"], chunk_size=(128, 128, 32), dest_voxel_offset=(0, 0, 0),
