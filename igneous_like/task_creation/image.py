@@ -34,7 +34,14 @@ from igneous_like.task_creation.common import (
     open_layer,
     record_provenance,
 )
-from igneous_like.tasks.image import DeleteTask, DownsampleTask, PyramidOptions, TransferTask, mip_box
+from igneous_like.tasks.image import (
+    DeleteTask,
+    DownsampleTask,
+    PyramidOptions,
+    TransferTask,
+    mip_box,
+    mip_ratio,
+)
 
 BYTES_PER_VOXEL_COPIES = 3  # a task holds its cutout, its mips and tinybrain's working copy
 
@@ -81,7 +88,7 @@ def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec,
              chunk_size: Optional[Vec], encoding: Optional[str]) -> None:
     """Add (or redefine) scales mip+1 .. mip+num_mips in `cv.info`; nothing is written yet."""
     for level in range(mip + 1, mip + num_mips + 1):
-        ratio = (np.round(cv.meta.resolution(level - 1) / cv.meta.resolution(0)).astype(int)) * factor
+        ratio = mip_ratio(cv, 0, level - 1) * factor
         resolution = cv.meta.resolution(0) * ratio
         if level < len(cv.info["scales"]) and not np.allclose(cv.meta.resolution(level), resolution):
             raise UserError(
@@ -96,7 +103,7 @@ def pyramid_unit(cv: CloudVolume, mip: int, num_mips: int) -> Vec:
     """The smallest task shape at `mip` whose mips mip .. mip+num_mips are all whole chunks."""
     shapes = []
     for level in range(mip, mip + num_mips + 1):
-        ratio = np.round(cv.meta.resolution(level) / cv.meta.resolution(mip)).astype(int)
+        ratio = mip_ratio(cv, mip, level)
         shapes.append(cv.meta.chunk_size(level) * ratio)
     return lcm_shape(*shapes)
 
@@ -118,16 +125,26 @@ def keep_mips(cv: CloudVolume, count: int) -> None:
     cv.info["scales"] = cv.info["scales"][:count]
 
 
+def whole_blocks(shape: Vec, unit: Vec, extent: Vec) -> bool:
+    """Whether tasks of `shape` cut the volume only at multiples of `unit`, or not at all."""
+    return bool(np.all((shape % unit == 0) | (shape >= extent)))
+
+
+def checked_shape(shape: Sequence[int], unit: Vec, extent: Vec, purpose: str) -> Vec:
+    shape = check_vec("--shape", shape)
+    if not whole_blocks(shape, unit, extent):
+        raise UserError(f"--shape {csv(shape)} must be a multiple of {csv(unit)} (or span the volume, "
+                        f"{csv(extent)}) so that each task {purpose}")
+    return shape
+
+
 def task_shape(cv: CloudVolume, mip: int, num_mips: int, shape: Optional[Sequence[int]]) -> Vec:
     """The given task shape, checked to cover whole chunks at every mip; else the smallest such."""
     unit = pyramid_unit(cv, mip, num_mips)
     if shape is None:
         return unit
-    shape = check_vec("--shape", shape)
-    if np.any(shape % unit):
-        raise UserError(f"--shape {csv(shape)} must be a multiple of {csv(unit)} so that each task "
-                        f"writes whole chunks at mips {mip} to {mip + num_mips}")
-    return shape
+    return checked_shape(shape, unit, cv.meta.volume_size(mip),
+                         f"writes whole chunks at mips {mip} to {mip + num_mips}")
 
 
 def region_at(cv: CloudVolume, mip: int, bounds, bounds_mip: Optional[int] = None) -> Bbox:
@@ -193,7 +210,7 @@ def create_downsampling_tasks(
 
 def source_box(cv: CloudVolume, box: Bbox, mip: int, from_mip: int) -> Bbox:
     """The box at `mip` whose downsample is `box` at `from_mip` (the inverse of tasks.image.mip_box)."""
-    ratio = np.round(cv.meta.resolution(from_mip) / cv.meta.resolution(mip)).astype(int)
+    ratio = mip_ratio(cv, mip, from_mip)
     start = cv.meta.voxel_offset(mip) + (box.minpt - cv.meta.voxel_offset(from_mip)) * ratio
     stop = cv.meta.voxel_offset(mip) + (box.maxpt - cv.meta.voxel_offset(from_mip)) * ratio
     return Bbox.clamp(Bbox(start, stop), cv.meta.bounds(mip))
@@ -238,7 +255,7 @@ def destination_info(src: CloudVolume, mip: int, bounds: Bbox, chunk_size: Optio
     info = copy.deepcopy(src.info)
     info["scales"] = info["scales"][:mip + 1]
     for level, scale in enumerate(info["scales"]):
-        ratio = np.round(src.meta.resolution(mip) / src.meta.resolution(level)).astype(int)
+        ratio = mip_ratio(src, level, mip)
         scale["voxel_offset"] = [int(v) for v in bounds.minpt * ratio]
         scale["size"] = [int(v) for v in bounds.size3() * ratio]
         scale.pop("sharding", None)
@@ -337,9 +354,10 @@ def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memor
         num_mips = fit_mips(dest, mip, max_mips, memory_target, region, minimum=0)
         shape = pyramid_unit(dest, mip, num_mips)
     else:
-        task_shape(dest, mip, 0, shape)  # checks whole chunks at mip itself
-        shape = Vec(*shape)
-        num_mips = max(n for n in range(max_mips + 1) if not np.any(shape % pyramid_unit(dest, mip, n)))
+        shape = task_shape(dest, mip, 0, shape)  # whole chunks at mip itself
+        extent = dest.meta.volume_size(mip)
+        fitting = [n for n in range(max_mips + 1) if whole_blocks(shape, pyramid_unit(dest, mip, n), extent)]
+        num_mips = max(fitting)
     keep_mips(dest, max(existing, mip + num_mips + 1))
     return num_mips, shape
 
@@ -353,15 +371,13 @@ def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
     num_mips = min(num_mips, len(cv.info["scales"]) - mip)
     units = []
     for level in range(mip, mip + num_mips):
-        ratio = np.round(cv.meta.resolution(level) / cv.meta.resolution(mip)).astype(int)
+        ratio = mip_ratio(cv, mip, level)
         block = shard_shape(cv, level) if cv.image.is_sharded(level) else cv.meta.chunk_size(level)
         units.append(block * ratio)
     unit = lcm_shape(*units)
     if shape is not None:
-        shape = check_vec("--shape", shape)
-        if np.any(shape % unit):
-            raise UserError(f"--shape {csv(shape)} must be a multiple of {csv(unit)} so that each task "
-                            f"deletes whole chunks or shards at mips {mip} to {mip + num_mips - 1}")
+        shape = checked_shape(shape, unit, cv.meta.volume_size(mip),
+                              f"deletes whole chunks or shards at mips {mip} to {mip + num_mips - 1}")
     record_provenance(cv, {"task": "DeleteTask", "mip": mip, "num_mips": num_mips})
     shape = unit if shape is None else shape
     make = lambda box: partial(DeleteTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),

@@ -33,6 +33,11 @@ class PyramidOptions:
         return asdict(self)
 
 
+def mip_ratio(cv: CloudVolume, mip: int, to_mip: int) -> Vec:
+    """How many voxels of `mip` one voxel of `to_mip` spans, per axis."""
+    return Vec(*np.round(cv.meta.resolution(to_mip) / cv.meta.resolution(mip)).astype(int))
+
+
 def mip_box(cv: CloudVolume, box: Bbox, mip: int, to_mip: int, clip: bool = True) -> Bbox:
     """The box at `to_mip` covered by `box` at `mip`, rounded outward (and clipped to the volume).
 
@@ -40,7 +45,7 @@ def mip_box(cv: CloudVolume, box: Bbox, mip: int, to_mip: int, clip: bool = True
     the whole volume, for any offset, and matches the offsets and sizes CloudVolume gives
     downsampled scales (offset floor(o/f), size ceil(s/f)).
     """
-    ratio = np.round(cv.meta.resolution(to_mip) / cv.meta.resolution(mip)).astype(int)
+    ratio = mip_ratio(cv, mip, to_mip)
     origin, to_origin = cv.meta.voxel_offset(mip), cv.meta.voxel_offset(to_mip)
     start = to_origin + (box.minpt - origin) // ratio
     stop = to_origin - ((origin - box.maxpt) // ratio)  # ceiling division
