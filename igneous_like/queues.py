@@ -10,10 +10,11 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from itertools import islice
-from typing import Iterable, Optional
+from itertools import chain, islice
+from typing import Iterable, Iterator, Optional
 
 import orjson
+from cloudfiles import reset_connection_pools
 from taskqueue import QueueEmptyError, TaskQueue
 from taskqueue.queueables import totask
 
@@ -57,6 +58,21 @@ def run_encoded(payload: bytes) -> None:
     task = totask(payload)
     log.debug("running %s", task.key)
     task.execute()
+
+
+def worker_pool(parallel: int, long_lived: bool) -> ProcessPoolExecutor:
+    """`parallel` worker processes.
+
+    Long-lived queue workers fork from a clean server process, so they inherit no threads,
+    locks or connections (execute runs a progress thread). Short in-process runs fork this
+    process, which starts at once; each child drops the connection pools it inherited.
+    """
+    if long_lived:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["igneous_like.tasks.image"])
+        return ProcessPoolExecutor(parallel, mp_context=context)
+    return ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("fork"),
+                               initializer=reset_connection_pools)
 
 
 @dataclass
@@ -110,7 +126,7 @@ def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optio
         if parallel == 1:
             report = work(*args)
         else:
-            with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with worker_pool(parallel, long_lived=True) as pool:
                 report = sum(pool.map(_work_in_child, [args] * parallel), WorkerReport())
     finally:
         watcher.stop()
@@ -174,8 +190,8 @@ def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: s
 def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress):
     """Keep a bounded window of tasks in flight so huge lazy task lists never sit in memory."""
     done = failed = 0
-    payloads = (encode(task) for task in tasks)
-    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+    payloads = (encode(task) for task in refuse_memory_layers(tasks))
+    with worker_pool(parallel, long_lived=False) as pool:
         pending = {pool.submit(run_encoded, p) for p in islice(payloads, parallel * 4)}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -192,9 +208,21 @@ def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress):
 
 def enqueue(tasks: Iterable, path: str) -> int:
     """Insert tasks into the queue at `path`; returns how many went in."""
-    queue = open_queue(path, create=True)
     total = len(tasks) if hasattr(tasks, "__len__") else None
-    return queue.insert(tasks, total=total)
+    tasks = refuse_memory_layers(tasks)
+    return open_queue(path, create=True).insert(tasks, total=total)
+
+
+def refuse_memory_layers(tasks: Iterable) -> Iterator:
+    """Stop before the first task if it names a mem:// layer: other processes cannot see it."""
+    iterator = iter(tasks)
+    first = next(iterator, None)
+    if first is None:
+        return iter(())
+    if any(isinstance(value, str) and value.startswith("mem://") for value in totask(first).kwargs.values()):
+        raise UserError("mem:// layers live inside one process, so other worker processes would write "
+                        "into copies that vanish; run mem:// jobs without --queue and with -p 1")
+    return chain([first], iterator)
 
 
 def status(path: str) -> dict:

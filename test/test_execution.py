@@ -112,3 +112,19 @@ def test_sqs_queue_end_to_end(tmp_path, source, sqs_env):
     assert "Enqueued 4 tasks" in result.stderr
     run_cli("-p", "2", "execute", "-x", "sqs://igneous-like-test", env=sqs_env)
     assert tree(tmp_path / "layer") == tree(tmp_path / "expected")
+
+
+def test_mem_layers_refuse_other_processes(tmp_path):
+    """mem:// lives in one process: -p 2 or a queue would lose the output, so both are refused."""
+    from igneous_like.errors import UserError
+    from igneous_like.queues import enqueue, run_locally
+    from igneous_like.task_creation import create_downsampling_tasks
+
+    path = write_layer("mem://bench/layer", np.ones((128, 128, 16), np.uint8), "image")
+    for run in (lambda tasks: run_locally(tasks, parallel=2),
+                lambda tasks: enqueue(tasks, f"fq://{tmp_path}/q")):
+        with pytest.raises(UserError, match="mem://"):
+            run(create_downsampling_tasks(path, num_mips=1))
+    assert not (tmp_path / "q").exists()
+    run_locally(create_downsampling_tasks(path, num_mips=1))
+    assert read_mip(path, 1).shape == (64, 64, 16)
