@@ -109,8 +109,8 @@ def work(path: str, lease_sec: int = 600, max_tasks: Optional[int] = None,
     return report
 
 
-def _work_in_child(args) -> WorkerReport:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def _work_in_child(level: int, args: tuple) -> WorkerReport:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     return work(*args)
 
 
@@ -127,7 +127,8 @@ def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optio
             report = work(*args)
         else:
             with worker_pool(parallel, long_lived=True) as pool:
-                report = sum(pool.map(_work_in_child, [args] * parallel), WorkerReport())
+                level = logging.getLogger().getEffectiveLevel()
+                report = sum(pool.map(_work_in_child, [level] * parallel, [args] * parallel), WorkerReport())
     finally:
         watcher.stop()
         progress.close()

@@ -12,7 +12,8 @@ from igneous_like.progress import format_seconds
 @click.option("-x", "--exit-on-empty", is_flag=True, help="Stop when no task is left to lease.")
 @click.option("--lease-sec", type=click.IntRange(min=1), default=600, show_default=True,
               help="Seconds a task stays leased; a task not finished by then goes back to the queue.")
-@click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Stop after this many tasks.")
+@click.option("--max-tasks", type=click.IntRange(min=1), default=None,
+              help="Stop each worker process after this many tasks.")
 @click.pass_context
 def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks):
     """Lease and run tasks from QUEUE (fq://DIR, a directory, or sqs://NAME).
