@@ -1,5 +1,4 @@
 """Options and helpers every CLI area shares: integer tuples, ranges, --queue and dispatch."""
-import logging
 import shlex
 import sys
 from typing import Callable, Optional
@@ -8,9 +7,7 @@ import click
 from cloudvolume.lib import Bbox
 
 from igneous_like import queues
-from igneous_like.task_creation.common import Tasks, open_layer, restrict_bounds
-
-log = logging.getLogger(__name__)
+from igneous_like.task_creation.common import MEMORY_TARGET, Tasks, open_layer, restrict_bounds
 
 
 class IntTuple(click.ParamType):
@@ -67,7 +64,7 @@ range_options = [
     for axis in "xyz"
 ]
 memory_option = click.option(
-    "--memory", "memory_target", type=int, default=int(3.5e9), show_default=True,
+    "--memory", "memory_target", type=int, default=MEMORY_TARGET, show_default=True,
     help="Bytes one task may use; sets the task shape.")
 compress_option = click.option(
     "--compress", type=click.Choice(["none", "gzip", "br"]), default="gzip", show_default=True,

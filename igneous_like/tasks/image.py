@@ -53,17 +53,17 @@ def mip_box(cv: CloudVolume, box: Bbox, mip: int, to_mip: int, clip: bool = True
     return Bbox.clamp(box, cv.meta.bounds(to_mip)) if clip else box
 
 
-def open_writer(path: str, options: PyramidOptions) -> CloudVolume:
+def open_volume(path: str, options: PyramidOptions) -> CloudVolume:
+    """One handle (one info read) that reads and writes the way the options say."""
     return CloudVolume(
-        path, progress=False, compress=options.compress,
+        path, progress=False, fill_missing=options.fill_missing, compress=options.compress,
         delete_black_uploads=options.delete_black_uploads,
         background_color=options.background_color,
     )
 
 
-def read_box(path: str, box: Bbox, mip: int, fill_missing: bool) -> np.ndarray:
-    cv = CloudVolume(path, mip=mip, progress=False, fill_missing=fill_missing)
-    return np.asarray(cv.download(box, mip=mip))
+def read_box(cv: CloudVolume, box: Bbox, mip: int) -> np.ndarray:
+    return np.asarray(cv.image.download(box, mip))
 
 
 def write_pyramid(dest: CloudVolume, img: np.ndarray, box: Bbox, mip: int, num_mips: int,
@@ -82,8 +82,8 @@ def DownsampleTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequ
     """Read one box at `mip` and write mips mip+1 .. mip+num_mips of it."""
     opts = PyramidOptions(**options)
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
-    img = read_box(layer_path, box, mip, opts.fill_missing)
-    write_pyramid(open_writer(layer_path, opts), img, box, mip, num_mips, opts, write_first=False)
+    cv = open_volume(layer_path, opts)
+    write_pyramid(cv, read_box(cv, box, mip), box, mip, num_mips, opts, write_first=False)
 
 
 @queueable
@@ -93,8 +93,8 @@ def TransferTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
     """Copy one destination box from the source (shifted by `translate`), then downsample it."""
     opts = PyramidOptions(**options)
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
-    img = read_box(src_path, box - Vec(*translate), mip, opts.fill_missing)
-    write_pyramid(open_writer(dest_path, opts), img, box, mip, num_mips, opts, write_first=True)
+    img = read_box(open_volume(src_path, opts), box - Vec(*translate), mip)
+    write_pyramid(open_volume(dest_path, opts), img, box, mip, num_mips, opts, write_first=True)
 
 
 @queueable
