@@ -29,6 +29,20 @@ class IntTuple(click.ParamType):
         return numbers
 
 
+class IntList(click.ParamType):
+    """Comma-separated integers of any count, e.g. label ids 12,345,6789."""
+
+    name = "INT,INT,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return value
+        try:
+            return [int(part) for part in str(value).split(",") if part.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a list of comma-separated integers", param, ctx)
+
+
 class QueueURL(click.ParamType):
     """fq://DIR, a plain directory or sqs://NAME, checked while parsing so a bad one writes nothing."""
 
@@ -55,6 +69,7 @@ class Corners(IntTuple):
 VEC3 = IntTuple(3)
 RANGE = IntTuple(2)
 BOUNDS = Corners()
+INT_LIST = IntList()
 
 queue_option = click.option(
     "--queue", "-q", type=QueueURL(), default=None, metavar="QUEUE",

@@ -151,9 +151,9 @@ class Grid:
 
 @dataclass(frozen=True)
 class Tasks:
-    """A lazy, sized sequence of tasks: `make(box)` for each box of a grid."""
-    grid: Grid
-    make: Callable[[Bbox], partial]
+    """A lazy, sized sequence of tasks: `make(item)` for each box of a grid (or each index of a range)."""
+    grid: Union[Grid, range]
+    make: Callable[[Union[Bbox, int]], partial]
     description: str
     mips: range = range(0)  # the mips these tasks write
 

@@ -1,0 +1,130 @@
+"""`igneous-like mesh ...`: forge, merge, merge-sharded, clean and rm."""
+import click
+
+from igneous_like.cli.common import (
+    INT_LIST,
+    VEC3,
+    add_options,
+    dispatch,
+    queue_option,
+    range_options,
+    ranges_to_bounds,
+)
+from igneous_like.task_creation.mesh import (
+    DEFAULT_SHAPE,
+    MESH_ENCODINGS,
+    clean_mesh_intermediates,
+    create_mesh_manifest_tasks,
+    create_meshing_tasks,
+    create_sharded_multires_mesh_tasks,
+    delete_meshes,
+)
+
+
+@click.group()
+def mesh():
+    """Meshes: forge pieces per block, then merge them into legacy, multi-resolution or sharded meshes."""
+
+
+dir_option = click.option("--dir", "mesh_dir", default=None,
+                          help="Mesh directory in the layer (default: the one the layer's info names).")
+
+
+@mesh.command()
+@click.argument("path")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip to mesh.")
+@click.option("--shape", type=VEC3, default=DEFAULT_SHAPE, show_default=True,
+              help="Block (task) shape at --mip.")
+@click.option("--max-error", type=float, default=40.0, show_default=True,
+              help="Largest distance (nm) simplification may move a vertex.")
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify meshes.")
+@click.option("--simplification-factor", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Target triangle reduction factor, bounded by --max-error.")
+@click.option("--dust-threshold", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Skip labels with fewer voxels than this in the whole volume.")
+@click.option("--labels", type=INT_LIST, default=None, help="Mesh only these labels: ID,ID,...")
+@click.option("--exclude-labels", type=INT_LIST, default=(), help="Do not mesh these labels: ID,ID,...")
+@dir_option
+@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
+@click.option("--encoding", type=click.Choice(MESH_ENCODINGS), default="precomputed", show_default=True,
+              help="Encoding of the intermediate pieces (draco: smaller, quantized to 1/32 voxel).")
+@click.option("--spatial-index/--no-spatial-index", default=True, show_default=True,
+              help="Write spatial index files so meshes can be found by bounding box.")
+@click.option("--sharded", is_flag=True, help="The next step will be merge-sharded (forging is the same).")
+@add_options(range_options)
+@queue_option
+@click.pass_context
+def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dust_threshold, labels,
+          exclude_labels, mesh_dir, fill_missing, encoding, spatial_index, sharded, xrange, yrange, zrange,
+          queue):
+    """Stage 1: mesh each block; pieces of neighbouring blocks meet without cracks.
+
+    Example: igneous-like mesh forge file:///data/seg --shape 256,256,256 --queue fq:///tmp/q
+    """
+    tasks = create_meshing_tasks(
+        path, mip=mip, shape=shape, max_error=max_error, simplify=simplify,
+        simplification_factor=simplification_factor, dust_threshold=dust_threshold, labels=labels,
+        exclude_labels=exclude_labels, mesh_dir=mesh_dir, fill_missing=fill_missing, encoding=encoding,
+        spatial_index=spatial_index, bounds=ranges_to_bounds(path, mip, xrange, yrange, zrange))
+    dispatch(ctx, tasks, queue)
+    step = "merge-sharded --nlod 2" if sharded else "merge"
+    where = "Once the queue is empty, then" if queue else "Then"
+    click.echo(f"{where} merge: igneous-like mesh {step} {path}", err=True)
+
+
+@mesh.command()
+@click.argument("path")
+@click.option("--magnitude", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Split the labels evenly over up to 10^MAGNITUDE tasks.")
+@click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
+              help="0: legacy format; N: multi-resolution format with N extra levels of detail.")
+@dir_option
+@queue_option
+@click.pass_context
+def merge(ctx, path, magnitude, nlod, mesh_dir, queue):
+    """Stage 2: weld each label's pieces into one mesh (legacy or multi-resolution).
+
+    Example: igneous-like mesh merge file:///data/seg --nlod 2
+    """
+    dispatch(ctx, create_mesh_manifest_tasks(path, magnitude=magnitude, nlod=nlod, mesh_dir=mesh_dir), queue)
+
+
+@mesh.command("merge-sharded")
+@click.argument("path")
+@click.option("--nlod", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Extra levels of detail.")
+@click.option("--labels-per-shard", type=click.IntRange(min=1), default=None,
+              help="Cap on labels per shard (default: shard sizes from the label count).")
+@dir_option
+@queue_option
+@click.pass_context
+def merge_sharded(ctx, path, nlod, labels_per_shard, mesh_dir, queue):
+    """Stage 2: write multi-resolution meshes into shard files, one task per shard.
+
+    Example: igneous-like mesh merge-sharded file:///data/seg --nlod 2
+    """
+    tasks = create_sharded_multires_mesh_tasks(path, nlod=nlod, mesh_dir=mesh_dir,
+                                               labels_per_shard=labels_per_shard)
+    dispatch(ctx, tasks, queue)
+
+
+@mesh.command()
+@click.argument("path")
+@dir_option
+def clean(path, mesh_dir):
+    """Delete forge intermediates (.frags files); meshes and the spatial index stay.
+
+    Example: igneous-like mesh clean file:///data/seg
+    """
+    click.echo(f"Deleted {clean_mesh_intermediates(path, mesh_dir)} intermediate files", err=True)
+
+
+@mesh.command()
+@click.argument("path")
+@dir_option
+def rm(path, mesh_dir):
+    """Delete a layer's mesh directory and unlink it from the layer's info.
+
+    Example: igneous-like mesh rm file:///data/seg
+    """
+    click.echo(f"Deleted {delete_meshes(path, mesh_dir)} mesh files", err=True)

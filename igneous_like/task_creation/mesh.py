@@ -1,0 +1,247 @@
+"""Create mesh tasks: forge blocks (stage 1), then merge labels into legacy, multi-resolution or
+sharded meshes (stage 2), and remove intermediates or whole mesh directories.
+
+Stage 2 first checks that every block of stage 1 finished and says which are missing. It then
+reads only the label index of each block and splits the labels evenly across merge tasks
+(equal label counts, or one task per shard); each task learns which blocks hold its labels.
+"""
+import math
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from cloudvolume import CloudVolume
+from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, compute_shard_params_for_hashed
+from cloudvolume.lib import Bbox
+
+from igneous_like.errors import UserError
+from igneous_like.task_creation.common import (
+    Tasks,
+    check_vec,
+    csv,
+    ints,
+    open_layer,
+    record_provenance,
+)
+from igneous_like.tasks.mesh import (
+    FORGE_RECORD,
+    FRAGMENTS,
+    ForgeRecord,
+    MeshMergeTask,
+    MeshOptions,
+    MeshShardTask,
+    MeshTask,
+    fragment_name,
+    mesh_dir_files,
+    pack_bits,
+    read_fragment_index,
+    shard_numbers,
+)
+
+MESH_ENCODINGS = ("precomputed", "draco")
+DEFAULT_SHAPE = (448, 448, 448)
+
+
+def default_mesh_dir(mip: int, max_error: float) -> str:
+    return f"mesh_mip_{mip}_err_{max_error:g}"
+
+
+def open_segmentation(layer_path: str, mip: int) -> CloudVolume:
+    cv = open_layer(layer_path, mip)
+    if cv.layer_type != "segmentation":
+        raise UserError(f"{cv.cloudpath} is a {cv.layer_type} layer; meshes need a segmentation layer")
+    if np.dtype(cv.dtype).kind not in "iu":
+        raise UserError(f"{cv.cloudpath} holds {cv.dtype} data; meshes need integer labels")
+    return cv
+
+
+def create_meshing_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                         max_error: float = 40.0, simplify: bool = True, simplification_factor: int = 100,
+                         dust_threshold: int = 0, labels: Optional[Sequence[int]] = None,
+                         exclude_labels: Sequence[int] = (), mesh_dir: Optional[str] = None,
+                         fill_missing: bool = False, encoding: str = "precomputed",
+                         spatial_index: bool = True,
+                         bounds: Optional[Bbox] = None) -> Tasks:
+    """Stage 1: one task per block of `shape` voxels at `mip`; each writes its label pieces."""
+    cv = open_segmentation(layer_path, mip)
+    shape = check_vec("--shape", shape)
+    if max_error < 0:
+        raise UserError(f"--max-error must be at least 0 nm, got {max_error}")
+    if encoding not in MESH_ENCODINGS:
+        raise UserError(f"unknown mesh encoding {encoding!r}; choose one of {', '.join(MESH_ENCODINGS)}")
+    if dust_threshold < 0:
+        raise UserError(f"--dust-threshold must be at least 0 voxels, got {dust_threshold}")
+    if labels is not None and exclude_labels:
+        raise UserError("give either --labels or --exclude-labels, not both")
+    options = MeshOptions(
+        max_error=float(max_error), reduction_factor=int(simplification_factor) if simplify else 0,
+        dust_threshold=int(dust_threshold), labels=None if labels is None else tuple(int(x) for x in labels),
+        exclude_labels=tuple(int(x) for x in exclude_labels), fill_missing=fill_missing,
+        encoding=encoding, spatial_index=spatial_index)
+    mesh_dir = mesh_dir or cv.info.get("mesh") or default_mesh_dir(mip, max_error)
+    bounds = cv.meta.bounds(mip) if bounds is None else bounds
+    resolution = cv.meta.resolution(mip)
+    record = ForgeRecord(mip=mip, resolution=tuple(float(r) for r in resolution),
+                         bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)),
+                         anchor=tuple(ints(cv.meta.voxel_offset(mip))), shape=tuple(ints(shape)),
+                         options=options.to_json())
+    write_mesh_info(cv, mesh_dir, record)
+    record_provenance(cv, {"task": "MeshTask", "mip": mip, "shape": ints(shape), "mesh_dir": mesh_dir,
+                           **options.to_json()})
+    make = lambda box: partial(MeshTask, layer_path=cv.cloudpath, mesh_dir=mesh_dir, mip=mip,
+                               offset=ints(box.minpt), shape=ints(box.size3()), options=options.to_json())
+    grid = record.grid
+    return Tasks(grid, make, f"forge meshes of {cv.cloudpath} into {mesh_dir} in blocks of {csv(shape)}")
+
+
+def write_mesh_info(cv: CloudVolume, mesh_dir: str, record: ForgeRecord) -> None:
+    """Point the layer at the mesh directory and describe it; stage 2 rewrites the format part."""
+    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
+    record.save(cf)
+    info = {"@type": "neuroglancer_legacy_mesh", "mip": record.mip, "chunk_size": list(record.shape)}
+    if record.mesh_options.spatial_index:
+        info["spatial_index"] = {"resolution": list(record.resolution),
+                                 "chunk_size": [s * r for s, r in zip(record.shape, record.resolution)]}
+    cf.put_json("info", info, cache_control="no-cache")
+    if cv.info.get("mesh") != mesh_dir:
+        cv.info["mesh"] = mesh_dir
+        cv.commit_info()
+
+
+def forged(layer_path: str, mesh_dir: Optional[str]) -> Tuple[CloudVolume, str, ForgeRecord]:
+    """The layer, its mesh directory and stage 1's record, checking that every block finished."""
+    cv = open_layer(layer_path)
+    mesh_dir = mesh_dir or cv.info.get("mesh")
+    if not mesh_dir:
+        raise UserError(f"{cv.cloudpath} has no meshes; run `igneous-like mesh forge {cv.cloudpath}` first")
+    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
+    record = ForgeRecord.load(cf)
+    if record is None:
+        raise UserError(f"{cf.cloudpath} has no {FORGE_RECORD}: its meshes were not forged by "
+                        f"igneous-like; run `igneous-like mesh forge {cv.cloudpath}` first")
+    names = [fragment_name(box) for box in record.grid]
+    present = cf.exists(names)
+    missing = [name for name in names if not present[name]]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise UserError(f"stage 1 is not finished: {len(missing)} of {len(names)} forge blocks have no "
+                        f"fragments in {cf.cloudpath} ({shown}); run `igneous-like execute` on the forge "
+                        "queue until it is empty (or forge again), then merge")
+    return cv, mesh_dir, record
+
+
+def label_blocks(cf, record: ForgeRecord) -> Tuple[np.ndarray, np.ndarray]:
+    """(labels, block indices): one pair per label piece, read from each block's index alone."""
+    names = [fragment_name(box) for box in record.grid]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        indexes = list(pool.map(lambda name: read_fragment_index(cf, name).index()[:, 0], names))
+    labels = np.concatenate([np.zeros(0, np.uint64)] + indexes)
+    blocks = np.repeat(np.arange(len(names)), [len(index) for index in indexes])
+    return labels, blocks
+
+
+def group_blocks(groups: np.ndarray, blocks: np.ndarray, num_blocks: int, group_ids: np.ndarray):
+    """For each group id, the packed set of blocks that hold one of its labels."""
+    pairs = np.unique(np.stack([groups, blocks], axis=1), axis=0)
+    starts = np.searchsorted(pairs[:, 0], group_ids)
+    stops = np.searchsorted(pairs[:, 0], group_ids, side="right")
+    return [pack_bits(pairs[a:b, 1], num_blocks) for a, b in zip(starts, stops)]
+
+
+def create_mesh_manifest_tasks(layer_path: str, magnitude: int = 2, nlod: int = 0,
+                               mesh_dir: Optional[str] = None) -> Tasks:
+    """Stage 2, unsharded: up to 10**magnitude tasks with equal numbers of labels each.
+
+    nlod 0 writes the legacy format (one fragment per label, welded across blocks); nlod N
+    writes the multi-resolution format with N extra levels of detail.
+    """
+    if magnitude < 0 or nlod < 0:
+        raise UserError("--magnitude and --nlod must be at least 0")
+    cv, mesh_dir, record = forged(layer_path, mesh_dir)
+    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
+    labels, blocks = label_blocks(cf, record)
+    unique = np.unique(labels)
+    count = max(1, min(10 ** magnitude, len(unique)))
+    firsts = unique[np.linspace(0, len(unique), count, endpoint=False).astype(int)] if len(unique) else unique
+    lasts = np.append(firsts[1:] - 1, np.iinfo(np.uint64).max) if len(unique) else unique
+    groups = np.searchsorted(firsts, labels, side="right") - 1
+    packed = group_blocks(groups, blocks, len(record.grid), np.arange(len(firsts)))
+    write_format_info(cf, record, nlod, sharding=None)
+    record_provenance(cv, {"task": "MeshMergeTask", "mesh_dir": mesh_dir, "nlod": nlod,
+                           "magnitude": magnitude})
+    ranges = [(int(a), int(b)) for a, b in zip(firsts, lasts)]
+    make = lambda i: partial(MeshMergeTask, layer_path=cv.cloudpath, mesh_dir=mesh_dir, blocks=packed[i],
+                             label_range=list(ranges[i]), nlod=nlod)
+    kind = "legacy" if nlod == 0 else f"multi-resolution ({nlod} extra levels of detail)"
+    return Tasks(range(len(ranges)), make, f"merge {len(unique)} labels into {kind} meshes in {cf.cloudpath}")
+
+
+def create_sharded_multires_mesh_tasks(layer_path: str, nlod: int = 1, mesh_dir: Optional[str] = None,
+                                       labels_per_shard: Optional[int] = None) -> Tasks:
+    """Stage 2, sharded: one task per shard file, shard sizes chosen from the label count."""
+    if nlod < 0:
+        raise UserError("--nlod must be at least 0")
+    cv, mesh_dir, record = forged(layer_path, mesh_dir)
+    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
+    labels, blocks = label_blocks(cf, record)
+    unique = np.unique(labels)
+    min_shards = 1 if not labels_per_shard else math.ceil(len(unique) / labels_per_shard)
+    shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(
+        num_labels=max(len(unique), 1), shard_index_bytes=2 ** 13, minishard_index_bytes=2 ** 15,
+        min_shards=min_shards)
+    spec = ShardingSpecification(
+        "neuroglancer_uint64_sharded_v1", preshift_bits=preshift_bits, hash="murmurhash3_x86_128",
+        minishard_bits=minishard_bits, shard_bits=shard_bits, minishard_index_encoding="gzip",
+        data_encoding="raw")  # raw: fragment data sits right before each manifest, found by offset
+    label_shards = shard_numbers(spec, unique)
+    groups = label_shards[np.searchsorted(unique, labels)]
+    shards = np.unique(label_shards)
+    packed = group_blocks(groups, blocks, len(record.grid), shards)
+    write_format_info(cf, record, nlod, sharding=spec.to_dict())
+    record_provenance(cv, {"task": "MeshShardTask", "mesh_dir": mesh_dir, "nlod": nlod})
+    make = lambda i: partial(MeshShardTask, layer_path=cv.cloudpath, mesh_dir=mesh_dir, blocks=packed[i],
+                             shard=int(shards[i]), nlod=nlod)
+    return Tasks(range(len(shards)), make, f"merge {len(unique)} labels into {len(shards)} mesh shards "
+                                        f"({nlod} extra levels of detail) in {cf.cloudpath}")
+
+
+def write_format_info(cf, record: ForgeRecord, nlod: int, sharding: Optional[dict]) -> None:
+    info = cf.get_json("info")
+    for key in ("vertex_quantization_bits", "transform", "lod_scale_multiplier", "sharding"):
+        info.pop(key, None)
+    if nlod == 0 and sharding is None:
+        info["@type"] = "neuroglancer_legacy_mesh"
+    else:
+        res = record.resolution
+        info.update({"@type": "neuroglancer_multilod_draco", "vertex_quantization_bits": 16,
+                     "transform": [res[0], 0, 0, 0, 0, res[1], 0, 0, 0, 0, res[2], 0],
+                     "lod_scale_multiplier": 1.0})
+        if sharding:
+            info["sharding"] = sharding
+    cf.put_json("info", info, cache_control="no-cache")
+
+
+def clean_mesh_intermediates(layer_path: str, mesh_dir: Optional[str] = None) -> int:
+    """Delete stage 1's fragment files (keeping meshes, spatial index and forge record); returns count."""
+    cv = open_layer(layer_path)
+    cf = mesh_dir_files(cv.cloudpath, mesh_dir or cv.info.get("mesh") or "mesh")
+    names = [name for name in cf.list() if name.endswith(FRAGMENTS)]
+    cf.delete(names)
+    return len(names)
+
+
+def delete_meshes(layer_path: str, mesh_dir: Optional[str] = None) -> int:
+    """Delete a mesh directory entirely and unlink it from the layer info; returns files deleted."""
+    cv = open_layer(layer_path)
+    mesh_dir = mesh_dir or cv.info.get("mesh")
+    if not mesh_dir:
+        raise UserError(f"{cv.cloudpath} has no meshes (its info names no mesh directory)")
+    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
+    names = list(cf.list())
+    cf.delete(names)
+    if cv.info.get("mesh") == mesh_dir:
+        del cv.info["mesh"]
+        cv.commit_info()
+    return len(names)
+

@@ -1,0 +1,279 @@
+"""Mesh tasks: forge the pieces of one block, then merge each label's pieces into its mesh.
+
+Stage 1 (`MeshTask`) writes one intermediate file per block, `BLOCK.frags`: a MapBuffer from
+label to (voxel count in the block, mesh piece), plus the block's spatial index file. The
+`.frags` file is written last, so its presence means the block is done. Stage 2
+(`MeshMergeTask`) reads, with ranged reads, only its own labels from the blocks that hold them,
+welds the seams, drops dust by the label's whole-volume voxel count, and writes the legacy,
+multi-resolution or sharded format. `forge.json` in the mesh directory records stage 1's
+grid and options so stage 2 can find and check every block.
+"""
+import base64
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, synthesize_shard_files
+from cloudvolume.datasource.precomputed.spatial_index import SpatialIndex
+from cloudvolume.lib import Bbox, Vec
+from mapbuffer import MapBuffer
+from taskqueue import queueable
+
+from igneous_like import meshes
+from igneous_like.task_creation.common import Grid
+
+FORGE_RECORD = "forge.json"
+FRAGMENTS = ".frags"
+
+
+@dataclass(frozen=True)
+class MeshOptions:
+    """How blocks are meshed and which labels are kept; stored in forge.json for the merge."""
+    max_error: float = 40.0
+    reduction_factor: int = 100  # 0: no simplification
+    dust_threshold: int = 0  # voxels in the whole volume
+    labels: Optional[Tuple[int, ...]] = None
+    exclude_labels: Tuple[int, ...] = ()
+    fill_missing: bool = False
+    encoding: str = "precomputed"
+    spatial_index: bool = True
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ForgeRecord:
+    """Stage 1's grid (at `mip`) and options: what stage 2 needs to find and read every block."""
+    mip: int
+    resolution: Tuple[float, float, float]
+    bounds: Tuple[int, ...]  # x0,y0,z0,x1,y1,z1 voxels
+    anchor: Tuple[int, int, int]
+    shape: Tuple[int, int, int]
+    options: dict
+
+    @property
+    def grid(self) -> Grid:
+        bounds = Bbox(self.bounds[:3], self.bounds[3:])
+        return Grid(bounds, Vec(*self.shape), Vec(*self.anchor), bounds)
+
+    @property
+    def mesh_options(self) -> MeshOptions:
+        return MeshOptions(**self.options)
+
+    def seam_planes(self) -> List[np.ndarray]:
+        return meshes.seam_planes(self.bounds[:3], self.bounds[3:], self.shape, self.anchor, self.resolution)
+
+    def draco_grid(self):
+        if self.mesh_options.encoding != "draco":
+            return None
+        return meshes.draco_grid(self.bounds[:3], self.bounds[3:], self.resolution)
+
+    def save(self, cf: CloudFiles) -> None:
+        cf.put_json(FORGE_RECORD, asdict(self), cache_control="no-cache")
+
+    @classmethod
+    def load(cls, cf: CloudFiles) -> Optional["ForgeRecord"]:
+        record = cf.get_json(FORGE_RECORD)
+        return None if record is None else cls(**record)
+
+
+def fragment_name(box: Bbox) -> str:
+    return box.to_filename() + FRAGMENTS
+
+
+def mesh_dir_files(layer_path: str, mesh_dir: str) -> CloudFiles:
+    return CloudFiles(layer_path.rstrip("/") + "/" + mesh_dir, progress=False)
+
+
+def read_labels(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> Tuple[np.ndarray, Bbox]:
+    """The block plus one voxel on its high faces, zero-padded where the volume ends."""
+    bounds = cv.meta.bounds(mip)
+    read = Bbox.intersection(Bbox(box.minpt, box.maxpt + 1), bounds)
+    labels = np.asarray(cv.image.download(read, mip=mip))[..., 0]
+    if options.labels is not None:
+        labels = keep_labels(labels, options.labels)
+    elif options.exclude_labels:
+        labels = np.where(np.isin(labels, options.exclude_labels), 0, labels).astype(labels.dtype)
+    pad_low = (box.minpt == bounds.minpt).astype(int)
+    pad_high = (box.maxpt == bounds.maxpt).astype(int)
+    labels = np.pad(labels, list(zip(pad_low, pad_high)))
+    return np.asfortranarray(labels), Bbox(read.minpt - pad_low, read.maxpt + pad_high)
+
+
+def keep_labels(labels: np.ndarray, keep: Sequence[int]) -> np.ndarray:
+    return np.where(np.isin(labels, np.asarray(keep, dtype=labels.dtype)), labels, 0).astype(labels.dtype)
+
+
+@queueable
+def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+             options: dict) -> None:
+    """Mesh every label of one block; pieces from neighbouring blocks meet exactly on the seam."""
+    opts = MeshOptions(**options)
+    cv = CloudVolume(layer_path, mip=mip, fill_missing=opts.fill_missing, progress=False)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    labels, padded = read_labels(cv, box, mip, opts)
+    own = box - padded.minpt  # the block's own voxels (no overlap or padding) count towards dust
+    counts = meshes.voxel_counts(labels[own.to_slices()])
+    resolution = cv.meta.resolution(mip)
+    cf = mesh_dir_files(layer_path, mesh_dir)
+    record = ForgeRecord.load(cf)
+    grid = record.draco_grid() if record else None
+    pieces, extents = {}, {}
+    blocks = meshes.mesh_block(labels, resolution, padded.minpt, opts.max_error, opts.reduction_factor)
+    for label, mesh in blocks:
+        pieces[label] = meshes.encode_fragment(mesh, counts.pop(label, 0), grid)
+        if len(mesh.vertices):
+            extents[str(label)] = [float(v) for v in (*mesh.vertices.min(axis=0), *mesh.vertices.max(axis=0))]
+    for label, count in counts.items():  # voxels but no surface here: the count still matters for dust
+        pieces[label] = meshes.encode_fragment(meshes.concatenate([]), count)
+    if opts.spatial_index:
+        index = SpatialIndex(cf.cloudpath, cv.meta.bounds(mip), Vec(*shape) * resolution, config=cv.config,
+                             resolution=resolution)
+        physical = Bbox(box.minpt * resolution, box.maxpt * resolution)
+        cf.put_json(next(iter(index.index_file_paths_for_bbox(physical))), extents)
+    cf.put(fragment_name(box), MapBuffer(pieces).tobytes(), compress=None)
+
+
+class RangedFile:
+    """A stored file read in byte ranges on demand; MapBuffer reads its index and values through it.
+
+    `prefetch` fetches the ranges that will be asked for in one go, so reading many values costs
+    one request per contiguous run rather than one per value.
+    """
+
+    def __init__(self, cf: CloudFiles, path: str):
+        self.cf, self.path, self.blocks, self.size = cf, path, [], None
+
+    def fetch(self, start: int, end: Optional[int]) -> bytes:
+        if end is None:
+            end = len(self)
+        for block_start, data in self.blocks:
+            if block_start <= start and end <= block_start + len(data):
+                return data[start - block_start:end - block_start]
+        return self.cf.get({"path": self.path, "start": start, "end": end})
+
+    def prefetch(self, ranges: Sequence[Tuple[int, Optional[int]]]) -> None:
+        self.blocks = [(start, self.fetch(start, end)) for start, end in ranges]
+
+    def __len__(self) -> int:
+        if self.size is None:
+            self.size = self.cf.size(self.path)
+        return self.size
+
+    def __getitem__(self, span: slice) -> bytes:
+        return self.fetch(span.start or 0, span.stop)
+
+
+def runs(indices: np.ndarray) -> List[Tuple[int, int]]:
+    """Consecutive runs [first, last] of sorted integers."""
+    if len(indices) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1)
+    starts = np.concatenate([[indices[0]], indices[breaks + 1]])
+    ends = np.concatenate([indices[breaks], [indices[-1]]])
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def read_fragment_index(cf: CloudFiles, name: str) -> MapBuffer:
+    """The MapBuffer of one block, with its header and label index read (two small reads)."""
+    buffer = MapBuffer(RangedFile(cf, name))
+    buffer.index()
+    return buffer
+
+
+def read_selected(cf: CloudFiles, name: str, wanted) -> Iterator[Tuple[int, int, meshes.Mesh]]:
+    """(label, voxel count, piece) for the labels of one block that `wanted(labels)` selects."""
+    buffer = read_fragment_index(cf, name)
+    index = buffer.index()
+    chosen = np.flatnonzero(wanted(index[:, 0]))
+    ranges = []
+    for first, last in runs(chosen):
+        stop = int(index[last + 1, 1]) if last + 1 < len(index) else None
+        ranges.append((int(index[first, 1]), stop))
+    buffer.buffer.prefetch(ranges)
+    for i in chosen:
+        count, mesh = meshes.decode_fragment(buffer.getindex(int(i)))
+        yield int(index[i, 0]), count, mesh
+
+
+def pack_bits(indices: np.ndarray, length: int) -> str:
+    bits = np.zeros(length, dtype=bool)
+    bits[indices] = True
+    return base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")
+
+
+def unpack_bits(packed: str, length: int) -> np.ndarray:
+    return np.flatnonzero(np.unpackbits(np.frombuffer(base64.b64decode(packed), np.uint8), count=length))
+
+
+def gather(cf: CloudFiles, record: ForgeRecord, blocks: str, wanted) -> Dict[int, Tuple[int, list]]:
+    """label -> (whole-volume voxel count, pieces) for the selected labels, from the listed blocks."""
+    grid = record.grid
+    chosen = set(unpack_bits(blocks, len(grid)).tolist())
+    names = [fragment_name(box) for i, box in enumerate(grid) if i in chosen]
+    found: Dict[int, Tuple[int, list]] = {}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for block in pool.map(lambda name: list(read_selected(cf, name, wanted)), names):
+            for label, count, mesh in block:
+                total, pieces = found.get(label, (0, []))
+                pieces.append(mesh)
+                found[label] = (total + count, pieces)
+    return found
+
+
+def merged_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str,
+                  wanted) -> Iterator[Tuple[int, meshes.Mesh]]:
+    """Each selected label's pieces welded into one mesh, dust (by whole-volume count) dropped."""
+    dust = record.mesh_options.dust_threshold
+    planes = record.seam_planes()
+    for label, (count, pieces) in sorted(gather(cf, record, blocks, wanted).items()):
+        mesh = meshes.concatenate(pieces)
+        if count >= dust and len(mesh.faces):
+            yield label, meshes.weld_seams(mesh, planes, record.resolution)
+
+
+def multires(mesh: meshes.Mesh, record: ForgeRecord, label: int, nlod: int) -> Tuple[bytes, bytes]:
+    lods = meshes.levels_of_detail(mesh, nlod + 1)
+    return meshes.multires_fragments(lods, record.resolution, label)
+
+
+@queueable
+def MeshMergeTask(layer_path: str, mesh_dir: str, blocks: str, label_range: Sequence[int], nlod: int) -> None:
+    """Write the meshes of labels in [first, last]: legacy files (nlod 0) or multi-resolution ones."""
+    cf = mesh_dir_files(layer_path, mesh_dir)
+    record = ForgeRecord.load(cf)
+    first, last = label_range
+    wanted = lambda labels: (labels >= first) & (labels <= last)
+    for label, mesh in merged_meshes(cf, record, blocks, wanted):
+        if nlod == 0:
+            cf.put(f"{label}:0:1", mesh.to_precomputed(), compress="gzip")
+            cf.put_json(f"{label}:0", {"fragments": [f"{label}:0:1"]})
+        else:
+            manifest, data = multires(mesh, record, label, nlod)
+            cf.put(str(label), data, compress=None)
+            cf.put(f"{label}.index", manifest, compress=None)
+
+
+@queueable
+def MeshShardTask(layer_path: str, mesh_dir: str, blocks: str, shard: int, nlod: int) -> None:
+    """Write one whole shard file of multi-resolution meshes: the labels that hash to `shard`."""
+    cf = mesh_dir_files(layer_path, mesh_dir)
+    record = ForgeRecord.load(cf)
+    spec = ShardingSpecification.from_dict(cf.get_json("info")["sharding"])
+    wanted = lambda labels: shard_numbers(spec, labels) == shard
+    stored, manifest_sizes = {}, {}
+    for label, mesh in merged_meshes(cf, record, blocks, wanted):
+        manifest, data = multires(mesh, record, label, nlod)
+        stored[label], manifest_sizes[label] = data + manifest, len(manifest)
+    if stored:
+        (name, binary), = synthesize_shard_files(spec, stored, manifest_sizes).items()
+        cf.put(name, binary, compress=None)
+
+
+def shard_numbers(spec: ShardingSpecification, labels: np.ndarray) -> np.ndarray:
+    return np.array([int(spec.compute_shard_location(int(label)).shard_number, 16) for label in labels],
+                    dtype=np.int64)
