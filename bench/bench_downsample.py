@@ -8,42 +8,19 @@ largest summed RSS of the process tree, sampled every 20 ms) and their ratios.
 """
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 from cloudvolume import CloudVolume
+from common import measure, real_segmentation, report
 
 from igneous_like.layers import write_array
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "connectomics.npy.ckl.gz"
-
-
-def measure(command: list) -> tuple:
-    """Run `command`; return (seconds, peak bytes of the process and its children together)."""
-    start = time.perf_counter()
-    proc = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            procs = [proc] + proc.children(recursive=True)
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr.read().decode()}")
-    return seconds, peak
-
 
 def volumes(kind: str) -> tuple:
-    import crackle
-    seg = np.asfortranarray(crackle.load(str(DATA)))
+    seg = real_segmentation()
     if kind == "segmentation":
         return seg, "segmentation"
     return np.asfortranarray((seg % 251).astype(np.uint8)), "image"
@@ -57,8 +34,6 @@ def main() -> None:
     parser.add_argument("--num-mips", type=int, default=3)
     parser.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
     args = parser.parse_args()
-    if not DATA.exists():
-        raise SystemExit(f"real data not found at {DATA}")
     data, layer_type = volumes(args.kind)
     work = Path(tempfile.mkdtemp(prefix="bench_downsample_"))
     try:
@@ -76,13 +51,8 @@ def main() -> None:
             ours, theirs = (CloudVolume(f"file://{work / name}", mip=mip, progress=False) for name in runs)
             if not np.array_equal(ours[ours.bounds], theirs[theirs.bounds]):
                 raise SystemExit(f"outputs differ at mip {mip}")
-        (ours_s, ours_b), (theirs_s, theirs_b) = results["igneous_like"], results["Igneous"]
-        print(f"downsample {args.kind} 512^3, --num-mips {args.num_mips} 2x2x1, -p {args.parallel}; "
-              f"mips made {made}; the common mips agree voxel for voxel")
-        for name, (seconds, peak) in results.items():
-            print(f"  {name:13s} {seconds:7.2f} s   peak {peak / 2**20:8.1f} MiB")
-        print(f"  ratio (igneous_like / Igneous): time {ours_s / theirs_s:.2f}, "
-              f"memory {ours_b / theirs_b:.2f}")
+        report(f"downsample {args.kind} 512^3, --num-mips {args.num_mips} 2x2x1, -p {args.parallel}; "
+               f"mips made {made}; the common mips agree voxel for voxel", results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

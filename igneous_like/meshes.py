@@ -203,7 +203,10 @@ def decode_fragment(binary: bytes) -> Tuple[int, Mesh]:
         return voxel_count, Mesh.from_precomputed(body)
     decoded = DracoPy.decode(body)
     faces = np.asarray(decoded.faces, dtype=np.uint32).reshape(-1, 3)
-    return voxel_count, Mesh(np.asarray(decoded.points, np.float32).reshape(-1, 3), faces, None)
+    # Draco splits some vertices in two: join them again by position, keeping every face
+    vertices, inverse = np.unique(np.asarray(decoded.points, np.float32).reshape(-1, 3), axis=0,
+                                  return_inverse=True)
+    return voxel_count, Mesh(vertices, inverse.reshape(-1)[faces].astype(np.uint32), None)
 
 
 def draco_grid(bounds_min: Sequence[int], bounds_max: Sequence[int],

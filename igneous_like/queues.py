@@ -54,7 +54,7 @@ def encode(task) -> bytes:
 
 def run_encoded(payload: bytes) -> None:
     """Decode a task from its JSON and run it: the one way every worker runs a task."""
-    import igneous_like.tasks.image  # noqa: F401  registers the @queueable task functions
+    import igneous_like.tasks.registry  # noqa: F401  registers the @queueable task functions
     task = totask(payload)
     log.debug("running %s", task.key)
     task.execute()
@@ -69,7 +69,7 @@ def worker_pool(parallel: int, long_lived: bool) -> ProcessPoolExecutor:
     """
     if long_lived:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["igneous_like.tasks.image"])
+        context.set_forkserver_preload(["igneous_like.tasks.registry"])
         return ProcessPoolExecutor(parallel, mp_context=context)
     return ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("fork"),
                                initializer=reset_connection_pools)
@@ -87,7 +87,7 @@ class WorkerReport:
 def work(path: str, lease_sec: int = 600, max_tasks: Optional[int] = None,
          exit_on_empty: bool = False, idle_sleep: float = 5.0) -> WorkerReport:
     """Lease, run and delete tasks until the queue is empty (with exit_on_empty) or max_tasks."""
-    import igneous_like.tasks.image  # noqa: F401  registers the @queueable task functions
+    import igneous_like.tasks.registry  # noqa: F401  registers the @queueable task functions
     queue = open_queue(path)
     report = WorkerReport()
     while max_tasks is None or report.done + report.failed < max_tasks:

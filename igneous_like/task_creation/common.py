@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
@@ -16,6 +16,7 @@ from cloudvolume.lib import Bbox, Vec
 
 from igneous_like import __version__
 from igneous_like.errors import LayerNotFoundError, UserError
+from igneous_like.grid import Grid
 
 MEMORY_TARGET = int(3.5e9)  # bytes a task may hold, as Igneous assumes by default
 
@@ -116,37 +117,6 @@ def restrict_bounds(volume: Bbox, ranges: Sequence[Optional[Sequence[int]]]) -> 
             raise UserError(f"--{name}range {start},{end} lies outside the volume's {name} extent {lo},{hi}")
         bounds.minpt[axis], bounds.maxpt[axis] = start, end
     return bounds
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Boxes of `shape` laid from `anchor`, those touching `region`, each clipped to `clip`.
-
-    Lazy and sized, so millions of tasks can be counted and enqueued without a list.
-    """
-    region: Bbox
-    shape: Vec
-    anchor: Vec
-    clip: Bbox
-
-    def _index_range(self):
-        lo = (self.region.minpt - self.anchor) // self.shape
-        hi = -((self.anchor - self.region.maxpt) // self.shape)  # ceiling division
-        return lo, hi
-
-    def __len__(self) -> int:
-        lo, hi = self._index_range()
-        return int(np.prod(np.maximum(hi - lo, 0)))
-
-    def __iter__(self) -> Iterator[Bbox]:
-        lo, hi = self._index_range()
-        for z in range(lo.z, hi.z):
-            for y in range(lo.y, hi.y):
-                for x in range(lo.x, hi.x):
-                    start = self.anchor + Vec(x, y, z) * self.shape
-                    box = Bbox.intersection(Bbox(start, start + self.shape), self.clip)
-                    if not box.subvoxel():
-                        yield box
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def create_meshing_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = D
     mesh_dir = mesh_dir or cv.info.get("mesh") or default_mesh_dir(mip, max_error)
     bounds = cv.meta.bounds(mip) if bounds is None else bounds
     resolution = cv.meta.resolution(mip)
-    record = ForgeRecord(mip=mip, resolution=tuple(float(r) for r in resolution),
+    record = ForgeRecord(mip=mip, resolution=tuple(resolution.tolist()),  # ints stay ints: index file names
                          bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)),
                          anchor=tuple(ints(cv.meta.voxel_offset(mip))), shape=tuple(ints(shape)),
                          options=options.to_json())

@@ -23,7 +23,7 @@ from mapbuffer import MapBuffer
 from taskqueue import queueable
 
 from igneous_like import meshes
-from igneous_like.task_creation.common import Grid
+from igneous_like.grid import Grid
 
 FORGE_RECORD = "forge.json"
 FRAGMENTS = ".frags"
@@ -118,10 +118,10 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
     labels, padded = read_labels(cv, box, mip, opts)
     own = box - padded.minpt  # the block's own voxels (no overlap or padding) count towards dust
     counts = meshes.voxel_counts(labels[own.to_slices()])
-    resolution = cv.meta.resolution(mip)
     cf = mesh_dir_files(layer_path, mesh_dir)
     record = ForgeRecord.load(cf)
-    grid = record.draco_grid() if record else None
+    resolution = Vec(*record.resolution)
+    grid = record.draco_grid()
     pieces, extents = {}, {}
     blocks = meshes.mesh_block(labels, resolution, padded.minpt, opts.max_error, opts.reduction_factor)
     for label, mesh in blocks:
@@ -132,7 +132,7 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
         pieces[label] = meshes.encode_fragment(meshes.concatenate([]), count)
     if opts.spatial_index:
         index = SpatialIndex(cf.cloudpath, cv.meta.bounds(mip), Vec(*shape) * resolution, config=cv.config,
-                             resolution=resolution)
+                             resolution=record.resolution)
         physical = Bbox(box.minpt * resolution, box.maxpt * resolution)
         cf.put_json(next(iter(index.index_file_paths_for_bbox(physical))), extents)
     cf.put(fragment_name(box), MapBuffer(pieces).tobytes(), compress=None)
