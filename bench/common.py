@@ -2,6 +2,7 @@
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import psutil
@@ -39,6 +40,16 @@ def measure_all(commands: list) -> tuple:
     """Run commands one after another: (total seconds, the largest peak of any of them)."""
     results = [measure(command) for command in commands]
     return sum(seconds for seconds, _ in results), max(peak for _, peak in results)
+
+
+def alternate(run_once: Callable[[str], tuple], names: Sequence[str], repeats: int) -> dict:
+    """Run each tool `repeats` times, taking turns so that a busy moment hits both alike;
+    per tool: (the fastest time, the largest peak memory)."""
+    runs = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            runs[name].append(run_once(name))
+    return {name: (min(s for s, _ in got), max(b for _, b in got)) for name, got in runs.items()}
 
 
 def report(title: str, results: dict) -> None:

@@ -68,8 +68,8 @@ def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dus
         spatial_index=spatial_index, bounds=ranges_to_bounds(path, mip, xrange, yrange, zrange))
     dispatch(ctx, tasks, queue)
     step = "merge-sharded --nlod 2" if sharded else "merge"
-    where = "Once the queue is empty, then" if queue else "Then"
-    click.echo(f"{where} merge: igneous-like mesh {step} {path}", err=True)
+    when = "Once the queue is empty, merge" if queue else "Next, merge"
+    click.echo(f"{when}: igneous-like mesh {step} {path}", err=True)
 
 
 @mesh.command()
