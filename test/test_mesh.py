@@ -262,3 +262,20 @@ def test_weld_joins_only_seam_vertices():
     welded = meshes.weld_seams(meshes.Mesh(vertices, faces, None), planes, (16, 16, 16))
     assert len(welded.vertices) == 6  # 8 - two seam duplicates; the off-seam twins stay distinct
     assert len(welded.faces) == 3
+
+
+def test_fill_missing_reads_absent_chunks_as_background(layer, crop, truth):
+    """Without --fill-missing a missing chunk fails its block; with it, that chunk's voxels are
+    background, so labels living only there get no mesh."""
+    cv = CloudVolume(layer, progress=False)
+    chunk = "100-132_50-82_7-39"
+    CloudFiles(cv.cloudpath + "/" + cv.key).delete([chunk, chunk + ".gz"])
+    with pytest.raises(Exception, match="1 of 8 tasks failed"):
+        run(create_meshing_tasks(layer, shape=BLOCK))
+    run(create_meshing_tasks(layer, shape=BLOCK, fill_missing=True))
+    run(create_mesh_manifest_tasks(layer, magnitude=0))
+    rest = crop.copy()
+    rest[:32, :32, :32] = 0
+    names = CloudFiles(cv.cloudpath + "/" + CloudVolume(layer).info["mesh"]).list()
+    meshed = {int(name[:-2]) for name in names if name.endswith(":0")}
+    assert meshed == {int(x) for x in np.unique(rest) if x}
