@@ -2,12 +2,14 @@
 
 A task that raises is logged with its traceback and left leased, so the queue hands it out
 again once the lease runs out; the worker carries on and finally reports how many failed.
+While a task runs, its lease is renewed, so a task longer than the lease never runs twice at
+once. SIGTERM makes a worker finish its current task, delete it, and stop.
 """
 import logging
 import multiprocessing
 import os
+import signal
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -86,20 +88,26 @@ class WorkerReport:
 
 def work(path: str, lease_sec: int = 600, max_tasks: Optional[int] = None,
          exit_on_empty: bool = False, idle_sleep: float = 5.0) -> WorkerReport:
-    """Lease, run and delete tasks until the queue is empty (with exit_on_empty) or max_tasks."""
+    """Lease, run and delete tasks until the queue is empty (with exit_on_empty), max_tasks, or SIGTERM."""
     import igneous_like.tasks.registry  # noqa: F401  registers the @queueable task functions
     queue = open_queue(path)
     report = WorkerReport()
-    while max_tasks is None or report.done + report.failed < max_tasks:
+    stopping = stop_on_sigterm()
+    wait_sec = 1 if exit_on_empty else 20  # an SQS long poll; file queues answer at once
+    while not stopping.is_set() and (max_tasks is None or report.done + report.failed < max_tasks):
         try:
-            task = queue.lease(seconds=lease_sec, num_tasks=1)
+            task = queue.lease(seconds=lease_sec, num_tasks=1, wait_sec=wait_sec)
         except QueueEmptyError:
             if exit_on_empty:
                 break
-            time.sleep(idle_sleep)
+            stopping.wait(idle_sleep)
             continue
+        if stopping.is_set():
+            queue.renew(task, 0)  # hand it straight back
+            break
         try:
-            task.execute()
+            with LeaseKeeper(queue, task, lease_sec):
+                task.execute()
         except Exception:
             log.exception("task %s failed; it returns to the queue when its lease ends", task.key)
             report.failed += 1
@@ -107,6 +115,42 @@ def work(path: str, lease_sec: int = 600, max_tasks: Optional[int] = None,
         queue.delete(task, tally=True)
         report.done += 1
     return report
+
+
+def stop_on_sigterm() -> threading.Event:
+    """An event SIGTERM sets (in the main thread only, where Python delivers signals)."""
+    stopping = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        def handle(signum, frame):
+            log.warning("SIGTERM: finishing the current task, then stopping")
+            stopping.set()
+        signal.signal(signal.SIGTERM, handle)
+    return stopping
+
+
+class LeaseKeeper:
+    """Renews a task's lease every third of the lease while the task runs, so no other worker
+    leases it meanwhile; a failed renewal is logged and tried again at the next beat."""
+
+    def __init__(self, queue: TaskQueue, task, lease_sec: int):
+        self.queue, self.task, self.lease_sec = queue, task, lease_sec
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self.beat, daemon=True)
+
+    def beat(self) -> None:
+        while not self.halt.wait(self.lease_sec / 3):
+            try:
+                self.queue.renew(self.task, self.lease_sec)
+            except Exception:
+                log.warning("could not renew the lease of task %s", self.task.key, exc_info=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.halt.set()
+        self.thread.join()
 
 
 def _work_in_child(level: int, args: tuple) -> WorkerReport:
@@ -127,6 +171,7 @@ def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optio
             report = work(*args)
         else:
             with worker_pool(parallel, long_lived=True) as pool:
+                forward_sigterm(pool)
                 level = logging.getLogger().getEffectiveLevel()
                 report = sum(pool.map(_work_in_child, [level] * parallel, [args] * parallel), WorkerReport())
     finally:
@@ -135,6 +180,15 @@ def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optio
     if report.failed:
         raise TaskFailures(report.failed, report.done + report.failed)
     return report
+
+
+def forward_sigterm(pool: ProcessPoolExecutor) -> None:
+    """Pass SIGTERM on to the worker processes; each finishes its task and stops."""
+    def handle(signum, frame):
+        log.warning("SIGTERM: workers finish their current tasks, then stop")
+        for process in list(pool._processes.values()):
+            os.kill(process.pid, signal.SIGTERM)
+    signal.signal(signal.SIGTERM, handle)
 
 
 class QueueWatcher(threading.Thread):

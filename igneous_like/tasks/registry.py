@@ -1,3 +1,13 @@
-"""Importing this module registers every @queueable task function with python-task-queue."""
+"""Importing this module registers every @queueable task function with python-task-queue.
+
+Workers run registered tasks only. Operators may add their own task modules by naming them in
+IGNEOUS_LIKE_TASK_MODULES (comma-separated module names, importable by the workers).
+"""
+import importlib
+import os
+
 import igneous_like.tasks.image  # noqa: F401
 import igneous_like.tasks.mesh  # noqa: F401
+
+for _name in filter(None, os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(",")):
+    importlib.import_module(_name.strip())
