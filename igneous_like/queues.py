@@ -1,27 +1,22 @@
-"""Queues and workers: open a queue by URL, lease and run tasks, run task lists in-process.
-
-A task that raises is logged with its traceback and left leased, so the queue hands it out
-again once the lease runs out; the worker carries on and finally reports how many failed.
-While a task runs, its lease is renewed, so a task longer than the lease never runs twice at
-once. SIGTERM makes a worker finish its current task, delete it, and stop.
-"""
+"""Queues: open one by URL, put tasks on it, run worker processes on it (the loop each runs is
+in `worker`), or run task lists in this process through the same JSON a queue carries."""
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Iterable, Iterator, Optional
 
 import orjson
 from cloudfiles import reset_connection_pools
-from taskqueue import QueueEmptyError, TaskQueue
+from taskqueue import TaskQueue
 from taskqueue.queueables import totask
 
 from igneous_like.errors import TaskFailures, UserError
 from igneous_like.progress import Progress
+from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, WorkerReport, dead_letter_url, work
 
 log = logging.getLogger(__name__)
 
@@ -77,96 +72,21 @@ def worker_pool(parallel: int, long_lived: bool) -> ProcessPoolExecutor:
                                initializer=reset_connection_pools)
 
 
-@dataclass
-class WorkerReport:
-    done: int = 0
-    failed: int = 0
-
-    def __add__(self, other: "WorkerReport") -> "WorkerReport":
-        return WorkerReport(self.done + other.done, self.failed + other.failed)
-
-
-def work(path: str, lease_sec: int = 600, max_tasks: Optional[int] = None,
-         exit_on_empty: bool = False, idle_sleep: float = 5.0) -> WorkerReport:
-    """Lease, run and delete tasks until the queue is empty (with exit_on_empty), max_tasks, or SIGTERM."""
-    import igneous_like.tasks.registry  # noqa: F401  registers the @queueable task functions
-    queue = open_queue(path)
-    report = WorkerReport()
-    stopping = stop_on_sigterm()
-    wait_sec = 1 if exit_on_empty else 20  # an SQS long poll; file queues answer at once
-    while not stopping.is_set() and (max_tasks is None or report.done + report.failed < max_tasks):
-        try:
-            task = queue.lease(seconds=lease_sec, num_tasks=1, wait_sec=wait_sec)
-        except QueueEmptyError:
-            if exit_on_empty:
-                break
-            stopping.wait(idle_sleep)
-            continue
-        if stopping.is_set():
-            queue.renew(task, 0)  # hand it straight back
-            break
-        try:
-            with LeaseKeeper(queue, task, lease_sec):
-                task.execute()
-        except Exception:
-            log.exception("task %s failed; it returns to the queue when its lease ends", task.key)
-            report.failed += 1
-            continue
-        queue.delete(task, tally=True)
-        report.done += 1
-    return report
-
-
-def stop_on_sigterm() -> threading.Event:
-    """An event SIGTERM sets (in the main thread only, where Python delivers signals)."""
-    stopping = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        def handle(signum, frame):
-            log.warning("SIGTERM: finishing the current task, then stopping")
-            stopping.set()
-        signal.signal(signal.SIGTERM, handle)
-    return stopping
-
-
-class LeaseKeeper:
-    """Renews a task's lease every third of the lease while the task runs, so no other worker
-    leases it meanwhile; a failed renewal is logged and tried again at the next beat."""
-
-    def __init__(self, queue: TaskQueue, task, lease_sec: int):
-        self.queue, self.task, self.lease_sec = queue, task, lease_sec
-        self.halt = threading.Event()
-        self.thread = threading.Thread(target=self.beat, daemon=True)
-
-    def beat(self) -> None:
-        while not self.halt.wait(self.lease_sec / 3):
-            try:
-                self.queue.renew(self.task, self.lease_sec)
-            except Exception:
-                log.warning("could not renew the lease of task %s", self.task.key, exc_info=True)
-
-    def __enter__(self) -> "LeaseKeeper":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.halt.set()
-        self.thread.join()
-
-
 def _work_in_child(level: int, args: tuple) -> WorkerReport:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     return work(*args)
 
 
 def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optional[int] = None,
-            exit_on_empty: bool = False, quiet: bool = False) -> WorkerReport:
+            exit_on_empty: bool = False, quiet: bool = False, max_attempts: int = MAX_ATTEMPTS,
+            retry_delay: float = RETRY_DELAY) -> WorkerReport:
     """Run `parallel` worker processes on one queue; raise TaskFailures if any task failed."""
     queue = open_queue(path)
     progress = Progress(queue.enqueued, f"executing {queue_url(path)}", quiet)
     watcher = QueueWatcher(queue, progress)
     watcher.start()
     try:
-        args = (path, lease_sec, max_tasks, exit_on_empty)
+        args = (queue_url(path), lease_sec, max_tasks, exit_on_empty, 5.0, max_attempts, retry_delay)
         if parallel == 1:
             report = work(*args)
         else:
@@ -283,4 +203,15 @@ def refuse_memory_layers(tasks: Iterable) -> Iterator:
 def status(path: str) -> dict:
     queue = open_queue(path)
     return {"enqueued": queue.enqueued, "leased": queue.leased, "completed": queue.completed,
-            "inserted": queue.inserted}
+            "inserted": queue.inserted, "dead": dead_letters(queue_url(path))}
+
+
+def dead_letters(url: str) -> int:
+    """How many tasks wait in the dead-letter queue (0 if there is none)."""
+    dead = dead_letter_url(url)
+    if dead.startswith("fq://") and not os.path.isdir(os.path.join(dead[len("fq://"):], "queue")):
+        return 0
+    try:
+        return TaskQueue(dead, progress=False).enqueued
+    except Exception:  # an SQS dead-letter queue that was never created
+        return 0

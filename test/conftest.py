@@ -1,5 +1,6 @@
 """Shared fixtures: the real segmentation, an image made from it, layer writing, CLI runs."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,29 @@ def run_cli(*args, check=True, env=None, cwd=None) -> subprocess.CompletedProces
         raise AssertionError(f"igneous-like {' '.join(map(str, args))} exited {result.returncode}:\n"
                              f"{result.stderr}")
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def sqs_env(tmp_path):
+    """A real SQS-compatible server (moto) on loopback, and the environment that points at it."""
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path)}
+    import boto3
+    import requests
+    requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset")  # servers in one process share state
+    boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing").create_queue(
+        QueueName="igneous-like-test")
+    yield env
+    server.stop()

@@ -1,5 +1,4 @@
 """Queues and workers: the same bytes however the work is run, and queue verbs that tell the truth."""
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -78,30 +77,6 @@ def test_enqueue_says_where_and_what_next(tmp_path, source):
     result = run_cli(*JOB[:2], path, *JOB[2:], "--queue", str(queue_dir))
     assert "Enqueued 4 tasks" in result.stderr and f"fq://{queue_dir}" in result.stderr
     assert f"execute -x fq://{queue_dir}" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def sqs_env(tmp_path):
-    """A real SQS-compatible server (moto) on loopback, and the environment that points at it."""
-    server_module = pytest.importorskip("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path)}
-    import boto3
-    boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_queue(
-        QueueName="igneous-like-test")
-    yield env
-    server.stop()
 
 
 def test_sqs_queue_end_to_end(tmp_path, source, sqs_env):

@@ -7,9 +7,11 @@ import sys
 import time
 from functools import partial
 
+import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_cli
 from sleep_task import SleepTask
+from taskqueue import TaskQueue
 
 from igneous_like.queues import enqueue, status
 
@@ -62,3 +64,52 @@ def test_sigterm_finishes_the_current_task_then_stops(tmp_path, parallel):
     assert started == ended == int(parallel)  # each worker finished its task and took no other
     counts = status(queue)
     assert counts["enqueued"] == 6 - int(parallel) and counts["leased"] == 0
+
+
+def test_unregistered_and_garbage_messages_go_to_the_dead_letter_queue(tmp_path):
+    """A worker that does not know SleepTask never runs it; neither a garbage message nor it
+    crashes the worker: both wait in the dead-letter queue, and go back with release --dead."""
+    queue, log = f"fq://{tmp_path / 'q'}", tmp_path / "log"
+    enqueue([partial(SleepTask, name="unknown", seconds=0, log_path=str(log))], queue)
+    TaskQueue(queue).api.insert([{"payload": ["no_such_module", "nothing", [], {}, None]},
+                                 {"payload": "not a task at all"}])
+    result = run_cli("execute", "-x", queue, check=False)
+    assert result.returncode == 1 and "not a registered task" in result.stderr, result.stderr
+    assert not log.exists()
+    counts = status(queue)
+    assert (counts["enqueued"], counts["dead"]) == (0, 3)
+    assert "dead:      3" in run_cli("queue", "status", queue).stdout
+    run_cli("queue", "release", "--dead", queue)
+    assert (status(queue)["enqueued"], status(queue)["dead"]) == (3, 0)
+    worker = start_worker("execute", "-x", queue)  # this one knows SleepTask
+    assert worker.wait(timeout=60) == 1
+    assert lines(log) == ["start", "unknown", "end", "unknown"] and status(queue)["dead"] == 2
+
+
+def test_a_failing_task_is_retried_then_buried(make_layer, tmp_path):
+    """A task that always fails runs --max-attempts times, then waits in the dead-letter queue."""
+    data = np.zeros((64, 64, 64), np.uint8)
+    path = make_layer("img", data, "image", chunk=(32, 32, 32))
+    (tmp_path / "img" / "16_16_40" / "0-32_0-32_0-32").unlink()  # its reads fail
+    queue = f"fq://{tmp_path / 'q'}"
+    run_cli("image", "downsample", path, "--num-mips", 1, "--queue", queue)
+    result = run_cli("execute", "-x", "--max-attempts", 3, "--retry-delay", 0, queue, check=False)
+    assert result.returncode == 1 and result.stderr.count("EmptyVolumeException") >= 3, result.stderr
+    assert "attempt 1 of 3" in result.stderr and "failed 3 times" in result.stderr
+    counts = status(queue)
+    assert (counts["enqueued"], counts["dead"], counts["completed"]) == (0, 1, 1)
+
+
+def test_dead_letters_on_sqs(make_layer, tmp_path, sqs_env):
+    """On SQS the dead-letter queue is NAME-dead, made when first needed; status and release see it."""
+    data = np.zeros((64, 64, 32), np.uint8)
+    path = make_layer("img", data, "image", chunk=(32, 32, 32))
+    (tmp_path / "img" / "16_16_40" / "0-32_0-32_0-32").unlink()
+    queue = "sqs://igneous-like-test"
+    run_cli("image", "downsample", path, "--num-mips", 1, "--queue", queue, env=sqs_env)
+    result = run_cli("execute", "-x", "--max-attempts", 2, "--retry-delay", 0, queue, check=False,
+                     env=sqs_env)
+    assert result.returncode == 1 and "failed 2 times" in result.stderr, result.stderr
+    assert "dead:      1" in run_cli("queue", "status", queue, env=sqs_env).stdout
+    assert "Moved 1 tasks" in run_cli("queue", "release", "--dead", queue, env=sqs_env).stdout
+    assert "dead:      0" in run_cli("queue", "status", queue, "--interval", 0, env=sqs_env).stdout

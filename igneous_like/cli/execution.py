@@ -5,6 +5,7 @@ import click
 
 from igneous_like import queues
 from igneous_like.progress import format_seconds
+from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, revive
 
 
 @click.command()
@@ -14,15 +15,23 @@ from igneous_like.progress import format_seconds
               help="Seconds a task stays leased; a task not finished by then goes back to the queue.")
 @click.option("--max-tasks", type=click.IntRange(min=1), default=None,
               help="Stop each worker process after this many tasks.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=MAX_ATTEMPTS, show_default=True,
+              help="Runs of a failing task before it goes to the dead-letter queue.")
+@click.option("--retry-delay", type=click.FloatRange(min=0), default=RETRY_DELAY, show_default=True,
+              help="Seconds before a failed task runs again; doubles with each attempt.")
 @click.pass_context
-def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks):
+def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks, max_attempts, retry_delay):
     """Lease and run tasks from QUEUE (fq://DIR, a directory, or sqs://NAME).
+
+    A task longer than --lease-sec keeps its lease while it runs. SIGTERM lets each worker
+    finish its task, then stop (exit 0). Tasks that fail --max-attempts times, and messages
+    that are not registered tasks, go to the dead-letter queue (see queue status/release --dead).
 
     Example: igneous-like -p 2 execute -x fq:///tmp/queue
     """
     settings = ctx.find_root().obj
     report = queues.execute(queue, settings["parallel"], lease_sec, max_tasks, exit_on_empty,
-                            settings["quiet"])
+                            settings["quiet"], max_attempts, retry_delay)
     click.echo(f"Finished {report.done} tasks from {queues.queue_url(queue)}", err=True)
 
 
@@ -46,6 +55,7 @@ def status(path, interval):
     click.echo(f"leased:    {first['leased']}")
     completed = first["completed"]
     click.echo(f"completed: {'n/a (SQS does not count)' if completed != completed else completed}")
+    click.echo(f"dead:      {first['dead']}" + ("  (see: queue release --dead)" if first["dead"] else ""))
     if interval <= 0 or first["enqueued"] == 0:
         return
     time.sleep(interval)
@@ -60,12 +70,19 @@ def status(path, interval):
 
 @queue.command()
 @click.argument("path")
-def release(path):
-    """Return every leased task to the queue at once (after workers died).
+@click.option("--dead", is_flag=True, help="Move the dead-letter queue's tasks back, attempts reset.")
+def release(path, dead):
+    """Return every leased task to the queue at once (after workers died), or with --dead every
+    task of the dead-letter queue.
 
     Example: igneous-like queue release fq:///tmp/queue
     """
-    queues.open_queue(path).release_all()
+    queue = queues.open_queue(path)
+    if dead:
+        moved = revive(queues.queue_url(path))
+        click.echo(f"Moved {moved} tasks from the dead-letter queue back into {queues.queue_url(path)}")
+        return
+    queue.release_all()
     click.echo(f"Released all leases in {queues.queue_url(path)}")
 
 
