@@ -1,4 +1,11 @@
 """create_* functions: validate input, write destination info, return lazy task iterables."""
+from igneous_like.task_creation.ccl import (
+    clean_ccl_files,
+    create_ccl_equivalence_tasks,
+    create_ccl_face_tasks,
+    create_ccl_relabel_tasks,
+    create_relabeling,
+)
 from igneous_like.task_creation.image import (
     create_deletion_tasks,
     create_downsampling_tasks,
@@ -6,8 +13,11 @@ from igneous_like.task_creation.image import (
     create_image_shard_transfer_tasks,
     create_transfer_tasks,
 )
+from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_voxel_counting_tasks
 
 __all__ = [
-    "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
-    "create_image_shard_transfer_tasks", "create_transfer_tasks",
+    "accumulate_voxel_counts", "clean_ccl_files", "create_ccl_equivalence_tasks", "create_ccl_face_tasks",
+    "create_ccl_relabel_tasks", "create_deletion_tasks", "create_downsampling_tasks",
+    "create_image_shard_downsample_tasks", "create_image_shard_transfer_tasks", "create_relabeling",
+    "create_transfer_tasks", "create_voxel_counting_tasks",
 ]
