@@ -250,14 +250,17 @@ def task_lookup(counts: np.ndarray, face_labels: np.ndarray, face_finals: np.nda
 
 
 def apply_lookup(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
-    """lookup[labels], in the same memory order; overwrites `labels` where the dtypes match."""
+    """lookup[labels], in the same memory order, as lookup's dtype; may overwrite `labels`.
+
+    A task can hold more local labels than there are final ids (one component that enters its
+    box many times), so the lookup runs in the wider of the two dtypes and narrows after."""
     import fastremap
-    if labels.dtype != lookup.dtype:
-        labels = labels.astype(lookup.dtype, order="K")
+    wide = np.promote_types(labels.dtype, lookup.dtype)
     if not (labels.flags.c_contiguous or labels.flags.f_contiguous):
         return lookup[labels]
-    fastremap.remap_from_array(labels.ravel(order="K"), lookup, in_place=True)
-    return labels
+    labels = labels.astype(wide, order="K", copy=False)
+    fastremap.remap_from_array(labels.ravel(order="K"), lookup.astype(wide, copy=False), in_place=True)
+    return labels.astype(lookup.dtype, order="K", copy=False)
 
 
 def merge_counts(labels: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

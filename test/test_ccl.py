@@ -90,10 +90,11 @@ def assert_same_components(out: np.ndarray, ref: np.ndarray, count: int) -> None
 
     Written to allocate little: a 512^3 comparison must stay quick."""
     assert out.shape == ref.shape
-    out, ref = out.ravel(order="F"), ref.ravel(order="F").astype(out.dtype, copy=False)
+    common = np.promote_types(out.dtype, ref.dtype)
+    out, ref = (array.ravel(order="F").astype(common, copy=False) for array in (out, ref))
     present = fastremap.unique(out)
     assert np.array_equal(present[present != 0], np.arange(1, count + 1)), "ids are not 1..N"
-    image = np.zeros(int(ref.max()) + 1, dtype=out.dtype)
+    image = np.zeros(int(ref.max()) + 1, dtype=common)
     image[ref] = out  # the id each reference component got (one of them, if it was split)
     mapped = fastremap.remap_from_array(ref, image, in_place=False)
     assert np.array_equal(mapped, out), "a reference component was split"

@@ -223,8 +223,10 @@ def create_relabeling(cloudpath: str, mip: int = 0, dust: Optional[int] = None, 
     return total
 
 
-def output_dtype(components: int) -> str:
-    return "uint32" if components < 2**32 else "uint64"
+def output_dtype(components: int, encoding: str) -> str:
+    """The smallest unsigned type that holds every id (compressed_segmentation needs 32 bits)."""
+    smallest = 8 if components < 2**8 else 16 if components < 2**16 else 32 if components < 2**32 else 64
+    return f"uint{max(smallest, 32) if encoding == 'compressed_segmentation' else smallest}"
 
 
 def default_encoding(cv: CloudVolume, mip: int) -> str:
@@ -262,8 +264,8 @@ def create_ccl_relabel_tasks(
     dest_path = layer_path(dest)
     if dest_path.rstrip("/") == cv.cloudpath.rstrip("/"):
         raise UserError("the destination is the source; relabel into a new path")
-    dtype = output_dtype(numbering["components"])
     encoding = encoding or default_encoding(cv, mip)
+    dtype = output_dtype(numbering["components"], encoding)
     check_encoding(encoding, "segmentation", dtype)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     info = destination_info(cv, mip, opts.bounds, chunk_size, encoding)

@@ -1,0 +1,115 @@
+"""Connected components and voxel counts of the real 512^3 data: igneous_like against Igneous.
+
+Both run as CLI subprocesses on identical copies of the layer with the same parallelism
+(`image ccl auto`, 6-connected as Igneous is; or `image voxels count` then `sum`). The script
+checks that the outputs agree (the same components, up to their ids; the same counts), then
+prints time and peak memory (the largest summed RSS of the process tree) and their ratios.
+
+    python bench/bench_ccl.py --igneous /path/to/venv/bin/igneous [-p 2] [--shape 256]
+        [--kind segmentation|image] [--work ccl|voxels]
+"""
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import fastremap
+import numpy as np
+from bench_downsample import DATA, measure
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+
+from igneous_like.label_table import read_voxel_counts
+from igneous_like.layers import write_array
+
+THRESHOLD = 140
+
+
+def volume(kind: str) -> tuple:
+    """The segmentation, or an EM-like image made from it (a grey level per object, dark borders)."""
+    import crackle
+    seg = np.asfortranarray(crackle.load(str(DATA)))
+    if kind == "segmentation":
+        return seg, "segmentation"
+    grey = ((seg.astype(np.uint64) * np.uint64(2654435761)) >> np.uint64(24)) % np.uint64(200)
+    image = (grey + 40).astype(np.uint8)
+    borders = np.zeros(seg.shape, dtype=bool)
+    borders[1:] |= seg[1:] != seg[:-1]
+    borders[:, 1:] |= seg[:, 1:] != seg[:, :-1]
+    image[borders] = 10
+    return np.asfortranarray(image), "image"
+
+
+def commands(args, src: str, dest: str) -> list:
+    """The command lines of one run, after the program prefix."""
+    if args.work == "voxels":
+        return [["image", "voxels", "count", src, "--shape", f"{args.shape},{args.shape},{args.shape}"],
+                ["image", "voxels", "sum", src]]
+    threshold = ["--threshold-gte", str(THRESHOLD)] if args.kind == "image" else []
+    return [["image", "ccl", "auto", src, dest, "--shape", f"{args.shape},{args.shape},{args.shape}",
+             "--encoding", "raw", *threshold]]
+
+
+def read(path: str) -> np.ndarray:
+    cv = CloudVolume(path, progress=False)
+    return np.asarray(cv[cv.bounds])[..., 0]
+
+
+def igneous_counts(path: str) -> tuple:
+    from mapbuffer import IntMap
+    data = CloudFiles(path).get("16_16_40/stats/voxel_counts.im")
+    items = sorted(IntMap(data).items())
+    return (np.array([k for k, _ in items], np.uint64), np.array([v for _, v in items], np.uint64))
+
+
+def agree(work: Path, args) -> str:
+    if args.work == "voxels":
+        ours = read_voxel_counts(f"file://{work / 'igneous_like'}")
+        theirs = igneous_counts(f"file://{work / 'Igneous'}")
+        if not all(np.array_equal(a, b) for a, b in zip(ours, theirs)):
+            raise SystemExit("voxel counts differ")
+        return f"{ours[0].size} labels, counts equal"
+    ours, theirs = (read(f"file://{work / name}_cc") for name in ("igneous_like", "Igneous"))
+    if not np.array_equal(fastremap.renumber(ours)[0], fastremap.renumber(theirs)[0]):
+        raise SystemExit("the components differ")
+    return f"{int(ours.max())} components, the same in both"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
+    parser.add_argument("-p", "--parallel", type=int, default=2)
+    parser.add_argument("--shape", type=int, default=256, help="task edge in voxels")
+    parser.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
+    parser.add_argument("--work", choices=["ccl", "voxels"], default="ccl")
+    args = parser.parse_args()
+    if not DATA.exists():
+        raise SystemExit(f"real data not found at {DATA}")
+    data, layer_type = volume(args.kind)
+    work = Path(tempfile.mkdtemp(prefix="bench_ccl_"))
+    try:
+        runs = {
+            "igneous_like": [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
+            "Igneous": [args.igneous, "-p", str(args.parallel)],
+        }
+        results = {}
+        for name, prefix in runs.items():
+            src = write_array(f"file://{work / name}", data, layer_type)
+            steps = [measure(prefix + command) for command in commands(args, src, f"{src}_cc")]
+            results[name] = (sum(s for s, _ in steps), max(b for _, b in steps))
+        what = f"{args.kind} >= {THRESHOLD}" if args.kind == "image" and args.work == "ccl" else args.kind
+        verb = "ccl auto (6-connected)" if args.work == "ccl" else "voxels count + sum"
+        print(f"{verb} of the 512^3 {what}, tasks {args.shape}^3, -p {args.parallel}: {agree(work, args)}")
+        for name, (seconds, peak) in results.items():
+            print(f"  {name:13s} {seconds:7.2f} s   peak {peak / 2**20:8.1f} MiB")
+        (ours_s, ours_b), (theirs_s, theirs_b) = results["igneous_like"], results["Igneous"]
+        print(f"  ratio (igneous_like / Igneous): time {ours_s / theirs_s:.2f}, "
+              f"memory {ours_b / theirs_b:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
