@@ -8,15 +8,13 @@ prints time and peak memory (the largest summed RSS of the process tree) and the
     python bench/bench_ccl.py --igneous /path/to/venv/bin/igneous [-p 2] [--shape 256]
         [--kind segmentation|image] [--work ccl|voxels]
 """
-import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import fastremap
 import numpy as np
-from bench_downsample import DATA, measure
+from bench_downsample import DATA, measure, parser, programs, report
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 
@@ -43,9 +41,8 @@ def volume(kind: str) -> tuple:
 
 def commands(args, src: str, dest: str) -> list:
     """The command lines of one run, after the program prefix."""
-    if args.work == "voxels":
-        return [["image", "voxels", "count", src, "--shape", f"{args.shape},{args.shape},{args.shape}"],
-                ["image", "voxels", "sum", src]]
+    if args.work == "voxels":  # Igneous counts in fixed 512^3 tasks, igneous_like's default too
+        return [["image", "voxels", "count", src], ["image", "voxels", "sum", src]]
     threshold = ["--threshold-gte", str(THRESHOLD)] if args.kind == "image" else []
     return [["image", "ccl", "auto", src, dest, "--shape", f"{args.shape},{args.shape},{args.shape}",
              "--encoding", "raw", *threshold]]
@@ -77,23 +74,16 @@ def agree(work: Path, args) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
-    parser.add_argument("-p", "--parallel", type=int, default=2)
-    parser.add_argument("--shape", type=int, default=256, help="task edge in voxels")
-    parser.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
-    parser.add_argument("--work", choices=["ccl", "voxels"], default="ccl")
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--shape", type=int, default=256, help="ccl task edge in voxels")
+    cli.add_argument("--work", choices=["ccl", "voxels"], default="ccl")
+    args = cli.parse_args()
     if not DATA.exists():
         raise SystemExit(f"real data not found at {DATA}")
     data, layer_type = volume(args.kind)
     work = Path(tempfile.mkdtemp(prefix="bench_ccl_"))
     try:
-        runs = {
-            "igneous_like": [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
-            "Igneous": [args.igneous, "-p", str(args.parallel)],
-        }
+        runs = programs(args)
         results = {}
         for name, prefix in runs.items():
             src = write_array(f"file://{work / name}", data, layer_type)
@@ -101,12 +91,9 @@ def main() -> None:
             results[name] = (sum(s for s, _ in steps), max(b for _, b in steps))
         what = f"{args.kind} >= {THRESHOLD}" if args.kind == "image" and args.work == "ccl" else args.kind
         verb = "ccl auto (6-connected)" if args.work == "ccl" else "voxels count + sum"
-        print(f"{verb} of the 512^3 {what}, tasks {args.shape}^3, -p {args.parallel}: {agree(work, args)}")
-        for name, (seconds, peak) in results.items():
-            print(f"  {name:13s} {seconds:7.2f} s   peak {peak / 2**20:8.1f} MiB")
-        (ours_s, ours_b), (theirs_s, theirs_b) = results["igneous_like"], results["Igneous"]
-        print(f"  ratio (igneous_like / Igneous): time {ours_s / theirs_s:.2f}, "
-              f"memory {ours_b / theirs_b:.2f}")
+        edge = args.shape if args.work == "ccl" else 512
+        print(f"{verb} of the 512^3 {what}, tasks {edge}^3, -p {args.parallel}: {agree(work, args)}")
+        report(results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -41,6 +41,30 @@ def measure(command: list) -> tuple:
     return seconds, peak
 
 
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: the Igneous executable, -p, and the kind of data."""
+    out = argparse.ArgumentParser(description=description,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
+    out.add_argument("-p", "--parallel", type=int, default=2)
+    out.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
+    return out
+
+
+def programs(args) -> dict:
+    """The command prefix of each program, with the same parallelism."""
+    return {"igneous_like": [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
+            "Igneous": [args.igneous, "-p", str(args.parallel)]}
+
+
+def report(results: dict) -> None:
+    """Time and peak memory of each program (seconds, bytes), and their ratios."""
+    for name, (seconds, peak) in results.items():
+        print(f"  {name:13s} {seconds:7.2f} s   peak {peak / 2**20:8.1f} MiB")
+    (ours_s, ours_b), (theirs_s, theirs_b) = results["igneous_like"], results["Igneous"]
+    print(f"  ratio (igneous_like / Igneous): time {ours_s / theirs_s:.2f}, memory {ours_b / theirs_b:.2f}")
+
+
 def volumes(kind: str) -> tuple:
     import crackle
     seg = np.asfortranarray(crackle.load(str(DATA)))
@@ -50,22 +74,15 @@ def volumes(kind: str) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
-    parser.add_argument("-p", "--parallel", type=int, default=2)
-    parser.add_argument("--num-mips", type=int, default=3)
-    parser.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--num-mips", type=int, default=3)
+    args = cli.parse_args()
     if not DATA.exists():
         raise SystemExit(f"real data not found at {DATA}")
     data, layer_type = volumes(args.kind)
     work = Path(tempfile.mkdtemp(prefix="bench_downsample_"))
     try:
-        runs = {
-            "igneous_like": [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
-            "Igneous": [args.igneous, "-p", str(args.parallel)],
-        }
+        runs = programs(args)
         results = {}
         for name, prefix in runs.items():
             path = write_array(f"file://{work / name}", data, layer_type)
@@ -76,13 +93,9 @@ def main() -> None:
             ours, theirs = (CloudVolume(f"file://{work / name}", mip=mip, progress=False) for name in runs)
             if not np.array_equal(ours[ours.bounds], theirs[theirs.bounds]):
                 raise SystemExit(f"outputs differ at mip {mip}")
-        (ours_s, ours_b), (theirs_s, theirs_b) = results["igneous_like"], results["Igneous"]
         print(f"downsample {args.kind} 512^3, --num-mips {args.num_mips} 2x2x1, -p {args.parallel}; "
               f"mips made {made}; the common mips agree voxel for voxel")
-        for name, (seconds, peak) in results.items():
-            print(f"  {name:13s} {seconds:7.2f} s   peak {peak / 2**20:8.1f} MiB")
-        print(f"  ratio (igneous_like / Igneous): time {ours_s / theirs_s:.2f}, "
-              f"memory {ours_b / theirs_b:.2f}")
+        report(results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -14,12 +14,11 @@ The global step only sees face-touching labels; interior ones are counted per ta
 memory grows with the area of the task faces, not with the number of labels in the volume.
 """
 import itertools
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 CONNECTIVITIES = (6, 18, 26)
-SIDES = ("lo", "hi")
 AXES = "xyz"
 _MAX_OFFSET_AXES = {6: 1, 18: 2, 26: 3}  # how many axes one step may change, per connectivity
 _INT32_NODES = 2**31 - 1  # scipy's csgraph indexes nodes with int32
@@ -273,10 +272,3 @@ def merge_counts(labels: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np
     starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
     return labels[starts], np.add.reduceat(counts, starts)
 
-
-def grid_positions(grid_size: Sequence[int]) -> Iterator[Tuple[int, int, int]]:
-    """Grid positions (x, y, z) in task-index order: x fastest, then y, then z."""
-    for z in range(grid_size[2]):
-        for y in range(grid_size[1]):
-            for x in range(grid_size[0]):
-                yield x, y, z

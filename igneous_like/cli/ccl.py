@@ -59,6 +59,12 @@ def labeling(options: dict) -> dict:
     return out
 
 
+def with_defaults(options: dict) -> dict:
+    """Labeling options for the faces step, which records them: unset ones take their defaults."""
+    return dict(options, shape=options["shape"] or tc.DEFAULT_SHAPE,
+                connectivity=options["connectivity"] or 6, fill_missing=bool(options["fill_missing"]))
+
+
 @click.group()
 def ccl():
     """Connected components of a whole volume, exact at any size, in steps that workers share.
@@ -85,10 +91,7 @@ def faces(ctx, src, queue, mip, dust, **options):
 
     Example: igneous-like image ccl faces file:///data/seg --shape 512,512,256 --queue fq:///tmp/q
     """
-    options = labeling(options)
-    options["shape"] = options["shape"] or tc.DEFAULT_SHAPE
-    options["connectivity"] = options["connectivity"] or 6
-    options["fill_missing"] = bool(options["fill_missing"])
+    options = with_defaults(labeling(options))
     dispatch(ctx, tc.create_ccl_face_tasks(src, mip=mip, dust=dust or 0, **options), queue)
     next_step("links", src, mip)
 
@@ -185,10 +188,8 @@ def auto(ctx, src, dest, queue, mip, dust, chunk_size, encoding, compress, clean
 
     Example: igneous-like -p 2 image ccl auto file:///data/prob file:///data/blobs --threshold-gte 0.5
     """
-    options = labeling(options)
     check_destination(src, dest, encoding, chunk_size)
-    first = dict(options, shape=options["shape"] or tc.DEFAULT_SHAPE,
-                 connectivity=options["connectivity"] or 6, fill_missing=bool(options["fill_missing"]))
+    first = with_defaults(labeling(options))
     steps: List[Tuple[str, Callable]] = [
         ("faces", lambda: tc.create_ccl_face_tasks(src, mip=mip, dust=dust or 0, **first)),
         ("links", lambda: tc.create_ccl_equivalence_tasks(src, mip=mip, **first)),

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 from cloudfiles import CloudFiles
+from cloudvolume.lib import Bbox, Vec
 
 from igneous_like import label_table
 from igneous_like.ccl import merge_counts
@@ -41,26 +42,9 @@ def create_voxel_counting_tasks(cloudpath: str, mip: int = 0, shape: Sequence[in
     if files.get_json(GRID_FILE) not in (None, layout):
         files.delete(list(files.list()))
     files.put_json(GRID_FILE, layout)
-    count = GridIndex(size, shape)
     make = lambda box: partial(VoxelCountTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
-                               shape=ints(box.size3()), index=count.index(box.minpt - bounds.minpt),
-                               parts=parts, fill_missing=fill_missing)
+                               shape=ints(box.size3()), parts=parts, fill_missing=fill_missing)
     return Tasks(grid, make, f"count voxels of {cv.cloudpath} mip {mip}")
-
-
-class GridIndex:
-    """Task index of a box from its corner: x fastest, then y, then z."""
-
-    def __init__(self, size, shape):
-        self.shape = [int(s) for s in shape]
-        self.grid = [-(-int(n) // s) for n, s in zip(size, self.shape)]
-
-    def index(self, corner) -> int:
-        x, y, z = (int(c) // s for c, s in zip(corner, self.shape))
-        return x + self.grid[0] * (y + self.grid[1] * z)
-
-    def __len__(self) -> int:
-        return int(np.prod(self.grid))
 
 
 def accumulate_voxel_counts(cloudpath: str, mip: int = 0, clean: bool = False) -> int:
@@ -76,7 +60,8 @@ def accumulate_voxel_counts(cloudpath: str, mip: int = 0, clean: bool = False) -
     if layout is None:
         raise UserError(f"no voxel counts to sum for {cv.cloudpath} mip {mip}: run "
                         f"`igneous-like image voxels count {cv.cloudpath} --mip {mip}` first")
-    names = iter(part_name(index) for index in range(len(GridIndex(layout["size"], layout["shape"]))))
+    bounds = Bbox(layout["offset"], Vec(*layout["offset"]) + Vec(*layout["size"]))
+    names = (part_name(box) for box in Grid(bounds, Vec(*layout["shape"]), bounds.minpt, bounds))
     total_labels, total_counts = np.zeros(0, np.uint64), np.zeros(0, np.uint64)
     pending, pending_size = [], 0
     while True:

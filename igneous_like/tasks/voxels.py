@@ -1,7 +1,7 @@
 """Voxel counting: each task counts the labels of one box into a label table.
 
-Per-task tables live under LAYER/KEY/stats/voxel_counts/I.ltab (I: the task index); `image voxels
-sum` adds them into LAYER/KEY/stats/voxel_counts.ltab (see igneous_like.label_table).
+Per-task tables live under LAYER/KEY/stats/voxel_counts/, one per box (X0-X1_Y0-Y1_Z0-Z1.ltab);
+`image voxels sum` adds them into LAYER/KEY/stats/voxel_counts.ltab (see igneous_like.label_table).
 """
 from typing import Sequence
 
@@ -13,8 +13,8 @@ from taskqueue import queueable
 from igneous_like import label_table
 
 
-def part_name(index: int) -> str:
-    return f"{index}.ltab"
+def part_name(box: Bbox) -> str:
+    return f"{box.to_filename()}.ltab"
 
 
 def count_voxels(image: np.ndarray):
@@ -25,10 +25,10 @@ def count_voxels(image: np.ndarray):
 
 
 @queueable
-def VoxelCountTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence[int], index: int,
-                   parts: str, fill_missing: bool = False) -> None:
-    """Count the voxels of each label in one box; write the counts as part `index` under `parts`."""
+def VoxelCountTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence[int], parts: str,
+                   fill_missing: bool = False) -> None:
+    """Count the voxels of each label in one box; write the counts as the box's part under `parts`."""
     cv = CloudVolume(layer_path, mip=mip, fill_missing=fill_missing, progress=False)
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     labels, counts = count_voxels(np.asarray(cv.image.download(box, mip))[..., 0])
-    label_table.write(f"{parts}/{part_name(index)}", labels, counts)
+    label_table.write(f"{parts}/{part_name(box)}", labels, counts)
