@@ -77,7 +77,8 @@ def threshold(kind: str) -> dict:
 
 
 def label_in_process(src: str, dest: str, shape, connectivity: int, dust: int = 0, **options) -> int:
-    run_locally(create_ccl_face_tasks(src, shape=shape, connectivity=connectivity, dust=dust, **options),
+    run_locally(create_ccl_face_tasks(src, shape=shape, connectivity=connectivity, dust_threshold=dust,
+                                      **options),
                 quiet=True)
     run_locally(create_ccl_equivalence_tasks(src), quiet=True)
     count = create_relabeling(src)
@@ -143,11 +144,12 @@ def test_dust_and_threshold_from_the_faces_step_carry_on(layers, reference):
     """Later steps reuse what faces recorded; calc-labels may change dust without new faces."""
     src = layers("image", "crop", "shifted")
     run_locally(create_ccl_face_tasks(src, shape=(128, 96, 64), connectivity=26, threshold_gte=THRESHOLD,
-                                      dust=10**9), quiet=True)
+                                      dust_threshold=10**9), quiet=True)
     run_locally(create_ccl_equivalence_tasks(src), quiet=True)
     assert create_relabeling(src) == 0  # the recorded dust drops everything
-    count = create_relabeling(src, dust=700)
-    run_locally(create_ccl_relabel_tasks(src, f"{src}_redust", compress="none", dust=700), quiet=True)
+    count = create_relabeling(src, dust_threshold=700)
+    run_locally(create_ccl_relabel_tasks(src, f"{src}_redust", compress="none", dust_threshold=700),
+                quiet=True)
     assert_same_components(read_mip(f"{src}_redust", 0), reference("image", "crop", 26, 700), count)
 
 

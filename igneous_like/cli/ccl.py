@@ -92,7 +92,7 @@ def faces(ctx, src, queue, mip, dust, **options):
     Example: igneous-like image ccl faces file:///data/seg --shape 512,512,256 --queue fq:///tmp/q
     """
     options = with_defaults(labeling(options))
-    dispatch(ctx, tc.create_ccl_face_tasks(src, mip=mip, dust=dust or 0, **options), queue)
+    dispatch(ctx, tc.create_ccl_face_tasks(src, mip=mip, dust_threshold=dust or 0, **options), queue)
     next_step("links", src, mip)
 
 
@@ -118,7 +118,7 @@ def calc_labels(src, mip, dust, **options):
 
     Example: igneous-like image ccl calc-labels file:///data/seg --dust 100
     """
-    total = tc.create_relabeling(src, mip=mip, dust=dust, **labeling(options))
+    total = tc.create_relabeling(src, mip=mip, dust_threshold=dust, **labeling(options))
     click.echo(f"{total} components", err=True)
     next_step("relabel", src, mip, "DEST")
 
@@ -140,7 +140,7 @@ def relabel(ctx, src, dest, queue, mip, dust, chunk_size, encoding, compress, **
 
     Example: igneous-like image ccl relabel file:///data/seg file:///data/seg_cc --compress none
     """
-    tasks = tc.create_ccl_relabel_tasks(src, dest, mip=mip, dust=dust, chunk_size=chunk_size,
+    tasks = tc.create_ccl_relabel_tasks(src, dest, mip=mip, dust_threshold=dust, chunk_size=chunk_size,
                                         encoding=encoding, compress=compress, **labeling(options))
     dispatch(ctx, tasks, queue)
     next_step("clean", src, mip)
@@ -191,9 +191,9 @@ def auto(ctx, src, dest, queue, mip, dust, chunk_size, encoding, compress, clean
     check_destination(src, dest, encoding, chunk_size)
     first = with_defaults(labeling(options))
     steps: List[Tuple[str, Callable]] = [
-        ("faces", lambda: tc.create_ccl_face_tasks(src, mip=mip, dust=dust or 0, **first)),
+        ("faces", lambda: tc.create_ccl_face_tasks(src, mip=mip, dust_threshold=dust or 0, **first)),
         ("links", lambda: tc.create_ccl_equivalence_tasks(src, mip=mip, **first)),
-        ("calc-labels", lambda: tc.create_relabeling(src, mip=mip, dust=dust, **first)),
+        ("calc-labels", lambda: tc.create_relabeling(src, mip=mip, dust_threshold=dust, **first)),
         ("relabel", lambda: tc.create_ccl_relabel_tasks(src, dest, mip=mip, chunk_size=chunk_size,
                                                         encoding=encoding, compress=compress, **first)),
     ]

@@ -5,7 +5,7 @@
 2. links (create_ccl_equivalence_tasks): each task pairs the labels that touch across its low
    faces (and edges and corners, for 18- and 26-connectivity).
 3. calc-labels (create_relabeling): one process unions every pair with an array-based
-   union-find and plans consecutive final ids, dropping components under `dust` voxels.
+   union-find and plans consecutive final ids, dropping components under `dust_threshold` voxels.
 4. relabel (create_ccl_relabel_tasks): each task labels its box again and writes final ids.
 
 All steps must see the same labeling: the faces step records its options (mip, task shape,
@@ -97,17 +97,17 @@ def task_grid(opts: CCLOptions, shape=None) -> Grid:
 
 def create_ccl_face_tasks(
     cloudpath: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE, threshold_gte=None,
-    threshold_lte=None, connectivity: int = 6, dust: int = 0, fill_missing: bool = False,
+    threshold_lte=None, connectivity: int = 6, dust_threshold: int = 0, fill_missing: bool = False,
 ) -> Tasks:
     """Step 1: tasks that label their boxes and store their shared faces.
 
     Components are those of each nonzero value (a segmentation), or, given a threshold, of the
-    voxels with threshold_gte <= value <= threshold_lte. `dust` is recorded as the default for
-    calc-labels. A labeling with other options replaces the intermediate files of an earlier one.
+    voxels with threshold_gte <= value <= threshold_lte. `dust_threshold` is recorded as the
+    default for calc-labels. A labeling with other options replaces the intermediate files of an earlier one.
     """
     cv = open_layer(cloudpath, mip)
     check_source(cv)
-    check_dust(dust)
+    check_dust(dust_threshold)
     opts = ccl_options(cv, mip, shape, connectivity, threshold_gte, threshold_lte, fill_missing)
     work = work_dir(cv, mip)
     files = CloudFiles(work)
@@ -115,7 +115,7 @@ def create_ccl_face_tasks(
     if recorded is not None and CCLOptions(**recorded["options"]) != opts:
         log.info("deleting the intermediate files of an earlier labeling with other options in %s", work)
         files.delete(list(files.list()))
-    files.put_json(PARAMS_FILE, {"layer": cv.cloudpath, "mip": mip, "dust": int(dust),
+    files.put_json(PARAMS_FILE, {"layer": cv.cloudpath, "mip": mip, "dust": int(dust_threshold),
                                  "options": opts.to_json()})
     files.delete([LABELS_FILE, RELABEL_TABLE, STARTS_TABLE])  # any numbering is stale now
     make = lambda box: partial(CCLFacesTask, layer_path=cv.cloudpath, mip=mip, work=work,
@@ -188,17 +188,18 @@ def fetch_all(files: CloudFiles, names, what: str):
             yield parse_arrays(contents[name], name)
 
 
-def create_relabeling(cloudpath: str, mip: int = 0, dust: Optional[int] = None, shape=None,
+def create_relabeling(cloudpath: str, mip: int = 0, dust_threshold: Optional[int] = None, shape=None,
                       threshold_gte=None, threshold_lte=None, connectivity=None, fill_missing=None) -> int:
-    """Step 3, run here: union the links, plan consecutive ids, drop components under `dust` voxels.
+    """Step 3, run here: union the links, plan consecutive ids, drop components under
+    `dust_threshold` voxels (default: what the faces step recorded).
 
     Reads only the face-touching labels and links of each task, so memory grows with the area of
     the task faces. Writes the relabel and starts tables; returns the number of components kept.
     """
     cv, work, opts, params = recorded_labeling(cloudpath, mip, shape, threshold_gte, threshold_lte,
                                                connectivity, fill_missing)
-    check_dust(dust)
-    dust = int(params.get("dust", 0) if dust is None else dust)
+    check_dust(dust_threshold)
+    dust = int(params.get("dust", 0) if dust_threshold is None else dust_threshold)
     files = CloudFiles(work)
     nodes, counts, tasks = [], [], []
     interior_kept = np.zeros(opts.num_tasks, dtype=np.uint64)
@@ -243,7 +244,7 @@ def relabel_shape(opts: CCLOptions, chunk: Vec) -> Vec:
 
 def create_ccl_relabel_tasks(
     src: str, dest: str, mip: int = 0, shape=None, chunk_size: Optional[Sequence[int]] = None,
-    encoding: Optional[str] = None, compress: Optional[str] = "gzip", dust: Optional[int] = None,
+    encoding: Optional[str] = None, compress: Optional[str] = "gzip", dust_threshold: Optional[int] = None,
     threshold_gte=None, threshold_lte=None, connectivity=None, fill_missing=None,
 ) -> Tasks:
     """Step 4: tasks that write the final labels (1..N, 0 background) into a new segmentation DEST.
@@ -257,8 +258,8 @@ def create_ccl_relabel_tasks(
     if numbering is None:
         raise UserError(f"no numbering for {cv.cloudpath} mip {mip}: run "
                         f"`igneous-like image ccl calc-labels {cv.cloudpath} --mip {mip}` first")
-    check_dust(dust)
-    if dust is not None and int(dust) != numbering["dust"]:
+    check_dust(dust_threshold)
+    if dust_threshold is not None and int(dust_threshold) != numbering["dust"]:
         raise UserError(f"calc-labels ran with --dust {numbering['dust']}; relabel with the same, or "
                         "run calc-labels again")
     dest_path = layer_path(dest)
