@@ -7,9 +7,14 @@ prints time and peak memory (the largest summed RSS of the process tree) and the
 
     python bench/bench_ccl.py --igneous /path/to/venv/bin/igneous [-p 2] [--shape 256]
         [--kind segmentation|image] [--work ccl|voxels]
+
+`--work global` times igneous_like's global step alone (calc-labels' union-find and numbering)
+on synthetic face labels and random links, `--labels` of each, to show how it scales.
 """
+import resource
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import fastremap
@@ -18,6 +23,7 @@ from bench_downsample import DATA, measure, parser, programs, report
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 
+from igneous_like.ccl import plan_numbering
 from igneous_like.label_table import read_voxel_counts
 from igneous_like.layers import write_array
 
@@ -73,11 +79,30 @@ def agree(work: Path, args) -> str:
     return f"{int(ours.max())} components, the same in both"
 
 
+def global_step(count: int, per_task: int = 1000) -> None:
+    """calc-labels' arrays for `count` face labels (`per_task` in each 512^3 task) and `count` links."""
+    rng = np.random.default_rng(0)
+    tasks = count // per_task
+    nodes = (np.repeat(np.arange(tasks, dtype=np.uint64), per_task) * np.uint64(512**3)
+             + np.tile(np.arange(1, per_task + 1, dtype=np.uint64), tasks))
+    links = nodes[rng.integers(0, nodes.size, (2, nodes.size))]
+    start = time.perf_counter()
+    _, _, total = plan_numbering(nodes, rng.integers(1, 5000, nodes.size).astype(np.uint64),
+                                 np.repeat(np.arange(tasks), per_task), links[0], links[1],
+                                 rng.integers(0, 10**5, tasks).astype(np.uint64), dust=1000)
+    print(f"global step, {nodes.size:,} face labels in {tasks:,} tasks and {nodes.size:,} random links: "
+          f"{time.perf_counter() - start:.1f} s, {total:,} components kept, "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
 def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--shape", type=int, default=256, help="ccl task edge in voxels")
-    cli.add_argument("--work", choices=["ccl", "voxels"], default="ccl")
+    cli.add_argument("--work", choices=["ccl", "voxels", "global"], default="ccl")
+    cli.add_argument("--labels", type=int, default=20_000_000, help="face labels for --work global")
     args = cli.parse_args()
+    if args.work == "global":
+        return global_step(args.labels)
     if not DATA.exists():
         raise SystemExit(f"real data not found at {DATA}")
     data, layer_type = volume(args.kind)

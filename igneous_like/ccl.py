@@ -201,10 +201,11 @@ def plan_numbering(nodes: np.ndarray, node_counts: np.ndarray, node_tasks: np.nd
     num_tasks = interior_kept.size
     if nodes.size == 0:
         return np.zeros(0, np.uint64), first_ids(interior_kept.astype(np.uint64)), int(interior_kept.sum())
-    u, v = np.searchsorted(nodes, first), np.searchsorted(nodes, second)
-    if first.size and (u.max() >= nodes.size or v.max() >= nodes.size
-                       or not (np.array_equal(nodes[u], first) and np.array_equal(nodes[v], second))):
+    linked = np.concatenate([first, second])
+    found = positions(nodes, linked)
+    if linked.size and (found.max() >= nodes.size or not np.array_equal(nodes[found], linked)):
         raise ValueError("a link names a label that no task reported on its faces")
+    u, v = found[:first.size], found[first.size:]
     ids, count = connected_components(nodes.size, u, v)
     order = np.argsort(ids, kind="stable")  # stable: each component's first node is its smallest label
     sorted_ids = ids[order]
@@ -223,6 +224,14 @@ def plan_numbering(nodes: np.ndarray, node_counts: np.ndarray, node_tasks: np.nd
     final = np.zeros(count, dtype=np.uint64)
     final[kept_components] = starts_of_tasks[owners] + interior_kept[owners] + rank
     return final[ids], starts_of_tasks, int(interior_kept.sum() + owned.sum())
+
+
+def positions(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """np.searchsorted for many queries, sorted first: binary searches in order stay in cache."""
+    order = np.argsort(queries, kind="stable")
+    out = np.empty(queries.size, dtype=np.int64)
+    out[order] = np.searchsorted(sorted_values, queries[order])
+    return out
 
 
 def first_ids(per_task: np.ndarray) -> np.ndarray:
