@@ -3,6 +3,7 @@
 The stages run in this process on mem:// layers for the matrix (task shapes, offsets,
 connectivities, thresholds, dust), and once through the CLI and a real fq:// queue.
 """
+import json
 import os
 import re
 import uuid
@@ -13,7 +14,8 @@ import fastremap
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-from conftest import read_mip, run_cli, write_layer
+from conftest import read_mip, run_cli, tensorstore_read, write_layer
+from taskqueue import TaskQueue
 from test_bad_input import snapshot
 
 from igneous_like import ccl, label_table
@@ -226,6 +228,7 @@ def test_cli_steps_through_a_file_queue(tmp_path, volumes):
     out = read_mip(dest, 0)
     reference = cc3d.dust(cc3d.connected_components(data, connectivity=26), 200, connectivity=26)
     assert_same_components(out, reference, int(out.max()))
+    assert np.array_equal(tensorstore_read(dest, 0), out)
 
     run_cli("image", "voxels", "count", dest, "--shape", "64,64,64", "--queue", queue)
     run_cli("execute", "-x", queue)
@@ -240,10 +243,24 @@ def test_cli_auto_runs_every_step(tmp_path, volumes):
     src = write_layer(f"file://{tmp_path}/img", data, "image")
     dest = f"file://{tmp_path}/blobs"
     run_cli("-p", 2, "image", "ccl", "auto", src, dest, "--threshold-gte", THRESHOLD, "--shape", "128,128,64",
-            "--connectivity", 6, "--compress", "none")
+            "--connectivity", 6, "--compress", "none", "--queue", f"fq://{tmp_path}/queue")
     out = read_mip(dest, 0)
     assert_same_components(out, cc3d.connected_components(data >= THRESHOLD, connectivity=6), int(out.max()))
     assert not intermediate_files(tmp_path / "img")
+
+
+def test_options_reach_the_tasks(tmp_path, volumes):
+    src = write_layer(f"file://{tmp_path}/img", volumes["image", "crop"][:64, :64, :64], "image")
+    queue = f"fq://{tmp_path}/queue"
+    run_cli("image", "ccl", "faces", src, "--shape", "32,64,64", "--threshold-gte", 0.5,
+            "--threshold-lte", 200, "--connectivity", 18, "--fill-missing", "--dust", 9, "--queue", queue)
+    tasks = [task.kwargs for task in TaskQueue(queue).tasks()]
+    assert len(tasks) == 2 and sorted(task["index"] for task in tasks) == [0, 1]
+    assert tasks[0]["options"] == {"offset": [0, 0, 0], "size": [64, 64, 64], "shape": [32, 64, 64],
+                                   "connectivity": 18, "threshold_gte": 0.5, "threshold_lte": 200,
+                                   "fill_missing": True}
+    params = json.loads((tmp_path / "img" / "16_16_40" / "ccl" / "params.json").read_text())
+    assert params["dust"] == 9 and params["options"] == tasks[0]["options"]
 
 
 BAD = [  # (command line, what the one error line must say); {seg} {img} are layers, {tmp} the directory
