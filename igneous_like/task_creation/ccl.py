@@ -103,7 +103,7 @@ def create_ccl_face_tasks(
 
     Components are those of each nonzero value (a segmentation), or, given a threshold, of the
     voxels with threshold_gte <= value <= threshold_lte. `dust_threshold` is recorded as the
-    default for calc-labels. A labeling with other options replaces the intermediate files of an earlier one.
+    default for calc-labels. A labeling with other options replaces an earlier one's files.
     """
     cv = open_layer(cloudpath, mip)
     check_source(cv)
