@@ -6,15 +6,13 @@ largest summed RSS of the process tree, sampled every 20 ms) and their ratios.
 
     python bench/bench_downsample.py --igneous /path/to/venv/bin/igneous [-p 2] [--num-mips 3]
 """
-import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from cloudvolume import CloudVolume
-from common import measure, real_segmentation, report
+from common import measure, parser, programs, real_segmentation, report
 
 from igneous_like.layers import write_array
 
@@ -27,20 +25,13 @@ def volumes(kind: str) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
-    parser.add_argument("-p", "--parallel", type=int, default=2)
-    parser.add_argument("--num-mips", type=int, default=3)
-    parser.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--num-mips", type=int, default=3)
+    args = cli.parse_args()
     data, layer_type = volumes(args.kind)
     work = Path(tempfile.mkdtemp(prefix="bench_downsample_"))
     try:
-        runs = {
-            "igneous_like": [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
-            "Igneous": [args.igneous, "-p", str(args.parallel)],
-        }
+        runs = programs(args)
         results = {}
         for name, prefix in runs.items():
             path = write_array(f"file://{work / name}", data, layer_type)

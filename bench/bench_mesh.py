@@ -8,15 +8,13 @@ one voxel plus the simplification error, then prints time (all four commands; th
 
     python bench/bench_mesh.py --igneous /path/to/venv/bin/igneous [-p 2] [--size 256] [--nlod 0]
 """
-import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from cloudvolume import CloudVolume
-from common import alternate, measure_all, real_segmentation, report
+from common import alternate, measure_all, parser, programs, real_segmentation, report
 
 from igneous_like.layers import write_array
 
@@ -46,24 +44,18 @@ def check_agreement(paths: dict, labels: list, resolution: np.ndarray, nlod: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
-    parser.add_argument("-p", "--parallel", type=int, default=2)
-    parser.add_argument("--size", type=int, default=256, help="crop edge in voxels (at most 512)")
-    parser.add_argument("--shape", default="128,128,128", help="task shape")
-    parser.add_argument("--nlod", type=int, default=0, help="0: legacy meshes; N: multi-resolution")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each tool, taking turns; best time")
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--size", type=int, default=256, help="crop edge in voxels (at most 512)")
+    cli.add_argument("--shape", default="128,128,128", help="task shape")
+    cli.add_argument("--nlod", type=int, default=0, help="0: legacy meshes; N: multi-resolution")
+    cli.add_argument("--repeats", type=int, default=2, help="runs of each tool, taking turns; best time")
+    args = cli.parse_args()
     start = (512 - args.size) // 2  # the middle of the volume, where objects are small and many
     seg = real_segmentation()[start:start + args.size, start:start + args.size, start:start + args.size]
     labels = [int(label) for label in np.unique(seg) if label]
     work = Path(tempfile.mkdtemp(prefix="bench_mesh_"))
     try:
-        prefixes = {
-            "igneous_like": [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
-            "Igneous": [args.igneous, "-p", str(args.parallel)],
-        }
+        prefixes = programs(args)
         paths = {}
 
         def run_once(name: str) -> tuple:

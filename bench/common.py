@@ -1,5 +1,8 @@
-"""What the benchmarks share: the real data, and running a command while sampling its memory."""
+"""What the benchmarks share: options, the real data, running a command while sampling its
+memory, taking turns, and the report."""
+import argparse
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -8,6 +11,22 @@ import numpy as np
 import psutil
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "connectomics.npy.ckl.gz"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: the Igneous executable, -p, and the kind of data."""
+    out = argparse.ArgumentParser(description=description,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
+    out.add_argument("-p", "--parallel", type=int, default=2)
+    out.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
+    return out
+
+
+def programs(args) -> dict:
+    """The command prefix of each program, with the same parallelism."""
+    return {"igneous_like": [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
+            "Igneous": [args.igneous, "-p", str(args.parallel)]}
 
 
 def real_segmentation() -> np.ndarray:

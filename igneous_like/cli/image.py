@@ -2,6 +2,7 @@
 import click
 from cloudvolume.lib import Bbox
 
+from igneous_like.cli.ccl import ccl, voxels
 from igneous_like.cli.common import (
     BOUNDS,
     VEC3,
@@ -165,3 +166,6 @@ def rm(ctx, path, mip, num_mips, shape, queue):
     """
     dispatch(ctx, create_deletion_tasks(path, mip=mip, num_mips=num_mips, shape=shape), queue)
 
+
+image.add_command(ccl)
+image.add_command(voxels)

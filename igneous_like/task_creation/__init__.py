@@ -1,4 +1,11 @@
 """create_* functions: validate input, write destination info, return lazy task iterables."""
+from igneous_like.task_creation.ccl import (
+    clean_ccl_files,
+    create_ccl_equivalence_tasks,
+    create_ccl_face_tasks,
+    create_ccl_relabel_tasks,
+    create_relabeling,
+)
 from igneous_like.task_creation.image import (
     create_deletion_tasks,
     create_downsampling_tasks,
@@ -11,9 +18,12 @@ from igneous_like.task_creation.mesh import (
     create_meshing_tasks,
     create_sharded_multires_mesh_tasks,
 )
+from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_voxel_counting_tasks
 
 __all__ = [
-    "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
-    "create_image_shard_transfer_tasks", "create_transfer_tasks",
-    "create_meshing_tasks", "create_mesh_manifest_tasks", "create_sharded_multires_mesh_tasks",
+    "accumulate_voxel_counts", "clean_ccl_files", "create_ccl_equivalence_tasks", "create_ccl_face_tasks",
+    "create_ccl_relabel_tasks", "create_deletion_tasks", "create_downsampling_tasks",
+    "create_image_shard_downsample_tasks", "create_image_shard_transfer_tasks", "create_mesh_manifest_tasks",
+    "create_meshing_tasks", "create_relabeling", "create_sharded_multires_mesh_tasks",
+    "create_transfer_tasks", "create_voxel_counting_tasks",
 ]

@@ -6,8 +6,10 @@ IGNEOUS_LIKE_TASK_MODULES (comma-separated module names, importable by the worke
 import importlib
 import os
 
+import igneous_like.tasks.ccl  # noqa: F401
 import igneous_like.tasks.image  # noqa: F401
 import igneous_like.tasks.mesh  # noqa: F401
+import igneous_like.tasks.voxels  # noqa: F401
 
 for _name in filter(None, os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(",")):
     importlib.import_module(_name.strip())

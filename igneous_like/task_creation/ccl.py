@@ -1,0 +1,300 @@
+"""Connected components of a whole volume, in four steps that any number of workers share.
+
+1. faces (create_ccl_face_tasks): each task labels its box with cc3d and stores the labels on
+   the faces it shares with other tasks, plus its label counts.
+2. links (create_ccl_equivalence_tasks): each task pairs the labels that touch across its low
+   faces (and edges and corners, for 18- and 26-connectivity).
+3. calc-labels (create_relabeling): one process unions every pair with an array-based
+   union-find and plans consecutive final ids, dropping components under `dust_threshold` voxels.
+4. relabel (create_ccl_relabel_tasks): each task labels its box again and writes final ids.
+
+All steps must see the same labeling: the faces step records its options (mip, task shape,
+thresholds, connectivity) under LAYER/KEY/ccl/ and later steps use them, refusing different
+ones. `clean_ccl_files` deletes that directory.
+"""
+import logging
+from functools import partial
+from itertools import islice
+from typing import Optional, Sequence
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Vec
+
+from igneous_like import label_table
+from igneous_like.ccl import CONNECTIVITIES, kept_by_histogram, plan_numbering
+from igneous_like.errors import UserError
+from igneous_like.task_creation.common import (
+    Grid,
+    Tasks,
+    check_encoding,
+    check_vec,
+    compression,
+    csv,
+    ints,
+    layer_path,
+    open_layer,
+    record_provenance,
+)
+from igneous_like.task_creation.image import destination_info, open_destination
+from igneous_like.tasks.ccl import (
+    LABELS_FILE,
+    PARAMS_FILE,
+    RELABEL_TABLE,
+    STARTS_TABLE,
+    CCLEquivalenceTask,
+    CCLFacesTask,
+    CCLOptions,
+    CCLRelabelTask,
+    links_name,
+    parse_arrays,
+    summary_name,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHAPE = (512, 512, 512)
+LABEL_DTYPES = "biuf"  # cc3d labels booleans, integers and floats (equal values connect)
+BATCH = 1000  # intermediate files fetched per request batch in the global step
+
+
+def work_dir(cv: CloudVolume, mip: int) -> str:
+    """Where the intermediate files of a labeling of this mip live."""
+    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "ccl")
+
+
+def check_source(cv: CloudVolume) -> None:
+    if cv.num_channels != 1:
+        raise UserError(f"{cv.cloudpath} has {cv.num_channels} channels; connected components need one")
+    if np.dtype(cv.dtype).kind not in LABEL_DTYPES:
+        raise UserError(f"cannot label {cv.dtype} data in {cv.cloudpath}")
+
+
+def ccl_options(cv: CloudVolume, mip: int, shape: Sequence[int], connectivity: int, threshold_gte,
+                threshold_lte, fill_missing: bool) -> CCLOptions:
+    """Check the labeling's options against the layer; the task shape is cut to the volume."""
+    if connectivity not in CONNECTIVITIES:
+        raise UserError(f"--connectivity must be 6, 18 or 26, got {connectivity}")
+    size = cv.meta.volume_size(mip)
+    shape = Vec(*np.minimum(check_vec("--shape", shape), size))
+    for name, value in (("--threshold-gte", threshold_gte), ("--threshold-lte", threshold_lte)):
+        if value is not None and not isinstance(value, (int, float)):
+            raise UserError(f"{name} must be a number, got {value!r}")
+    opts = CCLOptions(offset=ints(cv.meta.voxel_offset(mip)), size=ints(size), shape=ints(shape),
+                      connectivity=int(connectivity), threshold_gte=threshold_gte,
+                      threshold_lte=threshold_lte, fill_missing=bool(fill_missing))
+    if opts.num_tasks * opts.stride >= 2**64:
+        raise UserError(f"{opts.num_tasks} tasks of {csv(shape)} voxels overflow 64-bit labels; "
+                        "use a larger --shape")
+    return opts
+
+
+def task_grid(opts: CCLOptions, shape=None) -> Grid:
+    bounds = opts.bounds
+    return Grid(bounds, Vec(*(opts.shape if shape is None else shape)), bounds.minpt, bounds)
+
+
+def create_ccl_face_tasks(
+    cloudpath: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE, threshold_gte=None,
+    threshold_lte=None, connectivity: int = 6, dust_threshold: int = 0, fill_missing: bool = False,
+) -> Tasks:
+    """Step 1: tasks that label their boxes and store their shared faces.
+
+    Components are those of each nonzero value (a segmentation), or, given a threshold, of the
+    voxels with threshold_gte <= value <= threshold_lte. `dust_threshold` is recorded as the
+    default for calc-labels. A labeling with other options replaces an earlier one's files.
+    """
+    cv = open_layer(cloudpath, mip)
+    check_source(cv)
+    check_dust(dust_threshold)
+    opts = ccl_options(cv, mip, shape, connectivity, threshold_gte, threshold_lte, fill_missing)
+    work = work_dir(cv, mip)
+    files = CloudFiles(work)
+    recorded = files.get_json(PARAMS_FILE)
+    if recorded is not None and CCLOptions(**recorded["options"]) != opts:
+        log.info("deleting the intermediate files of an earlier labeling with other options in %s", work)
+        files.delete(list(files.list()))
+    files.put_json(PARAMS_FILE, {"layer": cv.cloudpath, "mip": mip, "dust": int(dust_threshold),
+                                 "options": opts.to_json()})
+    files.delete([LABELS_FILE, RELABEL_TABLE, STARTS_TABLE])  # any numbering is stale now
+    make = lambda box: partial(CCLFacesTask, layer_path=cv.cloudpath, mip=mip, work=work,
+                               index=opts.index_of(box), options=opts.to_json())
+    return Tasks(task_grid(opts), make, f"ccl faces of {cv.cloudpath} mip {mip}")
+
+
+def check_dust(dust) -> None:
+    if dust is not None and (int(dust) != dust or dust < 0):
+        raise UserError(f"--dust must be a whole number of voxels, at least 0, got {dust}")
+
+
+def recorded_labeling(cloudpath: str, mip: int, shape=None, threshold_gte=None, threshold_lte=None,
+                      connectivity=None, fill_missing=None):
+    """(layer, work dir, options, params) of the labeling the faces step recorded; any option given
+    here must agree with it."""
+    cv = open_layer(cloudpath, mip)
+    work = work_dir(cv, mip)
+    params = CloudFiles(work).get_json(PARAMS_FILE)
+    if params is None:
+        raise UserError(f"no connected-components faces for {cv.cloudpath} mip {mip}: run "
+                        f"`igneous-like image ccl faces {cv.cloudpath} --mip {mip}` first")
+    opts = CCLOptions(**params["options"])
+    given = {"--shape": None if shape is None else ints(np.minimum(check_vec("--shape", shape), opts.size)),
+             "--threshold-gte": threshold_gte, "--threshold-lte": threshold_lte,
+             "--connectivity": connectivity, "--fill-missing": fill_missing}
+    recorded = {"--shape": list(opts.shape), "--threshold-gte": opts.threshold_gte,
+                "--threshold-lte": opts.threshold_lte, "--connectivity": opts.connectivity,
+                "--fill-missing": opts.fill_missing}
+    for name, value in given.items():
+        if value is not None and value != recorded[name]:
+            shown = csv(recorded[name]) if name == "--shape" else recorded[name]
+            raise UserError(f"the faces step of {cv.cloudpath} mip {mip} ran with {name} {shown}; every "
+                            f"step must use the same, so drop {name} or run faces again")
+    return cv, work, opts, params
+
+
+def missing_files(files: CloudFiles, prefix: str, count: int) -> int:
+    """How many of the `count` per-task files under `prefix` are not there yet."""
+    return count - sum(1 for _ in files.list(prefix=prefix))
+
+
+def create_ccl_equivalence_tasks(cloudpath: str, mip: int = 0, shape=None, threshold_gte=None,
+                                 threshold_lte=None, connectivity=None, fill_missing=None) -> Tasks:
+    """Step 2: tasks that link the labels touching across task faces; needs every faces task done."""
+    cv, work, opts, _ = recorded_labeling(cloudpath, mip, shape, threshold_gte, threshold_lte,
+                                          connectivity, fill_missing)
+    missing = missing_files(CloudFiles(work), "summary/", opts.num_tasks)
+    if missing:
+        raise UserError(f"{missing} of {opts.num_tasks} faces tasks of {cv.cloudpath} have not finished; "
+                        "run them (execute the queue) first")
+    make = lambda box: partial(CCLEquivalenceTask, work=work, index=opts.index_of(box),
+                               options=opts.to_json())
+    return Tasks(task_grid(opts), make, f"ccl links of {cv.cloudpath} mip {mip}")
+
+
+def fetch_all(files: CloudFiles, names, what: str):
+    """Parsed .npz files in order, fetched BATCH at a time."""
+    names = iter(names)
+    while True:
+        batch = list(islice(names, BATCH))
+        if not batch:
+            return
+        contents = files.get(batch, return_dict=True)
+        missing = [name for name in batch if contents.get(name) is None]
+        if missing:
+            raise UserError(f"{what} {files.cloudpath}/{missing[0]} is missing ({len(missing)} in this "
+                            "batch); run that step for every task first")
+        for name in batch:
+            yield parse_arrays(contents[name], name)
+
+
+def create_relabeling(cloudpath: str, mip: int = 0, dust_threshold: Optional[int] = None, shape=None,
+                      threshold_gte=None, threshold_lte=None, connectivity=None, fill_missing=None) -> int:
+    """Step 3, run here: union the links, plan consecutive ids, drop components under
+    `dust_threshold` voxels (default: what the faces step recorded).
+
+    Reads only the face-touching labels and links of each task, so memory grows with the area of
+    the task faces. Writes the relabel and starts tables; returns the number of components kept.
+    """
+    cv, work, opts, params = recorded_labeling(cloudpath, mip, shape, threshold_gte, threshold_lte,
+                                               connectivity, fill_missing)
+    check_dust(dust_threshold)
+    dust = int(params.get("dust", 0) if dust_threshold is None else dust_threshold)
+    files = CloudFiles(work)
+    nodes, counts, tasks = [], [], []
+    interior_kept = np.zeros(opts.num_tasks, dtype=np.uint64)
+    summaries = fetch_all(files, map(summary_name, range(opts.num_tasks)), "the faces summary")
+    for index, summary in enumerate(summaries):
+        nodes.append(summary["face_labels"] + np.uint64(index * opts.stride))
+        counts.append(summary["face_counts"])
+        tasks.append(np.full(summary["face_labels"].size, index, dtype=np.int64))
+        interior_kept[index] = kept_by_histogram(summary["sizes"], summary["frequency"], dust)
+    links = list(fetch_all(files, map(links_name, range(opts.num_tasks)), "the links file"))
+    first = np.concatenate([np.zeros(0, np.uint64)] + [link["first"] for link in links])
+    second = np.concatenate([np.zeros(0, np.uint64)] + [link["second"] for link in links])
+    del links
+    nodes = np.concatenate([np.zeros(0, np.uint64)] + nodes)
+    finals, starts, total = plan_numbering(nodes, np.concatenate([np.zeros(0, np.uint64)] + counts),
+                                           np.concatenate([np.zeros(0, np.int64)] + tasks), first, second,
+                                           interior_kept, dust)
+    label_table.write(f"{work}/{RELABEL_TABLE}", nodes, finals)
+    label_table.write(f"{work}/{STARTS_TABLE}", np.arange(opts.num_tasks, dtype=np.uint64), starts)
+    files.put_json(LABELS_FILE, {"dust": dust, "components": total, "face_labels": int(nodes.size),
+                                 "links": int(first.size)})
+    return total
+
+
+def output_dtype(components: int, encoding: str) -> str:
+    """The smallest unsigned type that holds every id (compressed_segmentation needs 32 bits)."""
+    smallest = 8 if components < 2**8 else 16 if components < 2**16 else 32 if components < 2**32 else 64
+    return f"uint{max(smallest, 32) if encoding == 'compressed_segmentation' else smallest}"
+
+
+def default_encoding(cv: CloudVolume, mip: int) -> str:
+    """Keep the source's encoding where labels fit it, else raw."""
+    encoding = cv.meta.encoding(mip)
+    return encoding if encoding in ("raw", "compressed_segmentation", "compresso", "crackle") else "raw"
+
+
+def relabel_shape(opts: CCLOptions, chunk: Vec) -> Vec:
+    """Relabel boxes: the task shape rounded up to whole destination chunks (or the volume)."""
+    shape = [s if s >= n else -(-s // c) * c for s, c, n in zip(opts.shape, chunk, opts.size)]
+    return Vec(*shape)
+
+
+def create_ccl_relabel_tasks(
+    src: str, dest: str, mip: int = 0, shape=None, chunk_size: Optional[Sequence[int]] = None,
+    encoding: Optional[str] = None, compress: Optional[str] = "gzip", dust_threshold: Optional[int] = None,
+    threshold_gte=None, threshold_lte=None, connectivity=None, fill_missing=None,
+) -> Tasks:
+    """Step 4: tasks that write the final labels (1..N, 0 background) into a new segmentation DEST.
+
+    Each task writes whole chunks of DEST. Where the task shape is not a multiple of the chunk
+    size, a task labels every faces box it overlaps, so aligned shapes are cheaper.
+    """
+    cv, work, opts, _ = recorded_labeling(src, mip, shape, threshold_gte, threshold_lte, connectivity,
+                                          fill_missing)
+    numbering = CloudFiles(work).get_json(LABELS_FILE)
+    if numbering is None:
+        raise UserError(f"no numbering for {cv.cloudpath} mip {mip}: run "
+                        f"`igneous-like image ccl calc-labels {cv.cloudpath} --mip {mip}` first")
+    check_dust(dust_threshold)
+    if dust_threshold is not None and int(dust_threshold) != numbering["dust"]:
+        raise UserError(f"calc-labels ran with --dust {numbering['dust']}; relabel with the same, or "
+                        "run calc-labels again")
+    dest_path = layer_path(dest)
+    if dest_path.rstrip("/") == cv.cloudpath.rstrip("/"):
+        raise UserError("the destination is the source; relabel into a new path")
+    encoding = encoding or default_encoding(cv, mip)
+    dtype = output_dtype(numbering["components"], encoding)
+    check_encoding(encoding, "segmentation", dtype)
+    chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
+    info = destination_info(cv, mip, opts.bounds, chunk_size, encoding)
+    info.update(type="segmentation", data_type=dtype, num_channels=1)
+    for scale in info["scales"]:  # the mips below stay empty, but must describe labels too
+        scale["encoding"] = encoding
+        if encoding == "compressed_segmentation":
+            scale.setdefault("compressed_segmentation_block_size", [8, 8, 8])
+    for key in ("mesh", "skeletons", "segment_properties"):
+        info.pop(key, None)
+    out = open_destination(dest_path, info, mip)
+    out.commit_info()
+    record_provenance(out, {"task": "CCLRelabelTask", "src": cv.cloudpath, "mip": mip,
+                            "dust": numbering["dust"], "components": numbering["components"],
+                            **opts.to_json()})
+    compress = compression(compress)
+    boxes = relabel_shape(opts, out.meta.chunk_size(mip))
+    make = lambda box: partial(CCLRelabelTask, src_path=cv.cloudpath, dest_path=out.cloudpath, mip=mip,
+                               offset=ints(box.minpt), shape=ints(box.size3()), work=work,
+                               options=opts.to_json(), dust=numbering["dust"], compress=compress)
+    return Tasks(task_grid(opts, boxes), make, f"ccl relabel {cv.cloudpath} mip {mip} into {out.cloudpath}",
+                 mips=range(mip, mip + 1))
+
+
+def clean_ccl_files(cloudpath: str, mip: int = 0) -> int:
+    """Delete the intermediate files of a labeling (LAYER/KEY/ccl/); returns how many there were."""
+    cv = open_layer(cloudpath, mip)
+    files = CloudFiles(work_dir(cv, mip))
+    names = list(files.list())
+    files.delete(names)
+    return len(names)
