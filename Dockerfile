@@ -1,9 +1,13 @@
-# A worker image: igneous-like is the entrypoint, so `docker run IMAGE -p 1 execute sqs://QUEUE_NAME`.
+# A worker image: `igneous-like execute` is the entrypoint; the queue, lease and worker processes
+# come from the environment:
+#   docker run -e IGNEOUS_LIKE_QUEUE=sqs://QUEUE_NAME -e IGNEOUS_LIKE_LEASE_SEC=600 IMAGE
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    IGNEOUS_LIKE_LEASE_SEC=600 \
+    IGNEOUS_LIKE_PARALLEL=1
 
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin worker
 
@@ -18,5 +22,4 @@ RUN pip install --no-cache-dir --no-deps . \
 
 USER 1000:1000
 WORKDIR /home/worker
-ENTRYPOINT ["igneous-like"]
-CMD ["execute", "--help"]
+ENTRYPOINT ["igneous-like", "execute"]

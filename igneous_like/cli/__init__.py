@@ -18,6 +18,7 @@ from igneous_like.errors import TaskFailures, UserError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-p", "--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              envvar="IGNEOUS_LIKE_PARALLEL",
               help="Worker processes for execute and for tasks run without --queue.")
 @click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")

@@ -9,9 +9,10 @@ from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, revive
 
 
 @click.command()
-@click.argument("queue")
+@click.argument("queue", envvar="IGNEOUS_LIKE_QUEUE")
 @click.option("-x", "--exit-on-empty", is_flag=True, help="Stop when no task is left to lease.")
 @click.option("--lease-sec", type=click.IntRange(min=1), default=600, show_default=True,
+              envvar="IGNEOUS_LIKE_LEASE_SEC",
               help="Seconds a task stays leased; a task not finished by then goes back to the queue.")
 @click.option("--max-tasks", type=click.IntRange(min=1), default=None,
               help="Stop each worker process after this many tasks.")
@@ -22,6 +23,9 @@ from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, revive
 @click.pass_context
 def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks, max_attempts, retry_delay):
     """Lease and run tasks from QUEUE (fq://DIR, a directory, or sqs://NAME).
+
+    In containers, QUEUE and --lease-sec may come from IGNEOUS_LIKE_QUEUE and
+    IGNEOUS_LIKE_LEASE_SEC, and -p from IGNEOUS_LIKE_PARALLEL.
 
     A task longer than --lease-sec keeps its lease while it runs. SIGTERM lets each worker
     finish its task, then stop (exit 0). Tasks that fail --max-attempts times, and messages
