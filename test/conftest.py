@@ -92,3 +92,59 @@ def sqs_env(tmp_path):
         QueueName="igneous-like-test")
     yield env
     server.stop()
+
+
+class FlakyProxy:
+    """An HTTP proxy in front of the AWS server that answers a share of requests with 503
+    (what S3 and SQS say when overloaded), to show that every request is retried."""
+
+    def __init__(self, target: str, failure_rate: float, seed: int = 0):
+        import http.server
+        import random
+        import threading
+        import urllib.parse
+
+        import requests
+
+        upstream = urllib.parse.urlsplit(target)
+        rng, lock, proxy = random.Random(seed), threading.Lock(), self
+        self.failed = self.passed = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                with lock:
+                    fail = rng.random() < failure_rate
+                    proxy.failed += fail
+                    proxy.passed += not fail
+                if fail:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                reply = requests.request(self.command, f"{upstream.scheme}://{upstream.netloc}{self.path}",
+                                         headers=headers, data=body, allow_redirects=False, stream=True)
+                content = reply.raw.read(decode_content=False)  # bytes as sent, gzip and all
+                self.send_response(reply.status_code)
+                for key, value in reply.headers.items():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                length = reply.headers.get("Content-Length") if self.command == "HEAD" else len(content)
+                self.send_header("Content-Length", str(length or 0))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()

@@ -144,3 +144,42 @@ def test_killed_workers_lose_nothing(make_layer, tmp_path):
         return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()
                 and p.name != "provenance"}
     assert tree(tmp_path / "faulty") == tree(tmp_path / "clean")
+
+
+def test_s3_and_sqs_through_flaky_storage_match_the_local_run(make_layer, tmp_path, sqs_env):
+    """The same job on s3:// through sqs:// while a fifth of all requests fail with 503: every
+    request is retried and the output equals the file:// + fq:// run byte for byte."""
+    import boto3
+    from cloudvolume import CloudVolume
+    from conftest import FlakyProxy
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 255, (128, 128, 64), dtype=np.uint8)
+    local = make_layer("local", data, "image", chunk=(32, 32, 32))
+    boto3.client("s3", endpoint_url=sqs_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="lab")
+    job = ["image", "downsample", "--num-mips", 1, "--shape", "64,64,32"]
+    proxy = FlakyProxy(sqs_env["AWS_ENDPOINT_URL"], failure_rate=0.2)
+    flaky_env = dict(sqs_env, AWS_ENDPOINT_URL=proxy.url)
+    try:
+        remote = "s3://lab/em"
+        write = "from igneous_like.layers import write_array; import numpy as np, sys; " \
+                f"write_array('{remote}', np.load(sys.argv[1]), 'image', chunk=(32, 32, 32))"
+        np.save(tmp_path / "data.npy", data)
+        subprocess.run([sys.executable, "-c", write, str(tmp_path / "data.npy")],
+                       env={**os.environ, **flaky_env}, check=True)
+        run_cli(*job[:2], remote, *job[2:], "--queue", "sqs://igneous-like-test", env=flaky_env)
+        run_cli("-p", "2", "execute", "-x", "sqs://igneous-like-test", env=flaky_env)
+        run_cli(*job[:2], local, *job[2:], "--queue", f"fq://{tmp_path / 'q'}")
+        run_cli("execute", "-x", f"fq://{tmp_path / 'q'}")
+    finally:
+        proxy.close()
+    assert proxy.failed > 20 and proxy.passed > 0
+    os.environ.update(sqs_env)  # read back through the healthy endpoint
+    try:
+        for mip in range(2):
+            ours = CloudVolume(remote, mip=mip, progress=False)
+            theirs = CloudVolume(local, mip=mip, progress=False)
+            assert np.array_equal(ours[ours.bounds], theirs[theirs.bounds]), mip
+    finally:
+        for key in sqs_env:
+            os.environ.pop(key, None)
