@@ -84,12 +84,27 @@ def work(url: str, lease_sec: int = 600, max_tasks: Optional[int] = None, exit_o
 
 
 def lease(queue: TaskQueue, lease_sec: int, wait_sec: int) -> Optional[dict]:
-    try:
-        messages = queue.api.lease(lease_sec, 1, wait_sec)
-    except json.JSONDecodeError:  # unreadable; it stays leased and comes back, never run
-        log.exception("leased a message that is not JSON")
+    """One leased message as a dict (its body, plus its id), or None if none came."""
+    if not hasattr(queue.api, "sqs"):
+        try:
+            messages = queue.api.lease(lease_sec, 1, wait_sec)
+        except json.JSONDecodeError:  # a corrupt file: it stays leased and comes back, never run
+            log.exception("leased a file queue message that is not JSON")
+            return None
+        return messages[0] if messages else None
+    reply = queue.api.sqs.receive_message(QueueUrl=queue.api.qurl, MaxNumberOfMessages=1,
+                                          VisibilityTimeout=lease_sec, WaitTimeSeconds=wait_sec)
+    if not reply.get("Messages"):
         return None
-    return messages[0] if messages else None
+    raw = reply["Messages"][0]
+    try:
+        message = json.loads(raw["Body"])
+        if not isinstance(message, dict):
+            raise ValueError("not a JSON object")
+    except ValueError:  # kept as text, so the dead-letter queue shows what arrived
+        message = {"payload": raw["Body"]}
+    message["id"] = raw["ReceiptHandle"]
+    return message
 
 
 def run_one(queue: TaskQueue, url: str, message: dict, lease_sec: int, max_attempts: int,

@@ -19,8 +19,8 @@ WORKER_ENV = dict(os.environ, IGNEOUS_LIKE_TASK_MODULES="sleep_task",
                   PYTHONPATH=os.pathsep.join([str(REPO / "test"), os.environ.get("PYTHONPATH", "")]))
 
 
-def start_worker(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "igneous_like", *args], env=WORKER_ENV,
+def start_worker(*args, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "igneous_like", *args], env=env or WORKER_ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -36,15 +36,23 @@ def wait_for(predicate, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_a_task_longer_than_its_lease_runs_once(tmp_path):
+@pytest.mark.parametrize("kind", ["fq", "sqs"])
+def test_a_task_longer_than_its_lease_runs_once(tmp_path, request, monkeypatch, kind):
     """A 2 s lease and a 6 s task: while it runs, other workers keep trying to lease it, and the
     renewed lease keeps every one of them off it."""
-    queue, log = f"fq://{tmp_path / 'q'}", tmp_path / "log"
+    env = dict(WORKER_ENV)
+    if kind == "sqs":
+        aws = request.getfixturevalue("sqs_env")
+        env.update(aws)
+        for key, value in aws.items():
+            monkeypatch.setenv(key, value)
+    queue = f"fq://{tmp_path / 'q'}" if kind == "fq" else "sqs://igneous-like-test"
+    log = tmp_path / "log"
     enqueue([partial(SleepTask, name="slow", seconds=6, log_path=str(log))], queue)
-    first = start_worker("execute", "-x", "--lease-sec", "2", queue)
+    first = start_worker("execute", "-x", "--lease-sec", "2", queue, env=env)
     wait_for(lambda: "start" in lines(log))
     while first.poll() is None:
-        other = start_worker("execute", "-x", "--lease-sec", "2", queue)
+        other = start_worker("execute", "-x", "--lease-sec", "2", queue, env=env)
         assert other.wait(timeout=60) == 0, other.stderr.read()
     assert first.returncode == 0, first.stderr.read()
     assert lines(log) == ["start", "slow", "end", "slow"]
@@ -183,3 +191,15 @@ def test_s3_and_sqs_through_flaky_storage_match_the_local_run(make_layer, tmp_pa
     finally:
         for key in sqs_env:
             os.environ.pop(key, None)
+
+
+def test_garbage_on_sqs_goes_to_the_dead_letter_queue(sqs_env):
+    """A message body that is not even JSON neither crashes the worker nor comes back forever."""
+    import boto3
+    sqs = boto3.client("sqs", endpoint_url=sqs_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = sqs.get_queue_url(QueueName="igneous-like-test")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{this is not json")
+    result = run_cli("execute", "-x", "sqs://igneous-like-test", check=False, env=sqs_env)
+    assert result.returncode == 1 and "not a registered task" in result.stderr, result.stderr
+    assert "dead:      1" in run_cli("queue", "status", "sqs://igneous-like-test", env=sqs_env).stdout
