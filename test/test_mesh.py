@@ -77,7 +77,8 @@ def check_boxes(found: dict, truth: dict, dust: int, max_error: float) -> None:
         assert np.all(np.abs(mesh.vertices.max(axis=0) - high) <= tolerance), label
 
 
-def test_legacy_meshes_match_the_voxels(layer, truth):
+def test_legacy_meshes_match_the_voxels(layer, truth, monkeypatch):
+    monkeypatch.setattr("igneous_like.tasks.mesh.LABELS_PER_BATCH", 7)  # many batches per merge task
     run(create_meshing_tasks(layer, shape=BLOCK, dust_threshold=20))
     run(create_mesh_manifest_tasks(layer, magnitude=1, nlod=0))
     cv = CloudVolume(layer, progress=False)

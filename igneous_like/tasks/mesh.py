@@ -27,6 +27,7 @@ from igneous_like.grid import Grid
 
 FORGE_RECORD = "forge.json"
 FRAGMENTS = ".frags"
+LABELS_PER_BATCH = 1000  # labels whose pieces a merge task holds at once
 
 
 @dataclass(frozen=True)
@@ -185,11 +186,11 @@ def read_fragment_index(cf: CloudFiles, name: str) -> MapBuffer:
     return buffer
 
 
-def read_selected(cf: CloudFiles, name: str, wanted) -> Iterator[Tuple[int, int, meshes.Mesh]]:
-    """(label, voxel count, piece) for the labels of one block that `wanted(labels)` selects."""
-    buffer = read_fragment_index(cf, name)
+def read_selected(buffer: MapBuffer, labels: np.ndarray) -> Iterator[Tuple[int, int, meshes.Mesh]]:
+    """(label, voxel count, piece) for those of `labels` that this block holds: one ranged read
+    per run of consecutive entries."""
     index = buffer.index()
-    chosen = np.flatnonzero(wanted(index[:, 0]))
+    chosen = np.flatnonzero(np.isin(index[:, 0], labels))
     ranges = []
     for first, last in runs(chosen):
         stop = int(index[last + 1, 1]) if last + 1 < len(index) else None
@@ -198,6 +199,7 @@ def read_selected(cf: CloudFiles, name: str, wanted) -> Iterator[Tuple[int, int,
     for i in chosen:
         count, mesh = meshes.decode_fragment(buffer.getindex(int(i)))
         yield int(index[i, 0]), count, mesh
+    buffer.buffer.prefetch([])
 
 
 def pack_bits(indices: np.ndarray, length: int) -> str:
@@ -210,19 +212,29 @@ def unpack_bits(packed: str, length: int) -> np.ndarray:
     return np.flatnonzero(np.unpackbits(np.frombuffer(base64.b64decode(packed), np.uint8), count=length))
 
 
-def gather(cf: CloudFiles, record: ForgeRecord, blocks: str, wanted) -> Dict[int, Tuple[int, list]]:
-    """label -> (whole-volume voxel count, pieces) for the selected labels, from the listed blocks."""
+def gather(cf: CloudFiles, record: ForgeRecord, blocks: str, wanted) -> Iterator[Tuple[int, int, list]]:
+    """(label, whole-volume voxel count, pieces) for the selected labels, from the listed blocks.
+
+    Labels are read a batch at a time, so a task holds the pieces of at most LABELS_PER_BATCH
+    labels however many it merges; between batches it keeps only the blocks' label indexes.
+    """
     grid = record.grid
     chosen = set(unpack_bits(blocks, len(grid)).tolist())
     names = [fragment_name(box) for i, box in enumerate(grid) if i in chosen]
-    found: Dict[int, Tuple[int, list]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for block in pool.map(lambda name: list(read_selected(cf, name, wanted)), names):
-            for label, count, mesh in block:
-                total, pieces = found.get(label, (0, []))
-                pieces.append(mesh)
-                found[label] = (total + count, pieces)
-    return found
+        buffers = list(pool.map(lambda name: read_fragment_index(cf, name), names))
+        present = np.unique(np.concatenate([np.zeros(0, np.uint64)] + [b.index()[:, 0] for b in buffers]))
+        selected = present[wanted(present)]
+        for start in range(0, len(selected), LABELS_PER_BATCH):
+            batch = selected[start:start + LABELS_PER_BATCH]
+            found: Dict[int, Tuple[int, list]] = {}
+            for block in pool.map(lambda buffer, labels=batch: list(read_selected(buffer, labels)), buffers):
+                for label, count, mesh in block:
+                    total, pieces = found.get(label, (0, []))
+                    pieces.append(mesh)
+                    found[label] = (total + count, pieces)
+            for label in sorted(found):
+                yield (label, *found.pop(label))
 
 
 def merged_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str,
@@ -230,7 +242,7 @@ def merged_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str,
     """Each selected label's pieces welded into one mesh, dust (by whole-volume count) dropped."""
     dust = record.mesh_options.dust_threshold
     planes = record.seam_planes()
-    for label, (count, pieces) in sorted(gather(cf, record, blocks, wanted).items()):
+    for label, count, pieces in gather(cf, record, blocks, wanted):
         mesh = meshes.concatenate(pieces)
         if count >= dust and len(mesh.faces):
             yield label, meshes.weld_seams(mesh, planes, record.resolution)
