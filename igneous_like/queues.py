@@ -3,6 +3,7 @@
 A task that raises is logged with its traceback and left leased, so the queue hands it out
 again once the lease runs out; the worker carries on and finally reports how many failed.
 """
+import importlib
 import logging
 import multiprocessing
 import os
@@ -24,6 +25,13 @@ from igneous_like.progress import Progress
 log = logging.getLogger(__name__)
 
 QUEUE_PROTOCOLS = ("fq", "sqs")
+TASK_MODULES = ("igneous_like.tasks.image", "igneous_like.tasks.skeleton")  # their @queueable functions
+
+
+def register_tasks() -> None:
+    """Import every module of task functions, so a task's JSON finds its function."""
+    for module in TASK_MODULES:
+        importlib.import_module(module)
 
 
 def queue_url(path: str) -> str:
@@ -54,7 +62,7 @@ def encode(task) -> bytes:
 
 def run_encoded(payload: bytes) -> None:
     """Decode a task from its JSON and run it: the one way every worker runs a task."""
-    import igneous_like.tasks.image  # noqa: F401  registers the @queueable task functions
+    register_tasks()
     task = totask(payload)
     log.debug("running %s", task.key)
     task.execute()
@@ -69,7 +77,7 @@ def worker_pool(parallel: int, long_lived: bool) -> ProcessPoolExecutor:
     """
     if long_lived:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["igneous_like.tasks.image"])
+        context.set_forkserver_preload(list(TASK_MODULES))
         return ProcessPoolExecutor(parallel, mp_context=context)
     return ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("fork"),
                                initializer=reset_connection_pools)
@@ -87,7 +95,7 @@ class WorkerReport:
 def work(path: str, lease_sec: int = 600, max_tasks: Optional[int] = None,
          exit_on_empty: bool = False, idle_sleep: float = 5.0) -> WorkerReport:
     """Lease, run and delete tasks until the queue is empty (with exit_on_empty) or max_tasks."""
-    import igneous_like.tasks.image  # noqa: F401  registers the @queueable task functions
+    register_tasks()
     queue = open_queue(path)
     report = WorkerReport()
     while max_tasks is None or report.done + report.failed < max_tasks:

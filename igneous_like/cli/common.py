@@ -29,6 +29,20 @@ class IntTuple(click.ParamType):
         return numbers
 
 
+class IntList(click.ParamType):
+    """Comma-separated integers of any count, e.g. 12,345,678."""
+
+    name = "INT,INT,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+
+
 class QueueURL(click.ParamType):
     """fq://DIR, a plain directory or sqs://NAME, checked while parsing so a bad one writes nothing."""
 
@@ -54,6 +68,7 @@ class Corners(IntTuple):
 
 VEC3 = IntTuple(3)
 RANGE = IntTuple(2)
+INT_LIST = IntList()
 BOUNDS = Corners()
 
 queue_option = click.option(

@@ -151,9 +151,10 @@ class Grid:
 
 @dataclass(frozen=True)
 class Tasks:
-    """A lazy, sized sequence of tasks: `make(box)` for each box of a grid."""
-    grid: Grid
-    make: Callable[[Bbox], partial]
+    """A lazy, sized sequence of tasks: `make(item)` for each box of a grid (or other item, such as
+    a merge manifest's name)."""
+    grid: Union[Grid, Sequence]
+    make: Callable[..., partial]
     description: str
     mips: range = range(0)  # the mips these tasks write
 
