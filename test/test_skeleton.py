@@ -223,3 +223,14 @@ def test_swc_text_has_roots_and_parents():
     assert rows[:, 0].tolist() == [1, 2, 3, 4]
     assert rows[:, 6].tolist() == [-1, 1, 2, -1]
     assert rows[:, 5].tolist() == [2, 2, 2, 2]
+
+
+def test_merge_before_forge_finishes_says_so(make_layer, tmp_path):
+    path = make_layer("seg", np.zeros((64, 64, 32), np.uint32), "segmentation")
+    queue = f"fq://{tmp_path}/q"
+    run_cli("skeleton", "forge", path, "--shape", "32,64,32", "--queue", queue)
+    result = run_cli("skeleton", "merge", path, check=False)
+    assert result.returncode == 2 and "2 of 2 forge tasks have not finished" in result.stderr
+    run_cli("execute", "-x", queue)
+    run_cli("skeleton", "merge", path)  # an empty volume merges into no skeletons
+    assert CloudVolume(path).skeleton.meta.info["vertex_attributes"][0]["id"] == "radius"

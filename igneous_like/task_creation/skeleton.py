@@ -227,8 +227,8 @@ def create_unsharded_skeleton_merge_tasks(
     objects = gather_objects(cf, run)
     labels = list(objects)
     batches = {}
-    parts = np.array_split(np.array(labels, dtype=np.uint64), min(10 ** magnitude, len(labels)))
-    for n, part in enumerate(parts):
+    parts = np.array_split(np.array(labels, dtype=np.uint64), max(min(10 ** magnitude, len(labels)), 1))
+    for n, part in enumerate(p for p in parts if len(p)):
         batches[f"unsharded-{n}.json"] = {int(label): objects[int(label)] for label in part}
     write_manifests(cf, batches)
     update_skeleton_info(cf, None)
