@@ -86,6 +86,20 @@ CASES = [  # (id, command line, what the message must say); {seg} {img} {flt} {o
     ("status-protocol", "queue status foo://x --interval 0", BAD_QUEUE),
     ("status-missing", "queue status {tmp}/noqueue --interval 0", NO_QUEUE),
     ("purge-missing", "queue purge fq://{tmp}/noqueue --yes", NO_QUEUE),
+    ("skel-forge-missing", "skeleton forge {tmp}/nothing --queue {q}", NO_LAYER),
+    ("skel-forge-image", "skeleton forge {img} --queue {q}", r"holds image data .* --threshold-gte"),
+    ("skel-forge-mip", "skeleton forge {seg} --mip 2", r"mip 2 does not exist"),
+    ("skel-forge-thresholds", "skeleton forge {img} --threshold-gte 9 --threshold-lte 3",
+     r"above --threshold-lte"),
+    ("skel-forge-labels-threshold", "skeleton forge {img} --threshold-gte 3 --labels 1,2 --queue {q}",
+     r"either --labels or"),
+    ("skel-forge-labels-letters", "skeleton forge {seg} --labels a,b", r"--labels.*integers"),
+    ("skel-forge-fill-holes", "skeleton forge {seg} --fill-holes 2 --queue {q}", r"--fill-holes"),
+    ("skel-forge-shape", "skeleton forge {seg} --shape 0,64,64", r"--shape values must be at least 1"),
+    ("skel-merge-no-forge", "skeleton merge {seg} --queue {q}", r"no skeleton fragments"),
+    ("skel-merge-sharded-no-forge", "skeleton merge-sharded {seg}", r"no skeleton fragments"),
+    ("skel-clean-no-forge", "skeleton clean {seg}", r"no skeleton fragments"),
+    ("skel-convert-none", "skeleton convert {seg} {tmp}/swc", r"has no skeletons"),
 ]
 COMMANDS = {case: (command, pattern) for case, command, pattern in CASES}
 

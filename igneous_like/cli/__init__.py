@@ -13,6 +13,7 @@ from igneous_like.cli.demo import demo
 from igneous_like.cli.execution import execute, queue
 from igneous_like.cli.image import image
 from igneous_like.cli.mesh import mesh
+from igneous_like.cli.skeleton import skeleton
 from igneous_like.errors import TaskFailures, UserError
 
 
@@ -45,6 +46,7 @@ def cli(ctx, parallel, quiet, verbose):
 
 cli.add_command(image)
 cli.add_command(mesh)
+cli.add_command(skeleton)
 cli.add_command(execute)
 cli.add_command(queue)
 cli.add_command(demo)

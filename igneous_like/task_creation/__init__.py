@@ -18,6 +18,11 @@ from igneous_like.task_creation.mesh import (
     create_meshing_tasks,
     create_sharded_multires_mesh_tasks,
 )
+from igneous_like.task_creation.skeleton import (
+    create_sharded_skeleton_merge_tasks,
+    create_skeletonizing_tasks,
+    create_unsharded_skeleton_merge_tasks,
+)
 from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_voxel_counting_tasks
 
 __all__ = [
@@ -25,5 +30,6 @@ __all__ = [
     "create_ccl_relabel_tasks", "create_deletion_tasks", "create_downsampling_tasks",
     "create_image_shard_downsample_tasks", "create_image_shard_transfer_tasks", "create_mesh_manifest_tasks",
     "create_meshing_tasks", "create_relabeling", "create_sharded_multires_mesh_tasks",
-    "create_transfer_tasks", "create_voxel_counting_tasks",
+    "create_sharded_skeleton_merge_tasks", "create_skeletonizing_tasks", "create_transfer_tasks",
+    "create_unsharded_skeleton_merge_tasks", "create_voxel_counting_tasks",
 ]

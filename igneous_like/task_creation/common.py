@@ -121,9 +121,10 @@ def restrict_bounds(volume: Bbox, ranges: Sequence[Optional[Sequence[int]]]) -> 
 
 @dataclass(frozen=True)
 class Tasks:
-    """A lazy, sized sequence of tasks: `make(item)` for each box of a grid (or each index of a range)."""
-    grid: Union[Grid, range]
-    make: Callable[[Union[Bbox, int]], partial]
+    """A lazy, sized sequence of tasks: `make(item)` for each box of a grid (or other item, such as
+    a merge manifest's name)."""
+    grid: Union[Grid, Sequence]
+    make: Callable[..., partial]
     description: str
     mips: range = range(0)  # the mips these tasks write
 

@@ -9,6 +9,7 @@ import os
 import igneous_like.tasks.ccl  # noqa: F401
 import igneous_like.tasks.image  # noqa: F401
 import igneous_like.tasks.mesh  # noqa: F401
+import igneous_like.tasks.skeleton  # noqa: F401
 import igneous_like.tasks.voxels  # noqa: F401
 
 for _name in filter(None, os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(",")):

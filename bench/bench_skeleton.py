@@ -1,0 +1,87 @@
+"""Skeletonize a crop of the real 512^3 segmentation with igneous_like and with Igneous.
+
+Both run `skeleton forge` then `skeleton merge` as CLI subprocesses on identical copies of the
+layer with the same parallelism and TEASAR settings. The script reports time and peak memory
+(summed RSS of the process tree, sampled every 20 ms) per stage and in total, and compares
+both outputs with kimimaro run on the whole crop in one call (share of labels whose cable
+length is within 5%).
+
+    python bench/bench_skeleton.py --igneous /path/to/venv/bin/igneous [-p 2] [--context 1200]
+"""
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import kimimaro
+import numpy as np
+from bench_downsample import DATA, measure
+from cloudvolume import CloudVolume
+
+from igneous_like.layers import write_array
+from igneous_like.task_creation.skeleton import skeleton_labels
+
+TEASAR = ["--scale", "4", "--const", "10"]
+
+
+def cable_agreement(path: str, reference: dict) -> tuple:
+    """(labels of the reference with a non-empty skeleton here, share of them within 5% cable)."""
+    cv = CloudVolume(path, mip=0, progress=False)
+    labels = [label for label in reference if label in set(skeleton_labels(cv))]
+    cable = {s.id: s.cable_length() for s in cv.skeleton.get(labels) if not s.empty()}
+    ratios = np.array([cable[label] / reference[label].cable_length() for label in cable])
+    return len(cable), float(np.mean(np.abs(ratios - 1) <= 0.05)) if len(ratios) else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
+    parser.add_argument("-p", "--parallel", type=int, default=2)
+    parser.add_argument("--crop", default="256,256,128", help="X,Y,Z of the crop (from the origin)")
+    parser.add_argument("--shape", default="128,128,64", help="task shape")
+    parser.add_argument("--context", default=None, help="igneous_like --context (nm); default: its own")
+    args = parser.parse_args()
+    if not DATA.exists():
+        raise SystemExit(f"real data not found at {DATA}")
+    import crackle
+    x, y, z = (int(v) for v in args.crop.split(","))
+    crop = np.asfortranarray(crackle.load(str(DATA))[:x, :y, :z])
+    work = Path(tempfile.mkdtemp(prefix="bench_skeleton_"))
+    context = [] if args.context is None else ["--context", args.context]
+    runs = {
+        "igneous_like": ([sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
+                         context, ["--dust-threshold", "1000"]),
+        "Igneous": ([args.igneous, "-p", str(args.parallel)], [], ["--min-cable-length", "1000"]),
+    }
+    try:
+        results = {}
+        for name, (prefix, forge_extra, merge_extra) in runs.items():
+            path = write_array(f"file://{work / name}", crop, "segmentation")
+            forge = measure(prefix + ["skeleton", "forge", path, "--shape", args.shape, *TEASAR,
+                                      *forge_extra])
+            merge = measure(prefix + ["skeleton", "merge", path, *merge_extra])
+            results[name] = (path, forge, merge)
+        teasar = {"scale": 4, "const": 10, "pdrf_scale": 100000, "pdrf_exponent": 4,
+                  "soma_detection_threshold": 1100, "soma_acceptance_threshold": 3500,
+                  "soma_invalidation_scale": 1.0, "soma_invalidation_const": 300}
+        reference = kimimaro.skeletonize(crop, teasar, anisotropy=(16, 16, 40), dust_threshold=1000,
+                                         progress=False)
+        print(f"skeletonize segmentation crop {args.crop} (16x16x40 nm), tasks {args.shape}, "
+              f"-p {args.parallel}, igneous_like context {args.context or 'default'}")
+        for name, (path, (fs, fb), (ms, mb)) in results.items():
+            count, within = cable_agreement(path, reference)
+            print(f"  {name:13s} forge {fs:7.1f} s peak {fb / 2**20:7.1f} MiB | merge {ms:6.1f} s peak "
+                  f"{mb / 2**20:7.1f} MiB | total {fs + ms:7.1f} s | {count} non-empty skeletons, "
+                  f"{within:.1%} within 5% of one-call kimimaro's cable length")
+        ours, theirs = results["igneous_like"], results["Igneous"]
+        time_ratio = (ours[1][0] + ours[2][0]) / (theirs[1][0] + theirs[2][0])
+        memory_ratio = max(ours[1][1], ours[2][1]) / max(theirs[1][1], theirs[2][1])
+        print(f"  ratio (igneous_like / Igneous): time {time_ratio:.2f}, peak memory {memory_ratio:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

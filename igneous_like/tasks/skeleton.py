@@ -1,0 +1,240 @@
+"""Skeleton tasks: forge the fragments of one task box; merge one batch (or one shard) of labels.
+
+Everything lives under the layer's skeleton directory (the info's `skeletons` key):
+
+  info                       skeleton info: vertex attributes, mip, sharding
+  fragments/forge.json       the forge run: its grid, resolution and settings
+  fragments/BOX.frags        one forge task's fragments, a MapBuffer (component id -> Precomputed
+                             skeleton bytes; a checked binary format, never pickle)
+  fragments/BOX.index        JSON: each component's label, the voxels of it the task owns and
+                             its seam representatives (see igneous_like.skeletons)
+  fragments/merge/NAME.json  one merge task's labels and, for each, the fragments to fuse
+  LABEL  or  N.shard         the finished skeletons (unsharded or neuroglancer_uint64_sharded_v1)
+
+BOX is the task's owned box in voxels of the forge mip (Bbox.to_filename()); `skeleton clean`
+deletes fragments/. Every file is written whole, so a task run twice leaves the same output.
+"""
+import posixpath
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import fastremap
+import kimimaro
+import numpy as np
+from cloudfiles import CloudFile, CloudFiles
+from cloudvolume import CloudVolume, Skeleton
+from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, synthesize_shard_files
+from cloudvolume.lib import Bbox, Vec
+from mapbuffer import MapBuffer
+from taskqueue import queueable
+
+from igneous_like.skeletons import (
+    Cutout,
+    SeamFace,
+    binarize,
+    components,
+    crop_to_task,
+    decode,
+    encode,
+    fuse,
+    join_seam_gaps,
+    make_skeleton,
+    pieces_to_keep,
+    postprocess,
+    remove_seam_ticks,
+    unique_counts,
+)
+
+FRAGMENTS = "fragments"
+FORGE_FILE = f"{FRAGMENTS}/forge.json"
+# nm each forge task reads around its box: about the reach of TEASAR's invalidation (scale 4 x the
+# radius of a neurite + const), so skeletons near seams come out as in an unchunked run.
+DEFAULT_CONTEXT = 1200.0
+
+
+@dataclass(frozen=True)
+class ForgeOptions:
+    """How a forge task reads and skeletonizes its cutout; travels as a JSON dict."""
+    teasar_params: dict = field(default_factory=dict)
+    dust_threshold: int = 1000
+    fix_branching: bool = True
+    fix_borders: bool = True
+    fix_avocados: bool = False
+    fill_holes: bool = False
+    object_ids: Optional[Tuple[int, ...]] = None
+    cross_section: int = 0  # smoothing window of the cross-sectional area; 0: not computed
+    threshold_gte: Optional[float] = None
+    threshold_lte: Optional[float] = None
+    fill_missing: bool = False
+    context: float = DEFAULT_CONTEXT  # nm read around each crop
+
+    def __post_init__(self):
+        if self.object_ids is not None:
+            object.__setattr__(self, "object_ids", tuple(int(i) for i in self.object_ids))
+
+    @property
+    def thresholded(self) -> bool:
+        return self.threshold_gte is not None or self.threshold_lte is not None
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["object_ids"] = None if self.object_ids is None else list(self.object_ids)
+        return out
+
+
+@dataclass(frozen=True)
+class ForgeRun:
+    """A forge run: its task grid (and so its seams), how it placed vertices and what merging needs
+    to know of its settings; stored as fragments/forge.json."""
+    mip: int
+    shape: Tuple[int, int, int]
+    anchor: Tuple[int, int, int]  # grid origin (the mip's voxel offset)
+    bounds: Tuple[Tuple[int, ...], Tuple[int, ...]]  # the volume at the mip: min, max corners
+    resolution: Tuple[float, float, float]
+    shift: Tuple[float, float, float]  # nm = (voxel + 0.5) * resolution + shift
+    thresholded: bool
+    dust_threshold: int
+    scale: float  # TEASAR's invalidation: scale * radius + const (nm)
+    const: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ForgeRun":
+        return cls(**data)
+
+    def seam_planes(self, vertices: np.ndarray) -> np.ndarray:
+        """Per vertex and axis, the seam plane (voxel coordinate) it lies on, or -1."""
+        voxel = np.round((vertices - np.asarray(self.shift)) / np.asarray(self.resolution) - 0.5)
+        voxel = voxel.astype(np.int64)
+        low, high = (np.asarray(corner) for corner in self.bounds)
+        on = (voxel - np.asarray(self.anchor)) % np.asarray(self.shape) == 0
+        on &= (voxel > low) & (voxel < high)
+        return np.where(on, voxel, -1)
+
+
+def skeleton_dir(cv: CloudVolume) -> str:
+    return cv.meta.join(cv.cloudpath, cv.info["skeletons"])
+
+
+def physical_shift(cv: CloudVolume, mip: int) -> np.ndarray:
+    """nm = (voxel + 0.5) * resolution + shift: voxel centres, placed from mip 0's origin (as Igneous)."""
+    return (cv.meta.voxel_offset(0) * cv.meta.resolution(0)
+            - cv.meta.voxel_offset(mip) * cv.meta.resolution(mip)).astype(np.float64)
+
+
+def context_margin(context_nm: float, resolution: Sequence[float]) -> List[int]:
+    return [int(np.ceil(context_nm / r)) for r in resolution]
+
+
+def read_labels(cv: CloudVolume, cut: Cutout, mip: int, opts: ForgeOptions) -> np.ndarray:
+    """The cutout as labels: the segmentation (only --labels if given) or the thresholded image."""
+    data = np.asarray(cv.image.download(cut.read, mip))[..., 0]
+    if opts.thresholded:
+        return np.asfortranarray(binarize(data, opts.threshold_gte, opts.threshold_lte).astype(np.uint8))
+    if opts.object_ids is not None:
+        data = fastremap.mask_except(data, list(opts.object_ids), in_place=True)
+    return np.asfortranarray(data)
+
+
+def skeletonize(cc: np.ndarray, keep: np.ndarray, resolution, opts: ForgeOptions) -> dict:
+    """kimimaro on the kept components (their own ids), with the cross-sectional area if asked."""
+    labels = fastremap.mask_except(cc, keep.tolist())
+    skeletons = kimimaro.skeletonize(
+        labels, dict(opts.teasar_params), anisotropy=resolution, dust_threshold=0, progress=False,
+        fix_branching=opts.fix_branching, fix_borders=opts.fix_borders, fix_avocados=opts.fix_avocados,
+        fill_holes=opts.fill_holes, parallel=1)
+    if opts.cross_section and skeletons:
+        skeletons = kimimaro.cross_sectional_area(labels, skeletons, anisotropy=resolution,
+                                                  smoothing_window=opts.cross_section, in_place=True)
+    return skeletons
+
+
+@queueable
+def SkeletonTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+                 options: dict, attributes: List[dict]) -> None:
+    """Skeletonize one task box and write its fragments and index."""
+    opts = ForgeOptions(**options)
+    cv = CloudVolume(layer_path, mip=mip, fill_missing=opts.fill_missing, progress=False)
+    resolution = cv.meta.resolution(mip).astype(np.float32)
+    owned = Bbox(offset, Vec(*offset) + Vec(*shape))
+    cut = Cutout.around(owned, cv.meta.bounds(mip), context_margin(opts.context, resolution))
+    labels = read_labels(cv, cut, mip, opts)
+    cc = components(labels)
+    keep = pieces_to_keep(cc, cut, opts.dust_threshold)
+    owner = {} if opts.thresholded else fastremap.component_map(cc, labels)
+    del labels
+    faces = [SeamFace.build(cc, cut, axis, coord, resolution) for axis, coord in cut.seams()]
+    owned_voxels = unique_counts(cc[cut.local(cut.owned)])
+    shift = physical_shift(cv, mip)
+    fragments = {}
+    for key, skel in skeletonize(cc, keep, resolution, opts).items():
+        part = crop_to_task(skel, cut, faces, resolution, attributes)
+        if part is not None:
+            vertices, edges, values = part
+            nm = (vertices + 0.5) * resolution.astype(np.float64) + shift
+            fragments[int(key)] = encode(make_skeleton(nm, edges, values, attributes, int(key)))
+    reps = defaultdict(list)
+    kept = set(int(k) for k in keep)
+    for face in faces:
+        for key, found in face.representatives(kept, cut.volume).items():
+            reps[key].extend(found)
+    pieces = [[key, None if opts.thresholded else int(owner[key]), owned_voxels.get(key, 0),
+               reps.get(key, []), key in fragments] for key in sorted(kept)]
+    name = owned.to_filename()
+    cf = CloudFiles(skeleton_dir(cv))
+    cf.put(f"{FRAGMENTS}/{name}.frags", MapBuffer(fragments, compress="br").tobytes(), compress=None,
+           content_type="application/x-mapbuffer", cache_control="no-cache")
+    cf.put_json(f"{FRAGMENTS}/{name}.index", {"box": name, "pieces": pieces}, compress="gzip",
+                cache_control="no-cache")
+
+
+def read_fragments(skel_path: str, sources: Dict[str, List[int]],
+                   attributes: List[dict]) -> Dict[Tuple, Skeleton]:
+    """{(box, key): Skeleton} for the wanted keys of each box's fragment file (ranged reads)."""
+    out = {}
+    for box, keys in sources.items():
+        path = posixpath.join(skel_path, FRAGMENTS, f"{box}.frags")
+        buffer = MapBuffer(CloudFile(path))
+        for key in keys:
+            out[(box, key)] = decode(buffer[key], attributes, key)
+    return out
+
+
+@queueable
+def SkeletonMergeTask(layer_path: str, manifest: str, dust_threshold: float, tick_threshold: float,
+                      max_cable_length: Optional[float], sharded: bool) -> None:
+    """Fuse, clean and write the skeletons of the labels one merge manifest lists."""
+    cv = CloudVolume(layer_path, progress=False)
+    skel_path = skeleton_dir(cv)
+    cf = CloudFiles(skel_path)
+    plan = cf.get_json(f"{FRAGMENTS}/merge/{manifest}")
+    run = ForgeRun.from_json(cf.get_json(FORGE_FILE))
+    info = cf.get_json("info")
+    attributes = info["vertex_attributes"]
+    sources = defaultdict(list)
+    for parts in plan["fragments"]:
+        for box, key in parts:
+            sources[box].append(key)
+    fragments = read_fragments(skel_path, sources, attributes)
+    finished = {}
+    for label, parts in zip(plan["labels"], plan["fragments"]):
+        skel = fuse([fragments[(box, key)] for box, key in parts])
+        skel = remove_seam_ticks(skel, run.seam_planes(skel.vertices))
+        skel = join_seam_gaps(skel, run.seam_planes(skel.vertices), run.scale, run.const)
+        skel.id = label
+        skel = postprocess(skel, dust_threshold, tick_threshold, max_cable_length)
+        if not skel.empty():
+            finished[int(label)] = encode(skel)
+    if sharded:
+        spec = ShardingSpecification.from_dict(info["sharding"])
+        files = synthesize_shard_files(spec, finished) if finished else {}
+        if len(files) > 1:
+            raise ValueError(f"manifest {manifest} spans {len(files)} shards; it must fill exactly one")
+        cf.puts(files.items(), compress=False, content_type="application/octet-stream",
+                cache_control="no-cache")
+    else:
+        cf.puts(((str(label), data) for label, data in finished.items()), compress="gzip",
+                content_type="application/octet-stream", cache_control="no-cache")
