@@ -89,16 +89,6 @@ class Cutout:
         return faces
 
 
-def binarize(image: np.ndarray, gte: Optional[float], lte: Optional[float]) -> np.ndarray:
-    """Foreground where gte <= value <= lte (either bound may be absent)."""
-    mask = np.ones(image.shape, dtype=bool)
-    if gte is not None:
-        mask &= image >= gte
-    if lte is not None:
-        mask &= image <= lte
-    return mask
-
-
 def components(labels: np.ndarray) -> np.ndarray:
     """26-connected components of each nonzero label (ids 1..N, Fortran order)."""
     return np.asfortranarray(cc3d.connected_components(labels, connectivity=26))

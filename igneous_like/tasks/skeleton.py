@@ -29,10 +29,10 @@ from cloudvolume.lib import Bbox, Vec
 from mapbuffer import MapBuffer
 from taskqueue import queueable
 
+from igneous_like.ccl import foreground
 from igneous_like.skeletons import (
     Cutout,
     SeamFace,
-    binarize,
     components,
     crop_to_task,
     decode,
@@ -133,7 +133,7 @@ def read_labels(cv: CloudVolume, cut: Cutout, mip: int, opts: ForgeOptions) -> n
     """The cutout as labels: the segmentation (only --labels if given) or the thresholded image."""
     data = np.asarray(cv.image.download(cut.read, mip))[..., 0]
     if opts.thresholded:
-        return np.asfortranarray(binarize(data, opts.threshold_gte, opts.threshold_lte).astype(np.uint8))
+        return np.asfortranarray(foreground(data, opts.threshold_gte, opts.threshold_lte).astype(np.uint8))
     if opts.object_ids is not None:
         data = fastremap.mask_except(data, list(opts.object_ids), in_place=True)
     return np.asfortranarray(data)
