@@ -2,6 +2,8 @@
 worker reads its settings from the environment the way they set it."""
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,9 @@ from igneous_like.queues import status
 
 
 def validator(name: str) -> str:
-    path = shutil.which(name)
+    """The tool from this Python's environment (test.sh does not activate .venv), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    path = str(beside) if beside.exists() else shutil.which(name)
     if path is None:
         pytest.skip(f"{name} is not installed (it comes with requirements-test.txt)")
     return path
