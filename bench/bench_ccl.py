@@ -95,7 +95,7 @@ def global_step(count: int, per_task: int = 1000) -> None:
 
 
 def main() -> None:
-    cli = parser(__doc__)
+    cli = parser(__doc__, kinds=True)
     cli.add_argument("--shape", type=int, default=256, help="ccl task edge in voxels")
     cli.add_argument("--work", choices=["ccl", "voxels", "global"], default="ccl")
     cli.add_argument("--labels", type=int, default=20_000_000, help="face labels for --work global")

@@ -25,7 +25,7 @@ def volumes(kind: str) -> tuple:
 
 
 def main() -> None:
-    cli = parser(__doc__)
+    cli = parser(__doc__, kinds=True)
     cli.add_argument("--num-mips", type=int, default=3)
     args = cli.parse_args()
     data, layer_type = volumes(args.kind)

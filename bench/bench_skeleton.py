@@ -8,16 +8,14 @@ length is within 5%).
 
     python bench/bench_skeleton.py --igneous /path/to/venv/bin/igneous [-p 2] [--context 1200]
 """
-import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import kimimaro
 import numpy as np
-from bench_downsample import DATA, measure
 from cloudvolume import CloudVolume
+from common import measure, parser, programs, real_segmentation
 
 from igneous_like.layers import write_array
 from igneous_like.task_creation.skeleton import skeleton_labels
@@ -35,25 +33,19 @@ def cable_agreement(path: str, reference: dict) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
-    parser.add_argument("-p", "--parallel", type=int, default=2)
-    parser.add_argument("--crop", default="256,256,128", help="X,Y,Z of the crop (from the origin)")
-    parser.add_argument("--shape", default="128,128,64", help="task shape")
-    parser.add_argument("--context", default=None, help="igneous_like --context (nm); default: its own")
-    args = parser.parse_args()
-    if not DATA.exists():
-        raise SystemExit(f"real data not found at {DATA}")
-    import crackle
+    cli = parser(__doc__)
+    cli.add_argument("--crop", default="256,256,128", help="X,Y,Z of the crop (from the origin)")
+    cli.add_argument("--shape", default="128,128,64", help="task shape")
+    cli.add_argument("--context", default=None, help="igneous_like --context (nm); default: its own")
+    args = cli.parse_args()
     x, y, z = (int(v) for v in args.crop.split(","))
-    crop = np.asfortranarray(crackle.load(str(DATA))[:x, :y, :z])
+    crop = np.asfortranarray(real_segmentation()[:x, :y, :z])
     work = Path(tempfile.mkdtemp(prefix="bench_skeleton_"))
     context = [] if args.context is None else ["--context", args.context]
+    prefixes = programs(args)
     runs = {
-        "igneous_like": ([sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel)],
-                         context, ["--dust-threshold", "1000"]),
-        "Igneous": ([args.igneous, "-p", str(args.parallel)], [], ["--min-cable-length", "1000"]),
+        "igneous_like": (prefixes["igneous_like"], context, ["--dust-threshold", "1000"]),
+        "Igneous": (prefixes["Igneous"], [], ["--min-cable-length", "1000"]),
     }
     try:
         results = {}

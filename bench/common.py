@@ -13,13 +13,15 @@ import psutil
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "connectomics.npy.ckl.gz"
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """The options every benchmark takes: the Igneous executable, -p, and the kind of data."""
+def parser(description: str, kinds: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark takes: the Igneous executable and -p (and, with `kinds`,
+    whether to run on the segmentation or on an image made from it)."""
     out = argparse.ArgumentParser(description=description,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     out.add_argument("--igneous", default="igneous", help="the Igneous CLI executable")
     out.add_argument("-p", "--parallel", type=int, default=2)
-    out.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
+    if kinds:
+        out.add_argument("--kind", choices=["segmentation", "image"], default="segmentation")
     return out
 
 
