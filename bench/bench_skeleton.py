@@ -62,15 +62,16 @@ def main() -> None:
                                          progress=False)
         print(f"skeletonize segmentation crop {args.crop} (16x16x40 nm), tasks {args.shape}, "
               f"-p {args.parallel}, igneous_like context {args.context or 'default'}")
-        for name, (path, (fs, fb), (ms, mb)) in results.items():
+        for name, (path, forge, merge) in results.items():
             count, within = cable_agreement(path, reference)
-            print(f"  {name:13s} forge {fs:7.1f} s peak {fb / 2**20:7.1f} MiB | merge {ms:6.1f} s peak "
-                  f"{mb / 2**20:7.1f} MiB | total {fs + ms:7.1f} s | {count} non-empty skeletons, "
+            total = forge + merge
+            print(f"  {name:13s} forge {forge.seconds:7.1f} s peak {forge.peak / 2**20:7.1f} MiB | merge "
+                  f"{merge.seconds:6.1f} s peak {merge.peak / 2**20:7.1f} MiB | total {total.seconds:7.1f} s"
+                  f" cpu {total.cpu:7.1f} s | {count} non-empty skeletons, "
                   f"{within:.1%} within 5% of one-call kimimaro's cable length")
-        ours, theirs = results["igneous_like"], results["Igneous"]
-        time_ratio = (ours[1][0] + ours[2][0]) / (theirs[1][0] + theirs[2][0])
-        memory_ratio = max(ours[1][1], ours[2][1]) / max(theirs[1][1], theirs[2][1])
-        print(f"  ratio (igneous_like / Igneous): time {time_ratio:.2f}, peak memory {memory_ratio:.2f}")
+        ours, theirs = (results[name][1] + results[name][2] for name in ("igneous_like", "Igneous"))
+        print(f"  ratio (igneous_like / Igneous): time {ours.seconds / theirs.seconds:.2f}, "
+              f"cpu {ours.cpu / theirs.cpu:.2f}, peak memory {ours.peak / theirs.peak:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -4,6 +4,7 @@ import argparse
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,44 +40,69 @@ def real_segmentation() -> np.ndarray:
     return np.asfortranarray(crackle.load(str(DATA)))
 
 
-def measure(command: list) -> tuple:
-    """Run `command`; return (seconds, peak bytes of the process and its children together)."""
+@dataclass(frozen=True)
+class Usage:
+    """What running something cost: wall seconds, CPU seconds of every process, peak bytes."""
+    seconds: float
+    cpu: float
+    peak: int
+
+    def __add__(self, other: "Usage") -> "Usage":
+        """One command after another: times add up, the peak is the larger one."""
+        return Usage(self.seconds + other.seconds, self.cpu + other.cpu, max(self.peak, other.peak))
+
+
+def measure(command: list) -> Usage:
+    """Run `command`; its wall time, and, sampled every 20 ms over the whole process tree, the
+    CPU time of every process (each counted by its own pid, so workers that a fork server
+    starts count too) and the peak summed RSS."""
     start = time.perf_counter()
     proc = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak, cpu = 0, {}
     while proc.poll() is None:
         try:
             procs = [proc] + proc.children(recursive=True)
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
         except psutil.Error:
-            pass
+            procs = []
+        rss = 0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    times, rss = p.cpu_times(), rss + p.memory_info().rss
+                cpu[p.pid] = times.user + times.system
+            except psutil.Error:
+                pass
+        peak = max(peak, rss)
         time.sleep(0.02)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr.read().decode()}")
-    return seconds, peak
+    return Usage(seconds, sum(cpu.values()), peak)
 
 
-def measure_all(commands: list) -> tuple:
-    """Run commands one after another: (total seconds, the largest peak of any of them)."""
-    results = [measure(command) for command in commands]
-    return sum(seconds for seconds, _ in results), max(peak for _, peak in results)
+def measure_all(commands: list) -> Usage:
+    """Run commands one after another."""
+    return sum((measure(command) for command in commands), Usage(0.0, 0.0, 0))
 
 
-def alternate(run_once: Callable[[str], tuple], names: Sequence[str], repeats: int) -> dict:
+def alternate(run_once: Callable[[str], Usage], names: Sequence[str], repeats: int) -> dict:
     """Run each tool `repeats` times, taking turns so that a busy moment hits both alike;
-    per tool: (the fastest time, the largest peak memory)."""
+    per tool, the run with the least wall time (and the largest peak of all its runs)."""
     runs = {name: [] for name in names}
     for _ in range(repeats):
         for name in names:
             runs[name].append(run_once(name))
-    return {name: (min(s for s, _ in got), max(b for _, b in got)) for name, got in runs.items()}
+    best = {name: min(got, key=lambda usage: usage.seconds) for name, got in runs.items()}
+    return {name: Usage(best[name].seconds, best[name].cpu, max(u.peak for u in runs[name]))
+            for name in names}
 
 
 def report(title: str, results: dict) -> None:
-    """Print each tool's time and peak memory and the ratios igneous_like / Igneous."""
+    """Print each tool's wall time, CPU time and peak memory, and the ratios igneous_like / Igneous."""
     print(title)
-    for name, (seconds, peak) in results.items():
-        print(f"  {name:13s} {seconds:7.2f} s   peak {peak / 2**20:8.1f} MiB")
-    (ours_s, ours_b), (theirs_s, theirs_b) = results["igneous_like"], results["Igneous"]
-    print(f"  ratio (igneous_like / Igneous): time {ours_s / theirs_s:.2f}, memory {ours_b / theirs_b:.2f}")
+    for name, usage in results.items():
+        print(f"  {name:13s} {usage.seconds:7.2f} s   cpu {usage.cpu:7.2f} s   "
+              f"peak {usage.peak / 2**20:8.1f} MiB")
+    ours, theirs = results["igneous_like"], results["Igneous"]
+    print(f"  ratio (igneous_like / Igneous): time {ours.seconds / theirs.seconds:.2f}, "
+          f"cpu {ours.cpu / theirs.cpu:.2f}, memory {ours.peak / theirs.peak:.2f}")
