@@ -11,11 +11,13 @@ from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, compute_shard_params_for_hashed
 from cloudvolume.lib import Bbox
 
 from igneous_like.errors import UserError
+from igneous_like.meshes import QUANTIZATION_BITS
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
@@ -109,8 +111,9 @@ def write_mesh_info(cv: CloudVolume, mesh_dir: str, record: ForgeRecord) -> None
         cv.commit_info()
 
 
-def forged(layer_path: str, mesh_dir: Optional[str]) -> Tuple[CloudVolume, str, ForgeRecord]:
-    """The layer, its mesh directory and stage 1's record, checking that every block finished."""
+def forged(layer_path: str, mesh_dir: Optional[str]) -> Tuple[CloudVolume, str, CloudFiles, ForgeRecord]:
+    """The layer, its mesh directory (name and files) and stage 1's record, checking that every
+    block finished."""
     cv = open_layer(layer_path)
     mesh_dir = mesh_dir or cv.info.get("mesh")
     if not mesh_dir:
@@ -128,7 +131,7 @@ def forged(layer_path: str, mesh_dir: Optional[str]) -> Tuple[CloudVolume, str, 
         raise UserError(f"stage 1 is not finished: {len(missing)} of {len(names)} forge blocks have no "
                         f"fragments in {cf.cloudpath} ({shown}); run `igneous-like execute` on the forge "
                         "queue until it is empty (or forge again), then merge")
-    return cv, mesh_dir, record
+    return cv, mesh_dir, cf, record
 
 
 def label_blocks(cf, record: ForgeRecord) -> Tuple[np.ndarray, np.ndarray]:
@@ -158,8 +161,7 @@ def create_mesh_manifest_tasks(layer_path: str, magnitude: int = 2, nlod: int = 
     """
     if magnitude < 0 or nlod < 0:
         raise UserError("--magnitude and --nlod must be at least 0")
-    cv, mesh_dir, record = forged(layer_path, mesh_dir)
-    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
+    cv, mesh_dir, cf, record = forged(layer_path, mesh_dir)
     labels, blocks = label_blocks(cf, record)
     unique = np.unique(labels)
     count = max(1, min(10 ** magnitude, len(unique)))
@@ -182,8 +184,7 @@ def create_sharded_multires_mesh_tasks(layer_path: str, nlod: int = 1, mesh_dir:
     """Stage 2, sharded: one task per shard file, shard sizes chosen from the label count."""
     if nlod < 0:
         raise UserError("--nlod must be at least 0")
-    cv, mesh_dir, record = forged(layer_path, mesh_dir)
-    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
+    cv, mesh_dir, cf, record = forged(layer_path, mesh_dir)
     labels, blocks = label_blocks(cf, record)
     unique = np.unique(labels)
     min_shards = 1 if not labels_per_shard else math.ceil(len(unique) / labels_per_shard)
@@ -214,7 +215,7 @@ def write_format_info(cf, record: ForgeRecord, nlod: int, sharding: Optional[dic
         info["@type"] = "neuroglancer_legacy_mesh"
     else:
         res = record.resolution
-        info.update({"@type": "neuroglancer_multilod_draco", "vertex_quantization_bits": 16,
+        info.update({"@type": "neuroglancer_multilod_draco", "vertex_quantization_bits": QUANTIZATION_BITS,
                      "transform": [res[0], 0, 0, 0, 0, res[1], 0, 0, 0, 0, res[2], 0],
                      "lod_scale_multiplier": 1.0})
         if sharding:

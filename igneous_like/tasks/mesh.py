@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+import fastremap
 import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
@@ -96,17 +97,13 @@ def read_labels(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> T
     read = Bbox.intersection(Bbox(box.minpt, box.maxpt + 1), bounds)
     labels = np.asarray(cv.image.download(read, mip=mip))[..., 0]
     if options.labels is not None:
-        labels = keep_labels(labels, options.labels)
+        labels = fastremap.mask_except(labels, list(options.labels), in_place=True)
     elif options.exclude_labels:
-        labels = np.where(np.isin(labels, options.exclude_labels), 0, labels).astype(labels.dtype)
+        labels = fastremap.mask(labels, list(options.exclude_labels), in_place=True)
     pad_low = (box.minpt == bounds.minpt).astype(int)
     pad_high = (box.maxpt == bounds.maxpt).astype(int)
     labels = np.pad(labels, list(zip(pad_low, pad_high)))
     return np.asfortranarray(labels), Bbox(read.minpt - pad_low, read.maxpt + pad_high)
-
-
-def keep_labels(labels: np.ndarray, keep: Sequence[int]) -> np.ndarray:
-    return np.where(np.isin(labels, np.asarray(keep, dtype=labels.dtype)), labels, 0).astype(labels.dtype)
 
 
 @queueable
@@ -122,11 +119,11 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
     cf = mesh_dir_files(layer_path, mesh_dir)
     record = ForgeRecord.load(cf)
     resolution = Vec(*record.resolution)
-    grid = record.draco_grid()
+    draco = record.draco_grid()
     pieces, extents = {}, {}
     blocks = meshes.mesh_block(labels, resolution, padded.minpt, opts.max_error, opts.reduction_factor)
     for label, mesh in blocks:
-        pieces[label] = meshes.encode_fragment(mesh, counts.pop(label, 0), grid)
+        pieces[label] = meshes.encode_fragment(mesh, counts.pop(label, 0), draco)
         if len(mesh.vertices):
             extents[str(label)] = [float(v) for v in (*mesh.vertices.min(axis=0), *mesh.vertices.max(axis=0))]
     for label, count in counts.items():  # voxels but no surface here: the count still matters for dust
