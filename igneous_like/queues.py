@@ -6,8 +6,9 @@ import os
 import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from functools import partial
 from itertools import chain, islice
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import orjson
 from cloudfiles import reset_connection_pools
@@ -72,9 +73,9 @@ def worker_pool(parallel: int, long_lived: bool) -> ProcessPoolExecutor:
                                initializer=reset_connection_pools)
 
 
-def _work_in_child(level: int, args: tuple) -> WorkerReport:
+def _work_in_child(level: int, job: Callable[[], WorkerReport]) -> WorkerReport:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
-    return work(*args)
+    return job()
 
 
 def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optional[int] = None,
@@ -86,14 +87,15 @@ def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optio
     watcher = QueueWatcher(queue, progress)
     watcher.start()
     try:
-        args = (queue_url(path), lease_sec, max_tasks, exit_on_empty, 5.0, max_attempts, retry_delay)
+        job = partial(work, queue_url(path), lease_sec=lease_sec, max_tasks=max_tasks,
+                      exit_on_empty=exit_on_empty, max_attempts=max_attempts, retry_delay=retry_delay)
         if parallel == 1:
-            report = work(*args)
+            report = job()
         else:
             with worker_pool(parallel, long_lived=True) as pool:
                 forward_sigterm(pool)
                 level = logging.getLogger().getEffectiveLevel()
-                report = sum(pool.map(_work_in_child, [level] * parallel, [args] * parallel), WorkerReport())
+                report = sum(pool.map(_work_in_child, [level] * parallel, [job] * parallel), WorkerReport())
     finally:
         watcher.stop()
         progress.close()
@@ -208,10 +210,7 @@ def status(path: str) -> dict:
 
 def dead_letters(url: str) -> int:
     """How many tasks wait in the dead-letter queue (0 if there is none)."""
-    dead = dead_letter_url(url)
-    if dead.startswith("fq://") and not os.path.isdir(os.path.join(dead[len("fq://"):], "queue")):
-        return 0
     try:
-        return TaskQueue(dead, progress=False).enqueued
-    except Exception:  # an SQS dead-letter queue that was never created
+        return open_queue(dead_letter_url(url)).enqueued
+    except Exception:  # none made yet: no directory (a UserError), or an SQS queue never created
         return 0
