@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Optional
 
 from taskqueue import TaskQueue
@@ -74,7 +75,7 @@ def work(url: str, lease_sec: int = 600, max_tasks: Optional[int] = None, exit_o
             stopping.wait(idle_sleep)
             continue
         if stopping.is_set():
-            queue.api.cancel_lease(totask(dict(message)))  # hand it straight back
+            queue.api.cancel_lease(SimpleNamespace(id=message["id"]))  # hand it straight back, unparsed
             break
         if run_one(queue, url, message, lease_sec, max_attempts, retry_delay):
             report.done += 1
