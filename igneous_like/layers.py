@@ -1,8 +1,44 @@
-"""Write a numpy array as a new one-mip Precomputed layer: demo data, test fixtures, small imports."""
+"""Writing layers: whole chunks of an array into a layer, and an array as a new one-mip layer."""
+import os
 from typing import Sequence, Union
 
 import numpy as np
-from cloudvolume import CloudVolume
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume, chunks
+from cloudvolume.datasource import generate_chunks
+from cloudvolume.datasource.precomputed.common import cdn_cache_control, content_type, should_compress
+
+GZIP_LEVEL = int(os.environ.get("IGNEOUS_LIKE_GZIP_LEVEL", 7))
+"""gzip level of written chunks: 7 compresses in half the CPU time of CloudFiles' 9 and leaves the
+real segmentation's chunks about 10% larger; workers take IGNEOUS_LIKE_GZIP_LEVEL (1-12) instead."""
+
+
+def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) -> None:
+    """Write `img` (x,y,z[,c], chunk-aligned at `offset`) into `cv` at `mip`, as cv.image.upload
+    does, but gzip at GZIP_LEVEL in CloudFiles' threads: CloudVolume compresses before CloudFiles
+    sees a level, always at 9. Sharded scales and other compressions go through CloudVolume."""
+    encoding = cv.meta.encoding(mip)
+    if cv.image.is_sharded(mip) or should_compress(encoding, cv.compress, cv.cache) != "gzip":
+        cv.image.upload(img, offset, mip)
+        return
+    img = img.reshape(img.shape[:3] + (-1,), order="F")
+    meta, files, stale = cv.meta, [], []
+    volume_end = meta.bounds(mip).maxpt
+    for start, _, chunk_start, chunk_end in generate_chunks(meta, img, offset, mip):
+        chunk_end = np.minimum(chunk_end, volume_end)  # the dataset's edge cuts chunks short
+        part = img[tuple(slice(a, a + n) for a, n in zip(start, chunk_end - chunk_start))]
+        name = meta.join(meta.key(mip), "_".join(f"{a}-{b}" for a, b in zip(chunk_start, chunk_end)))
+        if cv.delete_black_uploads and not np.any(part != cv.background_color):
+            stale.append(name)
+            continue
+        files.append((name, part))
+    encoded = ((name, chunks.encode(part, encoding, meta.compressed_segmentation_block_size(mip),
+                                    compression_params=meta.compression_params(mip))) for name, part in files)
+    remote = CloudFiles(meta.cloudpath)
+    remote.puts(encoded, compress="gzip", compression_level=GZIP_LEVEL, content_type=content_type(encoding),
+                cache_control=cdn_cache_control(cv.cdn_cache))
+    if stale:
+        remote.delete(stale)
 
 
 def write_array(path: str, data: np.ndarray, layer_type: str, resolution: Sequence[int] = (16, 16, 40),

@@ -39,6 +39,7 @@ from igneous_like.ccl import (
     task_lookup,
     unique_pairs,
 )
+from igneous_like.layers import upload
 
 Number = Union[int, float]
 
@@ -244,4 +245,4 @@ def CCLRelabelTask(src_path: str, dest_path: str, mip: int, offset: List[int], s
         if out is None:
             out = np.zeros(tuple(box.size3()), dtype=dtype, order="F")
         out[(part - box.minpt).to_slices()] = labels[inside]
-    dest.image.upload(out, box.minpt, mip)
+    upload(dest, out, box.minpt, mip)

@@ -13,6 +13,7 @@ from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
 
 from igneous_like.downsample import downsample
+from igneous_like.layers import upload
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,10 @@ def write_pyramid(dest: CloudVolume, img: np.ndarray, box: Bbox, mip: int, num_m
                   options: PyramidOptions, write_first: bool) -> None:
     """Write `img` (the contents of `box` at `mip`) and `num_mips` downsamples of it."""
     if write_first:
-        dest.image.upload(img, box.minpt, mip)
+        upload(dest, img, box.minpt, mip)
     mips = downsample(img, options.factor, num_mips, options.method, options.sparse)
     for level, out in enumerate(mips, start=mip + 1):
-        dest.image.upload(out, mip_box(dest, box, mip, level).minpt, level)
+        upload(dest, out, mip_box(dest, box, mip, level).minpt, level)
 
 
 @queueable
