@@ -1,12 +1,18 @@
-"""Writing layers: whole chunks of an array into a layer, and an array as a new one-mip layer."""
+"""Chunk-level reading and writing that CloudVolume's whole-box download and upload do at a cost,
+and writing an array as a new one-mip layer."""
 import os
-from typing import Sequence, Union
+from itertools import islice
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume, chunks
 from cloudvolume.datasource import generate_chunks
 from cloudvolume.datasource.precomputed.common import cdn_cache_control, content_type, should_compress
+from cloudvolume.datasource.precomputed.image.rx import decode
+from cloudvolume.lib import Bbox
+
+from igneous_like.grid import Grid
 
 GZIP_LEVEL = int(os.environ.get("IGNEOUS_LIKE_GZIP_LEVEL", 7))
 """gzip level of written chunks: 7 compresses in half the CPU time of CloudFiles' 9 and leaves the
@@ -39,6 +45,24 @@ def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) ->
                 cache_control=cdn_cache_control(cv.cdn_cache))
     if stale:
         remote.delete(stale)
+
+
+def chunk_parts(cv: CloudVolume, box: Bbox, mip: int, batch: int = 64) -> Iterator[np.ndarray]:
+    """The voxels of `box` at `mip` (x,y,z,c), one chunk's part at a time, never assembled: work
+    that treats voxels independently (counting) saves the copy into a box-sized array, which costs
+    as much as decoding, and its memory. Sharded scales come whole, through CloudVolume."""
+    if cv.image.is_sharded(mip):
+        yield np.asarray(cv.image.download(box, mip))
+        return
+    meta, files = cv.meta, CloudFiles(cv.meta.cloudpath)
+    chunks_left = iter(Grid(box, meta.chunk_size(mip), meta.voxel_offset(mip), meta.bounds(mip)))
+    while group := list(islice(chunks_left, batch)):
+        names = [meta.join(meta.key(mip), chunk.to_filename()) for chunk in group]
+        contents = files.get(names, return_dict=True)
+        for chunk, name in zip(group, names):
+            img = decode(meta, chunk, contents[name], cv.fill_missing, mip, cv.background_color,
+                         allow_none=False)
+            yield img[(Bbox.intersection(chunk, box) - chunk.minpt).to_slices()]
 
 
 def write_array(path: str, data: np.ndarray, layer_type: str, resolution: Sequence[int] = (16, 16, 40),

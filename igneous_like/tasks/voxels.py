@@ -11,6 +11,8 @@ from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
 
 from igneous_like import label_table
+from igneous_like.ccl import merge_counts
+from igneous_like.layers import chunk_parts
 
 
 def part_name(box: Bbox) -> str:
@@ -27,8 +29,10 @@ def count_voxels(image: np.ndarray):
 @queueable
 def VoxelCountTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence[int], parts: str,
                    fill_missing: bool = False) -> None:
-    """Count the voxels of each label in one box; write the counts as the box's part under `parts`."""
+    """Count the voxels of each label in one box, chunk by chunk; write the counts as the box's part
+    under `parts`."""
     cv = CloudVolume(layer_path, mip=mip, fill_missing=fill_missing, progress=False)
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
-    labels, counts = count_voxels(np.asarray(cv.image.download(box, mip))[..., 0])
+    labels, counts = zip(*(count_voxels(part) for part in chunk_parts(cv, box, mip)))
+    labels, counts = merge_counts(np.concatenate(labels), np.concatenate(counts))
     label_table.write(f"{parts}/{part_name(box)}", labels, counts)
