@@ -90,11 +90,13 @@ def halo(settings: FeatureSettings) -> np.ndarray:
 
 
 def gaussian_derivatives(image: np.ndarray, sigma: Sequence[float], orders: Sequence[Tuple[int, int, int]],
-                         truncate: float) -> Dict[Tuple[int, int, int], np.ndarray]:
-    """Derivative-of-Gaussian filtered copies of `image`, one per order (x, y, z derivative order).
+                         truncate: float, crop: Tuple[slice, ...]) -> Dict[Tuple[int, int, int], np.ndarray]:
+    """Derivative-of-Gaussian filtered copies of `image` within `crop`, one per order (x, y, z).
 
-    Axes are filtered in order x, y, z; orders that start alike share those 1-D passes, and a
-    partial result is dropped once no remaining order starts with it.
+    Axes are filtered in order x, y, z, each pass cut to `crop` on its axis before the next
+    axis is filtered: a 1-D pass computes each value from its own line only, so this gives the
+    values of filtering the whole block at less cost. Orders that start alike share passes, and
+    a partial result is dropped once no remaining order starts with it.
     """
     wanted = sorted(set(orders))
     partial: Dict[tuple, np.ndarray] = {(): image}
@@ -103,14 +105,21 @@ def gaussian_derivatives(image: np.ndarray, sigma: Sequence[float], orders: Sequ
         for depth in range(1, 4):
             key = order[:depth]
             if key not in partial:
-                partial[key] = ndimage.gaussian_filter1d(
-                    partial[key[:-1]], sigma[depth - 1], axis=depth - 1, order=key[-1], mode=MODE,
-                    truncate=truncate, output=np.float32)
+                axis = depth - 1
+                filtered = ndimage.gaussian_filter1d(partial[key[:-1]], sigma[axis], axis=axis, order=key[-1],
+                                                     mode=MODE, truncate=truncate, output=np.float32)
+                cut = (slice(None),) * axis + (crop[axis],)
+                partial[key] = np.ascontiguousarray(filtered[cut])
         out[order] = partial[order]
         rest = wanted[index + 1:]
         for key in [k for k in partial if k and not any(o[:len(k)] == k for o in rest)]:
             del partial[key]
     return out
+
+
+def widen(crop: Tuple[slice, ...], margin: Sequence[int], shape: Sequence[int]) -> Tuple[slice, ...]:
+    """`crop` grown by `margin` voxels per side, inside an array of `shape`."""
+    return tuple(slice(max(c.start - m, 0), min(c.stop + m, n)) for c, m, n in zip(crop, margin, shape))
 
 
 def eigenvalues(components: Sequence[np.ndarray]) -> List[np.ndarray]:
@@ -140,19 +149,21 @@ def scale_features(image: np.ndarray, settings: FeatureSettings, scale: float,
                    crop: Tuple[slice, ...]) -> List[np.ndarray]:
     """The eight features of one scale, each cut to `crop`."""
     sigma, res, truncate = settings.sigmas(scale), np.asarray(settings.resolution), settings.truncate
-    derivs = gaussian_derivatives(image, sigma, ((0, 0, 0),) + FIRST + SECOND, truncate)
-    smooth = derivs[(0, 0, 0)][crop]
-    grads = [derivs[order][crop] * np.float32(scale / res[axis]) for axis, order in enumerate(FIRST)]
+    derivs = gaussian_derivatives(image, sigma, ((0, 0, 0),) + FIRST + SECOND, truncate, crop)
+    smooth = derivs.pop((0, 0, 0))
+    grads = [derivs.pop(order) * np.float32(scale / res[axis]) for axis, order in enumerate(FIRST)]
     magnitude = np.sqrt(sum(g * g for g in grads))
     hessian = []
     for order in SECOND:
         physical = np.prod([res[axis] ** k for axis, k in enumerate(order)])
-        hessian.append(derivs.pop(order)[crop] * np.float32(scale * scale / physical))
-    del derivs
-    inner = gaussian_derivatives(image, sigma / 2, FIRST, truncate)
+        hessian.append(derivs.pop(order) * np.float32(scale * scale / physical))
+    # structure tensor: derivatives at half the scale over crop + the smoothing radius, then smoothing
+    around = widen(crop, [radius(s, truncate) for s in sigma], image.shape)
+    inner = gaussian_derivatives(image, sigma / 2, FIRST, truncate, around)
     grads = [inner.pop(order) * np.float32(scale / 2 / res[axis]) for axis, order in enumerate(FIRST)]
-    tensor = [ndimage.gaussian_filter(grads[a] * grads[b], sigma, mode=MODE, truncate=truncate,
-                                      output=np.float32)[crop] for a, b in PAIRS]
+    within = tuple(slice(c.start - a.start, c.stop - a.start) for c, a in zip(crop, around))
+    tensor = [gaussian_derivatives(grads[a] * grads[b], sigma, [(0, 0, 0)], truncate, within)[(0, 0, 0)]
+              for a, b in PAIRS]
     del grads
     return [smooth, magnitude] + eigenvalues(tensor) + eigenvalues(hessian)
 
@@ -166,7 +177,7 @@ def feature_stack(image: np.ndarray, settings: FeatureSettings,
     """
     if image.ndim != 3:
         raise ValueError(f"features need a 3-D image, got shape {image.shape}")
-    crop = tuple(crop) if crop is not None else (slice(None),) * 3
+    crop = tuple(slice(*c.indices(n)[:2]) for c, n in zip(crop or (slice(None),) * 3, image.shape))
     volume = np.ascontiguousarray(image, dtype=np.float32)
     first = volume[crop]
     out = np.empty(first.shape + (len(settings.names()),), dtype=np.float32)

@@ -9,7 +9,7 @@ import cc3d
 import numpy as np
 import pytest
 from cloudfiles import CloudFile
-from conftest import read_mip, run_cli, write_layer
+from conftest import read_mip, run_cli, tensorstore_read, write_layer
 from scipy import ndimage
 from sklearn.metrics import average_precision_score
 from synthetic_em import RESOLUTION, annotate, make_volume
@@ -116,11 +116,12 @@ def test_random_forest_float32_prediction_equals_whole_array(work, volume, tmp_p
     expected = classifier.training_labels(marks, erode=1, dilate=1)
     assert (summary["positive"], summary["negative"]) == ((expected == 1).sum(), (expected == 0).sum())
     tasks = create_classification_tasks(image, f"file://{tmp_path}/p", summary["model"], shape=(32, 32, 16),
-                                        dtype="float32")
+                                        dtype="float32", compress="none")
     run_locally(tasks, parallel=1, quiet=True)
     model = classifier.Model.from_bytes(CloudFile(summary["model"]).get())
     out = read_mip(f"file://{tmp_path}/p", 0)
     assert out.dtype == np.float32 and np.array_equal(out, classifier.predict(model, crop))
+    assert np.array_equal(tensorstore_read(f"file://{tmp_path}/p", 0), out)
 
 
 def test_training_labels_erode_then_dilate():
