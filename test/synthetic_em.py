@@ -2,8 +2,8 @@
 
 Bright cytoplasm with a noisy texture, thin moderately dark membranes (zero-crossing sheets of
 a smooth random field), and synapses: a dark plate-like cleft (a disk 30 nm thick, random
-orientation, tilted at most about 20 degrees out of the xy plane's normal directions so
-that 40 nm sections cut it) with a cloud of small dark vesicles on one side. Blurred a little,
+orientation with its normal at most about 20 degrees out of the xy plane, so that 40 nm
+sections cut across it) with a cloud of small dark vesicles on one side. Blurred a little,
 plus Gaussian noise. Everything is laid out in nm, so the anisotropic grid is honoured.
 """
 from dataclasses import dataclass

@@ -213,10 +213,15 @@ def test_bad_input_is_refused(work, volume, tmp_path, make_layer):
         create_classification_tasks(image, image, model)
 
 
-def test_a_changed_model_fails_its_tasks(work, tmp_path):
+def test_options_reach_the_tasks_and_a_changed_model_fails_them(work, tmp_path):
     path = tmp_path / "changing.model"
     path.write_bytes(CloudFile(work["model"]).get())
-    task = next(iter(create_classification_tasks(work["image"], f"file://{tmp_path}/p", str(path))))
+    tasks = create_classification_tasks(work["image"], f"file://{tmp_path}/p", str(path), fill_missing=True,
+                                        compress="br", shape=(64, 64, 32))
+    task = next(iter(tasks))
+    assert len(tasks) == 3 * 2 * 3 and task.keywords["fill_missing"] is True  # every option reaches the task
+    assert task.keywords["compress"] == "br" and task.keywords["shape"] == [64, 64, 32]
+    assert task.keywords["model_sha256"] == classifier.digest(path.read_bytes())
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(RuntimeError, match="changed since these tasks were made"):
         task()
