@@ -9,6 +9,7 @@ from igneous_like.task_creation.classify import (
     create_classification_tasks,
     train_classifier,
 )
+from igneous_like.task_creation.common import csv
 
 
 @click.group()
@@ -49,8 +50,10 @@ def train(image_path, annotations, output, mip, method, n_estimators, scales, er
     summary = train_classifier(image_path, annotations, output, mip=mip, method=method,
                                n_estimators=n_estimators, scales=scales, erode=erode, dilate=dilate,
                                max_samples=max_samples or None, seed=seed, fill_missing=fill_missing)
+    box = summary["box"]
     click.echo(f"Trained {method} on {summary['positive']} positive and {summary['negative']} negative "
-               f"voxels of {summary['box']} ({summary['features']} features): {summary['model']}", err=True)
+               f"voxels in {csv(box.minpt)} to {csv(box.maxpt)} ({summary['features']} features): "
+               f"{summary['model']}", err=True)
     click.echo(f"Then: igneous-like image classify predict {image_path} DEST --model {summary['model']}",
                err=True)
 
