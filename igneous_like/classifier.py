@@ -9,13 +9,14 @@ Model files are pickles (joblib): load only models you or your lab wrote.
 """
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import joblib
 import numpy as np
 from scipy import ndimage
 
+from igneous_like import __version__
 from igneous_like.features import FeatureSettings, feature_stack
 
 POSITIVE, NEGATIVE = 255, 0
@@ -81,10 +82,12 @@ class Model:
     estimator: object
     method: str
     dtype: str  # the image dtype it was trained on
+    training: dict = field(default_factory=dict)  # what it was trained on, for the record
 
     def to_bytes(self) -> bytes:
         payload = {"format": FORMAT, "version": MODEL_VERSION, "features": self.settings.to_json(),
-                   "method": self.method, "dtype": self.dtype, "estimator": self.estimator}
+                   "method": self.method, "dtype": self.dtype, "estimator": self.estimator,
+                   "training": dict(self.training, igneous_like=__version__)}
         buffer = io.BytesIO()
         joblib.dump(payload, buffer, compress=3)
         return buffer.getvalue()
@@ -101,7 +104,7 @@ class Model:
             raise ValueError(f"model file version {payload['version']}; this igneous_like reads "
                              f"version {MODEL_VERSION}: train it again")
         return cls(FeatureSettings.from_json(payload["features"]), payload["estimator"], payload["method"],
-                   payload["dtype"])
+                   payload["dtype"], payload["training"])
 
 
 def digest(data: bytes) -> str:

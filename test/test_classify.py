@@ -100,6 +100,8 @@ def test_model_file_keeps_its_feature_settings(work):
     model = classifier.Model.from_bytes(CloudFile(work["model"]).get())
     assert model.settings.scales == (16.0, 32.0) and model.settings.resolution == (8.0, 8.0, 40.0)
     assert model.method == "adaboost" and model.dtype == "uint8"
+    assert model.training["annotations"] == work["annotations"] and model.training["n_estimators"] == 50
+    assert model.training["positive"] == (work["marks"] == 255).sum() and "igneous_like" in model.training
     assert model.estimator.n_features_in_ == len(model.settings.names()) == 17
     assert {stump.get_depth() for stump in model.estimator.estimators_} == {1}
 

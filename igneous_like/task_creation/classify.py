@@ -105,11 +105,15 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
         model = classifier.fit(pixels, labels, settings, method, n_estimators, crop, max_samples, seed)
     except ValueError as err:
         raise UserError(str(err)) from err
+    model.training = {"image": image.cloudpath, "mip": mip, "annotations": annotations.cloudpath,
+                      "box": [ints(box.minpt), ints(box.maxpt)], "erode": erode, "dilate": dilate,
+                      "n_estimators": n_estimators, "max_samples": max_samples, "seed": seed,
+                      "positive": int((labels == 1).sum()), "negative": int((labels == 0).sum())}
     data = model.to_bytes()
     output = layer_path(output)
     CloudFile(output).put(data, compress=None)
-    return {"model": output, "positive": int((labels == 1).sum()), "negative": int((labels == 0).sum()),
-            "box": box, "features": len(settings.names()), "sha256": classifier.digest(data)}
+    return dict(model.training, model=output, box=box, features=len(settings.names()),
+                sha256=classifier.digest(data))
 
 
 def read_model(path: str) -> Tuple[classifier.Model, str, str]:
