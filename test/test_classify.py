@@ -155,6 +155,19 @@ def test_features_blockwise_equal_whole_array_and_halo_is_tight():
             assert equal if trim == 0 else (not equal or lo == (0, 70, 0)), (lo, trim)
 
 
+def test_eigenvalues_do_not_depend_on_the_array_around_them():
+    """Closed-form eigenvalues: a voxel's value is the same at any position or array length (SIMD
+    loops and their tails must not change it), and close to LAPACK's."""
+    matrices = np.random.default_rng(4).normal(size=(1001, 3, 3)).astype(np.float32)
+    matrices += matrices.transpose(0, 2, 1)
+    entries = [matrices[:, a, b] for a, b in features.PAIRS]
+    whole = np.stack(features.eigenvalues(entries), -1)
+    for start, stop in [(3, 997), (1, 18), (500, 501)]:
+        part = np.stack(features.eigenvalues([e[start:stop] for e in entries]), -1)
+        assert np.array_equal(part, whole[start:stop])
+    np.testing.assert_allclose(whole, np.linalg.eigvalsh(matrices.astype(np.float64)), atol=1e-4)
+
+
 def test_features_match_direct_filters():
     """Gaussian, gradient magnitude, Hessian and structure tensor against plain scipy and numpy."""
     settings = features.FeatureSettings((24,), RESOLUTION)
