@@ -3,6 +3,7 @@ import click
 from cloudvolume.lib import Bbox
 
 from igneous_like.cli.ccl import ccl, voxels
+from igneous_like.cli.classify import classify
 from igneous_like.cli.common import (
     BOUNDS,
     VEC3,
@@ -169,3 +170,4 @@ def rm(ctx, path, mip, num_mips, shape, queue):
 
 image.add_command(ccl)
 image.add_command(voxels)
+image.add_command(classify)

@@ -6,6 +6,7 @@ from igneous_like.task_creation.ccl import (
     create_ccl_relabel_tasks,
     create_relabeling,
 )
+from igneous_like.task_creation.classify import create_classification_tasks, train_classifier
 from igneous_like.task_creation.image import (
     create_deletion_tasks,
     create_downsampling_tasks,
@@ -27,6 +28,7 @@ from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_vo
 
 __all__ = [
     "accumulate_voxel_counts", "clean_ccl_files", "create_ccl_equivalence_tasks", "create_ccl_face_tasks",
+    "create_classification_tasks", "train_classifier",
     "create_ccl_relabel_tasks", "create_deletion_tasks", "create_downsampling_tasks",
     "create_image_shard_downsample_tasks", "create_image_shard_transfer_tasks", "create_mesh_manifest_tasks",
     "create_meshing_tasks", "create_relabeling", "create_sharded_multires_mesh_tasks",

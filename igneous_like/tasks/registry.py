@@ -7,6 +7,7 @@ import importlib
 import os
 
 import igneous_like.tasks.ccl  # noqa: F401
+import igneous_like.tasks.classify  # noqa: F401
 import igneous_like.tasks.image  # noqa: F401
 import igneous_like.tasks.mesh  # noqa: F401
 import igneous_like.tasks.skeleton  # noqa: F401

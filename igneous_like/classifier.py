@@ -1,0 +1,139 @@
+"""A voxel classifier trained from sparse annotations: labels, fitting, the model file, prediction.
+
+Annotations: 255 marks a positive voxel (e.g. a synaptic cleft), 0 a negative one, any other
+value is ignored. The model file holds the fitted scikit-learn estimator together with the
+feature settings it was trained with (scales, resolution, feature names, image dtype), so a
+prediction recomputes exactly the training features or refuses to run.
+
+Model files are pickles (joblib): load only models you or your lab wrote.
+"""
+import hashlib
+import io
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import joblib
+import numpy as np
+from scipy import ndimage
+
+from igneous_like import __version__
+from igneous_like.features import FeatureSettings, feature_stack
+
+POSITIVE, NEGATIVE = 255, 0
+METHODS = ("adaboost", "random-forest")
+MODEL_VERSION = 1
+FORMAT = "igneous_like voxel classifier"
+
+
+def training_labels(annotations: np.ndarray, erode: int = 0, dilate: int = 0) -> np.ndarray:
+    """int8 per voxel: 1 positive, 0 negative, -1 ignored.
+
+    `erode` shrinks the positives by that many voxels (6-connected steps) and ignores what it
+    removes, for annotations drawn too generously; `dilate` then grows them, over anything,
+    for annotations drawn too thin.
+    """
+    if erode < 0 or dilate < 0:
+        raise ValueError(f"erode and dilate are voxel counts, at least 0; got {erode} and {dilate}")
+    positive = annotations == POSITIVE
+    labels = np.full(annotations.shape, -1, dtype=np.int8)
+    labels[annotations == NEGATIVE] = 0
+    if erode:
+        labels[positive] = -1
+        positive = ndimage.binary_erosion(positive, iterations=erode)
+    if dilate:
+        positive = ndimage.binary_dilation(positive, iterations=dilate)
+    labels[positive] = 1
+    return labels
+
+
+def sample(labels: np.ndarray, max_samples: Optional[int], seed: int = 0) -> np.ndarray:
+    """Flat indices of the labeled voxels, at most `max_samples` of them, drawn with a fixed seed."""
+    chosen = np.flatnonzero(labels.ravel() >= 0)
+    if max_samples is not None and chosen.size > max_samples:
+        chosen = np.sort(np.random.default_rng(seed).choice(chosen, max_samples, replace=False))
+    return chosen
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Sample weights that give both classes the same total weight (clefts are rare)."""
+    counts = np.bincount(y, minlength=2).astype(np.float64)
+    return (y.size / (2 * counts))[y]
+
+
+def make_estimator(method: str, n_estimators: int, seed: int = 0):
+    """AdaBoost of depth-1 decision stumps, or a random forest."""
+    from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+    if n_estimators < 1:
+        raise ValueError(f"n_estimators must be at least 1, got {n_estimators}")
+    if method == "adaboost":
+        return AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=n_estimators,
+                                  random_state=seed)
+    if method == "random-forest":
+        return RandomForestClassifier(n_estimators=n_estimators, min_samples_leaf=5, random_state=seed,
+                                      n_jobs=1)
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+@dataclass
+class Model:
+    """A fitted estimator and everything needed to compute its features again."""
+    settings: FeatureSettings
+    estimator: object
+    method: str
+    dtype: str  # the image dtype it was trained on
+    training: dict = field(default_factory=dict)  # what it was trained on, for the record
+
+    def to_bytes(self) -> bytes:
+        payload = {"format": FORMAT, "version": MODEL_VERSION, "features": self.settings.to_json(),
+                   "method": self.method, "dtype": self.dtype, "estimator": self.estimator,
+                   "training": dict(self.training, igneous_like=__version__)}
+        buffer = io.BytesIO()
+        joblib.dump(payload, buffer, compress=3)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Model":
+        try:
+            payload = joblib.load(io.BytesIO(data))
+        except Exception as err:  # a truncated or foreign file: say so instead of a pickle trace
+            raise ValueError(f"not a model file ({type(err).__name__}: {err})") from err
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError("not an igneous_like classifier model file")
+        if payload["version"] != MODEL_VERSION:
+            raise ValueError(f"model file version {payload['version']}; this igneous_like reads "
+                             f"version {MODEL_VERSION}: train it again")
+        return cls(FeatureSettings.from_json(payload["features"]), payload["estimator"], payload["method"],
+                   payload["dtype"], payload["training"])
+
+
+def digest(data: bytes) -> str:
+    """The model file's sha256, so every task of a run uses the same model."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def fit(image: np.ndarray, labels: np.ndarray, settings: FeatureSettings, method: str, n_estimators: int,
+        crop: Optional[Tuple[slice, ...]] = None, max_samples: Optional[int] = None,
+        seed: int = 0) -> Model:
+    """Train on the labeled voxels of `labels`, which covers `crop` of `image` (all of it by default)."""
+    chosen = sample(labels, max_samples, seed)
+    y = (labels.ravel()[chosen] == 1).astype(np.int64)
+    if y.min(initial=1) == 1 or y.max(initial=0) == 0:
+        raise ValueError(f"training needs positive ({POSITIVE}) and negative ({NEGATIVE}) voxels; "
+                         f"the annotations hold {int(y.sum())} positive and {int((y == 0).sum())} negative")
+    features = feature_stack(image, settings, crop).reshape(-1, len(settings.names()))[chosen]
+    estimator = make_estimator(method, n_estimators, seed)
+    estimator.fit(features, y, sample_weight=balanced_weights(y))
+    return Model(settings, estimator, method, np.dtype(image.dtype).name)
+
+
+def predict(model: Model, image: np.ndarray, crop: Optional[Tuple[slice, ...]] = None) -> np.ndarray:
+    """float32 probability of the positive class for the voxels in `crop` of `image`."""
+    features = feature_stack(image, model.settings, crop)
+    flat = features.reshape(-1, features.shape[-1])
+    return model.estimator.predict_proba(flat)[:, 1].astype(np.float32).reshape(features.shape[:3])
+
+
+def to_uint8(probability: np.ndarray) -> np.ndarray:
+    """Probabilities 0..1 as 0..255, rounded to nearest."""
+    return np.rint(np.clip(probability, 0, 1) * 255).astype(np.uint8)

@@ -1,0 +1,85 @@
+"""`igneous-like image classify ...`: train a voxel classifier from sparse annotations, predict."""
+import click
+
+from igneous_like.classifier import METHODS
+from igneous_like.cli.common import INT_LIST, VEC3, compress_option, dispatch, queue_option
+from igneous_like.task_creation.classify import (
+    DEFAULT_SCALES,
+    OUTPUT_DTYPES,
+    create_classification_tasks,
+    train_classifier,
+)
+from igneous_like.task_creation.common import csv
+
+
+@click.group()
+def classify():
+    """Voxel classification, e.g. synaptic clefts: train on a few annotations, predict everywhere.
+
+    Annotations are an integer layer at the image's resolution: 255 positive, 0 negative, any
+    other value ignored. Then threshold the probabilities into objects with `image ccl auto`.
+    """
+
+
+@classify.command()
+@click.argument("image_path", metavar="IMG")
+@click.option("--annotations", required=True, help="Layer of 255 (positive) / 0 (negative) voxels.")
+@click.option("--output", required=True, help="Model file to write (path or cloud URL).")
+@click.option("--mip", type=int, default=0, show_default=True, help="Image mip to train on.")
+@click.option("--method", type=click.Choice(METHODS), default="adaboost", show_default=True,
+              help="adaboost: boosted depth-1 stumps; random-forest.")
+@click.option("--n-estimators", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Stumps (adaboost) or trees (random-forest).")
+@click.option("--scales", type=INT_LIST, default=",".join(map(str, DEFAULT_SCALES)), show_default=True,
+              help="Feature scales in nm, e.g. 40,80,160.")
+@click.option("--erode", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Shrink the positives by this many voxels first (what it removes is ignored).")
+@click.option("--dilate", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Grow the positives by this many voxels.")
+@click.option("--max-samples", type=click.IntRange(min=0), default=500_000, show_default=True,
+              help="Train on at most this many labeled voxels, drawn with --seed (0: all).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling and fitting.")
+@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+def train(image_path, annotations, output, mip, method, n_estimators, scales, erode, dilate, max_samples,
+          seed, fill_missing):
+    """Fit a classifier to the annotated voxels of IMG and write the model file.
+
+    Example: igneous-like image classify train file:///data/em --annotations file:///data/clefts_annot
+    --output file:///data/clefts.model --scales 40,80,160 --n-estimators 200
+    """
+    summary = train_classifier(image_path, annotations, output, mip=mip, method=method,
+                               n_estimators=n_estimators, scales=scales, erode=erode, dilate=dilate,
+                               max_samples=max_samples or None, seed=seed, fill_missing=fill_missing)
+    box = summary["box"]
+    click.echo(f"Trained {method} on {summary['positive']} positive and {summary['negative']} negative "
+               f"voxels in {csv(box.minpt)} to {csv(box.maxpt)} ({summary['features']} features): "
+               f"{summary['model']}", err=True)
+    click.echo(f"Then: igneous-like image classify predict {image_path} DEST --model {summary['model']}",
+               err=True)
+
+
+@classify.command()
+@click.argument("image_path", metavar="IMG")
+@click.argument("dest")
+@click.option("--model", "model_path", required=True, help="Model file written by `classify train`.")
+@click.option("--mip", type=int, default=0, show_default=True, help="Image mip to classify.")
+@click.option("--shape", type=VEC3, default=None,
+              help="Task shape, a multiple of the chunk size (default about 256,256,64).")
+@click.option("--dtype", type=click.Choice(OUTPUT_DTYPES), default="uint8", show_default=True,
+              help="Probabilities as 0-255 or as float32 0-1.")
+@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+@compress_option
+@queue_option
+@click.pass_context
+def predict(ctx, image_path, dest, model_path, mip, shape, dtype, fill_missing, compress, queue):
+    """Write the positive-class probability of every voxel of IMG into the new image layer DEST.
+
+    Example: igneous-like image classify predict file:///data/em file:///data/cleft_prob
+    --model file:///data/clefts.model --queue fq:///tmp/q
+    """
+    tasks = create_classification_tasks(image_path, dest, model_path, mip=mip, shape=shape, dtype=dtype,
+                                         compress=compress, fill_missing=fill_missing)
+    dispatch(ctx, tasks, queue)
+    threshold = 128 if dtype == "uint8" else 0.5
+    click.echo(f"Then, for objects: igneous-like image ccl auto {dest} OBJECTS --threshold-gte {threshold} "
+               "--dust 100", err=True)

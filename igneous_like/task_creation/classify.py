@@ -1,0 +1,180 @@
+"""Voxel classification (synapse detection): train a model from sparse annotations, then predict
+a probability layer blockwise.
+
+Training runs here, on the annotated region; prediction is tasks over any volume. The model
+file (see igneous_like.classifier) carries its feature settings, so prediction computes the
+features training saw. Chain to synapse objects: `image ccl auto DEST OBJECTS --threshold-gte T
+--dust N`, then measure the objects.
+"""
+from functools import partial
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from cloudfiles import CloudFile
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Bbox
+
+from igneous_like import classifier
+from igneous_like.errors import UserError
+from igneous_like.features import FeatureSettings, halo
+from igneous_like.task_creation.common import (
+    Grid,
+    Tasks,
+    compression,
+    csv,
+    ints,
+    layer_path,
+    open_layer,
+    record_provenance,
+)
+from igneous_like.task_creation.image import checked_shape, open_destination
+from igneous_like.tasks.classify import ClassifyTask, padded_box
+
+DEFAULT_SCALES = (40, 80, 160)  # nm
+DEFAULT_SHAPE = (256, 256, 64)
+OUTPUT_DTYPES = ("uint8", "float32")
+
+
+def open_image(path: str, mip: int) -> CloudVolume:
+    """The image layer to classify: one channel of numbers."""
+    cv = open_layer(path, mip)
+    if cv.num_channels != 1 or np.dtype(cv.dtype).kind not in "uif":
+        raise UserError(f"classification needs one channel of numbers; {cv.cloudpath} has "
+                        f"{cv.num_channels} channel(s) of {cv.dtype}")
+    return cv
+
+
+def annotation_mip(image: CloudVolume, mip: int, annotations: CloudVolume) -> int:
+    """The annotation layer's mip at the image mip's resolution, its bounds inside the image's."""
+    resolution = image.meta.resolution(mip)
+    found = [level for level in range(len(annotations.info["scales"]))
+             if np.allclose(annotations.meta.resolution(level), resolution)]
+    if not found:
+        raise UserError(f"{annotations.cloudpath} has no mip at the image's resolution {csv(resolution)} nm")
+    level = found[0]
+    if annotations.num_channels != 1 or np.dtype(annotations.dtype).kind not in "ui":
+        raise UserError(f"annotations need one channel of integers (255 positive, 0 negative); "
+                        f"{annotations.cloudpath} has {annotations.num_channels} of {annotations.dtype}")
+    box, image_box = annotations.meta.bounds(level), image.meta.bounds(mip)
+    if Bbox.intersection(box, image_box) != box:
+        raise UserError(f"the annotations' bounds {box} do not lie inside the image's {image_box}")
+    return level
+
+
+def labeled_region(annotations: np.ndarray, offset) -> Tuple[Bbox, Tuple[slice, ...]]:
+    """The smallest box (volume voxels, and as slices of `annotations`) holding every 0 and 255."""
+    marked = (annotations == classifier.POSITIVE) | (annotations == classifier.NEGATIVE)
+    if not (annotations == classifier.POSITIVE).any() or not (annotations == classifier.NEGATIVE).any():
+        raise UserError(f"the annotations need voxels of {classifier.POSITIVE} (positive) and "
+                        f"{classifier.NEGATIVE} (negative); they hold {int(marked.sum())} such voxels "
+                        f"({int((annotations == classifier.POSITIVE).sum())} positive)")
+    lo, hi = [], []
+    for axis in range(3):
+        present = np.flatnonzero(marked.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(int(present[0]))
+        hi.append(int(present[-1]) + 1)
+    region = tuple(slice(a, b) for a, b in zip(lo, hi))
+    return Bbox(np.add(offset, lo), np.add(offset, hi)), region
+
+
+def train_classifier(image_path: str, annotations_path: str, output: str, mip: int = 0,
+                     method: str = "adaboost", n_estimators: int = 100,
+                     scales: Sequence[float] = DEFAULT_SCALES,
+                     erode: int = 0, dilate: int = 0, max_samples: Optional[int] = 500_000, seed: int = 0,
+                     fill_missing: bool = False) -> dict:
+    """Fit a voxel classifier to the annotated voxels and write the model file to `output`.
+
+    Reads the annotation layer whole (make it a cutout of the annotated region) and the image
+    around its labeled voxels, with the halo the features need. Returns a summary.
+    """
+    image = open_image(image_path, mip)
+    annotations = open_layer(annotations_path, fill_missing=fill_missing)
+    level = annotation_mip(image, mip, annotations)
+    if method not in classifier.METHODS:
+        raise UserError(f"unknown --method {method!r}; choose one of {', '.join(classifier.METHODS)}")
+    try:
+        settings = FeatureSettings(scales, image.meta.resolution(mip))
+        labels_box = annotations.meta.bounds(level)
+        marks = np.asarray(annotations.download(labels_box, mip=level))[..., 0]
+        box, region = labeled_region(marks, labels_box.minpt)
+        labels = classifier.training_labels(marks[region], erode, dilate)
+        read = padded_box(box, halo(settings), image.meta.bounds(mip))
+        pixels = np.asarray(CloudVolume(image.cloudpath, mip=mip, fill_missing=fill_missing, progress=False)
+                            .download(read, mip=mip))[..., 0]
+        crop = tuple(slice(int(a), int(b)) for a, b in zip(box.minpt - read.minpt, box.maxpt - read.minpt))
+        model = classifier.fit(pixels, labels, settings, method, n_estimators, crop, max_samples, seed)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    model.training = {"image": image.cloudpath, "mip": mip, "annotations": annotations.cloudpath,
+                      "box": [ints(box.minpt), ints(box.maxpt)], "erode": erode, "dilate": dilate,
+                      "n_estimators": n_estimators, "max_samples": max_samples, "seed": seed,
+                      "positive": int((labels == 1).sum()), "negative": int((labels == 0).sum())}
+    data = model.to_bytes()
+    output = layer_path(output)
+    CloudFile(output).put(data, compress=None)
+    return dict(model.training, model=output, box=box, features=len(settings.names()),
+                sha256=classifier.digest(data))
+
+
+def read_model(path: str) -> Tuple[classifier.Model, str, str]:
+    """(model, its full path, its sha256), or a clear error."""
+    path = layer_path(path)
+    data = CloudFile(path).get()
+    if data is None:
+        raise UserError(f"no model file at {path}; train one with `igneous-like image classify train`")
+    try:
+        return classifier.Model.from_bytes(data), path, classifier.digest(data)
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from err
+
+
+def check_fit(model: classifier.Model, image: CloudVolume, mip: int) -> None:
+    """The image must be what the model was trained on: same resolution and dtype."""
+    resolution = image.meta.resolution(mip)
+    if not np.allclose(resolution, model.settings.resolution):
+        raise UserError(f"the model was trained at {csv(model.settings.resolution)} nm; {image.cloudpath} "
+                        f"mip {mip} is {csv(resolution)} nm: pick the mip of that resolution or train again")
+    if np.dtype(image.dtype).name != model.dtype:
+        raise UserError(f"the model was trained on {model.dtype} images; {image.cloudpath} is {image.dtype}")
+
+
+def probability_info(image: CloudVolume, mip: int, dtype: str) -> dict:
+    """One image scale with the source mip's resolution, bounds and chunking."""
+    return CloudVolume.create_new_info(
+        num_channels=1, layer_type="image", data_type=dtype, encoding="raw",
+        resolution=ints(image.meta.resolution(mip)), voxel_offset=ints(image.meta.voxel_offset(mip)),
+        volume_size=ints(image.meta.volume_size(mip)), chunk_size=ints(image.meta.chunk_size(mip)))
+
+
+def create_classification_tasks(image_path: str, dest_path: str, model_path: str, mip: int = 0,
+                                shape: Optional[Sequence[int]] = None, dtype: str = "uint8",
+                                compress: Optional[str] = "gzip", fill_missing: bool = False) -> Tasks:
+    """Tasks that write the model's positive-class probability of every voxel into a new image
+    layer DEST (uint8 0-255 or float32), with the source mip's resolution, bounds and chunks.
+
+    `shape` must be a multiple of the chunk size, so that each task writes whole chunks.
+    """
+    image = open_image(image_path, mip)
+    model, model_path, sha256 = read_model(model_path)
+    check_fit(model, image, mip)
+    if dtype not in OUTPUT_DTYPES:
+        raise UserError(f"unknown output dtype {dtype!r}; choose one of {', '.join(OUTPUT_DTYPES)}")
+    dest = layer_path(dest_path)
+    if dest.rstrip("/") == image.cloudpath.rstrip("/"):
+        raise UserError("the destination is the image; write the probabilities into a new path")
+    chunk, size = image.meta.chunk_size(mip), image.meta.volume_size(mip)
+    if shape is None:
+        shape = np.minimum(-(-np.asarray(DEFAULT_SHAPE) // chunk) * chunk, size)
+    shape = checked_shape(shape, chunk, size, "writes whole chunks of DEST")
+    out = open_destination(dest, probability_info(image, mip, dtype), 0)
+    out.commit_info()
+    record_provenance(out, {"task": "ClassifyTask", "src": image.cloudpath, "mip": mip, "model": model_path,
+                            "model_sha256": sha256, "method": model.method,
+                            "features": model.settings.to_json()})
+    bounds = image.meta.bounds(mip)
+    make = lambda box: partial(ClassifyTask, image_path=image.cloudpath, dest_path=out.cloudpath,
+                               model_path=model_path, model_sha256=sha256, mip=mip, offset=ints(box.minpt),
+                               shape=ints(box.size3()), fill_missing=fill_missing,
+                               compress=compression(compress))
+    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make,
+                 f"classify {image.cloudpath} mip {mip} into {out.cloudpath}", mips=range(0, 1))

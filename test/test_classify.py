@@ -1,0 +1,242 @@
+"""Synapse detection: a voxel classifier trained on sparse annotations of one half of a synthetic
+EM-like volume finds the planted clefts of the other half, and blockwise prediction equals
+predicting the whole array at once.
+
+The must-show chain runs through the real CLI and a real fq:// queue: `image classify train`,
+`image classify predict --queue` + `execute`, `image ccl auto --threshold-gte --dust`.
+"""
+import cc3d
+import numpy as np
+import pytest
+from cloudfiles import CloudFile
+from conftest import read_mip, run_cli, tensorstore_read, write_layer
+from scipy import ndimage
+from sklearn.metrics import average_precision_score
+from synthetic_em import RESOLUTION, annotate, make_volume
+
+from igneous_like import classifier, features
+from igneous_like.errors import UserError
+from igneous_like.queues import run_locally
+from igneous_like.task_creation import create_classification_tasks, train_classifier
+
+OFFSET = (40, 24, 8)
+CHUNK = (32, 32, 16)
+HALF = 80  # x < HALF trains, x >= HALF is predicted and scored
+SCALES = "16,32"
+THRESHOLD, DUST = 128, 20
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return make_volume(shape=(160, 128, 80), count=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, volume):
+    """The image and the training half's annotations as file:// layers, and the trained model."""
+    root = tmp_path_factory.mktemp("classify")
+    image = write_layer(f"file://{root}/image", volume.image, "image", resolution=RESOLUTION, offset=OFFSET,
+                        chunk=CHUNK)
+    marks = annotate(volume, (slice(0, HALF), slice(None), slice(None)))
+    annotations = write_layer(f"file://{root}/annotations", marks, "image", resolution=RESOLUTION,
+                              offset=OFFSET, chunk=CHUNK)
+    model = f"file://{root}/clefts.model"
+    run_cli("image", "classify", "train", image, "--annotations", annotations, "--output", model,
+            "--scales", SCALES, "--n-estimators", 50, "--method", "adaboost")
+    return {"root": root, "image": image, "annotations": annotations, "model": model, "marks": marks}
+
+
+def object_f1(found: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of objects matched one to one, greedily by the number of voxels they share."""
+    both = (found > 0) & (truth > 0)
+    pairs, shared = np.unique(np.stack([found[both], truth[both]]), axis=1, return_counts=True)
+    used_found, used_truth = set(), set()
+    for index in np.argsort(-shared, kind="stable"):
+        f, t = pairs[:, index]
+        if f not in used_found and t not in used_truth:
+            used_found.add(f)
+            used_truth.add(t)
+    found_count, truth_count = len(np.unique(found[found > 0])), len(np.unique(truth[truth > 0]))
+    return 2 * len(used_truth) / (found_count + truth_count)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labelings hold the same objects, whatever their ids."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return (np.unique(pairs[0]).size == pairs.shape[1] == np.unique(pairs[1]).size
+            and bool(np.all((pairs[0] == 0) == (pairs[1] == 0))))
+
+
+def test_synapses_found_blockwise_without_seams(work, volume, tmp_path):
+    root, image, model_path = work["root"], work["image"], work["model"]
+    queue = f"fq://{tmp_path}/queue"
+    run_cli("image", "classify", "predict", image, f"file://{root}/prob64", "--model", model_path,
+            "--shape", "64,64,64", "--queue", queue)
+    run_cli("-p", "2", "execute", "-x", queue)
+    tasks = create_classification_tasks(image, f"file://{root}/prob128", model_path, shape=(128, 128, 128))
+    run_locally(tasks, parallel=2, quiet=True)
+    prob64, prob128 = read_mip(f"file://{root}/prob64", 0), read_mip(f"file://{root}/prob128", 0)
+    model = classifier.Model.from_bytes(CloudFile(model_path).get())
+    whole = classifier.to_uint8(classifier.predict(model, volume.image))
+    assert prob64.dtype == np.uint8 and np.array_equal(prob64, prob128) and np.array_equal(prob64, whole)
+
+    truth = volume.clefts[HALF:]
+    precision = average_precision_score((truth > 0).ravel(), prob64[HALF:].ravel())
+    found = cc3d.dust(cc3d.connected_components(prob64[HALF:] >= THRESHOLD, connectivity=26), DUST,
+                      connectivity=26)
+    assert precision >= 0.9, precision
+    assert len(np.unique(truth)) - 1 >= 8 and object_f1(found, truth) >= 0.9
+
+    run_cli("-p", "2", "image", "ccl", "auto", f"file://{root}/prob64", f"file://{root}/objects",
+            "--threshold-gte", THRESHOLD, "--dust", DUST, "--connectivity", 26)
+    objects = read_mip(f"file://{root}/objects", 0)
+    reference = cc3d.dust(cc3d.connected_components(whole >= THRESHOLD, connectivity=26), DUST,
+                          connectivity=26)
+    assert same_partition(objects, reference)
+    assert object_f1(objects[HALF:], truth) >= 0.9
+
+
+def test_model_file_keeps_its_feature_settings(work):
+    model = classifier.Model.from_bytes(CloudFile(work["model"]).get())
+    assert model.settings.scales == (16.0, 32.0) and model.settings.resolution == (8.0, 8.0, 40.0)
+    assert model.method == "adaboost" and model.dtype == "uint8"
+    assert model.training["annotations"] == work["annotations"] and model.training["n_estimators"] == 50
+    assert model.training["positive"] == (work["marks"] == 255).sum() and "igneous_like" in model.training
+    assert model.estimator.n_features_in_ == len(model.settings.names()) == 17
+    assert {stump.get_depth() for stump in model.estimator.estimators_} == {1}
+
+
+def test_random_forest_float32_prediction_equals_whole_array(work, volume, tmp_path):
+    """A crop through the API: random forest, erode/dilate, float32 output over 2x2x2 blocks."""
+    crop = volume.image[40:104, 32:96, 16:48]
+    image = write_layer(f"file://{tmp_path}/crop", crop, "image", resolution=RESOLUTION, chunk=(16, 16, 16))
+    marks = annotate(volume, (slice(40, 104), slice(32, 96), slice(16, 48)), fraction=1.0)
+    annotations = write_layer(f"file://{tmp_path}/marks", marks, "image", resolution=RESOLUTION,
+                              chunk=(16, 16, 16))
+    summary = train_classifier(image, annotations, str(tmp_path / "rf.model"), method="random-forest",
+                               n_estimators=10, scales=(16, 32), erode=1, dilate=1, max_samples=4000)
+    expected = classifier.training_labels(marks, erode=1, dilate=1)
+    assert (summary["positive"], summary["negative"]) == ((expected == 1).sum(), (expected == 0).sum())
+    tasks = create_classification_tasks(image, f"file://{tmp_path}/p", summary["model"], shape=(32, 32, 16),
+                                        dtype="float32", compress="none")
+    run_locally(tasks, parallel=1, quiet=True)
+    model = classifier.Model.from_bytes(CloudFile(summary["model"]).get())
+    out = read_mip(f"file://{tmp_path}/p", 0)
+    assert out.dtype == np.float32 and np.array_equal(out, classifier.predict(model, crop))
+    assert np.array_equal(tensorstore_read(f"file://{tmp_path}/p", 0), out)
+
+
+def test_training_labels_erode_then_dilate():
+    rng = np.random.default_rng(1)
+    marks = rng.choice(np.array([0, 7, 255], np.uint8), size=(20, 18, 12), p=[0.3, 0.2, 0.5])
+    positive = marks == 255
+    labels = classifier.training_labels(marks, erode=1, dilate=2)
+    grown = ndimage.binary_dilation(ndimage.binary_erosion(positive), iterations=2)
+    assert np.array_equal(labels == 1, grown)
+    assert np.array_equal(labels == 0, (marks == 0) & ~grown)
+    assert np.array_equal(labels == -1, ~grown & (marks != 0))
+    assert np.array_equal(classifier.sample(labels, 50, seed=3), classifier.sample(labels, 50, seed=3))
+
+
+def test_features_blockwise_equal_whole_array_and_halo_is_tight():
+    settings = features.FeatureSettings((16, 32), RESOLUTION)
+    # int(4 * sigma / 2 + 0.5) + int(4 * sigma + 0.5): sigmas 2, 4 voxels in x, y and 0.4, 0.8 in z
+    assert list(features.halo(settings)) == [8 + 16, 8 + 16, 2 + 3]
+    image = np.random.default_rng(2).integers(0, 255, (112, 100, 40)).astype(np.uint8)
+    whole = features.feature_stack(image, settings)
+    for lo, hi in [((40, 36, 12), (72, 64, 28)), ((0, 70, 0), (50, 100, 20))]:
+        for trim in range(4):  # trim 0: the full halo; trim 1..3: one voxel less on that axis
+            margin = features.halo(settings) - np.eye(4, 3, -1, dtype=int)[trim]
+            start, stop = np.maximum(np.subtract(lo, margin), 0), np.minimum(np.add(hi, margin), image.shape)
+            block = image[tuple(slice(a, b) for a, b in zip(start, stop))]
+            crop = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+            equal = np.array_equal(features.feature_stack(block, settings, crop),
+                                   whole[tuple(slice(a, b) for a, b in zip(lo, hi))])
+            assert equal if trim == 0 else (not equal or lo == (0, 70, 0)), (lo, trim)
+
+
+def test_eigenvalues_do_not_depend_on_the_array_around_them():
+    """Closed-form eigenvalues: a voxel's value is the same at any position or array length (SIMD
+    loops and their tails must not change it), and close to LAPACK's."""
+    matrices = np.random.default_rng(4).normal(size=(1001, 3, 3)).astype(np.float32)
+    matrices += matrices.transpose(0, 2, 1)
+    entries = [matrices[:, a, b] for a, b in features.PAIRS]
+    whole = np.stack(features.eigenvalues(entries), -1)
+    for start, stop in [(3, 997), (1, 18), (500, 501)]:
+        part = np.stack(features.eigenvalues([e[start:stop] for e in entries]), -1)
+        assert np.array_equal(part, whole[start:stop])
+    np.testing.assert_allclose(whole, np.linalg.eigvalsh(matrices.astype(np.float64)), atol=1e-4)
+
+
+def test_features_match_direct_filters():
+    """Gaussian, gradient magnitude, Hessian and structure tensor against plain scipy and numpy."""
+    settings = features.FeatureSettings((24,), RESOLUTION)
+    noise = np.random.default_rng(3).normal(size=(40, 36, 20))
+    image = ndimage.gaussian_filter(noise, 1.5).astype(np.float32)
+    stack = features.feature_stack(image, settings)
+    scale, res = 24.0, np.asarray(RESOLUTION, float)
+    sigma = scale / res
+
+    def derivative(order, s):
+        return ndimage.gaussian_filter(image.astype(np.float64), s, order=order, mode="reflect") / np.prod(
+            res ** np.asarray(order))
+
+    grads = [derivative(tuple(np.eye(3, dtype=int)[a]), sigma) * scale for a in range(3)]
+    hessian = np.empty(image.shape + (3, 3))
+    for a in range(3):
+        for b in range(3):
+            hessian[..., a, b] = derivative(tuple(np.eye(3, dtype=int)[a] + np.eye(3, dtype=int)[b]), sigma)
+    inner = [derivative(tuple(np.eye(3, dtype=int)[a]), sigma / 2) * scale / 2 for a in range(3)]
+    tensor = np.stack([np.stack([ndimage.gaussian_filter(inner[a] * inner[b], sigma, mode="reflect")
+                                 for b in range(3)], -1) for a in range(3)], -2)
+    names = settings.names()
+    expected = {"intensity": image, "gaussian_24nm": ndimage.gaussian_filter(image.astype(np.float64), sigma),
+                "gradient_magnitude_24nm": np.sqrt(sum(g * g for g in grads))}
+    for k, values in enumerate(np.moveaxis(np.linalg.eigvalsh(hessian * scale ** 2), -1, 0)):
+        expected[f"hessian_24nm_{k}"] = values
+    for k, values in enumerate(np.moveaxis(np.linalg.eigvalsh(tensor), -1, 0)):
+        expected[f"structure_tensor_24nm_{k}"] = values
+    for name, values in expected.items():
+        got = stack[..., names.index(name)]
+        np.testing.assert_allclose(got, values, rtol=1e-3, atol=1e-3 * np.abs(values).max(), err_msg=name)
+
+
+def test_bad_input_is_refused(work, volume, tmp_path, make_layer):
+    image, model = work["image"], work["model"]
+    blank = make_layer("blank", np.full((32, 32, 16), 128, np.uint8), "image", resolution=RESOLUTION,
+                       offset=OFFSET)
+    result = run_cli("image", "classify", "train", image, "--annotations", blank, "--output",
+                     tmp_path / "m", check=False)
+    assert result.returncode == 2 and "need voxels of 255" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    coarse = make_layer("coarse", work["marks"][:32, :32, :16], "image", resolution=(16, 16, 40),
+                        offset=OFFSET)
+    with pytest.raises(UserError, match="no mip at the image's resolution"):
+        train_classifier(image, coarse, str(tmp_path / "m"))
+    outside = make_layer("outside", work["marks"][:32, :32, :16], "image", resolution=RESOLUTION)
+    with pytest.raises(UserError, match="do not lie inside"):
+        train_classifier(image, outside, str(tmp_path / "m"))
+    other = make_layer("other", volume.image[:64, :64, :32], "image", resolution=(16, 16, 40))
+    with pytest.raises(UserError, match="trained at 8,8,40 nm"):
+        create_classification_tasks(other, f"file://{tmp_path}/p", model)
+    with pytest.raises(UserError, match="must be a multiple of 32,32,16"):
+        create_classification_tasks(image, f"file://{tmp_path}/p", model, shape=(48, 64, 64))
+    (tmp_path / "junk.model").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="not a model file"):
+        create_classification_tasks(image, f"file://{tmp_path}/p", str(tmp_path / "junk.model"))
+    with pytest.raises(UserError, match="the destination is the image"):
+        create_classification_tasks(image, image, model)
+
+
+def test_options_reach_the_tasks_and_a_changed_model_fails_them(work, tmp_path):
+    path = tmp_path / "changing.model"
+    path.write_bytes(CloudFile(work["model"]).get())
+    tasks = create_classification_tasks(work["image"], f"file://{tmp_path}/p", str(path), fill_missing=True,
+                                        compress="br", shape=(64, 64, 32))
+    task = next(iter(tasks))
+    assert len(tasks) == 3 * 2 * 3 and task.keywords["fill_missing"] is True  # every option reaches the task
+    assert task.keywords["compress"] == "br" and task.keywords["shape"] == [64, 64, 32]
+    assert task.keywords["model_sha256"] == classifier.digest(path.read_bytes())
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(RuntimeError, match="changed since these tasks were made"):
+        task()
