@@ -47,7 +47,7 @@ class EdgeStats:
     @classmethod
     def of(cls, graph: RegionGraph, histograms: bool) -> "EdgeStats":
         positions = lambda ids: np.searchsorted(graph.nodes, ids).astype(np.int64)
-        if graph.num_edges and not (np.isin(graph.a, graph.nodes).all() and np.isin(graph.b, graph.nodes).all()):
+        if not (np.isin(graph.a, graph.nodes).all() and np.isin(graph.b, graph.nodes).all()):
             raise ValueError("every edge's fragments must be among the graph's nodes")
         empty = np.zeros(0, np.int64)
         return cls(positions(graph.a), positions(graph.b), graph.count.copy(), graph.total.copy(),

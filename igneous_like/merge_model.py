@@ -102,14 +102,16 @@ class MergeModel:
     def priority(self, stats, edges: Optional[np.ndarray]) -> np.ndarray:
         """Merge priority of agglomeration.EdgeStats edges (all when None) from their current stats."""
         index = np.arange(stats.count.size) if edges is None else edges
-        ptr, bins, counts = (stats.ptr, stats.bins, stats.counts) if edges is None else stats.histograms(edges)
+        ptr, bins, counts = stats.histograms(edges) if edges is not None else (stats.ptr, stats.bins,
+                                                                                 stats.counts)
         quantiles = np.stack([csr_quantiles(ptr, bins, counts, q) for q in QUANTILES], 1)
         x = features(stats.count[index], stats.total[index], stats.squares[index], stats.low[index],
                      stats.high[index], quantiles, stats.sizes[stats.u[index]], stats.sizes[stats.v[index]])
         return self.predict(x)
 
     def to_bytes(self) -> bytes:
-        meta = {"format": FORMAT, "version": VERSION, "features": list(FEATURES), "quantiles": list(QUANTILES),
+        meta = {"format": FORMAT, "version": VERSION, "features": list(FEATURES),
+                "quantiles": list(QUANTILES),
                 "depth": self.depth}
         buffer = io.BytesIO()
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "depth"}
@@ -137,6 +139,7 @@ def train(x: np.ndarray, y: np.ndarray, trees: int = 100, depth: int = 16, seed:
     from sklearn.ensemble import RandomForestClassifier
     if np.unique(y).size < 2:
         raise ValueError("training needs edges of both kinds (to merge and to keep apart)")
-    forest = RandomForestClassifier(n_estimators=trees, max_depth=depth, min_samples_leaf=3, random_state=seed, n_jobs=1)
+    forest = RandomForestClassifier(n_estimators=trees, max_depth=depth, min_samples_leaf=3,
+                                    random_state=seed, n_jobs=1)
     forest.fit(x, y)
     return MergeModel.from_forest(forest)

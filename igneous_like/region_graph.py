@@ -3,7 +3,7 @@
 A contact is a pair of 6-neighbouring voxels (v, v + e_axis) holding two different nonzero
 fragments. Its boundary value is the larger of the two voxels' boundary values, quantized to
 an integer level q in 0..65535 (uint8 v becomes v * 257 exactly; float32 x in [0, 1] becomes
-round(x * 65535)). Every statistic is an integer, so tables merged in any grouping or order
+round(x * 65535) in float64). Every statistic is an integer, so tables merged in any grouping or order
 are bit-identical: per edge (a < b) the contact count, sum of q, sum of q^2, min and max q,
 and a 256-bin histogram (bin q // 257, so uint8 value v lands in bin v), kept sparse as
 (edge index, bin, count) rows; per node the voxel count.
@@ -29,7 +29,7 @@ def quantize(boundary: np.ndarray) -> np.ndarray:
         return boundary.astype(np.uint16) * np.uint16(BIN_WIDTH)
     if boundary.dtype.kind != "f":
         raise ValueError(f"boundary values must be uint8 or float, not {boundary.dtype}")
-    return np.rint(np.clip(np.nan_to_num(boundary), 0.0, 1.0) * LEVELS).astype(np.uint16)
+    return np.rint(np.clip(np.nan_to_num(boundary.astype(np.float64)), 0.0, 1.0) * LEVELS).astype(np.uint16)
 
 
 @dataclass

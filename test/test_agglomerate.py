@@ -92,7 +92,8 @@ def reference_scores(seg: np.ndarray, gt: np.ndarray) -> dict:
     joint = np.unique(seg * (gt.max() + np.uint64(1)) + gt, return_counts=True)[1]
     entropy = lambda counts: -np.sum(counts / seg.size * np.log2(counts / seg.size))
     h_joint = entropy(joint)
-    h_seg, h_gt = entropy(np.unique(seg, return_counts=True)[1]), entropy(np.unique(gt, return_counts=True)[1])
+    h_seg = entropy(np.unique(seg, return_counts=True)[1])
+    h_gt = entropy(np.unique(gt, return_counts=True)[1])
     return {"vi_split": h_joint - h_gt, "vi_merge": h_joint - h_seg, "ari": adjusted_rand_score(gt, seg)}
 
 
@@ -294,7 +295,8 @@ def test_watershed_ids_are_unique_per_task(crops):
     root = crops["A"]["root"]
     src = write_layer(f"file://{root}/ws_prob", prob, "image", chunk=(32, 32, 32))
     dest = f"file://{root}/ws_frag"
-    run_locally(create_watershed_tasks(src, dest, shape=(48, 48, 32), seed_threshold=0.05, sigma=0.5), quiet=True)
+    run_locally(create_watershed_tasks(src, dest, shape=(48, 48, 32), seed_threshold=0.05, sigma=0.5),
+                quiet=True)
     out = read_mip(dest, 0)  # task boxes: 48 rounded up to whole 32-voxel chunks, 64,64,32
     owners = {}
     for x in range(0, 96, 64):

@@ -45,8 +45,8 @@ def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
 
     Example: igneous-like agglomerate graph file:///data/frag --boundary file:///data/prob --queue fq:///tmp/q
     """
-    dispatch(ctx, tc.create_region_graph_tasks(frag, boundary, mip=mip, shape=shape, fill_missing=fill_missing),
-             queue)
+    tasks = tc.create_region_graph_tasks(frag, boundary, mip=mip, shape=shape, fill_missing=fill_missing)
+    dispatch(ctx, tasks, queue)
     click.echo(f"Then: igneous-like agglomerate merge {frag} --mip {mip} --threshold T", err=True)
 
 
@@ -76,7 +76,8 @@ def merge(frag, policy, threshold, quantile, model, mip):
 @click.option("--boundary", required=True, help="Boundary map of FRAG.")
 @click.option("--gt", required=True, help="Ground-truth segmentation of the same voxels.")
 @click.option("--output", required=True, help="Model file to write (path or cloud path).")
-@click.option("--trees", type=click.IntRange(min=1), default=100, show_default=True, help="Random forest size.")
+@click.option("--trees", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Random forest size.")
 @mip_option
 @shape_option
 @fill_option

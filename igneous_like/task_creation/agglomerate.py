@@ -224,11 +224,13 @@ def create_agglomeration_relabel_tasks(frag_path: str, dest: str, mip: int = 0,
         raise UserError(f"no merge mapping for {frag.cloudpath} mip {mip}: run `igneous-like agglomerate "
                         f"merge {frag.cloudpath} --threshold T` first")
     out = new_destination(frag, dest, mip, np.dtype(frag.dtype).name, encoding,
-                          {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip, **merge})
+                          {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip,
+                           **merge})
     compress = compression(compress)
     make = lambda box: partial(AgglomerationRelabelTask, frag_path=frag.cloudpath, dest_path=out.cloudpath,
                                mip=mip, offset=ints(box.minpt), shape=ints(box.size3()),
-                               mapping=f"{work}/{MAPPING_TABLE}", fill_missing=fill_missing, compress=compress)
+                               mapping=f"{work}/{MAPPING_TABLE}", fill_missing=fill_missing,
+                               compress=compress)
     return Tasks(chunk_grid(out, mip, shape), make, f"agglomerated segmentation of {frag.cloudpath} into "
                  f"{out.cloudpath}", mips=range(mip, mip + 1))
 
@@ -249,12 +251,14 @@ def create_watershed_tasks(prob_path: str, dest: str, mip: int = 0, shape: Seque
     grid = chunk_grid(out, mip, shape)
     stride = int(np.prod(grid.shape))
     if len(grid) * stride >= 2**64:
-        raise UserError(f"{len(grid)} tasks of {csv(grid.shape)} voxels overflow 64-bit ids; use a larger --shape")
+        raise UserError(f"{len(grid)} tasks of {csv(grid.shape)} voxels overflow 64-bit ids; "
+                        "use a larger --shape")
     index = lambda box: int(np.ravel_multi_index(tuple((box.minpt - grid.anchor) // grid.shape),
                                                  tuple(-(-grid.region.size3() // grid.shape)), order="F"))
     compress = compression(compress)
     make = lambda box: partial(WatershedTask, prob_path=prob.cloudpath, dest_path=out.cloudpath, mip=mip,
-                               offset=ints(box.minpt), shape=ints(box.size3()), index=index(box), stride=stride,
+                               offset=ints(box.minpt), shape=ints(box.size3()), index=index(box),
+                               stride=stride,
                                seed_threshold=float(seed_threshold), sigma=float(sigma),
                                fill_missing=fill_missing, compress=compress)
     return Tasks(grid, make, f"watershed of {prob.cloudpath} into {out.cloudpath}", mips=range(mip, mip + 1))

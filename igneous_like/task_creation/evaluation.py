@@ -42,7 +42,8 @@ def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: S
     files.delete(list(files.list()))
     bounds = seg.meta.bounds(mip)
     files.put_json(PARAMS_FILE, {"segmentation": seg.cloudpath, "ground_truth": gt.cloudpath, "mip": mip,
-                                 "offset": ints(bounds.minpt), "size": ints(bounds.size3()), "shape": ints(shape)})
+                                 "offset": ints(bounds.minpt), "size": ints(bounds.size3()),
+                                 "shape": ints(shape)})
     make = lambda box: partial(ContingencyTask, seg_path=seg.cloudpath, gt_path=gt.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), parts=parts,
                                fill_missing=fill_missing)
