@@ -7,7 +7,14 @@ from cloudfiles import CloudFiles
 
 from igneous_like.agglomeration import POLICIES
 from igneous_like.cli.ccl import run_step
-from igneous_like.cli.common import VEC3, compress_option, dispatch, encoding_option, queue_option
+from igneous_like.cli.common import (
+    VEC3,
+    add_options,
+    compress_option,
+    dispatch,
+    encoding_option,
+    queue_option,
+)
 from igneous_like.task_creation import agglomerate as tc
 from igneous_like.task_creation.common import layer_path, open_layer
 from igneous_like.task_creation.evaluation import create_contingency_tasks, evaluation_scores
@@ -17,6 +24,7 @@ mip_option = click.option("--mip", type=int, default=0, show_default=True, help=
 shape_option = click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True,
                             help="Task shape X,Y,Z, any size.")
 fill_option = click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+writing_options = [mip_option, shape_option, encoding_option, compress_option, fill_option, queue_option]
 
 
 @click.group()
@@ -104,12 +112,7 @@ def train(ctx, frag, boundary, gt, output, trees, mip, shape, fill_missing, queu
 @agglomerate.command()
 @click.argument("frag")
 @click.argument("dest")
-@mip_option
-@shape_option
-@encoding_option
-@compress_option
-@fill_option
-@queue_option
+@add_options(writing_options)
 @click.pass_context
 def relabel(ctx, frag, dest, mip, shape, encoding, compress, fill_missing, queue):
     """(3) Write the agglomerated segmentation into DEST.
@@ -126,12 +129,7 @@ def relabel(ctx, frag, dest, mip, shape, encoding, compress, fill_missing, queue
 @click.option("--seed-threshold", type=float, default=0.2, show_default=True,
               help="Seeds: connected regions where the smoothed boundary map lies below this (0-1).")
 @click.option("--sigma", type=float, default=1.0, show_default=True, help="Gaussian smoothing, voxels.")
-@mip_option
-@shape_option
-@encoding_option
-@compress_option
-@fill_option
-@queue_option
+@add_options(writing_options)
 @click.pass_context
 def watershed(ctx, prob, dest, seed_threshold, sigma, mip, shape, encoding, compress, fill_missing, queue):
     """Cut a boundary map into fragments (uint64 ids, unique over the volume) by seeded watershed

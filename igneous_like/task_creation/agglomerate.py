@@ -11,7 +11,7 @@ create_watershed_tasks makes fragments from a boundary map for those who have no
 """
 import logging
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -23,7 +23,7 @@ from igneous_like.agglomeration import agglomerate, make_policy
 from igneous_like.errors import UserError
 from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
 from igneous_like.region_graph import RegionGraph, merge_graphs
-from igneous_like.task_creation.ccl import default_encoding, fetch_all
+from igneous_like.task_creation.ccl import default_encoding, fetch_all, segmentation_info
 from igneous_like.task_creation.common import (
     Grid,
     Tasks,
@@ -36,7 +36,7 @@ from igneous_like.task_creation.common import (
     open_layer,
     record_provenance,
 )
-from igneous_like.task_creation.image import destination_info, open_destination
+from igneous_like.task_creation.image import open_destination
 from igneous_like.tasks.agglomerate import (
     MAPPING_TABLE,
     MERGE_FILE,
@@ -50,7 +50,7 @@ from igneous_like.tasks.agglomerate import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SHAPE = (256, 256, 256)
-MERGE_EDGES = 1 << 22  # sum pending graph parts once they hold this many edges (or the total so far)
+MERGE_ROWS = 1 << 22  # sum pending parts once they hold this many rows (or the total so far)
 
 
 def work_dir(cv: CloudVolume, mip: int) -> str:
@@ -122,13 +122,20 @@ def load_region_graph(frag_path: str, mip: int = 0) -> RegionGraph:
     _, work, params = recorded_graph(frag_path, mip)
     bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
     names = (graph_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds))
-    total, pending, pending_edges = merge_graphs([]), [], 0
-    for arrays in fetch_all(CloudFiles(work), names, "the region graph part"):
-        pending.append(RegionGraph(**arrays))
-        pending_edges += pending[-1].num_edges
-        if pending_edges >= max(MERGE_EDGES, total.num_edges):
-            total, pending, pending_edges = merge_graphs([total] + pending), [], 0
-    return merge_graphs([total] + pending)
+    parts = (RegionGraph(**arrays) for arrays in fetch_all(CloudFiles(work), names, "the region graph part"))
+    return merged_as_they_come(parts, merge_graphs, lambda graph: graph.num_edges)
+
+
+def merged_as_they_come(parts: Iterable, merge: Callable, size: Callable, limit: int = MERGE_ROWS):
+    """merge(all parts), merging pending parts into the running total whenever they hold `limit`
+    rows or as many as the total: memory stays near a few times the result's size."""
+    total, pending, pending_size = merge([]), [], 0
+    for part in parts:
+        pending.append(part)
+        pending_size += size(part)
+        if pending_size >= max(limit, size(total)):
+            total, pending, pending_size = merge([total] + pending), [], 0
+    return merge([total] + pending)
 
 
 def read_model(path: str) -> MergeModel:
@@ -181,26 +188,14 @@ def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, t
     return {"edges": int(labels.size), "keep_apart": int(labels.sum())}
 
 
-def segmentation_info(cv: CloudVolume, mip: int, dtype: str, encoding: Optional[str]) -> dict:
-    """DEST's info: the source's geometry at `mip`, one channel of `dtype` labels."""
-    encoding = encoding or default_encoding(cv, mip)
-    check_encoding(encoding, "segmentation", dtype)
-    info = destination_info(cv, mip, cv.meta.bounds(mip), None, encoding)
-    info.update(type="segmentation", data_type=dtype, num_channels=1)
-    for scale in info["scales"]:
-        scale["encoding"] = encoding
-        if encoding == "compressed_segmentation":
-            scale.setdefault("compressed_segmentation_block_size", [8, 8, 8])
-    for key in ("mesh", "skeletons", "segment_properties"):
-        info.pop(key, None)
-    return info
-
-
 def new_destination(src: CloudVolume, dest: str, mip: int, dtype: str, encoding: Optional[str],
                     method: dict) -> CloudVolume:
     if layer_path(dest).rstrip("/") == src.cloudpath.rstrip("/"):
         raise UserError("the destination is the source; write into a new path")
-    out = open_destination(layer_path(dest), segmentation_info(src, mip, dtype, encoding), mip)
+    encoding = encoding or default_encoding(src, mip)
+    check_encoding(encoding, "segmentation", dtype)
+    info = segmentation_info(src, mip, src.meta.bounds(mip), None, encoding, dtype)
+    out = open_destination(layer_path(dest), info, mip)
     out.commit_info()
     record_provenance(out, method)
     return out

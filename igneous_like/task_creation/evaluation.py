@@ -10,14 +10,18 @@ from cloudvolume.lib import Bbox, Vec
 
 from igneous_like.errors import UserError
 from igneous_like.evaluation import merge_tables, scores
-from igneous_like.task_creation.agglomerate import check_labels, check_same_bounds, task_grid
+from igneous_like.task_creation.agglomerate import (
+    check_labels,
+    check_same_bounds,
+    merged_as_they_come,
+    task_grid,
+)
 from igneous_like.task_creation.ccl import fetch_all
 from igneous_like.task_creation.common import Grid, Tasks, ints, open_layer
 from igneous_like.tasks.evaluation import ContingencyTask, part_name
 
 DEFAULT_SHAPE = (512, 512, 512)
 PARAMS_FILE = "params.json"
-MERGE_ROWS = 1 << 22  # sum pending parts once they hold this many rows (or the total so far)
 
 
 def parts_dir(seg_path: str, gt_path: str, mip: int) -> Tuple[str, str]:
@@ -61,26 +65,17 @@ def accumulate_contingency(seg_path: str, gt_path: str, mip: int = 0,
                         "tasks first")
     bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
     names = (part_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds))
-    empty = np.zeros(0, np.uint64)
-    total, pending = (empty, empty, empty), []
-    for part in rows(fetch_all(files, names, "the contingency part")):
-        pending.append(part)
-        if sum(p[0].size for p in pending) >= max(MERGE_ROWS, total[0].size):
-            total, pending = _sum([total] + pending), []
-    total = _sum([total] + pending)
+    parts = ((arrays["seg"], arrays["gt"], arrays["count"])
+             for arrays in fetch_all(files, names, "the contingency part"))
+    total = merged_as_they_come(parts, _sum, lambda table: table[0].size)
     if clean:
         files.delete(list(files.list()))
     return total
 
 
-def rows(parsed):
-    """(seg, gt, count) of each parsed part."""
-    for arrays in parsed:
-        yield arrays["seg"], arrays["gt"], arrays["count"]
-
-
 def _sum(tables) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return merge_tables(*(np.concatenate([t[i] for t in tables]) for i in range(3)))
+    empty = np.zeros(0, np.uint64)
+    return merge_tables(*(np.concatenate([empty] + [t[i] for t in tables]) for i in range(3)))
 
 
 def evaluation_scores(seg_path: str, gt_path: str, mip: int = 0, clean: bool = True) -> Dict[str, float]:
