@@ -311,3 +311,36 @@ def test_watershed_ids_are_unique_per_task(crops):
                 assert 0 not in ids
                 assert np.array_equal(fastremap.renumber(box)[0], fastremap.renumber(reference)[0])
     assert len(owners) > 8
+
+
+def test_options_reach_tasks_and_mistakes_are_user_errors(make_layer, tmp_path):
+    from taskqueue import TaskQueue
+
+    from igneous_like.errors import UserError
+    labels = make_layer("frag", np.arange(1, 33, dtype=np.uint32).reshape(2, 4, 4).repeat(16, 0).repeat(
+        8, 1).repeat(8, 2), "segmentation")
+    prob = make_layer("prob", np.zeros((32, 32, 32), np.float32), "image", chunk=(16, 16, 16))
+    queue = f"fq://{tmp_path}/q"
+    run_cli("agglomerate", "watershed", prob, f"file://{tmp_path}/ws", "--seed-threshold", "0.1", "--sigma",
+            "0.7", "--fill-missing", "--compress", "none", "--shape", "16,32,32", "--queue", queue)
+    kwargs = [task.kwargs for task in TaskQueue(queue).tasks()]
+    assert sorted(k["index"] for k in kwargs) == [0, 1] and all(k["stride"] == 16 * 32 * 32 for k in kwargs)
+    assert all(k["seed_threshold"] == 0.1 and k["sigma"] == 0.7 and k["fill_missing"] and
+               k["compress"] is False for k in kwargs)
+    wrong = make_layer("small", np.zeros((16, 32, 32), np.uint8), "image")
+    with pytest.raises(UserError, match="same voxels"):
+        create_region_graph_tasks(labels, wrong)
+    with pytest.raises(UserError, match="boundary map must be"):
+        create_region_graph_tasks(labels, labels)
+    with pytest.raises(UserError, match="no region graph"):
+        agglomerate_fragments(labels)
+    run_locally(create_region_graph_tasks(labels, prob, shape=(16, 16, 16)), quiet=True)
+    assert load_region_graph(labels).num_edges == 1 * 4 * 4 + 2 * 3 * 4 + 2 * 4 * 3  # a 2x4x4 grid
+    with pytest.raises(UserError, match="needs --model"):
+        agglomerate_fragments(labels, "learned")
+    with pytest.raises(UserError, match="no merge mapping"):
+        create_agglomeration_relabel_tasks(labels, f"file://{tmp_path}/seg")
+    result = run_cli("agglomerate", "merge", labels, "--policy", "learned", "--model",
+                     f"{tmp_path}/none.npz", check=False)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "no merge model" in result.stderr
