@@ -9,6 +9,7 @@ import sys
 import click
 
 from igneous_like import __version__
+from igneous_like.cli.agglomerate import agglomerate, evaluate
 from igneous_like.cli.demo import demo
 from igneous_like.cli.execution import execute, queue
 from igneous_like.cli.image import image
@@ -50,6 +51,8 @@ cli.add_command(skeleton)
 cli.add_command(execute)
 cli.add_command(queue)
 cli.add_command(demo)
+cli.add_command(agglomerate)
+cli.add_command(evaluate)
 
 
 def main(argv=None) -> None:

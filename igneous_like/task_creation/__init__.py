@@ -1,4 +1,13 @@
 """create_* functions: validate input, write destination info, return lazy task iterables."""
+from igneous_like.task_creation.agglomerate import (
+    agglomerate_fragments,
+    clean_agglomeration_files,
+    create_agglomeration_relabel_tasks,
+    create_region_graph_tasks,
+    create_watershed_tasks,
+    load_region_graph,
+    train_merge_model,
+)
 from igneous_like.task_creation.ccl import (
     clean_ccl_files,
     create_ccl_equivalence_tasks,
@@ -7,6 +16,11 @@ from igneous_like.task_creation.ccl import (
     create_relabeling,
 )
 from igneous_like.task_creation.classify import create_classification_tasks, train_classifier
+from igneous_like.task_creation.evaluation import (
+    accumulate_contingency,
+    create_contingency_tasks,
+    evaluation_scores,
+)
 from igneous_like.task_creation.image import (
     create_deletion_tasks,
     create_downsampling_tasks,
@@ -27,6 +41,9 @@ from igneous_like.task_creation.skeleton import (
 from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_voxel_counting_tasks
 
 __all__ = [
+    "accumulate_contingency", "agglomerate_fragments", "clean_agglomeration_files",
+    "create_agglomeration_relabel_tasks", "create_contingency_tasks", "create_region_graph_tasks",
+    "create_watershed_tasks", "evaluation_scores", "load_region_graph", "train_merge_model",
     "accumulate_voxel_counts", "clean_ccl_files", "create_ccl_equivalence_tasks", "create_ccl_face_tasks",
     "create_classification_tasks", "train_classifier",
     "create_ccl_relabel_tasks", "create_deletion_tasks", "create_downsampling_tasks",

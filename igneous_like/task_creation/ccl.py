@@ -236,6 +236,19 @@ def default_encoding(cv: CloudVolume, mip: int) -> str:
     return encoding if encoding in ("raw", "compressed_segmentation", "compresso", "crackle") else "raw"
 
 
+def segmentation_info(cv: CloudVolume, mip: int, bounds, chunk_size, encoding: str, dtype: str) -> dict:
+    """A new segmentation's info: the source's geometry cut to `bounds`, one channel of `dtype`."""
+    info = destination_info(cv, mip, bounds, chunk_size, encoding)
+    info.update(type="segmentation", data_type=dtype, num_channels=1)
+    for scale in info["scales"]:  # the mips below stay empty, but must describe labels too
+        scale["encoding"] = encoding
+        if encoding == "compressed_segmentation":
+            scale.setdefault("compressed_segmentation_block_size", [8, 8, 8])
+    for key in ("mesh", "skeletons", "segment_properties"):
+        info.pop(key, None)
+    return info
+
+
 def relabel_shape(opts: CCLOptions, chunk: Vec) -> Vec:
     """Relabel boxes: the task shape rounded up to whole destination chunks (or the volume)."""
     shape = [s if s >= n else -(-s // c) * c for s, c, n in zip(opts.shape, chunk, opts.size)]
@@ -269,14 +282,7 @@ def create_ccl_relabel_tasks(
     dtype = output_dtype(numbering["components"], encoding)
     check_encoding(encoding, "segmentation", dtype)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
-    info = destination_info(cv, mip, opts.bounds, chunk_size, encoding)
-    info.update(type="segmentation", data_type=dtype, num_channels=1)
-    for scale in info["scales"]:  # the mips below stay empty, but must describe labels too
-        scale["encoding"] = encoding
-        if encoding == "compressed_segmentation":
-            scale.setdefault("compressed_segmentation_block_size", [8, 8, 8])
-    for key in ("mesh", "skeletons", "segment_properties"):
-        info.pop(key, None)
+    info = segmentation_info(cv, mip, opts.bounds, chunk_size, encoding, dtype)
     out = open_destination(dest_path, info, mip)
     out.commit_info()
     record_provenance(out, {"task": "CCLRelabelTask", "src": cv.cloudpath, "mip": mip,

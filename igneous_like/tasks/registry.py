@@ -6,8 +6,10 @@ IGNEOUS_LIKE_TASK_MODULES (comma-separated module names, importable by the worke
 import importlib
 import os
 
+import igneous_like.tasks.agglomerate  # noqa: F401
 import igneous_like.tasks.ccl  # noqa: F401
 import igneous_like.tasks.classify  # noqa: F401
+import igneous_like.tasks.evaluation  # noqa: F401
 import igneous_like.tasks.image  # noqa: F401
 import igneous_like.tasks.mesh  # noqa: F401
 import igneous_like.tasks.skeleton  # noqa: F401

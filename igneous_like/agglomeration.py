@@ -1,0 +1,223 @@
+"""Hierarchical agglomeration of a region adjacency graph (pure: numpy and a heap).
+
+Regions merge in order of their edges' priority, lowest first, until the lowest left is not
+below the threshold. When two regions merge, the smaller adjacency is folded into the larger:
+edges to a common neighbour are combined by summing their statistics (counts, sums, min, max,
+histograms), so a merged edge's priority is computed from exactly the contacts it holds, as if
+the regions had been one from the start. Stale heap entries are skipped (lazy deletion): an
+entry is live while its edge is and its priority is the edge's current one. Ties break by edge
+index, which follows the sorted (a, b) keys, so the result is deterministic.
+
+Policies (priority of an edge; lower merges first):
+  mean      mean boundary value of its contacts (0..1)
+  median    the median bin of its boundary histogram (bin / 255)
+  quantile  the given quantile of that histogram (lowest bin whose cumulative count reaches it)
+  learned   a classifier's probability that the two regions should stay apart (merge_model)
+"""
+import heapq
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from igneous_like.region_graph import BINS, LEVELS, RegionGraph, csr_quantiles, histogram_pointers
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("mean", "median", "quantile", "learned")
+
+
+@dataclass
+class EdgeStats:
+    """The working copy of a graph's statistics, changed in place as regions merge."""
+    u: np.ndarray  # int64 node index of each edge's endpoints (current regions)
+    v: np.ndarray
+    count: np.ndarray
+    total: np.ndarray
+    squares: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    sizes: np.ndarray  # int64 voxels per node (current regions)
+    ptr: np.ndarray  # the graph's histograms as CSR rows
+    bins: np.ndarray
+    counts: np.ndarray
+    merged: Dict[int, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # combined histograms
+
+    @classmethod
+    def of(cls, graph: RegionGraph, histograms: bool) -> "EdgeStats":
+        positions = lambda ids: np.searchsorted(graph.nodes, ids).astype(np.int64)
+        if not (np.isin(graph.a, graph.nodes).all() and np.isin(graph.b, graph.nodes).all()):
+            raise ValueError("every edge's fragments must be among the graph's nodes")
+        empty = np.zeros(0, np.int64)
+        return cls(positions(graph.a), positions(graph.b), graph.count.copy(), graph.total.copy(),
+                   graph.squares.copy(), graph.low.astype(np.int64), graph.high.astype(np.int64),
+                   graph.sizes.astype(np.int64).copy(),
+                   histogram_pointers(graph) if histograms else np.zeros(graph.num_edges + 1, np.int64),
+                   graph.hist_bin if histograms else empty, graph.hist_count if histograms else empty)
+
+    def histogram(self, edge: int) -> Tuple[np.ndarray, np.ndarray]:
+        if edge in self.merged:
+            return self.merged[edge]
+        start, stop = self.ptr[edge], self.ptr[edge + 1]
+        return self.bins[start:stop], self.counts[start:stop]
+
+    def histograms(self, edges: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The CSR (ptr, bins, counts) of some edges' current histograms."""
+        parts = [self.histogram(int(e)) for e in edges]
+        ptr = np.cumsum([0] + [p[0].size for p in parts])
+        if not parts:
+            return ptr, np.zeros(0, np.uint8), np.zeros(0, np.int64)
+        return ptr, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def quantiles(self, edges: Optional[np.ndarray], quantile: float) -> np.ndarray:
+        if edges is None:
+            return csr_quantiles(self.ptr, self.bins, self.counts, quantile)
+        return csr_quantiles(*self.histograms(edges), quantile)
+
+    def combine(self, keep: int, gone: int, histograms: bool) -> None:
+        """Add edge `gone`'s statistics into edge `keep`."""
+        self.count[keep] += self.count[gone]
+        self.total[keep] += self.total[gone]
+        self.squares[keep] += self.squares[gone]
+        self.low[keep] = min(self.low[keep], self.low[gone])
+        self.high[keep] = max(self.high[keep], self.high[gone])
+        if histograms:
+            (b1, c1), (b2, c2) = self.histogram(keep), self.histogram(gone)
+            dense = np.bincount(np.concatenate([b1, b2]), np.concatenate([c1, c2]), minlength=BINS)
+            bins = np.flatnonzero(dense)
+            self.merged[keep] = (bins.astype(np.uint8), dense[bins].astype(np.int64))
+            self.merged.pop(gone, None)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How to compute priorities: `priority(stats, edges or None for all)`."""
+    name: str
+    priority: Callable[[EdgeStats, Optional[np.ndarray]], np.ndarray]
+    histograms: bool = False  # needs the boundary histograms
+    size_dependent: bool = False  # priorities change when a region grows, not only its edges
+
+
+def mean_priority(stats: EdgeStats, edges: Optional[np.ndarray]) -> np.ndarray:
+    index = slice(None) if edges is None else edges
+    return stats.total[index] / (stats.count[index] * float(LEVELS))
+
+
+def make_policy(name: str, quantile: float = 0.5, model=None) -> Policy:
+    """A merge policy by name; `model` (a merge_model.MergeModel) for learned."""
+    if name == "mean":
+        return Policy(name, mean_priority)
+    if name in ("median", "quantile"):
+        q = 0.5 if name == "median" else float(quantile)
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"the quantile must lie in [0, 1], got {quantile}")
+        return Policy(name, lambda stats, edges: stats.quantiles(edges, q), histograms=True)
+    if name == "learned":
+        if model is None:
+            raise ValueError("the learned policy needs a model")
+        return Policy(name, model.priority, histograms=True, size_dependent=True)
+    raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+
+
+def adjacency(u: np.ndarray, v: np.ndarray, num_nodes: int) -> List[Optional[dict]]:
+    """Per node {neighbour: edge index}."""
+    adj: List[Optional[dict]] = [{} for _ in range(num_nodes)]
+    for edge, (x, y) in enumerate(zip(u.tolist(), v.tolist())):
+        adj[x][y] = edge
+        adj[y][x] = edge
+    return adj
+
+
+class Agglomerator:
+    """One run of the merging loop over a graph's working statistics."""
+
+    def __init__(self, graph: RegionGraph, policy: Policy, threshold: float):
+        self.policy, self.threshold = policy, float(threshold)
+        self.stats = EdgeStats.of(graph, policy.histograms)
+        self.priority = np.asarray(policy.priority(self.stats, None), dtype=np.float64)
+        self.alive = np.ones(graph.num_edges, dtype=bool)
+        self.adj = adjacency(self.stats.u, self.stats.v, graph.nodes.size)
+        self.parent = np.arange(graph.nodes.size, dtype=np.int64)
+        self.heap: List[Tuple[float, int]] = []
+        self.merges = 0
+
+    def candidates(self):
+        """(priority, edge) below the threshold in order: the initial sorted edges and the heap."""
+        order = np.argsort(self.priority, kind="stable")
+        cut = int(np.searchsorted(self.priority[order], self.threshold, "left"))
+        initial = list(zip(self.priority[order[:cut]].tolist(), order[:cut].tolist()))
+        del order
+        i = 0
+        while True:
+            take_heap = self.heap and (i >= len(initial) or self.heap[0] < initial[i])
+            if take_heap:
+                yield heapq.heappop(self.heap)
+            elif i < len(initial):
+                i += 1
+                yield initial[i - 1]
+            else:
+                return
+
+    def run(self) -> np.ndarray:
+        """Merge until no edge below the threshold is left; the root node of every node."""
+        for priority, edge in self.candidates():
+            if self.alive[edge] and self.priority[edge] == priority:
+                self.merge(edge)
+        parent = self.parent
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                return parent
+            parent = grand
+
+    def merge(self, edge: int) -> None:
+        """Join the edge's two regions; fold the smaller adjacency into the larger."""
+        stats, adj = self.stats, self.adj
+        x, y = int(stats.u[edge]), int(stats.v[edge])
+        if len(adj[x]) < len(adj[y]):
+            x, y = y, x
+        self.alive[edge] = False
+        ax, ay = adj[x], adj[y]
+        del ax[y], ay[x]
+        stats.sizes[x] += stats.sizes[y]
+        self.parent[y] = x
+        changed = []
+        for k, gone in ay.items():
+            ak = adj[k]
+            del ak[y]
+            keep = ax.get(k)
+            if keep is None:
+                ax[k] = ak[x] = gone
+                if stats.u[gone] == y:
+                    stats.u[gone] = x
+                else:
+                    stats.v[gone] = x
+            else:
+                stats.combine(keep, gone, self.policy.histograms)
+                self.alive[gone] = False
+                changed.append(keep)
+        adj[y] = None
+        self.merges += 1
+        if self.policy.size_dependent:
+            changed = list(ax.values())
+        if changed:
+            self.update(np.array(changed, dtype=np.int64))
+
+    def update(self, edges: np.ndarray) -> None:
+        new = np.asarray(self.policy.priority(self.stats, edges), dtype=np.float64)
+        self.priority[edges] = new
+        for priority, edge in zip(new.tolist(), edges.tolist()):
+            if priority < self.threshold:
+                heapq.heappush(self.heap, (priority, edge))
+
+
+def agglomerate(graph: RegionGraph, policy: Policy, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(fragments, segments): every node's fragment id and the id of the segment it joined, which
+    is the smallest fragment id in that segment (so it does not depend on the merge order)."""
+    run = Agglomerator(graph, policy, threshold)
+    roots = run.run()
+    log.info("%d merges of %d fragments (%s policy, threshold %g)", run.merges, graph.nodes.size,
+             policy.name, threshold)
+    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
+    return graph.nodes, graph.nodes[first][inverse.ravel()]

@@ -1,0 +1,179 @@
+"""`igneous-like agglomerate ...` (region graph, merging, learned policy, relabel, watershed) and
+`igneous-like evaluate` (variation of information and adjusted Rand index against ground truth)."""
+import json
+
+import click
+from cloudfiles import CloudFiles
+
+from igneous_like.agglomeration import POLICIES
+from igneous_like.cli.ccl import run_step
+from igneous_like.cli.common import (
+    VEC3,
+    add_options,
+    compress_option,
+    dispatch,
+    encoding_option,
+    queue_option,
+)
+from igneous_like.task_creation import agglomerate as tc
+from igneous_like.task_creation.common import layer_path, open_layer
+from igneous_like.task_creation.evaluation import create_contingency_tasks, evaluation_scores
+from igneous_like.tasks.agglomerate import PARAMS_FILE
+
+mip_option = click.option("--mip", type=int, default=0, show_default=True, help="Mip of the layers.")
+shape_option = click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True,
+                            help="Task shape X,Y,Z, any size.")
+fill_option = click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+writing_options = [mip_option, shape_option, encoding_option, compress_option, fill_option, queue_option]
+
+
+@click.group()
+def agglomerate():
+    """Merge over-segmented fragments into objects using a boundary map, at any volume size.
+
+    Steps: graph (per task), merge (here), relabel (per task), clean; train makes a learned
+    policy from ground truth; watershed makes fragments from a boundary map. Files live in
+    FRAG/KEY/agglomeration/, the mapping in FRAG/KEY/agglomeration/mapping.ltab.
+
+    Example: igneous-like agglomerate graph file:///data/frag --boundary file:///data/prob
+    """
+
+
+@agglomerate.command()
+@click.argument("frag")
+@click.option("--boundary", required=True, help="Boundary map: uint8 (0-255) or float (0-1), same voxels.")
+@mip_option
+@shape_option
+@fill_option
+@queue_option
+@click.pass_context
+def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
+    """(1) Store each task's region graph: per edge contact count, sum, squares, min, max and
+    256-bin histogram of boundary values; per fragment its size.
+
+    Example: igneous-like agglomerate graph file:///data/frag --boundary file:///data/prob --queue fq:///tmp/q
+    """
+    tasks = tc.create_region_graph_tasks(frag, boundary, mip=mip, shape=shape, fill_missing=fill_missing)
+    dispatch(ctx, tasks, queue)
+    click.echo(f"Then: igneous-like agglomerate merge {frag} --mip {mip} --threshold T", err=True)
+
+
+@agglomerate.command()
+@click.argument("frag")
+@click.option("--policy", type=click.Choice(POLICIES), default="mean", show_default=True,
+              help="Merge priority: mean or median or quantile of boundary values, or learned.")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Merge while the lowest priority is below this (boundary value 0-1, or probability).")
+@click.option("--quantile", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="The quantile of --policy quantile.")
+@click.option("--model", default=None, help="Model file of --policy learned (from agglomerate train).")
+@mip_option
+def merge(frag, policy, threshold, quantile, model, mip):
+    """(2) Merge fragments over the whole graph, here; writes the fragment -> segment mapping.
+
+    Example: igneous-like agglomerate merge file:///data/frag --policy mean --threshold 0.4
+    """
+    fragments, segments = tc.agglomerate_fragments(frag, policy, threshold, mip=mip, quantile=quantile,
+                                                   model=model)
+    click.echo(f"{fragments} fragments merged into {segments} segments", err=True)
+    click.echo(f"Then: igneous-like agglomerate relabel {frag} DEST --mip {mip}", err=True)
+
+
+@agglomerate.command()
+@click.argument("frag")
+@click.option("--boundary", required=True, help="Boundary map of FRAG.")
+@click.option("--gt", required=True, help="Ground-truth segmentation of the same voxels.")
+@click.option("--output", required=True, help="Model file to write (path or cloud path).")
+@click.option("--trees", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Random forest size.")
+@mip_option
+@shape_option
+@fill_option
+@queue_option
+@click.pass_context
+def train(ctx, frag, boundary, gt, output, trees, mip, shape, fill_missing, queue):
+    """Train the learned policy: features of FRAG's edges, labels from GT (an edge whose fragments
+    mostly overlap one ground-truth object should merge). Runs the graph step unless done.
+
+    Example: igneous-like agglomerate train file:///data/frag --boundary file:///data/prob
+    --gt file:///data/gt --output model.npz
+    """
+    cv = open_layer(frag, mip)
+    params = CloudFiles(tc.work_dir(cv, mip)).get_json(PARAMS_FILE) or {}
+    if params.get("boundary") != open_layer(boundary, mip).cloudpath:
+        run_step(ctx, tc.create_region_graph_tasks(frag, boundary, mip=mip, shape=shape,
+                                                   fill_missing=fill_missing), queue)
+    run_step(ctx, create_contingency_tasks(frag, gt, mip=mip, shape=shape, fill_missing=fill_missing), queue)
+    counts = tc.train_merge_model(frag, gt, output, mip=mip, trees=trees)
+    click.echo(f"Trained on {counts['edges']} edges ({counts['keep_apart']} to keep apart): "
+               f"{layer_path(output)}", err=True)
+
+
+@agglomerate.command()
+@click.argument("frag")
+@click.argument("dest")
+@add_options(writing_options)
+@click.pass_context
+def relabel(ctx, frag, dest, mip, shape, encoding, compress, fill_missing, queue):
+    """(3) Write the agglomerated segmentation into DEST.
+
+    Example: igneous-like agglomerate relabel file:///data/frag file:///data/seg --queue fq:///tmp/q
+    """
+    dispatch(ctx, tc.create_agglomeration_relabel_tasks(frag, dest, mip=mip, shape=shape, encoding=encoding,
+                                                        compress=compress, fill_missing=fill_missing), queue)
+
+
+@agglomerate.command()
+@click.argument("prob")
+@click.argument("dest")
+@click.option("--seed-threshold", type=float, default=0.2, show_default=True,
+              help="Seeds: connected regions where the smoothed boundary map lies below this (0-1).")
+@click.option("--sigma", type=float, default=1.0, show_default=True, help="Gaussian smoothing, voxels.")
+@add_options(writing_options)
+@click.pass_context
+def watershed(ctx, prob, dest, seed_threshold, sigma, mip, shape, encoding, compress, fill_missing, queue):
+    """Cut a boundary map into fragments (uint64 ids, unique over the volume) by seeded watershed
+    per task; fragments end at task faces and merge again in the agglomeration.
+
+    Example: igneous-like agglomerate watershed file:///data/prob file:///data/frag --queue fq:///tmp/q
+    """
+    dispatch(ctx, tc.create_watershed_tasks(prob, dest, mip=mip, shape=shape, seed_threshold=seed_threshold,
+                                            sigma=sigma, encoding=encoding, compress=compress,
+                                            fill_missing=fill_missing), queue)
+
+
+@agglomerate.command()
+@click.argument("frag")
+@mip_option
+def clean(frag, mip):
+    """(last) Delete FRAG/KEY/agglomeration/ (graph parts and mapping).
+
+    Example: igneous-like agglomerate clean file:///data/frag
+    """
+    click.echo(f"Deleted {tc.clean_agglomeration_files(frag, mip)} files", err=True)
+
+
+@click.command()
+@click.argument("seg")
+@click.argument("gt")
+@click.option("--json", "as_json", is_flag=True, help='Print {"vi_split": ..., "vi_merge": ..., "ari": ...}.')
+@mip_option
+@click.option("--shape", type=VEC3, default=(512, 512, 512), show_default=True, help="Task shape X,Y,Z.")
+@fill_option
+@queue_option
+@click.pass_context
+def evaluate(ctx, seg, gt, as_json, mip, shape, fill_missing, queue):
+    """Score SEG against ground truth GT: variation of information split = H(SEG|GT) and merge =
+    H(GT|SEG) in bits, and the adjusted Rand index; every voxel counts, label 0 included.
+
+    Tasks count the overlaps (through --queue with -p workers, or here); the sum is exact.
+
+    Example: igneous-like evaluate file:///data/seg file:///data/gt --json
+    """
+    run_step(ctx, create_contingency_tasks(seg, gt, mip=mip, shape=shape, fill_missing=fill_missing), queue)
+    result = evaluation_scores(seg, gt, mip=mip)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"VI split {result['vi_split']:.6f} bits, merge {result['vi_merge']:.6f} bits, "
+                   f"ARI {result['ari']:.6f}")

@@ -1,0 +1,267 @@
+"""Agglomeration of fragments over a region adjacency graph, in steps that workers share.
+
+1. graph (create_region_graph_tasks): each task stores its box's region graph with exactly
+   mergeable boundary statistics (igneous_like.region_graph).
+2. merge (agglomerate_fragments, run here): the parts are summed exactly and regions merge in
+   priority order (igneous_like.agglomeration); writes FRAG/KEY/agglomeration/mapping.ltab.
+   train (train_merge_model) fits the learned policy from the same graph and ground truth.
+3. relabel (create_agglomeration_relabel_tasks): each task writes a box of the segmentation.
+
+create_watershed_tasks makes fragments from a boundary map for those who have none.
+"""
+import logging
+from functools import partial
+from typing import Callable, Iterable, Optional, Sequence, Tuple
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Bbox, Vec
+
+from igneous_like import label_table
+from igneous_like.agglomeration import agglomerate, make_policy
+from igneous_like.errors import UserError
+from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
+from igneous_like.region_graph import RegionGraph, merge_graphs
+from igneous_like.task_creation.ccl import default_encoding, fetch_all, segmentation_info
+from igneous_like.task_creation.common import (
+    Grid,
+    Tasks,
+    check_encoding,
+    check_vec,
+    compression,
+    csv,
+    ints,
+    layer_path,
+    open_layer,
+    record_provenance,
+)
+from igneous_like.task_creation.image import open_destination
+from igneous_like.tasks.agglomerate import (
+    MAPPING_TABLE,
+    MERGE_FILE,
+    PARAMS_FILE,
+    AgglomerationRelabelTask,
+    RegionGraphTask,
+    WatershedTask,
+    graph_name,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHAPE = (256, 256, 256)
+MERGE_ROWS = 1 << 22  # sum pending parts once they hold this many rows (or the total so far)
+
+
+def work_dir(cv: CloudVolume, mip: int) -> str:
+    """Where the graph and mapping of a fragments layer's mip live."""
+    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "agglomeration")
+
+
+def check_labels(cv: CloudVolume, what: str) -> None:
+    if cv.num_channels != 1 or np.dtype(cv.dtype).kind not in "ui":
+        raise UserError(f"{what} must be one channel of integer labels; {cv.cloudpath} has "
+                        f"{cv.num_channels} channel(s) of {cv.dtype}")
+
+
+def check_same_bounds(cv: CloudVolume, other: CloudVolume, mip: int) -> None:
+    if cv.meta.bounds(mip) != other.meta.bounds(mip):
+        raise UserError(f"{other.cloudpath} covers {other.meta.bounds(mip)} at mip {mip} but "
+                        f"{cv.cloudpath} covers {cv.meta.bounds(mip)}; they must cover the same voxels")
+
+
+def task_grid(cv: CloudVolume, mip: int, shape: Sequence[int]) -> Tuple[Grid, Vec]:
+    """The grid of boxes of `shape` (cut to the volume) laid from the volume's offset."""
+    bounds = cv.meta.bounds(mip)
+    shape = Vec(*np.minimum(check_vec("--shape", shape), bounds.size3()))
+    return Grid(bounds, shape, bounds.minpt, bounds), shape
+
+
+def open_boundary(path: str, frag: CloudVolume, mip: int) -> CloudVolume:
+    cv = open_layer(path, mip)
+    if cv.num_channels != 1 or np.dtype(cv.dtype) not in (np.uint8, np.float32, np.float64):
+        raise UserError(f"the boundary map must be one channel of uint8 (0-255) or float (0-1); "
+                        f"{cv.cloudpath} has {cv.num_channels} channel(s) of {cv.dtype}")
+    check_same_bounds(frag, cv, mip)
+    return cv
+
+
+def create_region_graph_tasks(frag_path: str, boundary_path: str, mip: int = 0,
+                              shape: Sequence[int] = DEFAULT_SHAPE, fill_missing: bool = False) -> Tasks:
+    """Step 1: tasks that store their boxes' region graphs. Any earlier graph, mapping or merge
+    record of this layer and mip is deleted first (they would no longer match)."""
+    frag = open_layer(frag_path, mip)
+    check_labels(frag, "the fragments")
+    boundary = open_boundary(boundary_path, frag, mip)
+    grid, shape = task_grid(frag, mip, shape)
+    work = work_dir(frag, mip)
+    files = CloudFiles(work)
+    files.delete(list(files.list()))
+    bounds = frag.meta.bounds(mip)
+    files.put_json(PARAMS_FILE, {"fragments": frag.cloudpath, "boundary": boundary.cloudpath, "mip": mip,
+                                 "offset": ints(bounds.minpt), "size": ints(bounds.size3()),
+                                 "shape": ints(shape)})
+    make = lambda box: partial(RegionGraphTask, frag_path=frag.cloudpath, boundary_path=boundary.cloudpath,
+                               mip=mip, offset=ints(box.minpt), shape=ints(box.size3()), work=work,
+                               fill_missing=fill_missing)
+    return Tasks(grid, make, f"region graph of {frag.cloudpath} mip {mip}")
+
+
+def recorded_graph(frag_path: str, mip: int) -> Tuple[CloudVolume, str, dict]:
+    frag = open_layer(frag_path, mip)
+    work = work_dir(frag, mip)
+    params = CloudFiles(work).get_json(PARAMS_FILE)
+    if params is None:
+        raise UserError(f"no region graph for {frag.cloudpath} mip {mip}: run `igneous-like agglomerate "
+                        f"graph {frag.cloudpath} --boundary PROB --mip {mip}` first")
+    return frag, work, params
+
+
+def load_region_graph(frag_path: str, mip: int = 0) -> RegionGraph:
+    """The whole graph: every task's part, summed exactly as the parts arrive."""
+    _, work, params = recorded_graph(frag_path, mip)
+    bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
+    names = (graph_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds))
+    parts = (RegionGraph(**arrays) for arrays in fetch_all(CloudFiles(work), names, "the region graph part"))
+    return merged_as_they_come(parts, merge_graphs, lambda graph: graph.num_edges)
+
+
+def merged_as_they_come(parts: Iterable, merge: Callable, size: Callable, limit: int = MERGE_ROWS):
+    """merge(all parts), merging pending parts into the running total whenever they hold `limit`
+    rows or as many as the total: memory stays near a few times the result's size."""
+    total, pending, pending_size = merge([]), [], 0
+    for part in parts:
+        pending.append(part)
+        pending_size += size(part)
+        if pending_size >= max(limit, size(total)):
+            total, pending, pending_size = merge([total] + pending), [], 0
+    return merge([total] + pending)
+
+
+def read_model(path: str) -> MergeModel:
+    directory, name = label_table.split_url(layer_path(path))
+    data = CloudFiles(directory).get(name)
+    if data is None:
+        raise UserError(f"no merge model at {path}: train one with `igneous-like agglomerate train`")
+    try:
+        return MergeModel.from_bytes(data)
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from None
+
+
+def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float = 0.5, mip: int = 0,
+                          quantile: float = 0.5, model: Optional[str] = None) -> Tuple[int, int]:
+    """Step 2, run here: merge the whole graph and write the fragment -> segment mapping beside
+    the layer. Returns (fragments, segments)."""
+    if policy == "learned" and model is None:
+        raise UserError("--policy learned needs --model FILE (made by `igneous-like agglomerate train`)")
+    if model is not None and policy != "learned":
+        raise UserError(f"--model is for --policy learned, not {policy}")
+    try:
+        chosen = make_policy(policy, quantile, read_model(model) if model else None)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    frag, work, _ = recorded_graph(frag_path, mip)
+    fragments, segments = agglomerate(load_region_graph(frag_path, mip), chosen, threshold)
+    label_table.write(f"{work}/{MAPPING_TABLE}", fragments, segments)
+    count = int(np.unique(segments).size)
+    CloudFiles(work).put_json(MERGE_FILE, {"policy": policy, "threshold": threshold, "quantile": quantile,
+                                           "model": model, "fragments": int(fragments.size),
+                                           "segments": count})
+    return int(fragments.size), count
+
+
+def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, trees: int = 100) -> dict:
+    """Fit the learned policy on the graph of FRAG (graph step done) and its overlap with GT
+    (the evaluation's contingency step done); writes the model file. Returns edge counts."""
+    from igneous_like.task_creation.evaluation import accumulate_contingency
+    graph = load_region_graph(frag_path, mip)
+    seg_ids, gt_ids, counts = accumulate_contingency(frag_path, gt_path, mip)
+    fragments, truth = majority(seg_ids, gt_ids, counts)
+    labels = split_labels(graph, fragments, truth)
+    try:
+        model = train(graph_features(graph), labels, trees=trees)
+    except ValueError as err:
+        raise UserError(f"cannot train on {frag_path}: {err}") from None
+    directory, name = label_table.split_url(layer_path(output))
+    CloudFiles(directory).put(name, model.to_bytes(), compress=None, content_type="application/octet-stream")
+    return {"edges": int(labels.size), "keep_apart": int(labels.sum())}
+
+
+def new_destination(src: CloudVolume, dest: str, mip: int, dtype: str, encoding: Optional[str],
+                    method: dict) -> CloudVolume:
+    if layer_path(dest).rstrip("/") == src.cloudpath.rstrip("/"):
+        raise UserError("the destination is the source; write into a new path")
+    encoding = encoding or default_encoding(src, mip)
+    check_encoding(encoding, "segmentation", dtype)
+    info = segmentation_info(src, mip, src.meta.bounds(mip), None, encoding, dtype)
+    out = open_destination(layer_path(dest), info, mip)
+    out.commit_info()
+    record_provenance(out, method)
+    return out
+
+
+def chunk_grid(out: CloudVolume, mip: int, shape: Sequence[int]) -> Grid:
+    """Boxes of `shape` rounded up to whole DEST chunks, so no two tasks write one chunk."""
+    chunk, bounds = out.meta.chunk_size(mip), out.meta.bounds(mip)
+    shape = check_vec("--shape", shape)
+    shape = Vec(*[-(-s // c) * c for s, c in zip(shape, chunk)])
+    return Grid(bounds, Vec(*np.minimum(shape, bounds.size3())), bounds.minpt, bounds)
+
+
+def create_agglomeration_relabel_tasks(frag_path: str, dest: str, mip: int = 0,
+                                       shape: Sequence[int] = DEFAULT_SHAPE, encoding: Optional[str] = None,
+                                       compress: Optional[str] = "gzip", fill_missing: bool = False) -> Tasks:
+    """Step 3: tasks that write the segmentation (each fragment's segment id) into DEST."""
+    frag, work, _ = recorded_graph(frag_path, mip)
+    merge = CloudFiles(work).get_json(MERGE_FILE)
+    if merge is None:
+        raise UserError(f"no merge mapping for {frag.cloudpath} mip {mip}: run `igneous-like agglomerate "
+                        f"merge {frag.cloudpath} --threshold T` first")
+    out = new_destination(frag, dest, mip, np.dtype(frag.dtype).name, encoding,
+                          {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip,
+                           **merge})
+    compress = compression(compress)
+    make = lambda box: partial(AgglomerationRelabelTask, frag_path=frag.cloudpath, dest_path=out.cloudpath,
+                               mip=mip, offset=ints(box.minpt), shape=ints(box.size3()),
+                               mapping=f"{work}/{MAPPING_TABLE}", fill_missing=fill_missing,
+                               compress=compress)
+    return Tasks(chunk_grid(out, mip, shape), make, f"agglomerated segmentation of {frag.cloudpath} into "
+                 f"{out.cloudpath}", mips=range(mip, mip + 1))
+
+
+def create_watershed_tasks(prob_path: str, dest: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                           seed_threshold: float = 0.2, sigma: float = 1.0, encoding: Optional[str] = None,
+                           compress: Optional[str] = "gzip", fill_missing: bool = False) -> Tasks:
+    """Tasks that cut a boundary map into fragments by seeded watershed, box by box; ids are
+    unique over the volume (uint64). The task shape is rounded up to whole DEST chunks."""
+    prob = open_layer(prob_path, mip)
+    open_boundary(prob_path, prob, mip)
+    if not 0 < seed_threshold <= 1 or sigma < 0:
+        raise UserError(f"--seed-threshold must lie in (0, 1] and --sigma be at least 0, got "
+                        f"{seed_threshold} and {sigma}")
+    out = new_destination(prob, dest, mip, "uint64", encoding,
+                          {"task": "WatershedTask", "boundary": prob.cloudpath, "mip": mip,
+                           "seed_threshold": seed_threshold, "sigma": sigma})
+    grid = chunk_grid(out, mip, shape)
+    stride = int(np.prod(grid.shape))
+    if len(grid) * stride >= 2**64:
+        raise UserError(f"{len(grid)} tasks of {csv(grid.shape)} voxels overflow 64-bit ids; "
+                        "use a larger --shape")
+    index = lambda box: int(np.ravel_multi_index(tuple((box.minpt - grid.anchor) // grid.shape),
+                                                 tuple(-(-grid.region.size3() // grid.shape)), order="F"))
+    compress = compression(compress)
+    make = lambda box: partial(WatershedTask, prob_path=prob.cloudpath, dest_path=out.cloudpath, mip=mip,
+                               offset=ints(box.minpt), shape=ints(box.size3()), index=index(box),
+                               stride=stride,
+                               seed_threshold=float(seed_threshold), sigma=float(sigma),
+                               fill_missing=fill_missing, compress=compress)
+    return Tasks(grid, make, f"watershed of {prob.cloudpath} into {out.cloudpath}", mips=range(mip, mip + 1))
+
+
+def clean_agglomeration_files(frag_path: str, mip: int = 0) -> int:
+    """Delete FRAG/KEY/agglomeration/ (graph parts, mapping); returns how many files there were."""
+    files = CloudFiles(work_dir(open_layer(frag_path, mip), mip))
+    names = list(files.list())
+    files.delete(names)
+    return len(names)

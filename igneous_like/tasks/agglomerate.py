@@ -1,0 +1,100 @@
+"""Agglomeration tasks: a box's region graph, a box's relabeling by the merge mapping, and a
+box's seeded watershed.
+
+Files live under FRAG/KEY/agglomeration/ (KEY: the mip's key):
+
+    params.json        the graph's layers, mip and task grid (written when graph tasks are made)
+    graph/BOX.npz      one task's region graph (igneous_like.region_graph.RegionGraph arrays)
+    merge.json         the policy and threshold of the last merge, and its counts
+    mapping.ltab       label table: fragment id -> segment id (the smallest fragment id in it)
+
+`agglomerate clean` deletes the directory. Every file is written whole, so a task run twice
+leaves the same files.
+"""
+from typing import Sequence, Union
+
+import fastremap
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Bbox, Vec
+from taskqueue import queueable
+
+from igneous_like import label_table
+from igneous_like.region_graph import block_graph
+from igneous_like.tasks.ccl import put_arrays
+
+PARAMS_FILE, MERGE_FILE, MAPPING_TABLE = "params.json", "merge.json", "mapping.ltab"
+
+
+def graph_name(box: Bbox) -> str:
+    return f"graph/{box.to_filename()}.npz"
+
+
+def read_box(cv: CloudVolume, box: Bbox, mip: int) -> np.ndarray:
+    return np.asarray(cv.image.download(box, mip))[..., 0]
+
+
+def unit_interval(values: np.ndarray) -> np.ndarray:
+    """Boundary values as float32 in 0..1 (uint8 0..255 means 0..1)."""
+    if values.dtype == np.uint8:
+        return values.astype(np.float32) / np.float32(255)
+    return np.clip(np.nan_to_num(values.astype(np.float32)), 0, 1)
+
+
+@queueable
+def RegionGraphTask(frag_path: str, boundary_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+                    work: str, fill_missing: bool = False) -> None:
+    """The region graph of one box: contacts whose lower voxel is in the box, read one voxel past
+    its high faces so the faces it shares with the next tasks are counted here and only here."""
+    frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
+    boundary = CloudVolume(boundary_path, mip=mip, fill_missing=fill_missing, progress=False)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    read = Bbox.intersection(Bbox(box.minpt, box.maxpt + 1), frag.meta.bounds(mip))
+    graph = block_graph(read_box(frag, read, mip), read_box(boundary, read, mip), tuple(box.size3()))
+    put_arrays(CloudFiles(work), graph_name(box), **graph.arrays())
+
+
+@queueable
+def AgglomerationRelabelTask(frag_path: str, dest_path: str, mip: int, offset: Sequence[int],
+                             shape: Sequence[int], mapping: str, fill_missing: bool = False,
+                             compress: Union[str, bool, None] = None) -> None:
+    """Write one box of the agglomerated segmentation: each fragment's segment id (fragments the
+    mapping lacks, such as 0, keep their ids)."""
+    frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
+    dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    labels = read_box(frag, box, mip)
+    present = fastremap.unique(labels)
+    segments = label_table.Table(mapping).lookup(present, default=0)
+    keep = segments == 0
+    segments[keep] = present[keep]
+    table = dict(zip(present.tolist(), segments.tolist()))
+    out = fastremap.remap(labels, table, preserve_missing_labels=True, in_place=False)
+    dest.image.upload(out.astype(dest.dtype, copy=False), box.minpt, mip)
+
+
+def seeded_watershed(boundary: np.ndarray, seed_threshold: float, sigma: float) -> np.ndarray:
+    """Fragments 1..n of one block: the watershed of the smoothed boundary map from seeds that
+    are the connected regions where it lies below `seed_threshold` (one fragment if none)."""
+    import cc3d
+    from scipy.ndimage import gaussian_filter
+    from skimage.segmentation import watershed
+    smooth = gaussian_filter(unit_interval(boundary), sigma) if sigma > 0 else unit_interval(boundary)
+    seeds = cc3d.connected_components(smooth < seed_threshold, connectivity=6)
+    if seeds.max() == 0:
+        return np.ones(boundary.shape, dtype=np.uint64)
+    return watershed(smooth, seeds).astype(np.uint64)
+
+
+@queueable
+def WatershedTask(prob_path: str, dest_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+                  index: int, stride: int, seed_threshold: float, sigma: float, fill_missing: bool = False,
+                  compress: Union[str, bool, None] = None) -> None:
+    """Seeded watershed of one box; its fragments get ids index * stride + 1.. (globally unique,
+    since no box holds more fragments than `stride`, its voxel count)."""
+    prob = CloudVolume(prob_path, mip=mip, fill_missing=fill_missing, progress=False)
+    dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    fragments = seeded_watershed(read_box(prob, box, mip), seed_threshold, sigma)
+    dest.image.upload(fragments + np.uint64(index * stride), box.minpt, mip)

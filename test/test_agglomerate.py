@@ -1,0 +1,346 @@
+"""Agglomeration and evaluation, checked against independent whole-array computations.
+
+The must-show volume: crops of the real segmentation as ground truth, a boundary map made of
+its label edges (each object's membrane with its own strength, dark blobs inside objects,
+blur and noise; uint8), and fragments that over-segment every object (each object cut by a
+coarse Voronoi partition), so fragments never cross a true boundary.
+"""
+import json
+
+import cc3d
+import fastremap
+import numpy as np
+import pytest
+from conftest import read_mip, run_cli, write_layer
+from scipy import ndimage
+from skimage.segmentation import watershed
+from sklearn.metrics import adjusted_rand_score
+
+from igneous_like import agglomeration, evaluation, merge_model, region_graph
+from igneous_like.queues import run_locally
+from igneous_like.task_creation import (
+    agglomerate_fragments,
+    create_agglomeration_relabel_tasks,
+    create_contingency_tasks,
+    create_region_graph_tasks,
+    create_watershed_tasks,
+    evaluation_scores,
+    load_region_graph,
+    train_merge_model,
+)
+
+CROP_A = (slice(0, 256), slice(0, 256), slice(0, 96))  # 128^3 tasks: 4 (2x2x1); 256^3: 1
+CROP_B = (slice(256, 448), slice(256, 448), slice(256, 352))  # held apart: training only
+THRESHOLDS = np.round(np.arange(0.2, 0.75, 0.05), 2)
+
+
+def label_edges(gt: np.ndarray) -> np.ndarray:
+    """Voxels with a 6-neighbour of another label."""
+    edges = np.zeros(gt.shape, bool)
+    for axis in range(3):
+        low = tuple(slice(0, -1) if i == axis else slice(None) for i in range(3))
+        high = tuple(slice(1, None) if i == axis else slice(None) for i in range(3))
+        differ = gt[low] != gt[high]
+        edges[low] |= differ
+        edges[high] |= differ
+    return edges
+
+
+def upsample(coarse: np.ndarray, factor: int, shape) -> np.ndarray:
+    out = coarse.repeat(factor, 0).repeat(factor, 1).repeat(factor, 2)
+    return out[:shape[0], :shape[1], :shape[2]]
+
+
+def synthetic(seg: np.ndarray, seed: int):
+    """(ground truth, uint8 boundary map, fragments) from a crop of the real segmentation."""
+    rng = np.random.default_rng(seed)
+    gt = fastremap.renumber(np.asfortranarray(seg))[0].astype(np.uint32)
+    membrane = label_edges(gt) * rng.uniform(0.25, 1.0, int(gt.max()) + 1)[gt]
+    blobs = np.zeros(tuple(-(-d // 2) for d in gt.shape), bool)
+    blobs.flat[rng.integers(0, blobs.size, gt.size // 4000)] = True
+    blobs = upsample(ndimage.distance_transform_edt(~blobs) <= 1.3, 2, gt.shape)
+    raw = np.maximum(membrane, 0.8 * blobs).astype(np.float32)
+    prob = ndimage.gaussian_filter(raw, 0.8) * 1.6 + rng.normal(0, 0.08, gt.shape)
+    prob = np.clip(prob * 255, 0, 255).astype(np.uint8)
+    coarse = tuple(-(-d // 4) for d in gt.shape)
+    seeds = np.zeros(coarse, bool)
+    seeds.flat[rng.integers(0, seeds.size, gt.size // 20**3)] = True
+    nearest = ndimage.distance_transform_edt(~seeds, return_indices=True)[1]
+    cell = upsample(np.ravel_multi_index(tuple(nearest), coarse), 4, gt.shape).astype(np.uint64)
+    key = np.where(gt == 0, 0, gt.astype(np.uint64) * np.uint64(gt.size) + cell)
+    frag = fastremap.renumber(cc3d.connected_components(key, connectivity=6, out_dtype=np.uint64))[0]
+    return (np.asfortranarray(gt), np.asfortranarray(prob), np.asfortranarray(frag.astype(np.uint32)))
+
+
+@pytest.fixture(scope="module")
+def crops(real_seg, tmp_path_factory):
+    """name -> dict of arrays and file:// layers (gt, prob, frag) for crops A and B."""
+    root = tmp_path_factory.mktemp("agglomerate")
+    out = {}
+    for name, crop, seed in (("A", CROP_A, 1), ("B", CROP_B, 2)):
+        arrays = dict(zip(("gt", "prob", "frag"), synthetic(real_seg[crop], seed)))
+        layers = {kind: write_layer(f"file://{root}/{name}_{kind}", data, "image" if kind == "prob" else
+                                    "segmentation", chunk=(64, 64, 64)) for kind, data in arrays.items()}
+        out[name] = {"arrays": arrays, "layers": layers, "root": root}
+    return out
+
+
+def reference_scores(seg: np.ndarray, gt: np.ndarray) -> dict:
+    """VI from a direct entropy computation (bits) and sklearn's ARI, every voxel counted."""
+    seg, gt = seg.ravel().astype(np.uint64), gt.ravel().astype(np.uint64)
+    assert int(seg.max() + 1) * int(gt.max() + 1) < 2**63
+    joint = np.unique(seg * (gt.max() + np.uint64(1)) + gt, return_counts=True)[1]
+    entropy = lambda counts: -np.sum(counts / seg.size * np.log2(counts / seg.size))
+    h_joint = entropy(joint)
+    h_seg = entropy(np.unique(seg, return_counts=True)[1])
+    h_gt = entropy(np.unique(gt, return_counts=True)[1])
+    return {"vi_split": h_joint - h_gt, "vi_merge": h_joint - h_seg, "ari": adjusted_rand_score(gt, seg)}
+
+
+def assert_scores_close(got: dict, want: dict) -> None:
+    for key in ("vi_split", "vi_merge", "ari"):
+        assert abs(got[key] - want[key]) <= 1e-9, (key, got[key], want[key])
+
+
+def mapped_scores(table, fragments, segments) -> dict:
+    """Scores of the fragments relabeled by a mapping, from the fragments' contingency table."""
+    frag_ids, gt_ids, counts = table
+    position = np.minimum(np.searchsorted(fragments, frag_ids), fragments.size - 1)
+    seg_ids = np.where(fragments[position] == frag_ids, segments[position], frag_ids)
+    return evaluation.scores(*evaluation.merge_tables(seg_ids, gt_ids, counts))
+
+
+def total_vi(scores: dict) -> float:
+    return scores["vi_split"] + scores["vi_merge"]
+
+
+def graph_contacts(labels: np.ndarray, boundary: np.ndarray):
+    """Every contact (a < b, level), listed axis by axis with plain numpy: the reference."""
+    levels = boundary.astype(np.int64) * 257 if boundary.dtype == np.uint8 else \
+        np.rint(boundary.astype(np.float64) * 65535).astype(np.int64)
+    rows = []
+    for axis in range(3):
+        x, y = np.moveaxis(labels, axis, 0), np.moveaxis(levels, axis, 0)
+        a, b, qa, qb = x[:-1].ravel(), x[1:].ravel(), y[:-1].ravel(), y[1:].ravel()
+        keep = (a != b) & (a != 0) & (b != 0)
+        rows.append(np.stack([np.minimum(a, b)[keep], np.maximum(a, b)[keep], np.maximum(qa, qb)[keep]]))
+    return np.concatenate(rows, axis=1).astype(np.int64)
+
+
+@pytest.mark.parametrize("kind", ["uint8", "float32"])
+def test_graph_statistics_equal_reference_and_do_not_depend_on_tasks(real_seg, kind):
+    rng = np.random.default_rng(5)
+    labels = np.asfortranarray(real_seg[100:200, 150:240, 30:100])
+    boundary = rng.integers(0, 256, labels.shape).astype(np.uint8) if kind == "uint8" else \
+        rng.random(labels.shape, dtype=np.float32)
+    whole = region_graph.block_graph(labels, boundary, labels.shape)
+    parts = []
+    for x in range(0, 100, 64):
+        for y in range(0, 90, 64):
+            for z in range(0, 70, 64):
+                own = (min(64, 100 - x), min(64, 90 - y), min(64, 70 - z))
+                read = (slice(x, x + own[0] + 1), slice(y, y + own[1] + 1), slice(z, z + own[2] + 1))
+                parts.append(region_graph.block_graph(labels[read], boundary[read], own))
+    assert region_graph.merge_graphs(parts[::-1]).equals(whole)
+    a, b, q = graph_contacts(labels, boundary)
+    keys, inverse, counts = np.unique(np.stack([a, b]), axis=1, return_inverse=True, return_counts=True)
+    assert np.array_equal(whole.a, keys[0]) and np.array_equal(whole.b, keys[1])
+    assert np.array_equal(whole.count, counts)
+    assert np.array_equal(whole.total, np.bincount(inverse, q))
+    assert np.array_equal(whole.squares, np.bincount(inverse, q.astype(float) ** 2))
+    low, high = np.full(counts.size, 65535), np.zeros(counts.size, np.int64)
+    np.minimum.at(low, inverse, q)
+    np.maximum.at(high, inverse, q)
+    assert np.array_equal(whole.low, low) and np.array_equal(whole.high, high)
+    dense = np.zeros((keys.shape[1], 256), np.int64)
+    np.add.at(dense, (inverse, q // 257), 1)
+    assert np.array_equal(dense[whole.hist_edge, whole.hist_bin], whole.hist_count)
+    assert dense.sum() == whole.hist_count.sum()
+    nodes, sizes = np.unique(labels[labels != 0], return_counts=True)
+    assert np.array_equal(whole.nodes, nodes) and np.array_equal(whole.sizes, sizes)
+
+
+def naive_agglomeration(contacts: np.ndarray, nodes: np.ndarray, threshold: float, policy: str) -> dict:
+    """Merge the pair of regions whose contacts' mean (or median bin) is lowest, recomputed from
+    the raw contacts every time, until none is below the threshold: fragment -> segment."""
+    region = {int(n): int(n) for n in nodes}
+    while True:
+        a = np.array([region[int(v)] for v in contacts[0]])
+        b = np.array([region[int(v)] for v in contacts[1]])
+        keep = a != b
+        pairs = {}
+        for x, y, q in zip(np.minimum(a, b)[keep], np.maximum(a, b)[keep], contacts[2][keep]):
+            pairs.setdefault((x, y), []).append(q)
+        if not pairs:
+            break
+        value = {pair: (np.mean(qs) / 65535 if policy == "mean" else
+                        np.sort(np.array(qs) // 257)[int(np.ceil(0.5 * len(qs))) - 1] / 255)
+                 for pair, qs in pairs.items()}
+        (x, y), best = min(value.items(), key=lambda item: (item[1], item[0]))
+        if best >= threshold:
+            break
+        for fragment, current in region.items():
+            if current in (x, y):
+                region[fragment] = min(x, y)
+    return region
+
+
+@pytest.mark.parametrize("policy", ["mean", "median"])
+def test_merging_equals_naive_recomputation(policy):
+    rng = np.random.default_rng(1)
+    labels = np.asfortranarray(upsample(rng.integers(1, 60, (6, 6, 3)), 4, (24, 24, 12)))
+    boundary = rng.integers(0, 256, labels.shape).astype(np.uint8)
+    graph = region_graph.block_graph(labels, boundary, labels.shape)
+    assert 20 < graph.nodes.size and graph.num_edges > 30
+    for threshold in (0.55, 0.7):
+        fragments, segments = agglomeration.agglomerate(graph, agglomeration.make_policy(policy), threshold)
+        naive = naive_agglomeration(graph_contacts(labels, boundary), graph.nodes, threshold, policy)
+        assert dict(zip(fragments.tolist(), segments.tolist())) == naive
+        assert np.unique(segments).size < fragments.size
+
+
+def test_model_file_predicts_as_the_forest():
+    from sklearn.ensemble import RandomForestClassifier
+    rng = np.random.default_rng(0)
+    x = rng.random((400, len(merge_model.FEATURES)))
+    y = (x[:, 0] + 0.3 * rng.random(400) > 0.6).astype(int)
+    forest = RandomForestClassifier(n_estimators=7, random_state=0).fit(x, y)
+    model = merge_model.MergeModel.from_bytes(merge_model.MergeModel.from_forest(forest).to_bytes())
+    assert np.allclose(model.predict(x), forest.predict_proba(x)[:, 1], atol=1e-12)
+    with pytest.raises(ValueError, match="merge model"):
+        merge_model.MergeModel.from_bytes(b"not a model")
+
+
+def run_graph(frag: str, prob: str, shape) -> region_graph.RegionGraph:
+    run_locally(create_region_graph_tasks(frag, prob, shape=shape), quiet=True)
+    return load_region_graph(frag)
+
+
+@pytest.fixture(scope="module")
+def mean_result(crops):
+    """Crop A: graphs from 256^3 and then 128^3 tasks (which stay on disk), and the mean
+    policy's sweep of thresholds."""
+    layers, arrays = crops["A"]["layers"], crops["A"]["arrays"]
+    graphs = {size: run_graph(layers["frag"], layers["prob"], (size,) * 3) for size in (256, 128)}
+    table = evaluation.contingency(arrays["frag"], arrays["gt"])
+    sweep = {float(t): mapped_scores(table, *agglomeration.agglomerate(
+        graphs[256], agglomeration.make_policy("mean"), t)) for t in THRESHOLDS}
+    best = min(sweep, key=lambda t: total_vi(sweep[t]))
+    return {"graphs": graphs, "table": table, "sweep": sweep, "best": best}
+
+
+def test_mean_policy_halves_vi_and_task_shapes_agree(crops, mean_result):
+    layers, arrays = crops["A"]["layers"], crops["A"]["arrays"]
+    graphs, best = mean_result["graphs"], mean_result["best"]
+    assert graphs[128].equals(graphs[256])
+    mean = agglomeration.make_policy("mean")
+    mappings = [agglomeration.agglomerate(graphs[size], mean, best) for size in (128, 256)]
+    assert all(np.array_equal(x, y) for x, y in zip(*mappings))
+    fragments_vi = total_vi(evaluation.scores(*mean_result["table"]))
+    assert total_vi(mean_result["sweep"][best]) <= fragments_vi / 2, (fragments_vi, mean_result["sweep"])
+    agglomerate_fragments(layers["frag"], "mean", best)
+    outputs = {}
+    for size in (128, 256):
+        dest = f"{layers['frag']}_seg_{size}"
+        run_locally(create_agglomeration_relabel_tasks(layers["frag"], dest, shape=(size,) * 3), quiet=True)
+        outputs[size] = read_mip(dest, 0)
+    assert np.array_equal(outputs[128], outputs[256])
+    whole = reference_scores(outputs[128], arrays["gt"])
+    assert_scores_close(whole, mean_result["sweep"][best])
+    run_locally(create_contingency_tasks(f"{layers['frag']}_seg_128", layers["gt"], shape=(64, 64, 64)),
+                quiet=True)
+    assert_scores_close(evaluation_scores(f"{layers['frag']}_seg_128", layers["gt"]), whole)
+
+
+def test_learned_policy_beats_best_mean_on_held_apart_crop(crops, mean_result, tmp_path):
+    train_layers = crops["B"]["layers"]
+    run_locally(create_region_graph_tasks(train_layers["frag"], train_layers["prob"], shape=(96, 96, 96)),
+                quiet=True)
+    run_locally(create_contingency_tasks(train_layers["frag"], train_layers["gt"], shape=(96, 96, 96)),
+                quiet=True)
+    model = f"file://{tmp_path}/model.npz"
+    counts = train_merge_model(train_layers["frag"], train_layers["gt"], model, trees=30)
+    assert 0 < counts["keep_apart"] < counts["edges"]
+    layers = crops["A"]["layers"]  # its graph is on disk (mean_result)
+    agglomerate_fragments(layers["frag"], "learned", 0.5, model=model)
+    dest = f"{layers['frag']}_learned"
+    run_locally(create_agglomeration_relabel_tasks(layers["frag"], dest), quiet=True)
+    learned = reference_scores(read_mip(dest, 0), crops["A"]["arrays"]["gt"])
+    best_mean = mean_result["sweep"][mean_result["best"]]
+    assert total_vi(learned) < total_vi(best_mean), (learned, best_mean)
+
+
+def test_evaluate_through_cli_and_queue_equals_whole_array(crops, tmp_path):
+    """graph, merge, relabel and evaluate as real subprocesses through an fq:// queue."""
+    layers, arrays = crops["A"]["layers"], crops["A"]["arrays"]
+    queue = f"fq://{tmp_path}/queue"
+    dest = f"{layers['frag']}_cli"
+    run_cli("agglomerate", "graph", layers["frag"], "--boundary", layers["prob"], "--shape", "128,128,128",
+            "--queue", queue)
+    run_cli("execute", "-x", queue)
+    run_cli("agglomerate", "merge", layers["frag"], "--policy", "quantile", "--quantile", "0.4",
+            "--threshold", "0.3")
+    run_cli("agglomerate", "relabel", layers["frag"], dest, "--shape", "128,128,128", "--queue", queue)
+    run_cli("execute", "-x", queue)
+    result = run_cli("evaluate", dest, layers["gt"], "--json", "--shape", "128,128,64",
+                     "--queue", queue)
+    got = json.loads(result.stdout)
+    assert_scores_close(got, reference_scores(read_mip(dest, 0), arrays["gt"]))
+    assert total_vi(got) < total_vi(reference_scores(arrays["frag"], arrays["gt"])) / 2
+    assert "Deleted" in run_cli("agglomerate", "clean", layers["frag"]).stderr
+
+
+def test_watershed_ids_are_unique_per_task(crops):
+    prob = np.asfortranarray(crops["A"]["arrays"]["prob"][:96, :96, :64])
+    root = crops["A"]["root"]
+    src = write_layer(f"file://{root}/ws_prob", prob, "image", chunk=(32, 32, 32))
+    dest = f"file://{root}/ws_frag"
+    run_locally(create_watershed_tasks(src, dest, shape=(48, 48, 32), seed_threshold=0.05, sigma=0.5),
+                quiet=True)
+    out = read_mip(dest, 0)  # task boxes: 48 rounded up to whole 32-voxel chunks, 64,64,32
+    owners = {}
+    for x in range(0, 96, 64):
+        for y in range(0, 96, 64):
+            for z in range(0, 64, 32):
+                box = out[x:x + 64, y:y + 64, z:z + 32]
+                ids = np.unique(box)
+                assert not set(ids.tolist()) & set(owners), "an id appears in two tasks"
+                owners.update(dict.fromkeys(ids.tolist(), (x, y, z)))
+                smooth = ndimage.gaussian_filter(prob[x:x + 64, y:y + 64, z:z + 32] / np.float32(255), 0.5)
+                reference = watershed(smooth, cc3d.connected_components(smooth < 0.05, connectivity=6))
+                assert 0 not in ids
+                assert np.array_equal(fastremap.renumber(box)[0], fastremap.renumber(reference)[0])
+    assert len(owners) > 8
+
+
+def test_options_reach_tasks_and_mistakes_are_user_errors(make_layer, tmp_path):
+    from taskqueue import TaskQueue
+
+    from igneous_like.errors import UserError
+    labels = make_layer("frag", np.arange(1, 33, dtype=np.uint32).reshape(2, 4, 4).repeat(16, 0).repeat(
+        8, 1).repeat(8, 2), "segmentation")
+    prob = make_layer("prob", np.zeros((32, 32, 32), np.float32), "image", chunk=(16, 16, 16))
+    queue = f"fq://{tmp_path}/q"
+    run_cli("agglomerate", "watershed", prob, f"file://{tmp_path}/ws", "--seed-threshold", "0.1", "--sigma",
+            "0.7", "--fill-missing", "--compress", "none", "--shape", "16,32,32", "--queue", queue)
+    kwargs = [task.kwargs for task in TaskQueue(queue).tasks()]
+    assert sorted(k["index"] for k in kwargs) == [0, 1] and all(k["stride"] == 16 * 32 * 32 for k in kwargs)
+    assert all(k["seed_threshold"] == 0.1 and k["sigma"] == 0.7 and k["fill_missing"] and
+               k["compress"] is False for k in kwargs)
+    wrong = make_layer("small", np.zeros((16, 32, 32), np.uint8), "image")
+    with pytest.raises(UserError, match="same voxels"):
+        create_region_graph_tasks(labels, wrong)
+    with pytest.raises(UserError, match="boundary map must be"):
+        create_region_graph_tasks(labels, labels)
+    with pytest.raises(UserError, match="no region graph"):
+        agglomerate_fragments(labels)
+    run_locally(create_region_graph_tasks(labels, prob, shape=(16, 16, 16)), quiet=True)
+    assert load_region_graph(labels).num_edges == 1 * 4 * 4 + 2 * 3 * 4 + 2 * 4 * 3  # a 2x4x4 grid
+    with pytest.raises(UserError, match="needs --model"):
+        agglomerate_fragments(labels, "learned")
+    with pytest.raises(UserError, match="no merge mapping"):
+        create_agglomeration_relabel_tasks(labels, f"file://{tmp_path}/seg")
+    result = run_cli("agglomerate", "merge", labels, "--policy", "learned", "--model",
+                     f"{tmp_path}/none.npz", check=False)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "no merge model" in result.stderr
