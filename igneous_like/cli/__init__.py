@@ -12,6 +12,7 @@ from igneous_like import __version__
 from igneous_like.cli.demo import demo
 from igneous_like.cli.execution import execute, queue
 from igneous_like.cli.image import image
+from igneous_like.cli.measure import measure
 from igneous_like.cli.mesh import mesh
 from igneous_like.cli.skeleton import skeleton
 from igneous_like.errors import TaskFailures, UserError
@@ -46,6 +47,7 @@ def cli(ctx, parallel, quiet, verbose):
 
 cli.add_command(image)
 cli.add_command(mesh)
+cli.add_command(measure)
 cli.add_command(skeleton)
 cli.add_command(execute)
 cli.add_command(queue)
