@@ -16,6 +16,7 @@ from igneous_like.errors import UserError
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
+    delete_directory,
     ints,
     open_layer,
     record_provenance,
@@ -88,8 +89,8 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
         nuclei=None if nuclei_cv is None else nuclei_cv.cloudpath, integer_image=integer,
         fill_missing=bool(fill_missing))
     work = work_dir(cv, mip)
+    delete_directory(work)
     files = CloudFiles(work)
-    files.delete(list(files.list()))
     record.save(files)
     record_provenance(cv, {"task": "MeasureTask", "mip": mip, "shape": list(record.shape),
                            "image": record.image, "nuclei": record.nuclei})
@@ -203,9 +204,5 @@ def write_segment_properties(cv: CloudVolume, table) -> None:
 
 def clean_measure_files(cloudpath: str, mip: int = 0) -> int:
     """Delete SEG/KEY/measure/ (parts, ranges, results); returns how many files there were."""
-    cv = open_layer(cloudpath, mip)
-    files = CloudFiles(work_dir(cv, mip))
-    names = list(files.list())
-    files.delete(names)
-    return len(names)
+    return delete_directory(work_dir(open_layer(cloudpath, mip), mip))
 

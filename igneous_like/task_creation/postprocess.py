@@ -22,6 +22,7 @@ from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
     compression,
+    delete_directory,
     ints,
     layer_path,
     open_layer,
@@ -160,7 +161,4 @@ def create_fill_holes_tasks(src: str, dest: str, mip: int = 0, shape: Sequence[i
 
 def clean_fill_holes_files(src: str, mip: int = 0) -> int:
     """Delete SRC/KEY/fill_holes/ (background labeling, surveys, plan); returns how many files."""
-    files = CloudFiles(work_dir(open_layer(src, mip), mip))
-    names = list(files.list())
-    files.delete(names)
-    return len(names)
+    return delete_directory(work_dir(open_layer(src, mip), mip))
