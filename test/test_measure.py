@@ -184,3 +184,42 @@ def test_cli_through_queue_and_segment_properties(measured, tmp_path):
     run_cli("measure", "clean", seg)
     work = Path(seg[len("file://"):]) / "16_16_40" / "measure"
     assert not [f for f in work.rglob("*") if f.is_file()]
+
+
+def test_float_image_any_split_and_merge_order():
+    """Pure functions: float intensities and moments from blocks of uneven shapes, merged in a
+    shuffled order, equal the whole array's (numpy); float images have no percentiles."""
+    rng = np.random.default_rng(3)
+    labels = np.asfortranarray(rng.integers(0, 6, (37, 29, 23)).astype(np.uint64) * np.uint64(10**12))
+    image = np.asfortranarray(rng.normal(100, 20, labels.shape).astype(np.float32))
+    cuts = [(0, 11, 37), (0, 20, 29), (0, 5, 23)]
+    parts = []
+    for x0, x1 in zip(cuts[0][:-1], cuts[0][1:]):
+        for y0, y1 in zip(cuts[1][:-1], cuts[1][1:]):
+            for z0, z1 in zip(cuts[2][:-1], cuts[2][1:]):
+                box = (slice(x0, x1), slice(y0, y1), slice(z0, z1))
+                parts.append(measure.block_partial(labels[box], (x0, y0, z0), image[box]))
+    rng.shuffle(parts)
+    table = measure.statistics(measure.merge(parts), RES, OFFSET, image=True)
+    values = image.astype(np.float64)
+    for k, label in enumerate(table["label"]):
+        mine = labels == label
+        assert table["voxel_count"][k] == mine.sum()
+        np.testing.assert_allclose(table["centroid_x"][k], (OFFSET[0] + np.nonzero(mine)[0].mean()) * RES[0],
+                                   **EXACT)
+        np.testing.assert_allclose([table["intensity_mean"][k], table["intensity_std"][k]],
+                                   [values[mine].mean(), values[mine].std()], rtol=1e-9)
+        assert table["intensity_min"][k] == values[mine].min()
+        assert table["intensity_max"][k] == values[mine].max()
+    assert np.isnan(table["intensity_median"]).all()
+    assert 0 not in table["label"]
+
+
+def test_forge_checks_companion_layers(arrays, measured, tmp_path):
+    from igneous_like.errors import UserError
+    _, paths = measured
+    other = write_layer(f"file://{tmp_path / 'shifted'}", arrays[1], "image", offset=(0, 0, 0), chunk=SHAPE)
+    with pytest.raises(UserError, match="must match"):
+        create_measure_tasks(paths["seg"], image=other)
+    with pytest.raises(UserError, match="measure forge"):
+        create_measure_merge_tasks(paths["image"])
