@@ -21,6 +21,9 @@ Conventions:
   label; the pieces add up to the whole-volume mesh. Sphericity = pi^(1/3) (6V)^(2/3) / A.
 * Percentiles and the median of integer images are exact, numpy's default ('linear') method
   on the object's voxel values; intensity std is the population std (ddof 0).
+* Nuclei: a cell's `nuclei_count` is the number of distinct nucleus ids that overlap it; its
+  nucleus volume and intensity are those of its voxels that lie in any nucleus, the cytoplasm
+  is the rest of the cell.
 """
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,6 +38,7 @@ IMAGE_SUMS = ("isum", "isumsq")
 NUCLEI_SUMS = ("nvox", "nisum")
 FLOAT_COLUMNS = ("area", "isum", "isumsq", "imin", "imax", "nisum")
 PERCENTILES = (10, 25, 75, 90)
+MAX_BLOCK_MOMENT = 2**53  # voxels x (longest side)^2 of a block must stay below: float64 sums exact
 REDUCERS = {**{name: np.minimum for name in MINS + ("imin",)},
             **{name: np.maximum for name in MAXS + ("imax",)}}
 _BIG = np.iinfo(np.int64).max
@@ -101,9 +105,8 @@ def block_partial(labels: np.ndarray, origin: Sequence[int], image: Optional[np.
     fg = np.flatnonzero(flat)
     rows = flat[fg].astype(np.int64)
     n_rows = ids.size
-    coords = np.unravel_index(fg, labels.shape, order="F")
     columns = {"count": np.bincount(rows, minlength=n_rows).astype(np.int64)}
-    columns.update(_moments(rows, coords, n_rows, columns["count"], origin))
+    columns.update(_moments(renumbered, n_rows, columns["count"], origin))
     columns.update(_bounding_boxes(renumbered, n_rows, origin))
     partial = Partial(ids, columns)
     if image is not None:
@@ -114,19 +117,31 @@ def block_partial(labels: np.ndarray, origin: Sequence[int], image: Optional[np.
     return with_areas(partial, areas)
 
 
-def _moments(rows: np.ndarray, coords, n_rows: int, count: np.ndarray, origin) -> Dict[str, np.ndarray]:
+def _moments(renumbered: np.ndarray, n_rows: int, count: np.ndarray, origin,
+             slab: int = 16) -> Dict[str, np.ndarray]:
     """Sums of global voxel indices and their products per row, exact in int64.
 
-    Block-local sums go through float64 bincounts, exact while below 2**53 (blocks up to about
-    2**14 voxels per side); they are then shifted to the layer's origin with integer algebra.
+    Block-local sums go through float64 bincounts, `slab` z-slices at a time to bound memory,
+    exact while below 2**53 (see MAX_BLOCK_MOMENT: blocks up to about 1,500 voxels per side);
+    they are then shifted to the layer's origin with integer algebra.
     """
-    local = [c.astype(np.float64) for c in coords]
-    first = [np.rint(np.bincount(rows, weights=c, minlength=n_rows)).astype(np.int64) for c in local]
-    o = [int(v) for v in origin]
+    sums = np.zeros((9, n_rows))
+    for z0 in range(0, renumbered.shape[2], slab):
+        part = renumbered[:, :, z0:z0 + slab]
+        flat = part.ravel(order="F")
+        fg = np.flatnonzero(flat)
+        rows = flat[fg].astype(np.int64)
+        local = [c.astype(np.float64) for c in np.unravel_index(fg, part.shape, order="F")]
+        local[2] += z0
+        for k in range(3):
+            sums[k] += np.bincount(rows, weights=local[k], minlength=n_rows)
+        for k, (_, i, j) in enumerate(_PRODUCTS):
+            sums[3 + k] += np.bincount(rows, weights=local[i] * local[j], minlength=n_rows)
+    exact = np.rint(sums).astype(np.int64)
+    first, o = exact[:3], [int(v) for v in origin]
     out = {f"s{a}": first[k] + count * o[k] for k, a in enumerate("xyz")}
-    for name, i, j in _PRODUCTS:
-        raw = np.rint(np.bincount(rows, weights=local[i] * local[j], minlength=n_rows)).astype(np.int64)
-        out[f"s{name}"] = raw + o[j] * first[i] + o[i] * first[j] + count * o[i] * o[j]
+    for k, (name, i, j) in enumerate(_PRODUCTS):
+        out[f"s{name}"] = exact[3 + k] + o[j] * first[i] + o[i] * first[j] + count * o[i] * o[j]
     return out
 
 

@@ -80,6 +80,9 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
     nuclei_cv = check_companion(cv, nuclei, mip, "nuclei")
     bounds = cv.meta.bounds(mip)
     shape = np.minimum(check_vec("--shape", shape), bounds.size3())
+    if int(np.prod(shape)) * int(shape.max()) ** 2 >= measure.MAX_BLOCK_MOMENT:
+        raise UserError(f"--shape {','.join(map(str, ints(shape)))} is too large for exact moment sums; "
+                        "use blocks of fewer than about 1,500 voxels per side")
     integer = image_cv is not None and np.dtype(image_cv.dtype).kind in "iub"
     record = MeasureRecord(
         mip=mip, bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)), shape=tuple(ints(shape)),
