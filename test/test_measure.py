@@ -179,8 +179,12 @@ def test_cli_through_queue_and_segment_properties(measured, tmp_path):
     assert info["@type"] == "neuroglancer_segment_properties"
     ids = info["inline"]["ids"]
     assert ids == [str(v) for v in table["label"]]
-    for prop in info["inline"]["properties"]:
+    properties = {prop["id"]: prop for prop in info["inline"]["properties"]}
+    for prop in properties.values():
         assert prop["type"] == "number" and len(prop["values"]) == len(ids)
+        assert prop["data_type"] in ("uint32", "float32")
+    assert properties["voxel_count"]["values"] == list(table["voxel_count"])
+    np.testing.assert_allclose(properties["sphericity"]["values"], table["sphericity"], rtol=1e-6)
     run_cli("measure", "clean", seg)
     work = Path(seg[len("file://"):]) / "16_16_40" / "measure"
     assert not [f for f in work.rglob("*") if f.is_file()]

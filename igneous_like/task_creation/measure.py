@@ -187,12 +187,18 @@ def export_measurements(cloudpath: str, output: str, mip: int = 0, segment_prope
 
 def segment_properties_info(table) -> dict:
     """The info file of Neuroglancer's segment properties: ids as strings, numeric columns (those
-    without missing values) as float32 lists."""
+    without missing values) as lists, uint32 for counts that fit it, else float32."""
     properties = []
     for name in VIEWER_COLUMNS:
-        if name in table and np.isfinite(table[name].to_numpy(np.float64)).all():
+        if name not in table or not np.isfinite(table[name].to_numpy(np.float64)).all():
+            continue
+        values = table[name].to_numpy()
+        if values.dtype.kind in "iu" and (values.size == 0 or (values.min() >= 0 and values.max() < 2**32)):
+            properties.append({"id": name, "type": "number", "data_type": "uint32",
+                               "values": [int(v) for v in values]})
+        else:
             properties.append({"id": name, "type": "number", "data_type": "float32",
-                               "values": [float(v) for v in table[name].to_numpy(np.float32)]})
+                               "values": [float(v) for v in values.astype(np.float32)]})
     return {"@type": "neuroglancer_segment_properties",
             "inline": {"ids": [str(label) for label in table["label"]], "properties": properties}}
 
