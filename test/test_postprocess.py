@@ -1,5 +1,7 @@
 """Global dust removal and hole filling equal the whole-array result (numpy / scipy.ndimage) on a
 crop of the real segmentation, with holes that cross task boundaries."""
+import json
+
 import fastremap
 import numpy as np
 import pytest
@@ -81,3 +83,27 @@ def test_dust_uses_whole_volume_counts(real_seg, tmp_path):
         pieces += list(local[(local_counts < 1000) & ~np.isin(local, small) & (local != 0)])
     assert pieces
     np.testing.assert_array_equal(read_mip(dest, 0), np.where(np.isin(seg, small), 0, seg))
+
+
+def test_options_reach_tasks(make_layer, tmp_path):
+    """measure forge records its layers and options for the tasks; dust passes its own."""
+    from taskqueue import TaskQueue
+    labels = np.ones((64, 64, 32), np.uint32)
+    seg = make_layer("seg", labels, "segmentation", offset=(4, 0, 0), chunk=(32, 32, 32))
+    image = make_layer("image", labels.astype(np.uint16), "image", offset=(4, 0, 0), chunk=(32, 32, 32))
+    queue = f"fq://{tmp_path}/q"
+    run_cli("measure", "forge", seg, "--image", image, "--nuclei", seg, "--shape", "32,64,32",
+            "--fill-missing", "--queue", queue)
+    kwargs = [task.kwargs for task in TaskQueue(queue).tasks()]
+    assert sorted(k["offset"] for k in kwargs) == [[4, 0, 0], [36, 0, 0]]
+    assert all(k["shape"] == [32, 64, 32] and k["layer_path"] == seg for k in kwargs)
+    record = json.loads((tmp_path / "seg" / "16_16_40" / "measure" / "measure.json").read_text())
+    assert (record["image"], record["nuclei"], record["fill_missing"]) == (image, seg, True)
+    assert record["integer_image"] and "nvox" in record["columns"] and record["shape"] == [32, 64, 32]
+    TaskQueue(queue).purge()
+    run_locally(create_voxel_counting_tasks(seg), quiet=True)
+    accumulate_voxel_counts(seg)
+    run_cli("postprocess", "dust", seg, f"file://{tmp_path}/clean", "--min-size", 7, "--compress", "br",
+            "--shape", "32,32,32", "--queue", queue)
+    kwargs = [task.kwargs for task in TaskQueue(queue).tasks()]
+    assert len(kwargs) == 4 and all(k["min_size"] == 7 and k["compress"] == "br" for k in kwargs)
