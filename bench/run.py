@@ -52,18 +52,21 @@ def prefix(program: str, args) -> list:
 def run_stage(stage, args, work: Path) -> tuple:
     """({program: Usage}, what agreed) for one stage."""
     data = stage.volume(args.tile)
+    programs = args.programs if stage.shared else ["igneous_like"]
     paths = {}
 
     def run_once(program: str) -> Usage:
         for old in work.glob(f"{program}*"):
             shutil.rmtree(old)
         paths[program] = write_array(f"file://{work / program}", data, stage.layer_type)
+        for suffix, volume, layer_type in stage.extra:
+            write_array(f"{paths[program]}{suffix}", volume(args.tile), layer_type)
         queue = f"fq://{work / (program + '_queue')}"
         return measure_all([prefix(program, args) + command
                             for command in stage.commands(program, paths[program], queue)])
 
-    results = alternate(run_once, args.programs, args.repeats)
-    agreed = stage.agree(paths) if len(args.programs) == 2 else "igneous_like only"
+    results = alternate(run_once, programs, args.repeats)
+    agreed = stage.agree(paths) if len(programs) == 2 or not stage.shared else "igneous_like only"
     return results, f"{np.prod(data.shape) / 1e6:,.0f} Mvoxels; {agreed}"
 
 
@@ -71,7 +74,7 @@ def mib(count: int) -> str:
     return f"{count / 2**20:,.0f}"
 
 
-def table(rows: list, programs: list) -> None:
+def table(rows: list) -> None:
     """One line per stage and program, then the ratios when both ran."""
     print(f"\n{'stage':18s} {'program':13s} {'wall s':>8s} {'cpu s':>8s} {'peak MiB':>9s} "
           f"{'1-proc MiB':>10s}")
@@ -79,7 +82,7 @@ def table(rows: list, programs: list) -> None:
         for program, usage in results.items():
             print(f"{stage.name:18s} {program:13s} {usage.seconds:8.2f} {usage.cpu:8.2f} "
                   f"{mib(usage.peak):>9s} {mib(usage.process_peak):>10s}")
-        if len(programs) == 2:
+        if len(results) == 2:
             ours, theirs = results["igneous_like"], results["Igneous"]
             print(f"{stage.name:18s} {'Igneous/ours':13s} {theirs.seconds / ours.seconds:7.2f}x "
                   f"{theirs.cpu / ours.cpu:7.2f}x {theirs.peak / ours.peak:8.2f}x "
@@ -102,7 +105,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"-p {args.parallel}, best of {args.repeats} alternating runs, volume tiled {args.tile}^3")
-    table(rows, args.programs)
+    table(rows)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ Inputs come from the real 512^3 segmentation (16x16x40 nm): the segmentation its
 image made from it (a grey level per object, dark borders), and crops of the segmentation for the
 slower mesh and skeleton stages. `tile` > 1 repeats the volume tile^3 times with distinct ids.
 """
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import fastremap
 import kimimaro
@@ -53,6 +56,21 @@ def em_image(tile: int = 1) -> np.ndarray:
     image[1:][seg[1:] != seg[:-1]] = 10
     image[:, 1:][seg[:, 1:] != seg[:, :-1]] = 10
     return np.asfortranarray(image)
+
+
+def boundary_map(tile: int = 1) -> np.ndarray:
+    """A uint8 boundary map: high on object borders (and background), low inside, with noise."""
+    seg = segmentation(tile)
+    rng = np.random.default_rng(0)
+    out = rng.integers(0, 40, seg.shape, dtype=np.uint8)
+    out[seg == 0] += 200
+    for axis in range(3):  # both voxels of every touching pair of different labels
+        ahead, behind = [slice(None)] * 3, [slice(None)] * 3
+        ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
+        differ = seg[tuple(ahead)] != seg[tuple(behind)]
+        out[tuple(ahead)][differ] = 230
+        out[tuple(behind)][differ] = 230
+    return np.asfortranarray(out)
 
 
 def mesh_crop(tile: int = 1) -> np.ndarray:
@@ -127,6 +145,27 @@ def same_skeletons(paths: Dict[str, str]) -> str:
     return "cable vs one kimimaro call: " + " | ".join(shares)
 
 
+def agglomerate_commands(program: str, src: str, queue: str) -> List[List[str]]:
+    """Fragments by watershed of the boundary map, region graph, mean merging, relabel."""
+    frag = f"{src}_fragments"
+    return [["agglomerate", "watershed", src, frag, "--seed-threshold", "0.2"],
+            ["agglomerate", "graph", frag, "--boundary", src],
+            ["agglomerate", "merge", frag, "--policy", "mean", "--threshold", "0.5"],
+            ["agglomerate", "relabel", frag, f"{src}_segments"]]
+
+
+def agglomeration_quality(paths: Dict[str, str]) -> str:
+    """`evaluate` of the fragments and of the agglomerated segments against the real segmentation."""
+    src, found = paths["igneous_like"], []
+    for name in ("fragments", "segments"):
+        result = subprocess.run([sys.executable, "-m", "igneous_like", "--quiet", "evaluate", f"{src}_{name}",
+                                 f"{src}_truth", "--json"], capture_output=True, text=True, check=True)
+        score = json.loads(result.stdout)
+        found.append(f"{name} VI split {score['vi_split']:.3f} + merge {score['vi_merge']:.3f} bits, "
+                     f"ARI {score['ari']:.3f}")
+    return "; ".join(found)
+
+
 def mesh_commands(program: str, src: str, queue: str) -> List[List[str]]:
     execute = ["execute", "-x", queue]
     return [["mesh", "forge", src, "--shape", "128,128,128", "--queue", queue], execute,
@@ -152,6 +191,8 @@ class Stage:
     layer_type: str
     commands: Callable[[str, str, str], List[List[str]]]  # (program, source path, fq queue)
     agree: Callable[[Dict[str, str]], str]  # {program: source path} -> what agreed
+    extra: Tuple[Tuple[str, Callable[[int], np.ndarray], str], ...] = ()  # (suffix, volume, layer type)
+    shared: bool = True  # False: igneous_like only (Igneous has no such stage)
 
 
 STAGES = [
@@ -176,4 +217,8 @@ STAGES = [
           "segmentation", skeleton_commands([]), same_skeletons),
     Stage("skeleton-same-reads", "as skeleton, igneous_like with --context 0 (one-voxel overlaps)",
           skeleton_crop, "segmentation", skeleton_commands(["--context", "0"]), same_skeletons),
+    Stage("agglomerate", "watershed fragments of a noisy boundary map, region graph, mean merging at 0.5, "
+          "relabel, evaluate against the real segmentation; tasks 256^3", boundary_map, "image",
+          agglomerate_commands, agglomeration_quality, extra=(("_truth", segmentation, "segmentation"),),
+          shared=False),
 ]

@@ -13,8 +13,11 @@ from igneous_like.cli.agglomerate import agglomerate, evaluate
 from igneous_like.cli.demo import demo
 from igneous_like.cli.execution import execute, queue
 from igneous_like.cli.image import image
+from igneous_like.cli.measure import measure
 from igneous_like.cli.mesh import mesh
+from igneous_like.cli.postprocess import postprocess
 from igneous_like.cli.skeleton import skeleton
+from igneous_like.cli.table import table
 from igneous_like.errors import TaskFailures, UserError
 
 
@@ -47,6 +50,9 @@ def cli(ctx, parallel, quiet, verbose):
 
 cli.add_command(image)
 cli.add_command(mesh)
+cli.add_command(measure)
+cli.add_command(postprocess)
+cli.add_command(table)
 cli.add_command(skeleton)
 cli.add_command(execute)
 cli.add_command(queue)

@@ -28,10 +28,23 @@ from igneous_like.task_creation.image import (
     create_image_shard_transfer_tasks,
     create_transfer_tasks,
 )
+from igneous_like.task_creation.measure import (
+    clean_measure_files,
+    create_measure_merge_tasks,
+    create_measure_tasks,
+    export_measurements,
+)
 from igneous_like.task_creation.mesh import (
     create_mesh_manifest_tasks,
     create_meshing_tasks,
     create_sharded_multires_mesh_tasks,
+)
+from igneous_like.task_creation.postprocess import (
+    clean_fill_holes_files,
+    create_dust_tasks,
+    create_fill_holes_tasks,
+    create_hole_survey_tasks,
+    plan_hole_filling,
 )
 from igneous_like.task_creation.skeleton import (
     create_sharded_skeleton_merge_tasks,
@@ -51,4 +64,7 @@ __all__ = [
     "create_meshing_tasks", "create_relabeling", "create_sharded_multires_mesh_tasks",
     "create_sharded_skeleton_merge_tasks", "create_skeletonizing_tasks", "create_transfer_tasks",
     "create_unsharded_skeleton_merge_tasks", "create_voxel_counting_tasks",
+    "clean_measure_files", "create_measure_merge_tasks", "create_measure_tasks", "export_measurements",
+    "clean_fill_holes_files", "create_dust_tasks", "create_fill_holes_tasks", "create_hole_survey_tasks",
+    "plan_hole_filling",
 ]

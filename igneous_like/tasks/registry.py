@@ -11,7 +11,9 @@ import igneous_like.tasks.ccl  # noqa: F401
 import igneous_like.tasks.classify  # noqa: F401
 import igneous_like.tasks.evaluation  # noqa: F401
 import igneous_like.tasks.image  # noqa: F401
+import igneous_like.tasks.measure  # noqa: F401
 import igneous_like.tasks.mesh  # noqa: F401
+import igneous_like.tasks.postprocess  # noqa: F401
 import igneous_like.tasks.skeleton  # noqa: F401
 import igneous_like.tasks.voxels  # noqa: F401
 

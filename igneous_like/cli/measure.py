@@ -1,0 +1,86 @@
+"""`igneous-like measure ...`: per-object statistics of a whole segmentation, exact at any size."""
+import click
+
+from igneous_like.cli.common import VEC3, dispatch, queue_option
+from igneous_like.task_creation import measure as tc
+from igneous_like.task_creation.common import layer_path
+
+
+@click.group()
+def measure():
+    """Per-object statistics: forge, merge, export, clean.
+
+    Per label: voxel count, volume, bounding box, centroid, principal axes, surface area and
+    sphericity; with --image intensity statistics (exact median and percentiles of integer
+    images); with --nuclei nuclei per cell and cell/nucleus ratios. Files live in SEG/KEY/measure/.
+
+    Example: igneous-like measure forge file:///data/seg --image file:///data/em --queue fq:///tmp/q
+    """
+
+
+def next_step(step: str, seg: str, mip: int, extra: str = "") -> None:
+    click.echo(f"Then: igneous-like measure {step} {seg} {extra + ' ' if extra else ''}--mip {mip}", err=True)
+
+
+@measure.command()
+@click.argument("seg")
+@click.option("--image", default=None, help="Image layer on the same voxels, for intensity statistics.")
+@click.option("--nuclei", default=None, help="Nuclei segmentation on the same voxels.")
+@click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True, help="Task shape, any size.")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip to measure.")
+@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+@queue_option
+@click.pass_context
+def forge(ctx, seg, image, nuclei, shape, mip, fill_missing, queue):
+    """(1) Partial statistics of each block.
+
+    Example: igneous-like measure forge file:///data/seg --image file:///data/em --shape 256,256,128
+    """
+    tasks = tc.create_measure_tasks(seg, mip=mip, shape=shape, image=image, nuclei=nuclei,
+                                    fill_missing=fill_missing)
+    dispatch(ctx, tasks, queue)
+    next_step("merge", seg, mip)
+
+
+@measure.command()
+@click.argument("seg")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
+@click.option("--tasks", "num_tasks", type=int, default=None,
+              help="Merge tasks, each owning a label range (default: one per 200,000 part rows).")
+@queue_option
+@click.pass_context
+def merge(ctx, seg, mip, num_tasks, queue):
+    """(2) Merge the blocks' partials, one task per label range.
+
+    Example: igneous-like measure merge file:///data/seg --queue fq:///tmp/q
+    """
+    dispatch(ctx, tc.create_measure_merge_tasks(seg, mip=mip, num_tasks=num_tasks), queue)
+    next_step("export", seg, mip, "OUTPUT.csv")
+
+
+@measure.command()
+@click.argument("seg")
+@click.argument("output")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
+@click.option("--segment-properties/--no-segment-properties", default=True, show_default=True,
+              help="Also write SEG/segment_properties for Neuroglancer.")
+def export(seg, output, mip, segment_properties):
+    """(3) Write one table (.csv or .parquet), one row per label, `label` first.
+
+    Example: igneous-like measure export file:///data/seg cells.parquet
+    """
+    rows = tc.export_measurements(seg, output, mip=mip, segment_properties=segment_properties)
+    click.echo(f"{rows} objects written to {output}", err=True)
+    if segment_properties:
+        click.echo(f"Segment properties: {layer_path(seg).rstrip('/')}/{tc.PROPERTIES_DIR}/info", err=True)
+
+
+@measure.command()
+@click.argument("seg")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
+def clean(seg, mip):
+    """(last) Delete the intermediate files in SEG/KEY/measure/.
+
+    Example: igneous-like measure clean file:///data/seg
+    """
+    click.echo(f"Deleted {tc.clean_measure_files(seg, mip)} intermediate files", err=True)

@@ -1,0 +1,75 @@
+"""`igneous-like postprocess ...`: global dust removal and hole filling of a segmentation."""
+import click
+
+from igneous_like.cli.ccl import run_step
+from igneous_like.cli.common import VEC3, compress_option, dispatch, queue_option
+from igneous_like.task_creation import postprocess as tc
+from igneous_like.task_creation.common import layer_path
+
+shape_option = click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True,
+                            help="Task shape X,Y,Z (rounded up to whole chunks).")
+mip_option = click.option("--mip", type=int, default=0, show_default=True, help="Mip to process.")
+
+
+@click.group()
+def postprocess():
+    """Clean up a segmentation over the whole volume: dust, fill-holes.
+
+    Example: igneous-like postprocess dust file:///data/seg file:///data/seg_clean --min-size 1000
+    """
+
+
+@postprocess.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option("--min-size", type=click.IntRange(min=0), required=True,
+              help="Remove objects of fewer voxels than this in the whole volume.")
+@shape_option
+@mip_option
+@compress_option
+@queue_option
+@click.pass_context
+def dust(ctx, src, dest, min_size, shape, mip, compress, queue):
+    """Write DEST without the small objects, by whole-volume voxel counts.
+
+    Needs `igneous-like image voxels count SRC` and `image voxels sum SRC` first.
+
+    Example: igneous-like postprocess dust file:///data/seg file:///data/seg_clean --min-size 1000
+    """
+    tasks = tc.create_dust_tasks(src, dest, min_size, mip=mip, shape=shape, compress=compress)
+    dispatch(ctx, tasks, queue)
+
+
+@postprocess.command("fill-holes")
+@click.argument("src")
+@click.argument("dest")
+@click.option("--max-hole-size", type=click.IntRange(min=0), required=True,
+              help="Fill background cavities of at most this many voxels.")
+@shape_option
+@mip_option
+@compress_option
+@click.option("--clean/--no-clean", default=True, show_default=True, help="Delete the intermediate files.")
+@queue_option
+@click.pass_context
+def fill_holes(ctx, src, dest, max_hole_size, shape, mip, compress, clean, queue):
+    """Fill each background cavity enclosed by a single object with that object's label.
+
+    Runs every step, through the queue (with -p workers) or here: label the background's
+    connected components, survey each block, plan the holes, write DEST. Other objects are
+    never overwritten, and the result does not depend on --shape.
+
+    Example: igneous-like -p 4 postprocess fill-holes file:///data/seg file:///data/full --max-hole-size 5000
+    """
+    if layer_path(dest).rstrip("/") == layer_path(src).rstrip("/"):
+        raise click.UsageError("the destination is the source; write into a new path")
+    for _, step in tc.background_steps(src, mip=mip, shape=shape):
+        result = step()
+        if not isinstance(result, int):
+            run_step(ctx, result, queue)
+    run_step(ctx, tc.create_hole_survey_tasks(src, mip=mip, shape=shape), queue)
+    holes = tc.plan_hole_filling(src, max_hole_size, mip=mip)
+    click.echo(f"{holes} holes to fill", err=True)
+    run_step(ctx, tc.create_fill_holes_tasks(src, dest, mip=mip, shape=shape, compress=compress), queue)
+    if clean:
+        tc.clean_fill_holes_files(src, mip)
+    click.echo(f"Filled segmentation written to {layer_path(dest)}", err=True)

@@ -1,0 +1,99 @@
+"""`igneous-like table ...`: analysis of exported measurement tables (CSV or Parquet)."""
+import click
+
+from igneous_like import tables
+
+
+def numbers(text: str) -> list:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not comma-separated numbers") from None
+
+
+@click.group()
+def table():
+    """Categories, clusters and a classifier on a table from `measure export`.
+
+    Example: igneous-like table cluster cells.parquet clustered.parquet --columns volume,sphericity --k 4
+    """
+
+
+@table.command("threshold")
+@click.argument("table_path", metavar="TABLE")
+@click.argument("output")
+@click.option("--column", required=True, help="Numeric column to cut.")
+@click.option("--thresholds", required=True, help="Increasing cut points, e.g. 1e6,1e8.")
+@click.option("--labels", default=None, help="Category names, one more than the thresholds.")
+@click.option("--name", default="category", show_default=True, help="The new column.")
+def threshold_(table_path, output, column, thresholds, labels, name):
+    """Add a category column: below the first threshold, between thresholds, above the last.
+
+    Example: igneous-like table threshold cells.csv sized.csv --column volume --thresholds 1e6,1e8
+    """
+    data = tables.read_table(table_path)
+    names = tables.columns_list(labels) or None
+    tables.write_table(tables.threshold(data, column, numbers(thresholds), names, name), output)
+    click.echo(f"{len(data)} rows with column {name} written to {output}", err=True)
+
+
+@table.command("cluster")
+@click.argument("table_path", metavar="TABLE")
+@click.argument("output")
+@click.option("--columns", required=True, help="Numeric columns to cluster on (standardized).")
+@click.option("--method", type=click.Choice(["kmeans", "dbscan"]), default="kmeans", show_default=True)
+@click.option("--k", "clusters", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Clusters (k-means).")
+@click.option("--eps", type=float, default=0.5, show_default=True, help="Neighbourhood radius (DBSCAN).")
+@click.option("--min-samples", type=click.IntRange(min=1), default=5, show_default=True,
+              help="DBSCAN core size.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default="cluster", show_default=True, help="The new column (-1: noise or missing).")
+def cluster_(table_path, output, columns, method, clusters, eps, min_samples, seed, name):
+    """Add a cluster column from k-means or DBSCAN on standardized columns.
+
+    Example: igneous-like table cluster cells.parquet out.parquet --columns volume,sphericity --k 3
+    """
+    data = tables.read_table(table_path)
+    out = tables.cluster(data, tables.columns_list(columns), method, clusters, eps, min_samples, seed, name)
+    tables.write_table(out, output)
+    click.echo(f"{out[name].nunique()} clusters in column {name} written to {output}", err=True)
+
+
+@table.group()
+def classify():
+    """Random-forest classification: train from an annotation column, then apply to all rows."""
+
+
+@classify.command()
+@click.argument("table_path", metavar="TABLE")
+@click.option("--annotation", required=True, help="Column with the known classes (empty: unknown).")
+@click.option("--features", required=True, help="Numeric feature columns.")
+@click.option("--output", required=True, help="Model file to write (joblib).")
+@click.option("--trees", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(table_path, annotation, features, output, trees, seed):
+    """Train a random forest on the annotated rows and save it with its feature list.
+
+    Example: igneous-like table classify train cells.csv --annotation kind --features volume,sphericity
+    --output model.joblib
+    """
+    model = tables.train_classifier(tables.read_table(table_path), annotation, tables.columns_list(features),
+                                    trees, seed)
+    tables.save_model(model, output)
+    click.echo(f"Model of {len(model['model'].classes_)} classes written to {output}", err=True)
+
+
+@classify.command()
+@click.argument("table_path", metavar="TABLE")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("output")
+@click.option("--name", default="prediction", show_default=True, help="The new column.")
+def apply(table_path, model_path, output, name):
+    """Predict a class for every row (and its probability, in NAME_probability).
+
+    Example: igneous-like table classify apply cells.csv m.joblib predicted.csv
+    """
+    data = tables.read_table(table_path)
+    tables.write_table(tables.apply_classifier(data, tables.load_model(model_path), name), output)
+    click.echo(f"{len(data)} rows classified into {output}", err=True)

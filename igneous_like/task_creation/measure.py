@@ -1,0 +1,217 @@
+"""Measurement of every object of a segmentation: forge (partials per block), merge (per label
+range), export (one table, plus Neuroglancer segment properties). See igneous_like.measure for
+the statistics and igneous_like.tasks.measure for the files under SEG/KEY/measure/."""
+import io
+import json
+import math
+from functools import partial
+from typing import Optional, Sequence
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+
+from igneous_like import measure
+from igneous_like.errors import UserError
+from igneous_like.task_creation.common import (
+    Tasks,
+    check_vec,
+    delete_directory,
+    ints,
+    open_layer,
+    record_provenance,
+)
+from igneous_like.tasks.measure import (
+    MERGE_RECORD,
+    MeasureMergeTask,
+    MeasureRecord,
+    MeasureTask,
+    part_name,
+    read_headers,
+    result_name,
+)
+
+DEFAULT_SHAPE = (256, 256, 256)
+ROWS_PER_MERGE_TASK = 200_000  # part rows (a label counts once per block it touches) per merge task
+PROPERTIES_DIR = "segment_properties"
+VIEWER_COLUMNS = ("voxel_count", "volume", "surface_area", "sphericity", "equivalent_diameter",
+                  "axis_major_length", "axis_minor_length", "intensity_mean", "intensity_median",
+                  "nuclei_count", "cell_nucleus_volume_ratio")
+
+
+def work_dir(cv: CloudVolume, mip: int) -> str:
+    """SEG/KEY/measure: where the parts, ranges and results of a measurement live."""
+    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "measure")
+
+
+def check_segmentation(cv: CloudVolume) -> None:
+    if cv.num_channels != 1 or np.dtype(cv.dtype).kind != "u":
+        raise UserError(f"measurement needs one channel of unsigned integer labels; {cv.cloudpath} has "
+                        f"{cv.num_channels} channel(s) of {cv.dtype}")
+
+
+def check_companion(cv: CloudVolume, path: Optional[str], mip: int, what: str) -> Optional[CloudVolume]:
+    """An image or nuclei layer that lies exactly on the segmentation's voxels."""
+    if path is None:
+        return None
+    other = open_layer(path, mip)
+    if other.num_channels != 1:
+        raise UserError(f"{what} {other.cloudpath} has {other.num_channels} channels; measure one channel")
+    if other.meta.bounds(mip) != cv.meta.bounds(mip) or list(other.meta.resolution(mip)) != list(
+            cv.meta.resolution(mip)):
+        raise UserError(f"{what} {other.cloudpath} mip {mip} has bounds {other.meta.bounds(mip)} at "
+                        f"{list(other.meta.resolution(mip))} nm, but the segmentation has "
+                        f"{cv.meta.bounds(mip)} at {list(cv.meta.resolution(mip))} nm; they must match")
+    if what == "nuclei" and np.dtype(other.dtype).kind != "u":
+        raise UserError(f"nuclei {other.cloudpath} must hold unsigned integer labels, not {other.dtype}")
+    return other
+
+
+def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                         image: Optional[str] = None, nuclei: Optional[str] = None,
+                         fill_missing: bool = False) -> Tasks:
+    """Stage 1: tasks that write each block's partial statistics (any block shape; exact).
+
+    A new forge deletes the files of an earlier measurement of this mip first.
+    """
+    cv = open_layer(cloudpath, mip)
+    check_segmentation(cv)
+    image_cv = check_companion(cv, image, mip, "image")
+    nuclei_cv = check_companion(cv, nuclei, mip, "nuclei")
+    bounds = cv.meta.bounds(mip)
+    shape = np.minimum(check_vec("--shape", shape), bounds.size3())
+    if int(np.prod(shape)) * int(shape.max()) ** 2 >= measure.MAX_BLOCK_MOMENT:
+        raise UserError(f"--shape {','.join(map(str, ints(shape)))} is too large for exact moment sums; "
+                        "use blocks of fewer than about 1,500 voxels per side")
+    integer = image_cv is not None and np.dtype(image_cv.dtype).kind in "iub"
+    record = MeasureRecord(
+        mip=mip, bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)), shape=tuple(ints(shape)),
+        resolution=tuple(float(r) for r in cv.meta.resolution(mip)),
+        columns=tuple(measure.column_names(image_cv is not None, nuclei_cv is not None)),
+        image=None if image_cv is None else image_cv.cloudpath,
+        nuclei=None if nuclei_cv is None else nuclei_cv.cloudpath, integer_image=integer,
+        fill_missing=bool(fill_missing))
+    work = work_dir(cv, mip)
+    delete_directory(work)
+    files = CloudFiles(work)
+    record.save(files)
+    record_provenance(cv, {"task": "MeasureTask", "mip": mip, "shape": list(record.shape),
+                           "image": record.image, "nuclei": record.nuclei})
+    make = lambda box: partial(MeasureTask, layer_path=cv.cloudpath, work=work, offset=ints(box.minpt),
+                               shape=ints(box.size3()))
+    return Tasks(record.grid, make, f"measure {cv.cloudpath} mip {mip}")
+
+
+def load_record(cloudpath: str, mip: int):
+    cv = open_layer(cloudpath, mip)
+    files = CloudFiles(work_dir(cv, mip))
+    record = MeasureRecord.load(files)
+    if record is None:
+        raise UserError(f"no measurement of {cv.cloudpath} mip {mip}: run "
+                        f"`igneous-like measure forge {cv.cloudpath} --mip {mip}` first")
+    return cv, files, record
+
+
+def create_measure_merge_tasks(cloudpath: str, mip: int = 0, num_tasks: Optional[int] = None) -> Tasks:
+    """Stage 2: merge tasks, each owning a range of labels; needs every forge task done.
+
+    Ranges come from label samples in the part headers, so each task gets about as many part
+    rows; `num_tasks` defaults to one per ROWS_PER_MERGE_TASK part rows.
+    """
+    cv, files, record = load_record(cloudpath, mip)
+    names = [part_name(box) for box in record.grid]
+    missing = len(names) - sum(1 for _ in files.list(prefix="parts/"))
+    if missing:
+        raise UserError(f"{missing} of {len(names)} measure forge tasks of {cv.cloudpath} have not finished; "
+                        "run them (execute the queue) first")
+    if num_tasks is not None and num_tasks < 1:
+        raise UserError(f"--tasks must be at least 1, got {num_tasks}")
+    headers = read_headers(files, names)
+    rows = sum(h.rows for h in headers)
+    num_tasks = num_tasks or max(1, math.ceil(rows / ROWS_PER_MERGE_TASK))
+    edges = range_edges(headers, num_tasks)
+    files.put_json(MERGE_RECORD, {"edges": [int(e) for e in edges]})
+    files.delete(list(files.list(prefix="results/")))
+    make = lambda span: partial(MeasureMergeTask, work=files.cloudpath, low=int(span[0]), high=int(span[1]))
+    return Tasks(list(zip(edges[:-1], edges[1:])), make, f"measure merge {cv.cloudpath} mip {mip}")
+
+
+def range_edges(headers, num_tasks: int) -> np.ndarray:
+    """Label edges 0 = e0 < e1 < ... < 2**64-1 splitting the parts' label samples into about equal
+    shares of rows (each sample stands for its part's rows / samples)."""
+    samples = [h.samples for h in headers if h.rows]
+    if not samples:
+        return np.array([0, 2**64 - 1], dtype=np.uint64)
+    weights = np.concatenate([np.full(h.samples.size, h.rows / h.samples.size) for h in headers if h.rows])
+    samples = np.concatenate(samples)
+    order = np.argsort(samples, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    cuts = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, num_tasks) / num_tasks)
+    inner = np.unique(samples[order][np.minimum(cuts, samples.size - 1)])
+    return np.unique(np.r_[np.uint64(0), inner[inner > 0], np.uint64(2**64 - 1)]).astype(np.uint64)
+
+
+def read_results(cloudpath: str, mip: int = 0):
+    """Every merge result in label order, as one pandas DataFrame (label first)."""
+    import pandas as pd
+    cv, files, record = load_record(cloudpath, mip)
+    merged = files.get_json(MERGE_RECORD)
+    if merged is None:
+        raise UserError(f"no merged measurement of {cv.cloudpath} mip {mip}: run "
+                        f"`igneous-like measure merge {cv.cloudpath} --mip {mip}` first")
+    edges = merged["edges"]
+    names = [result_name(low, high) for low, high in zip(edges[:-1], edges[1:])]
+    contents = files.get(names, return_dict=True)
+    missing = [name for name in names if contents.get(name) is None]
+    if missing:
+        raise UserError(f"{len(missing)} of {len(names)} measure merge tasks have not finished (first: "
+                        f"{files.cloudpath}/{missing[0]}); run them first")
+    frames = [pd.DataFrame(dict(np.load(io.BytesIO(contents[name])))) for name in names]
+    return cv, pd.concat(frames, ignore_index=True)
+
+
+def export_measurements(cloudpath: str, output: str, mip: int = 0, segment_properties: bool = True) -> int:
+    """Stage 3: write the table (.csv or .parquet, one row per label, `label` first) and the
+    Neuroglancer segment properties of the layer; returns the number of rows."""
+    if not output.endswith((".csv", ".parquet")):
+        raise UserError(f"the output {output} must end with .csv or .parquet")
+    cv, table = read_results(cloudpath, mip)
+    if output.endswith(".csv"):
+        table.to_csv(output, index=False)
+    else:
+        table.to_parquet(output, index=False)
+    if segment_properties:
+        write_segment_properties(cv, table)
+    return len(table)
+
+
+def segment_properties_info(table) -> dict:
+    """The info file of Neuroglancer's segment properties: ids as strings, numeric columns (those
+    without missing values) as lists, uint32 for counts that fit it, else float32."""
+    properties = []
+    for name in VIEWER_COLUMNS:
+        if name not in table or not np.isfinite(table[name].to_numpy(np.float64)).all():
+            continue
+        values = table[name].to_numpy()
+        if values.dtype.kind in "iu" and (values.size == 0 or (values.min() >= 0 and values.max() < 2**32)):
+            properties.append({"id": name, "type": "number", "data_type": "uint32",
+                               "values": [int(v) for v in values]})
+        else:
+            properties.append({"id": name, "type": "number", "data_type": "float32",
+                               "values": [float(v) for v in values.astype(np.float32)]})
+    return {"@type": "neuroglancer_segment_properties",
+            "inline": {"ids": [str(label) for label in table["label"]], "properties": properties}}
+
+
+def write_segment_properties(cv: CloudVolume, table) -> None:
+    """SEG/segment_properties/info, named in the layer's info so the viewer shows the numbers."""
+    CloudFiles(cv.cloudpath).put(f"{PROPERTIES_DIR}/info", json.dumps(segment_properties_info(table)),
+                                 content_type="application/json", compress=None, cache_control="no-cache")
+    cv.info["segment_properties"] = PROPERTIES_DIR
+    cv.commit_info()
+
+
+def clean_measure_files(cloudpath: str, mip: int = 0) -> int:
+    """Delete SEG/KEY/measure/ (parts, ranges, results); returns how many files there were."""
+    return delete_directory(work_dir(open_layer(cloudpath, mip), mip))
+

@@ -1,0 +1,164 @@
+"""Post-processing of a whole segmentation: global dust removal and hole filling.
+
+Dust removal reads the whole-volume voxel counts of `image voxels count` + `sum`. Hole filling
+runs in steps (see igneous_like.postprocess and igneous_like.tasks.postprocess): the
+background's connected components (the CCL steps, thresholded at 0, 6-connected), a survey of
+every block, a plan made here from the surveys, and the filling tasks.
+"""
+import io
+from functools import partial
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Vec
+
+from igneous_like import label_table, postprocess
+from igneous_like.errors import UserError
+from igneous_like.grid import Grid
+from igneous_like.task_creation import ccl as ccl_steps
+from igneous_like.task_creation.common import (
+    Tasks,
+    check_vec,
+    compression,
+    delete_directory,
+    ints,
+    layer_path,
+    open_layer,
+    record_provenance,
+)
+from igneous_like.task_creation.image import destination_info, open_destination
+from igneous_like.tasks.postprocess import HOLES_TABLE, DustTask, FillHolesTask, HoleSurveyTask, survey_name
+
+DEFAULT_SHAPE = (512, 512, 512)
+PARAMS = "params.json"
+BATCH = 500  # survey files fetched per request batch
+
+
+def source(cloudpath: str, mip: int, shape: Sequence[int]) -> Tuple[CloudVolume, Grid]:
+    """The segmentation and its grid of boxes of `shape` rounded up to whole chunks."""
+    cv = open_layer(cloudpath, mip)
+    if cv.num_channels != 1 or np.dtype(cv.dtype).kind != "u":
+        raise UserError(f"post-processing needs one channel of unsigned integer labels; {cv.cloudpath} has "
+                        f"{cv.num_channels} channel(s) of {cv.dtype}")
+    bounds, chunk = cv.meta.bounds(mip), cv.meta.chunk_size(mip)
+    shape = check_vec("--shape", shape)
+    shape = Vec(*[min(-(-s // c) * c, n) for s, c, n in zip(shape, chunk, bounds.size3())])
+    return cv, Grid(bounds, shape, bounds.minpt, bounds)
+
+
+def destination(cv: CloudVolume, dest: str, mip: int, method: dict) -> CloudVolume:
+    """DEST with the source's geometry at `mip`, its info written and the step recorded."""
+    path = layer_path(dest)
+    if path.rstrip("/") == cv.cloudpath.rstrip("/"):
+        raise UserError("the destination is the source; write into a new path")
+    info = destination_info(cv, mip, cv.meta.bounds(mip), None, None)
+    for key in ("mesh", "skeletons", "segment_properties"):
+        info.pop(key, None)
+    out = open_destination(path, info, mip)
+    out.commit_info()
+    record_provenance(out, dict(method, src=cv.cloudpath, mip=mip))
+    return out
+
+
+def box_tasks(grid: Grid, task, description: str, **params) -> Tasks:
+    make = lambda box: partial(task, offset=ints(box.minpt), shape=ints(box.size3()), **params)
+    return Tasks(grid, make, description)
+
+
+def create_dust_tasks(src: str, dest: str, min_size: int, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                      compress: Optional[str] = "gzip") -> Tasks:
+    """Tasks that copy SRC to DEST without the objects of fewer than `min_size` voxels overall."""
+    cv, grid = source(src, mip, shape)
+    if min_size < 0:
+        raise UserError(f"--min-size must be at least 0, got {min_size}")
+    counts = label_table.voxel_counts_url(cv, mip)
+    if not CloudFiles(counts.rsplit("/", 1)[0]).exists(counts.rsplit("/", 1)[1]):
+        raise UserError(f"no voxel counts for {cv.cloudpath} mip {mip}: run `igneous-like image voxels count "
+                        f"{cv.cloudpath} --mip {mip}` and then `image voxels sum` first")
+    out = destination(cv, dest, mip, {"task": "DustTask", "min_size": int(min_size)})
+    return box_tasks(grid, DustTask, f"dust below {min_size} voxels from {cv.cloudpath} into {out.cloudpath}",
+                     src_path=cv.cloudpath, dest_path=out.cloudpath, mip=mip, counts=counts,
+                     min_size=int(min_size), compress=compression(compress))
+
+
+def work_dir(cv: CloudVolume, mip: int) -> str:
+    """SRC/KEY/fill_holes: the background labeling, surveys and hole table."""
+    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "fill_holes")
+
+
+def background_steps(src: str, mip: int = 0,
+                     shape: Sequence[int] = DEFAULT_SHAPE) -> List[Tuple[str, Callable]]:
+    """The CCL steps that label the background (voxels <= 0, 6-connected) into WORK/background;
+    each returns its tasks (or, for calc-labels, a count), to run in order."""
+    cv, grid = source(src, mip, shape)
+    background = f"{work_dir(cv, mip)}/background"
+    options = dict(mip=mip, shape=ints(grid.shape), threshold_lte=0, connectivity=6, fill_missing=False)
+    return [
+        ("faces", lambda: ccl_steps.create_ccl_face_tasks(cv.cloudpath, dust_threshold=0, **options)),
+        ("links", lambda: ccl_steps.create_ccl_equivalence_tasks(cv.cloudpath, **options)),
+        ("calc-labels", lambda: ccl_steps.create_relabeling(cv.cloudpath, dust_threshold=0, **options)),
+        ("relabel", lambda: ccl_steps.create_ccl_relabel_tasks(cv.cloudpath, background, encoding="raw",
+                                                               **options)),
+        ("clean", lambda: ccl_steps.clean_ccl_files(cv.cloudpath, mip)),
+    ]
+
+
+def create_hole_survey_tasks(src: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE) -> Tasks:
+    """Tasks that survey each block's background components (after background_steps)."""
+    cv, grid = source(src, mip, shape)
+    work = work_dir(cv, mip)
+    files = CloudFiles(work)
+    files.delete(list(files.list(prefix="survey/")))
+    files.put_json(PARAMS, {"shape": ints(grid.shape)})
+    return box_tasks(grid, HoleSurveyTask, f"survey the background of {cv.cloudpath}", src_path=cv.cloudpath,
+                     work=work, mip=mip)
+
+
+def plan_hole_filling(src: str, max_hole_size: int, mip: int = 0) -> int:
+    """Merge every survey here and write the hole table; returns how many holes will be filled."""
+    cv = open_layer(src, mip)
+    files = CloudFiles(work_dir(cv, mip))
+    params = files.get_json(PARAMS)
+    if params is None:
+        raise UserError(f"no hole survey of {cv.cloudpath} mip {mip}: run `igneous-like postprocess "
+                        f"fill-holes {cv.cloudpath} DEST` (it runs every step)")
+    _, grid = source(src, mip, params["shape"])
+    names = [survey_name(box) for box in grid]
+    parts = {key: [] for key in ("ids", "counts", "edge", "first", "second")}
+    for start in range(0, len(names), BATCH):
+        batch = names[start:start + BATCH]
+        contents = files.get(batch, return_dict=True)
+        missing = [name for name in batch if contents.get(name) is None]
+        if missing:
+            raise UserError(f"{len(missing)} hole survey tasks have not finished (first {files.cloudpath}/"
+                            f"{missing[0]}); run them first")
+        for name in batch:
+            with np.load(io.BytesIO(contents[name])) as arrays:
+                for key in parts:
+                    parts[key].append(arrays[key])
+    joined = {key: np.concatenate(value or [np.zeros(0, np.uint64)]) for key, value in parts.items()}
+    holes, fills = postprocess.plan_fills((joined["ids"], joined["counts"]), joined["edge"],
+                                          (joined["first"], joined["second"]), max_hole_size)
+    label_table.write(f"{files.cloudpath}/{HOLES_TABLE}", holes, fills)
+    return int(holes.size)
+
+
+def create_fill_holes_tasks(src: str, dest: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                            compress: Optional[str] = "gzip") -> Tasks:
+    """Tasks that write DEST: SRC with every planned hole filled."""
+    cv, grid = source(src, mip, shape)
+    work = work_dir(cv, mip)
+    if not CloudFiles(work).exists(HOLES_TABLE):
+        raise UserError(f"no hole plan for {cv.cloudpath} mip {mip}: run `igneous-like postprocess "
+                        f"fill-holes {cv.cloudpath} DEST` (it runs every step)")
+    out = destination(cv, dest, mip, {"task": "FillHolesTask"})
+    return box_tasks(grid, FillHolesTask, f"fill holes of {cv.cloudpath} into {out.cloudpath}",
+                     src_path=cv.cloudpath, dest_path=out.cloudpath, work=work, mip=mip,
+                     compress=compression(compress))
+
+
+def clean_fill_holes_files(src: str, mip: int = 0) -> int:
+    """Delete SRC/KEY/fill_holes/ (background labeling, surveys, plan); returns how many files."""
+    return delete_directory(work_dir(open_layer(src, mip), mip))

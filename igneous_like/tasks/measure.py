@@ -1,0 +1,234 @@
+"""Measurement tasks: partial statistics per block, then merge tasks that each own a label range.
+
+Files live under SEG/KEY/measure/ (KEY: the mip's key):
+
+    measure.json          the forge step's grid, layers and column names (see MeasureRecord)
+    parts/BOX.part        one block's partial statistics (format below), written whole
+    merge.json            the label ranges of the merge step
+    results/LO-HI.npz     final columns of the labels LO <= label < HI (20-digit, zero-padded)
+
+A part file (all integers little-endian, 8 bytes each): magic b"IGMEAS01", N rows, K columns,
+H histogram entries, P nucleus pairs, SAMPLES labels spread over the sorted labels (the first
+and the last among them), then the sections labels[N], columns[N*K] (row-major, int64 or
+float64 by column), hist_start[N], pair_start[N], hist_values[H], hist_counts[H],
+pair_nuclei[P], pair_counts[P]. A merge task reads the header and the labels of each part, then
+only the rows, histogram and pairs of its own range, with byte-range reads.
+"""
+import io
+import struct
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Bbox, Vec
+from taskqueue import queueable
+
+from igneous_like import measure
+from igneous_like.grid import Grid
+
+RECORD = "measure.json"
+MERGE_RECORD = "merge.json"
+MAGIC = b"IGMEAS01"
+SAMPLES = 17
+HEADER = struct.Struct("<8s4Q" + "Q" * SAMPLES)
+_U8 = np.dtype("<u8")
+
+
+@dataclass(frozen=True)
+class MeasureRecord:
+    """What the forge step did, so merge and export find every part and know the columns."""
+    mip: int
+    bounds: Tuple[int, ...]  # x0,y0,z0,x1,y1,z1 voxels
+    shape: Tuple[int, int, int]
+    resolution: Tuple[float, float, float]
+    columns: Tuple[str, ...]
+    image: Optional[str] = None
+    nuclei: Optional[str] = None
+    integer_image: bool = False
+    fill_missing: bool = False
+
+    @property
+    def box(self) -> Bbox:
+        return Bbox(self.bounds[:3], self.bounds[3:])
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.box, Vec(*self.shape), self.box.minpt, self.box)
+
+    def save(self, files: CloudFiles) -> None:
+        files.put_json(RECORD, asdict(self), cache_control="no-cache")
+
+    @classmethod
+    def load(cls, files: CloudFiles) -> Optional["MeasureRecord"]:
+        record = files.get_json(RECORD)
+        return None if record is None else cls(**{k: tuple(v) if isinstance(v, list) else v
+                                                  for k, v in record.items()})
+
+
+def part_name(box: Bbox) -> str:
+    return f"parts/{box.to_filename()}.part"
+
+
+def result_name(low: int, high: int) -> str:
+    return f"results/{low:020d}-{high:020d}.npz"
+
+
+def encode_part(partial: measure.Partial, columns: Sequence[str]) -> bytes:
+    """The bytes of a part file (layout in the module docstring)."""
+    n = len(partial)
+    samples = partial.labels[np.linspace(0, n - 1, SAMPLES).astype(int)] if n else np.zeros(SAMPLES, _U8)
+    header = HEADER.pack(MAGIC, n, len(columns), partial.hist[0].size, partial.pairs[0].size,
+                         *[int(s) for s in samples])
+    records = np.empty((n, len(columns)), _U8)
+    for k, name in enumerate(columns):
+        records[:, k] = partial.columns[name].astype(measure.column_dtype(name)).view(_U8)
+    sections = [partial.labels.astype(_U8), records.ravel(),
+                np.searchsorted(partial.hist[0], partial.labels).astype(_U8),
+                np.searchsorted(partial.pairs[0], partial.labels).astype(_U8),
+                partial.hist[1].astype(_U8), partial.hist[2].astype(_U8),
+                partial.pairs[1].astype(_U8), partial.pairs[2].astype(_U8)]
+    return header + b"".join(np.ascontiguousarray(s).tobytes() for s in sections)
+
+
+@dataclass(frozen=True)
+class PartHeader:
+    name: str
+    rows: int
+    num_columns: int
+    hist: int
+    pairs: int
+    samples: np.ndarray
+
+    @classmethod
+    def parse(cls, name: str, data: bytes) -> "PartHeader":
+        magic, rows, num_columns, hist, pairs, *samples = HEADER.unpack(data[:HEADER.size])
+        if magic != MAGIC:
+            raise ValueError(f"{name} is not a measurement part (starts with {magic!r})")
+        return cls(name, rows, num_columns, hist, pairs, np.asarray(samples, _U8))
+
+    def section(self, index: int) -> int:
+        """Byte offset of section `index` (0 labels, 1 columns, 2 hist_start, 3 pair_start,
+        4 hist_values, 5 hist_counts, 6 pair_nuclei, 7 pair_counts)."""
+        sizes = [self.rows, self.rows * self.num_columns, self.rows, self.rows,
+                 self.hist, self.hist, self.pairs, self.pairs]
+        return HEADER.size + 8 * sum(sizes[:index])
+
+    def overlaps(self, low: int, high: int) -> bool:
+        return self.rows > 0 and int(self.samples[0]) < high and int(self.samples[-1]) >= low
+
+
+def ranged(files: CloudFiles, requests: List[Tuple[str, int, int]]) -> Dict[Tuple[str, int, int], np.ndarray]:
+    """Byte ranges (path, start, end) of many files in one batch, as uint64 arrays keyed by the
+    request; empty ranges are not fetched."""
+    wanted = [{"path": p, "start": a, "end": b} for p, a, b in requests if b > a]
+    out = {(p, a, b): np.zeros(0, _U8) for p, a, b in requests if b <= a}
+    for result in files.get(wanted, raise_errors=True) if wanted else []:
+        if result["content"] is None:
+            raise FileNotFoundError(f"{files.cloudpath}/{result['path']} is missing")
+        start, end = result["byte_range"]
+        out[result["path"], start, end] = np.frombuffer(result["content"], _U8)
+    return out
+
+
+def read_headers(files: CloudFiles, names: List[str]) -> List[PartHeader]:
+    contents = ranged(files, [(name, 0, HEADER.size) for name in names])
+    return [PartHeader.parse(name, contents[name, 0, HEADER.size].tobytes()) for name in names]
+
+
+class RangeReader:
+    """Reads sections of many parts, one batch of byte ranges per round."""
+
+    def __init__(self, files: CloudFiles):
+        self.files = files
+        self.data: Dict[Tuple[str, int, int], np.ndarray] = {}
+
+    def fetch(self, requests: List[Tuple[PartHeader, int, int, int]]) -> List[np.ndarray]:
+        """Entries first..stop-1 of a section (8-byte entries, the columns section by row) per part."""
+        keys = [self.key(h, section, first, stop) for h, section, first, stop in requests]
+        self.data = ranged(self.files, keys)
+        return [self.data[key] for key in keys]
+
+    @staticmethod
+    def key(h: PartHeader, section: int, first: int, stop: int) -> Tuple[str, int, int]:
+        width = 8 * (h.num_columns if section == 1 else 1)
+        return h.name, h.section(section) + width * first, h.section(section) + width * stop
+
+
+def read_range(files: CloudFiles, headers: List[PartHeader], columns: Sequence[str], low: int,
+               high: int) -> List[measure.Partial]:
+    """The rows low <= label < high of every part, with their histogram and pair entries."""
+    headers = [h for h in headers if h.overlaps(low, high)]
+    reader = RangeReader(files)
+    labels = reader.fetch([(h, 0, 0, h.rows) for h in headers])
+    spans = [(int(np.searchsorted(found, np.uint64(low))), int(np.searchsorted(found, np.uint64(high))))
+             for found in labels]
+    requests = []
+    for h, (a, b) in zip(headers, spans):  # the next row's starts close this range's sparse entries
+        requests += [(h, 1, a, b), (h, 2, a, min(b + 1, h.rows)), (h, 3, a, min(b + 1, h.rows))]
+    rows = reader.fetch(requests)
+    sparse_spans = []
+    for k, (h, (a, b)) in enumerate(zip(headers, spans)):
+        hist_starts, pair_starts = rows[3 * k + 1].astype(np.int64), rows[3 * k + 2].astype(np.int64)
+        hist_end = h.hist if b >= h.rows else hist_starts[b - a]
+        pair_end = h.pairs if b >= h.rows else pair_starts[b - a]
+        sparse_spans.append((np.r_[hist_starts[:b - a], hist_end], np.r_[pair_starts[:b - a], pair_end]))
+    sparse = reader.fetch([(h, section, int(starts[0]), int(starts[-1]))
+                           for h, (hist, pair) in zip(headers, sparse_spans)
+                           for section, starts in ((4, hist), (5, hist), (6, pair), (7, pair))])
+    out = []
+    for k, (h, (a, b), (hist, pair)) in enumerate(zip(headers, spans, sparse_spans)):
+        part_labels = labels[k][a:b]
+        records = rows[3 * k].reshape(b - a, h.num_columns)
+        cols = {name: records[:, j].copy().view(measure.column_dtype(name)) for j, name in enumerate(columns)}
+        values = [array.view(np.int64) for array in sparse[4 * k:4 * k + 4]]
+        out.append(measure.Partial(part_labels, cols,
+                                   (np.repeat(part_labels, np.diff(hist)), values[0], values[1]),
+                                   (np.repeat(part_labels, np.diff(pair)), values[2], values[3])))
+    return out
+
+
+def read_box(path: str, mip: int, box: Bbox, fill_missing: bool) -> np.ndarray:
+    cv = CloudVolume(path, mip=mip, fill_missing=fill_missing, progress=False)
+    return np.asfortranarray(np.asarray(cv.image.download(box, mip))[..., 0])
+
+
+@queueable
+def MeasureTask(layer_path: str, work: str, offset: Sequence[int], shape: Sequence[int]) -> None:
+    """Partial statistics of one block (its mesh read with one voxel of overlap on the high
+    faces for the surface area); written whole as the block's part file."""
+    from igneous_like.tasks.mesh import MeshOptions, read_labels
+    files = CloudFiles(work)
+    record = MeasureRecord.load(files)
+    cv = CloudVolume(layer_path, mip=record.mip, fill_missing=record.fill_missing, progress=False)
+    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    padded, padded_box = read_labels(cv, box, record.mip, MeshOptions(fill_missing=record.fill_missing))
+    own = padded[(box - padded_box.minpt).to_slices()]
+    image = None if record.image is None else read_box(record.image, record.mip, box, record.fill_missing)
+    nuclei = None if record.nuclei is None else read_box(record.nuclei, record.mip, box, record.fill_missing)
+    areas = measure.surface_areas(padded, record.resolution)
+    partial = measure.block_partial(own, box.minpt - record.box.minpt, image, nuclei, areas)
+    files.put(part_name(box), encode_part(partial, record.columns), compress=None,
+              content_type="application/octet-stream")
+
+
+@queueable
+def MeasureMergeTask(work: str, low: int, high: int) -> None:
+    """Merge every part's rows of the labels low <= label < high into their final columns."""
+    files = CloudFiles(work)
+    record = MeasureRecord.load(files)
+    headers = read_headers(files, [part_name(box) for box in record.grid])
+    parts = read_range(files, headers, record.columns, low, high)
+    merged = measure.merge(parts) if parts else empty_partial(record.columns)
+    merged = measure.select(merged, merged.columns["count"] > 0)
+    table = measure.statistics(merged, record.resolution, record.box.minpt, image=record.image is not None,
+                               nuclei=record.nuclei is not None)
+    buffer = io.BytesIO()
+    np.savez(buffer, **table)
+    files.put(result_name(low, high), buffer.getvalue(), compress=None,
+              content_type="application/octet-stream")
+
+
+def empty_partial(columns: Sequence[str]) -> measure.Partial:
+    return measure.Partial(np.zeros(0, _U8), {name: measure.empty_column(name, 0) for name in columns})

@@ -1,0 +1,229 @@
+"""Measurements equal an independent whole-array computation (numpy, scipy.ndimage, scikit-image,
+marching cubes on the whole array) on a crop of the real segmentation split along every axis.
+
+Forge and merge run in this process on file:// layers; the CLI test runs every stage through a
+real fq:// queue and `execute`, and checks the segment properties Neuroglancer reads.
+"""
+import json
+from pathlib import Path
+
+import fastremap
+import numpy as np
+import pandas as pd
+import pytest
+from cloudvolume import CloudVolume
+from conftest import run_cli, write_layer
+from scipy import ndimage
+
+from igneous_like import measure
+from igneous_like.queues import run_locally
+from igneous_like.task_creation import create_measure_merge_tasks, create_measure_tasks, export_measurements
+
+CROP = (slice(100, 300), slice(50, 306), slice(0, 128))  # 200x256x128 of the real data
+SHAPE = (100, 128, 64)  # a split along every axis
+OFFSET = (30, 20, 10)
+RES = np.array([16.0, 16.0, 40.0])
+EXACT = dict(rtol=1e-12, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def arrays(real_seg, real_image):
+    seg = np.asfortranarray(real_seg[CROP])
+    return seg, np.asfortranarray(real_image[CROP]), make_nuclei(seg)
+
+
+def make_nuclei(seg: np.ndarray) -> np.ndarray:
+    """Nuclei: the 12 largest cells eroded by 2 voxels; the largest one's nucleus cut in two."""
+    labels, counts = fastremap.unique(seg, return_counts=True)
+    biggest = labels[labels != 0][np.argsort(counts[labels != 0])[::-1][:12]]
+    nuclei = np.zeros(seg.shape, np.uint32)
+    for k, label in enumerate(biggest):
+        nuclei[ndimage.binary_erosion(seg == label, iterations=2)] = 1000 + k
+    first = nuclei == 1000
+    cut = int(np.median(np.nonzero(first)[0]))
+    nuclei[:cut][first[:cut]] = 2000
+    return np.asfortranarray(nuclei)
+
+
+@pytest.fixture(scope="module")
+def measured(arrays, tmp_path_factory):
+    """The table of forge + merge (3 label ranges) + export, run in this process."""
+    seg, image, nuclei = arrays
+    root = tmp_path_factory.mktemp("measure")
+    paths = {name: write_layer(f"file://{root / name}", data, kind, offset=OFFSET, chunk=SHAPE)
+             for name, data, kind in (("seg", seg, "segmentation"), ("image", image, "image"),
+                                      ("nuclei", nuclei, "segmentation"))}
+    run_locally(create_measure_tasks(paths["seg"], shape=SHAPE, image=paths["image"], nuclei=paths["nuclei"]),
+                parallel=1, quiet=True)
+    merge = create_measure_merge_tasks(paths["seg"], num_tasks=3)
+    assert len(merge) == 3
+    run_locally(merge, parallel=1, quiet=True)
+    export_measurements(paths["seg"], str(root / "cells.parquet"))
+    return pd.read_parquet(root / "cells.parquet"), paths
+
+
+@pytest.fixture(scope="module")
+def reference(arrays):
+    """Whole-array statistics: scipy.ndimage on a renumbered copy (index k = label k)."""
+    seg, image, _ = arrays
+    renumbered, remap = fastremap.renumber(seg, preserve_zero=True, in_place=False)
+    labels = np.zeros(len(remap), np.uint64)
+    for old, new in remap.items():
+        labels[new] = old
+    index = np.arange(1, labels.size)
+    return {"labels": labels[1:], "renumbered": renumbered, "index": index}
+
+
+def test_one_row_per_object_counts_bbox_centroid(measured, arrays, reference):
+    table, _ = measured
+    seg = arrays[0]
+    assert list(table.columns[:2]) == ["label", "voxel_count"]
+    np.testing.assert_array_equal(table["label"], np.sort(reference["labels"]))
+    order = np.argsort(reference["labels"])
+    renumbered, index = reference["renumbered"], reference["index"]
+    counts = ndimage.sum_labels(np.ones(seg.shape), renumbered, index)[order]
+    np.testing.assert_array_equal(table["voxel_count"], counts)
+    np.testing.assert_allclose(table["volume"], counts * RES.prod(), **EXACT)
+    boxes = [ndimage.find_objects(renumbered)[k - 1] for k in index[order]]
+    for axis, name in enumerate("xyz"):
+        starts, stops = [b[axis].start for b in boxes], [b[axis].stop for b in boxes]
+        np.testing.assert_array_equal(table[f"bbox_min_{name}"], np.add(starts, OFFSET[axis]))
+        np.testing.assert_array_equal(table[f"bbox_max_{name}"], np.add(stops, OFFSET[axis]))
+    centers = np.array(ndimage.center_of_mass(np.ones(seg.shape), renumbered, index))[order]
+    for axis, name in enumerate("xyz"):
+        np.testing.assert_allclose(table[f"centroid_{name}"], (OFFSET[axis] + centers[:, axis]) * RES[axis],
+                                   **EXACT)
+
+
+def test_intensity_statistics_exact(measured, arrays, reference):
+    table, _ = measured
+    image = arrays[1].astype(np.float64)
+    renumbered, index = reference["renumbered"], reference["index"]
+    order = np.argsort(reference["labels"])
+    for column, function in (("intensity_mean", ndimage.mean), ("intensity_std", ndimage.standard_deviation),
+                             ("intensity_min", ndimage.minimum), ("intensity_max", ndimage.maximum),
+                             ("intensity_median", ndimage.median)):
+        np.testing.assert_allclose(table[column], np.asarray(function(image, renumbered, index))[order],
+                                   **EXACT, err_msg=column)
+    flat = renumbered.ravel()
+    by_label = np.argsort(flat, kind="stable")
+    groups = np.split(image.ravel()[by_label], np.cumsum(np.bincount(flat, minlength=index.size + 1))[:-1])
+    for q in measure.PERCENTILES:
+        expected = np.array([np.percentile(groups[k], q) for k in index])[order]
+        np.testing.assert_allclose(table[f"intensity_p{q}"], expected, **EXACT, err_msg=f"p{q}")
+
+
+def test_axes_and_surface_within_one_percent(measured, arrays, reference):
+    """Axes against scikit-image regionprops (spacing in nm); surface area against marching cubes
+    of each object on the whole array."""
+    from skimage.measure import marching_cubes, mesh_surface_area, regionprops
+    table, _ = measured
+    table = table.set_index("label")
+    props = regionprops(reference["renumbered"], spacing=tuple(RES))
+    big = [p for p in props if p.area >= 1000 * RES.prod()]
+    assert len(big) > 20
+    for p in big:
+        row = table.loc[reference["labels"][p.label - 1]]
+        assert row["axis_major_length"] == pytest.approx(p.axis_major_length, rel=0.01)
+        assert row["axis_minor_length"] == pytest.approx(p.axis_minor_length, rel=0.01)
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in p.slice)
+        mask = np.pad(reference["renumbered"][box] == p.label, 1).astype(np.float32)
+        vertices, faces, _, _ = marching_cubes(mask, 0.5, spacing=tuple(RES))
+        area = mesh_surface_area(vertices, faces)
+        assert row["surface_area"] == pytest.approx(area, rel=0.01)
+        volume = p.area
+        assert row["sphericity"] == pytest.approx(np.cbrt(np.pi) * np.cbrt(6 * volume) ** 2 / area, rel=0.01)
+        assert row["equivalent_diameter"] == pytest.approx(np.cbrt(6 * volume / np.pi), rel=1e-12)
+
+
+def test_nuclei_per_cell(measured, arrays):
+    table, _ = measured
+    seg, image, nuclei = arrays
+    table = table.set_index("label")
+    inside = (seg != 0) & (nuclei != 0)
+    pairs = np.unique(np.stack([seg[inside], nuclei[inside]]), axis=1)
+    cells, per_cell = np.unique(pairs[0], return_counts=True)
+    expected = pd.Series(0, index=table.index)
+    expected[cells] = per_cell
+    np.testing.assert_array_equal(table["nuclei_count"], expected)
+    assert table["nuclei_count"].max() == 2
+    for cell in cells:
+        mine = seg == cell
+        nucleus = mine & (nuclei != 0)
+        row = table.loc[cell]
+        assert row["nucleus_volume"] == nucleus.sum() * RES.prod()
+        assert row["cell_nucleus_volume_ratio"] == pytest.approx(mine.sum() / nucleus.sum(), rel=1e-12)
+        inner, outer = image[nucleus].mean(), image[mine & (nuclei == 0)].mean()
+        assert row["nucleus_intensity_mean"] == pytest.approx(inner, rel=1e-12)
+        assert row["cytoplasm_nucleus_intensity_ratio"] == pytest.approx(outer / inner, rel=1e-12)
+    assert np.isnan(table.loc[~table.index.isin(cells), "cell_nucleus_volume_ratio"]).all()
+
+
+def test_cli_through_queue_and_segment_properties(measured, tmp_path):
+    """forge, merge, export and clean through the CLI and a real fq:// queue give the same table."""
+    table, paths = measured
+    queue = f"fq://{tmp_path / 'queue'}"
+    seg = paths["seg"]
+    run_cli("measure", "forge", seg, "--image", paths["image"], "--shape", "100,128,64", "--queue", queue)
+    run_cli("-p", "2", "execute", "-x", queue)
+    run_cli("measure", "merge", seg, "--tasks", "2", "--queue", queue)
+    run_cli("execute", "-x", queue)
+    run_cli("measure", "export", seg, tmp_path / "cells.csv")
+    csv = pd.read_csv(tmp_path / "cells.csv")
+    assert csv.columns[0] == "label" and "nuclei_count" not in csv
+    for column in csv.columns:
+        np.testing.assert_allclose(csv[column], table[column], rtol=1e-12, err_msg=column)
+    cv = CloudVolume(seg, progress=False)
+    assert cv.info["segment_properties"] == "segment_properties"
+    info = json.loads(open(seg[len("file://"):] + "/segment_properties/info").read())
+    assert info["@type"] == "neuroglancer_segment_properties"
+    ids = info["inline"]["ids"]
+    assert ids == [str(v) for v in table["label"]]
+    properties = {prop["id"]: prop for prop in info["inline"]["properties"]}
+    for prop in properties.values():
+        assert prop["type"] == "number" and len(prop["values"]) == len(ids)
+        assert prop["data_type"] in ("uint32", "float32")
+    assert properties["voxel_count"]["values"] == list(table["voxel_count"])
+    np.testing.assert_allclose(properties["sphericity"]["values"], table["sphericity"], rtol=1e-6)
+    run_cli("measure", "clean", seg)
+    work = Path(seg[len("file://"):]) / "16_16_40" / "measure"
+    assert not [f for f in work.rglob("*") if f.is_file()]
+
+
+def test_float_image_any_split_and_merge_order():
+    """Pure functions: float intensities and moments from blocks of uneven shapes, merged in a
+    shuffled order, equal the whole array's (numpy); float images have no percentiles."""
+    rng = np.random.default_rng(3)
+    labels = np.asfortranarray(rng.integers(0, 6, (37, 29, 23)).astype(np.uint64) * np.uint64(10**12))
+    image = np.asfortranarray(rng.normal(100, 20, labels.shape).astype(np.float32))
+    cuts = [(0, 11, 37), (0, 20, 29), (0, 5, 23)]
+    parts = []
+    for x0, x1 in zip(cuts[0][:-1], cuts[0][1:]):
+        for y0, y1 in zip(cuts[1][:-1], cuts[1][1:]):
+            for z0, z1 in zip(cuts[2][:-1], cuts[2][1:]):
+                box = (slice(x0, x1), slice(y0, y1), slice(z0, z1))
+                parts.append(measure.block_partial(labels[box], (x0, y0, z0), image[box]))
+    rng.shuffle(parts)
+    table = measure.statistics(measure.merge(parts), RES, OFFSET, image=True)
+    values = image.astype(np.float64)
+    for k, label in enumerate(table["label"]):
+        mine = labels == label
+        assert table["voxel_count"][k] == mine.sum()
+        np.testing.assert_allclose(table["centroid_x"][k], (OFFSET[0] + np.nonzero(mine)[0].mean()) * RES[0],
+                                   **EXACT)
+        np.testing.assert_allclose([table["intensity_mean"][k], table["intensity_std"][k]],
+                                   [values[mine].mean(), values[mine].std()], rtol=1e-9)
+        assert table["intensity_min"][k] == values[mine].min()
+        assert table["intensity_max"][k] == values[mine].max()
+    assert np.isnan(table["intensity_median"]).all()
+    assert 0 not in table["label"]
+
+
+def test_forge_checks_companion_layers(arrays, measured, tmp_path):
+    from igneous_like.errors import UserError
+    _, paths = measured
+    other = write_layer(f"file://{tmp_path / 'shifted'}", arrays[1], "image", offset=(0, 0, 0), chunk=SHAPE)
+    with pytest.raises(UserError, match="must match"):
+        create_measure_tasks(paths["seg"], image=other)
+    with pytest.raises(UserError, match="measure forge"):
+        create_measure_merge_tasks(paths["image"])

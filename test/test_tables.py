@@ -1,0 +1,72 @@
+"""Analysis tables: threshold categories equal a numpy computation, clusters recover well-separated
+groups, and a saved classifier reloads and predicts the same; through the CLI on CSV and Parquet."""
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_cli
+from sklearn.metrics import adjusted_rand_score
+
+from igneous_like import tables
+from igneous_like.errors import UserError
+
+
+@pytest.fixture
+def groups():
+    """Three groups of 60 rows, far apart in volume (scale 1e6) and sphericity (scale 0.1)."""
+    rng = np.random.default_rng(5)
+    truth = np.repeat([0, 1, 2], 60)
+    volume = np.array([1e6, 5e6, 9e6])[truth] + rng.normal(0, 2e5, truth.size)
+    sphericity = np.array([0.2, 0.8, 0.5])[truth] + rng.normal(0, 0.02, truth.size)
+    table = pd.DataFrame({"label": np.arange(1, truth.size + 1), "volume": volume, "sphericity": sphericity,
+                          "noise": rng.normal(size=truth.size)})
+    return table, truth
+
+
+def test_threshold_equals_numpy(groups, tmp_path):
+    table, _ = groups
+    table.loc[3, "volume"] = np.nan
+    table.to_csv(tmp_path / "cells.csv", index=False)
+    run_cli("table", "threshold", tmp_path / "cells.csv", tmp_path / "sized.parquet", "--column", "volume",
+            "--thresholds", "3e6,7e6", "--labels", "small,medium,large", "--name", "size")
+    out = pd.read_parquet(tmp_path / "sized.parquet")
+    v = table["volume"].to_numpy()
+    expected = np.where(v < 3e6, "small", np.where(v < 7e6, "medium", "large")).astype(object)
+    expected[np.isnan(v)] = "missing"
+    assert list(out["size"].fillna("missing")) == list(expected)
+    default = tables.threshold(table, "volume", [3e6])
+    assert set(default["category"].dropna()) == {"<3e+06", ">=3e+06"}
+    with pytest.raises(UserError, match="increasing"):
+        tables.threshold(table, "volume", [7e6, 3e6])
+
+
+def test_clusters_recover_groups(groups, tmp_path):
+    table, truth = groups
+    table.to_parquet(tmp_path / "cells.parquet", index=False)
+    run_cli("table", "cluster", tmp_path / "cells.parquet", tmp_path / "out.csv",
+            "--columns", "volume,sphericity", "--k", "3")
+    assert adjusted_rand_score(truth, pd.read_csv(tmp_path / "out.csv")["cluster"]) == 1.0
+    dbscan = tables.cluster(table, ["volume", "sphericity"], "dbscan", eps=0.5, min_samples=5)
+    assert adjusted_rand_score(truth, dbscan["cluster"]) == 1.0
+
+
+def test_classifier_saves_reloads_and_predicts(groups, tmp_path):
+    table, truth = groups
+    names = np.array(["glia", "neuron", "soma"], dtype=object)[truth]
+    annotated = np.zeros(truth.size, bool)
+    annotated[::4] = True  # a quarter of the rows carry an annotation
+    table["kind"] = np.where(annotated, names, None)
+    table.to_csv(tmp_path / "cells.csv", index=False)
+    model_path = tmp_path / "model.joblib"
+    run_cli("table", "classify", "train", tmp_path / "cells.csv", "--annotation", "kind",
+            "--features", "volume,sphericity,noise", "--output", model_path)
+    run_cli("table", "classify", "apply", tmp_path / "cells.csv", model_path, tmp_path / "predicted.parquet")
+    predicted = pd.read_parquet(tmp_path / "predicted.parquet")
+    saved = joblib.load(model_path)
+    assert saved["features"] == ["volume", "sphericity", "noise"] and saved["annotation"] == "kind"
+    again = saved["model"].predict(table[saved["features"]].to_numpy())
+    assert list(predicted["prediction"]) == list(again)
+    assert (predicted["prediction"].to_numpy() == names).all()
+    assert predicted["prediction_probability"].between(0, 1).all()
+    refit = tables.train_classifier(pd.read_csv(tmp_path / "cells.csv"), "kind", saved["features"])
+    assert list(refit["model"].predict(table[saved["features"]].to_numpy())) == list(again)  # seeded
