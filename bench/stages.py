@@ -166,6 +166,21 @@ def agglomeration_quality(paths: Dict[str, str]) -> str:
     return "; ".join(found)
 
 
+def measure_commands(program: str, src: str, queue: str) -> List[List[str]]:
+    return [["measure", "forge", src, "--image", f"{src}_image", "--shape", "256,256,256"],
+            ["measure", "merge", src], ["measure", "export", src, f"{src[len('file://'):]}.csv"]]
+
+
+def measure_table(paths: Dict[str, str]) -> str:
+    """The exported table has one row per label, with the whole volume's voxel counts."""
+    import pandas
+    table = pandas.read_csv(f"{paths['igneous_like'][len('file://'):]}.csv")
+    labels, counts = fastremap.unique(segmentation(), return_counts=True)
+    if not (np.array_equal(table["label"], labels[1:]) and np.array_equal(table["voxel_count"], counts[1:])):
+        raise SystemExit("the measurement table's labels or voxel counts are wrong")
+    return f"{len(table)} rows x {len(table.columns)} columns, voxel counts equal fastremap's"
+
+
 def mesh_commands(program: str, src: str, queue: str) -> List[List[str]]:
     execute = ["execute", "-x", queue]
     return [["mesh", "forge", src, "--shape", "128,128,128", "--queue", queue], execute,
@@ -221,4 +236,7 @@ STAGES = [
           "relabel, evaluate against the real segmentation; tasks 256^3", boundary_map, "image",
           agglomerate_commands, agglomeration_quality, extra=(("_truth", segmentation, "segmentation"),),
           shared=False),
+    Stage("measure", "measure forge (with the EM-like image) + merge + export to CSV, tasks 256^3",
+          segmentation, "segmentation", measure_commands, measure_table,
+          extra=(("_image", em_image, "image"),), shared=False),
 ]
