@@ -22,9 +22,11 @@ real segmentation's chunks about 10% larger; workers take IGNEOUS_LIKE_GZIP_LEVE
 def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) -> None:
     """Write `img` (x,y,z[,c], chunk-aligned at `offset`) into `cv` at `mip`, as cv.image.upload
     does, but gzip at GZIP_LEVEL in CloudFiles' threads: CloudVolume compresses before CloudFiles
-    sees a level, always at 9. Sharded scales and other compressions go through CloudVolume."""
+    sees a level, always at 9. Sharded scales, other compressions and mem:// layers (which hold
+    arrays, not bytes) go through CloudVolume."""
     encoding = cv.meta.encoding(mip)
-    if cv.image.is_sharded(mip) or should_compress(encoding, cv.compress, cv.cache) != "gzip":
+    if (cv.image.is_sharded(mip) or cv.meta.path.protocol == "mem"
+            or should_compress(encoding, cv.compress, cv.cache) != "gzip"):
         cv.image.upload(img, offset, mip)
         return
     img = img.reshape(img.shape[:3] + (-1,), order="F")
