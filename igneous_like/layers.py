@@ -1,8 +1,9 @@
 """Chunk-level reading and writing that CloudVolume's whole-box download and upload do at a cost,
 and writing an array as a new one-mip layer."""
 import os
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Sequence, Tuple, Union
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -19,34 +20,51 @@ GZIP_LEVEL = int(os.environ.get("IGNEOUS_LIKE_GZIP_LEVEL", 7))
 real segmentation's chunks about 10% larger; workers take IGNEOUS_LIKE_GZIP_LEVEL (1-12) instead."""
 
 
+THREADS = 16  # for chunk transfers: gzip releases the GIL, and object stores answer each request slowly
+
+
 def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) -> None:
-    """Write `img` (x,y,z[,c], chunk-aligned at `offset`) into `cv` at `mip`, as cv.image.upload
-    does, but gzip at GZIP_LEVEL in CloudFiles' threads: CloudVolume compresses before CloudFiles
-    sees a level, always at 9. Sharded scales, other compressions and mem:// layers (which hold
-    arrays, not bytes) go through CloudVolume."""
+    """Write `img` (x,y,z[,c], chunk-aligned at `offset`) into `cv` at `mip` as cv.image.upload
+    does, but gzipped at GZIP_LEVEL (CloudVolume compresses before CloudFiles sees a level: always
+    9), each chunk encoded, compressed and put by a thread pool that returns as soon as the last
+    is done (CloudFiles' and CloudVolume's pools check every 0.1 s, and a task writes many times).
+    Sharded scales, other compressions and mem:// layers (arrays, not bytes) go through CloudVolume.
+    """
     encoding = cv.meta.encoding(mip)
     if (cv.image.is_sharded(mip) or cv.meta.path.protocol == "mem"
             or should_compress(encoding, cv.compress, cv.cache) != "gzip"):
         cv.image.upload(img, offset, mip)
         return
-    img = img.reshape(img.shape[:3] + (-1,), order="F")
+    meta, remote = cv.meta, CloudFiles(cv.meta.cloudpath)
+    files, stale = split_chunks(cv, img.reshape(img.shape[:3] + (-1,), order="F"), offset, mip)
+
+    def put(name: str, part: np.ndarray) -> None:
+        remote.put(name, chunks.encode(part, encoding, meta.compressed_segmentation_block_size(mip),
+                                       compression_params=meta.compression_params(mip)),
+                   compress="gzip", compression_level=GZIP_LEVEL, content_type=content_type(encoding),
+                   cache_control=cdn_cache_control(cv.cdn_cache))
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        for done in [pool.submit(put, name, part) for name, part in files]:
+            done.result()
+    if stale:
+        remote.delete(stale)
+
+
+def split_chunks(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) -> Tuple[list, list]:
+    """([(file name, chunk's voxels)], [names of chunks to delete: all background, with
+    delete_black_uploads]); chunks at the dataset's edge are cut short as their files are."""
     meta, files, stale = cv.meta, [], []
     volume_end = meta.bounds(mip).maxpt
     for start, _, chunk_start, chunk_end in generate_chunks(meta, img, offset, mip):
-        chunk_end = np.minimum(chunk_end, volume_end)  # the dataset's edge cuts chunks short
+        chunk_end = np.minimum(chunk_end, volume_end)
         part = img[tuple(slice(a, a + n) for a, n in zip(start, chunk_end - chunk_start))]
         name = meta.join(meta.key(mip), "_".join(f"{a}-{b}" for a, b in zip(chunk_start, chunk_end)))
         if cv.delete_black_uploads and not np.any(part != cv.background_color):
             stale.append(name)
-            continue
-        files.append((name, part))
-    encoded = ((name, chunks.encode(part, encoding, meta.compressed_segmentation_block_size(mip),
-                                    compression_params=meta.compression_params(mip))) for name, part in files)
-    remote = CloudFiles(meta.cloudpath)
-    remote.puts(encoded, compress="gzip", compression_level=GZIP_LEVEL, content_type=content_type(encoding),
-                cache_control=cdn_cache_control(cv.cdn_cache))
-    if stale:
-        remote.delete(stale)
+        else:
+            files.append((name, part))
+    return files, stale
 
 
 def chunk_parts(cv: CloudVolume, box: Bbox, mip: int, batch: int = 64) -> Iterator[np.ndarray]:
@@ -58,13 +76,13 @@ def chunk_parts(cv: CloudVolume, box: Bbox, mip: int, batch: int = 64) -> Iterat
         return
     meta, files = cv.meta, CloudFiles(cv.meta.cloudpath)
     chunks_left = iter(Grid(box, meta.chunk_size(mip), meta.voxel_offset(mip), meta.bounds(mip)))
-    while group := list(islice(chunks_left, batch)):
-        names = [meta.join(meta.key(mip), chunk.to_filename()) for chunk in group]
-        contents = files.get(names, return_dict=True)
-        for chunk, name in zip(group, names):
-            img = decode(meta, chunk, contents[name], cv.fill_missing, mip, cv.background_color,
-                         allow_none=False)
-            yield img[(Bbox.intersection(chunk, box) - chunk.minpt).to_slices()]
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:  # not CloudFiles.get: it polls
+        while group := list(islice(chunks_left, batch)):
+            names = [meta.join(meta.key(mip), chunk.to_filename()) for chunk in group]
+            for chunk, content in zip(group, pool.map(files.get, names)):
+                img = decode(meta, chunk, content, cv.fill_missing, mip, cv.background_color,
+                             allow_none=False)
+                yield img[(Bbox.intersection(chunk, box) - chunk.minpt).to_slices()]
 
 
 def write_array(path: str, data: np.ndarray, layer_type: str, resolution: Sequence[int] = (16, 16, 40),

@@ -8,7 +8,9 @@ from igneous_like.cli import cli
 
 
 def leaves(group: click.Group, prefix=()):
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):  # loads lazily registered areas too
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             yield from leaves(command, prefix + (name,))
         else:

@@ -9,19 +9,25 @@ import sys
 import click
 
 from igneous_like import __version__
-from igneous_like.cli.agglomerate import agglomerate, evaluate
-from igneous_like.cli.demo import demo
-from igneous_like.cli.execution import execute, queue
-from igneous_like.cli.image import image
-from igneous_like.cli.measure import measure
-from igneous_like.cli.mesh import mesh
-from igneous_like.cli.postprocess import postprocess
-from igneous_like.cli.skeleton import skeleton
-from igneous_like.cli.table import table
+from igneous_like.cli.lazy import LazyGroup
 from igneous_like.errors import TaskFailures, UserError
 
+AREAS = {
+    "image": "igneous_like.cli.image:image",
+    "mesh": "igneous_like.cli.mesh:mesh",
+    "skeleton": "igneous_like.cli.skeleton:skeleton",
+    "measure": "igneous_like.cli.measure:measure",
+    "postprocess": "igneous_like.cli.postprocess:postprocess",
+    "table": "igneous_like.cli.table:table",
+    "agglomerate": "igneous_like.cli.agglomerate:agglomerate",
+    "evaluate": "igneous_like.cli.agglomerate:evaluate",
+    "execute": "igneous_like.cli.execution:execute",
+    "queue": "igneous_like.cli.execution:queue",
+    "demo": "igneous_like.cli.demo:demo",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=LazyGroup, lazy=AREAS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-p", "--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               envvar="IGNEOUS_LIKE_PARALLEL",
               help="Worker processes for execute and for tasks run without --queue.")
@@ -46,19 +52,6 @@ def cli(ctx, parallel, quiet, verbose):
     for chatty in ("botocore", "boto3", "urllib3", "s3transfer"):  # per-request INFO lines
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
     ctx.obj = {"parallel": parallel, "quiet": quiet}
-
-
-cli.add_command(image)
-cli.add_command(mesh)
-cli.add_command(measure)
-cli.add_command(postprocess)
-cli.add_command(table)
-cli.add_command(skeleton)
-cli.add_command(execute)
-cli.add_command(queue)
-cli.add_command(demo)
-cli.add_command(agglomerate)
-cli.add_command(evaluate)
 
 
 def main(argv=None) -> None:

@@ -2,8 +2,6 @@
 import click
 from cloudvolume.lib import Bbox
 
-from igneous_like.cli.ccl import ccl, voxels
-from igneous_like.cli.classify import classify
 from igneous_like.cli.common import (
     BOUNDS,
     VEC3,
@@ -18,6 +16,7 @@ from igneous_like.cli.common import (
     rerun_command,
     run_passes,
 )
+from igneous_like.cli.lazy import LazyGroup
 from igneous_like.downsample import METHODS
 from igneous_like.errors import UserError
 from igneous_like.task_creation import (
@@ -28,7 +27,8 @@ from igneous_like.task_creation import (
 )
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy={"ccl": "igneous_like.cli.ccl:ccl", "voxels": "igneous_like.cli.ccl:voxels",
+                                  "classify": "igneous_like.cli.classify:classify"})
 def image():
     """Image pyramids, transfers and deletion."""
 
@@ -168,6 +168,3 @@ def rm(ctx, path, mip, num_mips, shape, queue):
     dispatch(ctx, create_deletion_tasks(path, mip=mip, num_mips=num_mips, shape=shape), queue)
 
 
-image.add_command(ccl)
-image.add_command(voxels)
-image.add_command(classify)
