@@ -57,7 +57,7 @@ def run_stage(stage, args, work: Path) -> tuple:
 
     def run_once(program: str) -> Usage:
         for old in work.glob(f"{program}*"):
-            shutil.rmtree(old)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
         paths[program] = write_array(f"file://{work / program}", data, stage.layer_type)
         for suffix, volume, layer_type in stage.extra:
             write_array(f"{paths[program]}{suffix}", volume(args.tile), layer_type)
@@ -102,10 +102,10 @@ def main() -> None:
             rows.append((stage, results, agreed))
             print(f"{stage.name}: " + ", ".join(f"{p} {u.seconds:.1f} s" for p, u in results.items()),
                   file=sys.stderr, flush=True)
-    finally:
+    finally:  # the stages that ran are reported even when a later one fails
         shutil.rmtree(work, ignore_errors=True)
-    print(f"-p {args.parallel}, best of {args.repeats} alternating runs, volume tiled {args.tile}^3")
-    table(rows)
+        print(f"-p {args.parallel}, best of {args.repeats} alternating runs, volume tiled {args.tile}^3")
+        table(rows)
 
 
 if __name__ == "__main__":
