@@ -175,7 +175,7 @@ def measure_table(paths: Dict[str, str]) -> str:
     """The exported table has one row per label, with the whole volume's voxel counts."""
     import pandas
     table = pandas.read_csv(f"{paths['igneous_like'][len('file://'):]}.csv")
-    labels, counts = fastremap.unique(segmentation(), return_counts=True)
+    labels, counts = fastremap.unique(read(paths["igneous_like"]), return_counts=True)
     if not (np.array_equal(table["label"], labels[1:]) and np.array_equal(table["voxel_count"], counts[1:])):
         raise SystemExit("the measurement table's labels or voxel counts are wrong")
     return f"{len(table)} rows x {len(table.columns)} columns, voxel counts equal fastremap's"
