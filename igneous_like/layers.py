@@ -59,7 +59,7 @@ def split_chunks(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: i
     for start, _, chunk_start, chunk_end in generate_chunks(meta, img, offset, mip):
         chunk_end = np.minimum(chunk_end, volume_end)
         part = img[tuple(slice(a, a + n) for a, n in zip(start, chunk_end - chunk_start))]
-        name = meta.join(meta.key(mip), "_".join(f"{a}-{b}" for a, b in zip(chunk_start, chunk_end)))
+        name = meta.join(meta.key(mip), Bbox(chunk_start, chunk_end).to_filename())
         if cv.delete_black_uploads and not np.any(part != cv.background_color):
             stale.append(name)
         else:

@@ -12,10 +12,15 @@ from igneous_like.cli.common import (
     encoding_option,
     queue_option,
 )
-from igneous_like.errors import UserError
 from igneous_like.label_table import voxel_counts_url
 from igneous_like.task_creation import ccl as tc
-from igneous_like.task_creation.common import check_encoding, check_vec, layer_path, open_layer
+from igneous_like.task_creation.common import (
+    check_encoding,
+    check_vec,
+    layer_path,
+    new_layer_path,
+    open_layer,
+)
 from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_voxel_counting_tasks
 
 
@@ -169,8 +174,7 @@ def run_step(ctx, tasks, queue: Optional[str]) -> None:
 
 def check_destination(src: str, dest: str, encoding: Optional[str], chunk_size) -> None:
     """What relabel will check, checked before the first step writes anything."""
-    if layer_path(dest).rstrip("/") == layer_path(src).rstrip("/"):
-        raise UserError("the destination is the source; relabel into a new path")
+    new_layer_path(src, dest, "relabel into a new path")
     check_encoding(encoding, "segmentation", "uint64")
     if chunk_size is not None:
         check_vec("--chunk-size", chunk_size)

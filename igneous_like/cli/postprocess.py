@@ -4,7 +4,7 @@ import click
 from igneous_like.cli.ccl import run_step
 from igneous_like.cli.common import VEC3, compress_option, dispatch, queue_option
 from igneous_like.task_creation import postprocess as tc
-from igneous_like.task_creation.common import layer_path
+from igneous_like.task_creation.common import new_layer_path
 
 shape_option = click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True,
                             help="Task shape X,Y,Z (rounded up to whole chunks).")
@@ -60,8 +60,7 @@ def fill_holes(ctx, src, dest, max_hole_size, shape, mip, compress, clean, queue
 
     Example: igneous-like -p 4 postprocess fill-holes file:///data/seg file:///data/full --max-hole-size 5000
     """
-    if layer_path(dest).rstrip("/") == layer_path(src).rstrip("/"):
-        raise click.UsageError("the destination is the source; write into a new path")
+    dest_path = new_layer_path(src, dest)
     for _, step in tc.background_steps(src, mip=mip, shape=shape):
         result = step()
         if not isinstance(result, int):
@@ -72,4 +71,4 @@ def fill_holes(ctx, src, dest, max_hole_size, shape, mip, compress, clean, queue
     run_step(ctx, tc.create_fill_holes_tasks(src, dest, mip=mip, shape=shape, compress=compress), queue)
     if clean:
         tc.clean_fill_holes_files(src, mip)
-    click.echo(f"Filled segmentation written to {layer_path(dest)}", err=True)
+    click.echo(f"Filled segmentation written to {dest_path}", err=True)

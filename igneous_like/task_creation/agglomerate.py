@@ -31,8 +31,10 @@ from igneous_like.task_creation.common import (
     check_vec,
     compression,
     csv,
+    delete_directory,
     ints,
     layer_path,
+    new_layer_path,
     open_layer,
     record_provenance,
 )
@@ -190,12 +192,11 @@ def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, t
 
 def new_destination(src: CloudVolume, dest: str, mip: int, dtype: str, encoding: Optional[str],
                     method: dict) -> CloudVolume:
-    if layer_path(dest).rstrip("/") == src.cloudpath.rstrip("/"):
-        raise UserError("the destination is the source; write into a new path")
+    path = new_layer_path(src.cloudpath, dest)
     encoding = encoding or default_encoding(src, mip)
     check_encoding(encoding, "segmentation", dtype)
     info = segmentation_info(src, mip, src.meta.bounds(mip), None, encoding, dtype)
-    out = open_destination(layer_path(dest), info, mip)
+    out = open_destination(path, info, mip)
     out.commit_info()
     record_provenance(out, method)
     return out
@@ -261,7 +262,4 @@ def create_watershed_tasks(prob_path: str, dest: str, mip: int = 0, shape: Seque
 
 def clean_agglomeration_files(frag_path: str, mip: int = 0) -> int:
     """Delete FRAG/KEY/agglomeration/ (graph parts, mapping); returns how many files there were."""
-    files = CloudFiles(work_dir(open_layer(frag_path, mip), mip))
-    names = list(files.list())
-    files.delete(names)
-    return len(names)
+    return delete_directory(work_dir(open_layer(frag_path, mip), mip))

@@ -32,8 +32,9 @@ from igneous_like.task_creation.common import (
     check_vec,
     compression,
     csv,
+    delete_directory,
     ints,
-    layer_path,
+    new_layer_path,
     open_layer,
     record_provenance,
 )
@@ -275,9 +276,7 @@ def create_ccl_relabel_tasks(
     if dust_threshold is not None and int(dust_threshold) != numbering["dust"]:
         raise UserError(f"calc-labels ran with --dust {numbering['dust']}; relabel with the same, or "
                         "run calc-labels again")
-    dest_path = layer_path(dest)
-    if dest_path.rstrip("/") == cv.cloudpath.rstrip("/"):
-        raise UserError("the destination is the source; relabel into a new path")
+    dest_path = new_layer_path(cv.cloudpath, dest, "relabel into a new path")
     encoding = encoding or default_encoding(cv, mip)
     dtype = output_dtype(numbering["components"], encoding)
     check_encoding(encoding, "segmentation", dtype)
@@ -299,8 +298,4 @@ def create_ccl_relabel_tasks(
 
 def clean_ccl_files(cloudpath: str, mip: int = 0) -> int:
     """Delete the intermediate files of a labeling (LAYER/KEY/ccl/); returns how many there were."""
-    cv = open_layer(cloudpath, mip)
-    files = CloudFiles(work_dir(cv, mip))
-    names = list(files.list())
-    files.delete(names)
-    return len(names)
+    return delete_directory(work_dir(open_layer(cloudpath, mip), mip))

@@ -24,6 +24,7 @@ from igneous_like.task_creation.common import (
     csv,
     ints,
     layer_path,
+    new_layer_path,
     open_layer,
     record_provenance,
 )
@@ -159,9 +160,7 @@ def create_classification_tasks(image_path: str, dest_path: str, model_path: str
     check_fit(model, image, mip)
     if dtype not in OUTPUT_DTYPES:
         raise UserError(f"unknown output dtype {dtype!r}; choose one of {', '.join(OUTPUT_DTYPES)}")
-    dest = layer_path(dest_path)
-    if dest.rstrip("/") == image.cloudpath.rstrip("/"):
-        raise UserError("the destination is the image; write the probabilities into a new path")
+    dest = new_layer_path(image.cloudpath, dest_path, "write the probabilities into a new path", "the image")
     chunk, size = image.meta.chunk_size(mip), image.meta.volume_size(mip)
     if shape is None:
         shape = np.minimum(-(-np.asarray(DEFAULT_SHAPE) // chunk) * chunk, size)

@@ -38,6 +38,15 @@ def layer_path(path: str) -> str:
     return path
 
 
+def new_layer_path(src: str, dest: str, advice: str = "write into a new path",
+                   what: str = "the source") -> str:
+    """DEST as a full path, refused when it is the layer the job reads: it would overwrite its input."""
+    path = layer_path(dest)
+    if path.rstrip("/") == layer_path(src).rstrip("/"):
+        raise UserError(f"the destination is {what}; {advice}")
+    return path
+
+
 def open_layer(path: str, mip: Optional[int] = None, **kwargs) -> CloudVolume:
     """Open an existing layer, or say clearly that there is none at `path`."""
     path = layer_path(path)

@@ -29,8 +29,8 @@ from igneous_like.task_creation.common import (
     compression,
     csv,
     ints,
-    layer_path,
     lcm_shape,
+    new_layer_path,
     open_layer,
     record_provenance,
 )
@@ -314,9 +314,7 @@ def create_transfer_tasks(
     sharded tasks write one shard of `mip` each (follow with create_image_shard_downsample_tasks).
     """
     src = open_layer(src_layer_path, mip)
-    dest_path = layer_path(dest_layer_path)
-    if dest_path.rstrip("/") == src.cloudpath.rstrip("/"):
-        raise UserError("the destination is the source; transfer to a new path")
+    dest_path = new_layer_path(src.cloudpath, dest_layer_path, "transfer to a new path")
     options = pyramid_options(src, factor, method, sparse, fill_missing, delete_black_uploads,
                               background_color, compress, sharded)
     check_encoding(encoding, src.layer_type, src.dtype, src.num_channels)

@@ -24,7 +24,7 @@ from igneous_like.task_creation.common import (
     compression,
     delete_directory,
     ints,
-    layer_path,
+    new_layer_path,
     open_layer,
     record_provenance,
 )
@@ -50,9 +50,7 @@ def source(cloudpath: str, mip: int, shape: Sequence[int]) -> Tuple[CloudVolume,
 
 def destination(cv: CloudVolume, dest: str, mip: int, method: dict) -> CloudVolume:
     """DEST with the source's geometry at `mip`, its info written and the step recorded."""
-    path = layer_path(dest)
-    if path.rstrip("/") == cv.cloudpath.rstrip("/"):
-        raise UserError("the destination is the source; write into a new path")
+    path = new_layer_path(cv.cloudpath, dest)
     info = destination_info(cv, mip, cv.meta.bounds(mip), None, None)
     for key in ("mesh", "skeletons", "segment_properties"):
         info.pop(key, None)
