@@ -1,21 +1,32 @@
-"""Importing this module registers every @queueable task function with python-task-queue.
+"""Importing this module lets workers run every @queueable task function of igneous_like.
 
-Workers run registered tasks only. Operators may add their own task modules by naming them in
-IGNEOUS_LIKE_TASK_MODULES (comma-separated module names, importable by the workers).
+A task's module is imported when a worker first meets one of its tasks, not up front: each area
+pulls in heavy libraries (kimimaro, scikit-learn, scipy.ndimage) that most commands never use,
+and importing them all cost every command and worker about 0.3 s. Only the modules listed here,
+and those an operator names in IGNEOUS_LIKE_TASK_MODULES (comma-separated, importable by the
+workers, imported at once), can be imported this way: a queue message cannot name arbitrary code.
 """
 import importlib
 import os
 
-import igneous_like.tasks.agglomerate  # noqa: F401
-import igneous_like.tasks.ccl  # noqa: F401
-import igneous_like.tasks.classify  # noqa: F401
-import igneous_like.tasks.evaluation  # noqa: F401
-import igneous_like.tasks.image  # noqa: F401
-import igneous_like.tasks.measure  # noqa: F401
-import igneous_like.tasks.mesh  # noqa: F401
-import igneous_like.tasks.postprocess  # noqa: F401
-import igneous_like.tasks.skeleton  # noqa: F401
-import igneous_like.tasks.voxels  # noqa: F401
+from taskqueue import queueablefns
+
+TASK_MODULES = frozenset(f"igneous_like.tasks.{area}" for area in (
+    "agglomerate", "ccl", "classify", "evaluation", "image", "measure", "mesh", "postprocess",
+    "skeleton", "voxels"))
+
+
+class LazyRegistry(dict):
+    """python-task-queue's (module, function) -> function table, filling itself from TASK_MODULES."""
+
+    def get(self, key, default=None):
+        if key not in self and key and key[0] in TASK_MODULES:
+            importlib.import_module(key[0])  # its @queueable decorators add its functions
+        return super().get(key, default)
+
+
+if not isinstance(queueablefns.REGISTRY, LazyRegistry):
+    queueablefns.REGISTRY = LazyRegistry(queueablefns.REGISTRY)
 
 for _name in filter(None, os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(",")):
     importlib.import_module(_name.strip())
