@@ -1,6 +1,7 @@
 """Chunk-level reading and writing that CloudVolume's whole-box download and upload do at a cost,
 and writing an array as a new one-mip layer."""
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Iterator, Sequence, Tuple, Union
@@ -67,22 +68,33 @@ def split_chunks(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: i
     return files, stale
 
 
-def chunk_parts(cv: CloudVolume, box: Bbox, mip: int, batch: int = 64) -> Iterator[np.ndarray]:
+def chunk_parts(cv: CloudVolume, box: Bbox, mip: int, ahead: int = 64) -> Iterator[np.ndarray]:
     """The voxels of `box` at `mip` (x,y,z,c), one chunk's part at a time, never assembled: work
     that treats voxels independently (counting) saves the copy into a box-sized array, which costs
-    as much as decoding, and its memory. Sharded scales come whole, through CloudVolume."""
+    as much as decoding, and its memory. From object stores, a thread pool reads and decodes up to
+    `ahead` chunks while the caller works on earlier ones. Sharded scales come whole, through
+    CloudVolume."""
     if cv.image.is_sharded(mip):
         yield np.asarray(cv.image.download(box, mip))
         return
     meta, files = cv.meta, CloudFiles(cv.meta.cloudpath)
+
+    def load(chunk: Bbox) -> np.ndarray:
+        content = files.get(meta.join(meta.key(mip), chunk.to_filename()))
+        img = decode(meta, chunk, content, cv.fill_missing, mip, cv.background_color, allow_none=False)
+        return img[(Bbox.intersection(chunk, box) - chunk.minpt).to_slices()]
+
     chunks_left = iter(Grid(box, meta.chunk_size(mip), meta.voxel_offset(mip), meta.bounds(mip)))
+    if meta.path.protocol == "file":  # local reads are quick: threads' GIL hand-offs would cost more
+        yield from map(load, chunks_left)
+        return
     with ThreadPoolExecutor(max_workers=THREADS) as pool:  # not CloudFiles.get: it polls
-        while group := list(islice(chunks_left, batch)):
-            names = [meta.join(meta.key(mip), chunk.to_filename()) for chunk in group]
-            for chunk, content in zip(group, pool.map(files.get, names)):
-                img = decode(meta, chunk, content, cv.fill_missing, mip, cv.background_color,
-                             allow_none=False)
-                yield img[(Bbox.intersection(chunk, box) - chunk.minpt).to_slices()]
+        pending = deque(pool.submit(load, chunk) for chunk in islice(chunks_left, ahead))
+        while pending:
+            part = pending.popleft().result()
+            for chunk in islice(chunks_left, 1):
+                pending.append(pool.submit(load, chunk))
+            yield part
 
 
 def write_array(path: str, data: np.ndarray, layer_type: str, resolution: Sequence[int] = (16, 16, 40),

@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from functools import partial
 from itertools import chain, islice
@@ -42,7 +43,27 @@ def open_queue(path: str, create: bool = False) -> TaskQueue:
     if not create and url.startswith("fq://") and not os.path.isdir(os.path.join(url[5:], "queue")):
         raise UserError(f"no task queue at {url}; check the path, or enqueue tasks there first "
                         f"with --queue {url}")
-    return TaskQueue(url, progress=False)
+    queue = TaskQueue(url, progress=False)
+    if url.startswith("fq://"):
+        start_insert_count(url[len("fq://"):])
+    return queue
+
+
+def start_insert_count(directory: str) -> None:
+    """Give a new file queue its insert count, 0. python-task-queue retries reading a missing count
+    file with backoff, about 1.7 s, before it counts from zero: that wait was most of enqueueing."""
+    counter = os.path.join(directory, "insertions")
+    if os.path.exists(counter):
+        return
+    draft = f"{counter}.{uuid.uuid4().hex}"
+    with open(draft, "w") as file:
+        file.write("0")
+    try:
+        os.link(draft, counter)  # atomic, and never over a count another process just wrote
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(draft)
 
 
 def encode(task) -> bytes:
@@ -148,7 +169,7 @@ def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: s
     total = len(tasks) if hasattr(tasks, "__len__") else None
     failed = done = 0
     with Progress(total, desc, quiet) as progress:
-        if parallel == 1:
+        if parallel == 1 or total == 1:  # one task: forking a worker for it only adds start-up
             for task in tasks:
                 try:
                     run_encoded(encode(task))
