@@ -4,7 +4,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from typing import Iterator, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, Sequence, Tuple, Union
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -45,11 +45,16 @@ def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) ->
                    compress="gzip", compression_level=GZIP_LEVEL, content_type=content_type(encoding),
                    cache_control=cdn_cache_control(cv.cdn_cache))
 
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        for done in [pool.submit(put, name, part) for name, part in files]:
-            done.result()
+    in_threads(lambda item: put(*item), files)
     if stale:
         remote.delete(stale)
+
+
+def in_threads(work: Callable, items: Iterable) -> list:
+    """[work(item) for item in items] on THREADS threads, back as soon as the last is done (the pools
+    of CloudFiles' puts and gets, and of CloudVolume, check every 0.1 s: a cost on every call)."""
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return list(pool.map(work, items))
 
 
 def split_chunks(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) -> Tuple[list, list]:

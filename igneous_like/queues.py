@@ -167,6 +167,8 @@ def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: s
     Failures are logged as they happen and raised together at the end; returns the task count.
     """
     total = len(tasks) if hasattr(tasks, "__len__") else None
+    if parallel > 1:
+        tasks = refuse_memory_layers(tasks)
     failed = done = 0
     with Progress(total, desc, quiet) as progress:
         if parallel == 1 or total == 1:  # one task: forking a worker for it only adds start-up
@@ -188,7 +190,7 @@ def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: s
 def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress):
     """Keep a bounded window of tasks in flight so huge lazy task lists never sit in memory."""
     done = failed = 0
-    payloads = (encode(task) for task in refuse_memory_layers(tasks))
+    payloads = map(encode, tasks)
     with worker_pool(parallel, long_lived=False) as pool:
         pending = {pool.submit(run_encoded, p) for p in islice(payloads, parallel * 4)}
         while pending:

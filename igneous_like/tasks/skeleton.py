@@ -30,6 +30,7 @@ from mapbuffer import MapBuffer
 from taskqueue import queueable
 
 from igneous_like.ccl import foreground
+from igneous_like.layers import in_threads
 from igneous_like.skeletons import (
     Cutout,
     SeamFace,
@@ -233,8 +234,8 @@ def SkeletonMergeTask(layer_path: str, manifest: str, dust_threshold: float, tic
         files = synthesize_shard_files(spec, finished) if finished else {}
         if len(files) > 1:
             raise ValueError(f"manifest {manifest} spans {len(files)} shards; it must fill exactly one")
-        cf.puts(files.items(), compress=False, content_type="application/octet-stream",
-                cache_control="no-cache")
+        compress = False
     else:
-        cf.puts(((str(label), data) for label, data in finished.items()), compress="gzip",
-                content_type="application/octet-stream", cache_control="no-cache")
+        files, compress = {str(label): data for label, data in finished.items()}, "gzip"
+    in_threads(lambda item: cf.put(*item, compress=compress, content_type="application/octet-stream",
+                                   cache_control="no-cache"), files.items())
