@@ -66,7 +66,8 @@ def work(url: str, lease_sec: int = 600, max_tasks: Optional[int] = None, exit_o
     queue = TaskQueue(url, progress=False)
     report = WorkerReport()
     stopping = stop_on_sigterm()
-    wait_sec = 1 if exit_on_empty else 20  # an SQS long poll; file queues answer at once
+    # an SQS long poll; a file queue answers at once (asked to wait, it sleeps a random part of it)
+    wait_sec = 0 if url.startswith("fq://") else 1 if exit_on_empty else 20
     while not stopping.is_set() and (max_tasks is None or report.done + report.failed < max_tasks):
         message = lease(queue, lease_sec, wait_sec)
         if message is None:
