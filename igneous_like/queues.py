@@ -43,9 +43,10 @@ def open_queue(path: str, create: bool = False) -> TaskQueue:
     if not create and url.startswith("fq://") and not os.path.isdir(os.path.join(url[5:], "queue")):
         raise UserError(f"no task queue at {url}; check the path, or enqueue tasks there first "
                         f"with --queue {url}")
-    queue = TaskQueue(url, progress=False)
-    if url.startswith("fq://"):
-        start_insert_count(url[len("fq://"):])
+    if not url.startswith("fq://"):
+        return TaskQueue(url, progress=False)
+    queue = TaskQueue(url, progress=False, n_threads=0)  # local file writes: threads only add 0.1 s polls
+    start_insert_count(url[len("fq://"):])
     return queue
 
 

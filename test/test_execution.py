@@ -103,3 +103,25 @@ def test_mem_layers_refuse_other_processes(tmp_path):
     assert not (tmp_path / "q").exists()
     run_locally(create_downsampling_tasks(path, num_mips=1))
     assert read_mip(path, 1).shape == (64, 64, 16)
+
+
+def test_task_modules_load_when_a_task_needs_them_and_unlisted_ones_never():
+    """A worker imports an area's task module (and its heavy libraries) for that area's tasks only,
+    and never a module that a message names but igneous_like does not list."""
+    code = """
+import sys
+import igneous_like.tasks.registry
+from taskqueue.queueablefns import UnregisteredFunctionError
+from taskqueue.queueables import totask
+assert "igneous_like.tasks.skeleton" not in sys.modules and "kimimaro" not in sys.modules
+totask([["igneous_like.tasks.voxels", "VoxelCountTask"], [], {}, -1]).tofunc()
+try:
+    totask([["json.tool", "main"], [], {}, -1]).tofunc()
+    raise SystemExit("an unlisted module's function was found")
+except UnregisteredFunctionError:
+    pass
+assert "igneous_like.tasks.voxels" in sys.modules and "json.tool" not in sys.modules
+assert "igneous_like.tasks.skeleton" not in sys.modules and "kimimaro" not in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -203,3 +203,16 @@ def test_garbage_on_sqs_goes_to_the_dead_letter_queue(sqs_env):
     result = run_cli("execute", "-x", "sqs://igneous-like-test", check=False, env=sqs_env)
     assert result.returncode == 1 and "not a registered task" in result.stderr, result.stderr
     assert "dead:      1" in run_cli("queue", "status", "sqs://igneous-like-test", env=sqs_env).stdout
+
+
+def test_file_queues_never_nap_to_count_or_to_lease(tmp_path, monkeypatch):
+    """python-task-queue's file queue naps when a new queue has no insert count yet (retries with
+    backoff) and when a lease may wait; a new queue gets its count and workers never ask to wait."""
+    from igneous_like.worker import work
+    queue, log, naps = f"fq://{tmp_path / 'q'}", tmp_path / "log", []
+    monkeypatch.setattr(time, "sleep", naps.append)  # SleepTask(seconds=0) naps 0 s: not a wait
+    enqueue([partial(SleepTask, name=str(n), seconds=0, log_path=str(log)) for n in range(3)], queue)
+    report = work(queue, exit_on_empty=True)
+    assert (report.done, report.failed) == (3, 0) and lines(log).count("end") == 3
+    assert [nap for nap in naps if nap] == []
+    assert (status(queue)["inserted"], status(queue)["completed"]) == (3, 3)
