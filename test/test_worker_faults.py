@@ -156,10 +156,16 @@ def test_killed_workers_lose_nothing(make_layer, tmp_path):
 
 def test_s3_and_sqs_through_flaky_storage_match_the_local_run(make_layer, tmp_path, sqs_env):
     """The same job on s3:// through sqs:// while a fifth of all requests fail with 503: every
-    request is retried and the output equals the file:// + fq:// run byte for byte."""
+    request is retried and the output equals the file:// + fq:// run byte for byte. Then voxel
+    counting reads the s3:// layer chunk by chunk, with reads ahead, and counts every voxel."""
     import boto3
+    import fastremap
     from cloudvolume import CloudVolume
+    from cloudvolume.lib import Bbox
     from conftest import FlakyProxy
+
+    from igneous_like.label_table import read_voxel_counts
+    from igneous_like.layers import chunk_parts
     rng = np.random.default_rng(3)
     data = rng.integers(0, 255, (128, 128, 64), dtype=np.uint8)
     local = make_layer("local", data, "image", chunk=(32, 32, 32))
@@ -188,6 +194,14 @@ def test_s3_and_sqs_through_flaky_storage_match_the_local_run(make_layer, tmp_pa
             ours = CloudVolume(remote, mip=mip, progress=False)
             theirs = CloudVolume(local, mip=mip, progress=False)
             assert np.array_equal(ours[ours.bounds], theirs[theirs.bounds]), mip
+        # chunk by chunk from the object store, a few reads ahead: every voxel of the box once
+        box = Bbox((10, 0, 5), (128, 100, 64))
+        parts = list(chunk_parts(CloudVolume(remote, progress=False), box, 0, ahead=3))
+        assert np.array_equal(np.bincount(np.concatenate([part.ravel() for part in parts]), minlength=256),
+                              np.bincount(data[box.to_slices()].ravel(), minlength=256))
+        run_cli("image", "voxels", "count", remote, env=sqs_env)
+        run_cli("image", "voxels", "sum", remote, env=sqs_env)
+        assert np.array_equal(read_voxel_counts(remote), fastremap.unique(data, return_counts=True))
     finally:
         for key in sqs_env:
             os.environ.pop(key, None)
