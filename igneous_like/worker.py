@@ -12,9 +12,12 @@
 """
 import json
 import logging
+import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
 
@@ -66,8 +69,7 @@ def work(url: str, lease_sec: int = 600, max_tasks: Optional[int] = None, exit_o
     queue = TaskQueue(url, progress=False)
     report = WorkerReport()
     stopping = stop_on_sigterm()
-    # an SQS long poll; a file queue answers at once (asked to wait, it sleeps a random part of it)
-    wait_sec = 0 if url.startswith("fq://") else 1 if exit_on_empty else 20
+    wait_sec = 1 if exit_on_empty else 20  # SQS's long poll
     while not stopping.is_set() and (max_tasks is None or report.done + report.failed < max_tasks):
         message = lease(queue, lease_sec, wait_sec)
         if message is None:
@@ -88,12 +90,7 @@ def work(url: str, lease_sec: int = 600, max_tasks: Optional[int] = None, exit_o
 def lease(queue: TaskQueue, lease_sec: int, wait_sec: int) -> Optional[dict]:
     """One leased message as a dict (its body, plus its id), or None if none came."""
     if not hasattr(queue.api, "sqs"):
-        try:
-            messages = queue.api.lease(lease_sec, 1, wait_sec)
-        except json.JSONDecodeError:  # a corrupt file: it stays leased and comes back, never run
-            log.exception("leased a file queue message that is not JSON")
-            return None
-        return messages[0] if messages else None
+        return lease_file(queue.api, lease_sec)
     reply = queue.api.sqs.receive_message(QueueUrl=queue.api.qurl, MaxNumberOfMessages=1,
                                           VisibilityTimeout=lease_sec, WaitTimeSeconds=wait_sec)
     if not reply.get("Messages"):
@@ -107,6 +104,43 @@ def lease(queue: TaskQueue, lease_sec: int, wait_sec: int) -> Optional[dict]:
         message = {"payload": raw["Body"]}
     message["id"] = raw["ReceiptHandle"]
     return message
+
+
+def lease_file(api, lease_sec: int) -> Optional[dict]:
+    """One leased file queue message, or None once none is left to lease now.
+
+    python-task-queue's file queue also comes back empty-handed when another worker took the file
+    it chose, or when that file was not JSON (it stays leased, unread, and the queue does not say
+    which it was): the first means trying again; the second is returned as text, so that it goes
+    to the dead-letter queue like a garbled SQS message instead of coming back unread forever.
+    """
+    while True:
+        start = int(time.time())
+        messages = api.lease(lease_sec, 1, 0)  # asked to wait, it would sleep even with tasks to give
+        if messages:
+            return messages[0]
+        unreadable = unreadable_lease(api.queue_path, start + lease_sec, int(time.time()) + lease_sec)
+        if unreadable is not None:
+            return unreadable
+        now = int(time.time())
+        if not any(int(entry.name.split("--")[0]) <= now for entry in os.scandir(api.queue_path)):
+            return None
+
+
+def unreadable_lease(directory: str, first: int, last: int) -> Optional[dict]:
+    """The file queue message that was just leased, until `first`..`last`, and is not JSON (a
+    writer killed mid-write), as its text; other messages leased in those seconds are JSON."""
+    for entry in os.scandir(directory):
+        if not first <= int(entry.name.split("--")[0]) <= last:
+            continue
+        try:
+            text = Path(entry.path).read_bytes().decode("utf-8", errors="replace")
+            json.loads(text)
+        except FileNotFoundError:  # deleted or leased again meanwhile
+            continue
+        except ValueError:
+            return {"payload": text, "id": entry.name}
+    return None
 
 
 def run_one(queue: TaskQueue, url: str, message: dict, lease_sec: int, max_attempts: int,

@@ -1,5 +1,6 @@
 """Workers that neither lose nor duplicate work: lease renewal for long tasks, SIGTERM stops
 after the current task. Real worker processes on a real file queue."""
+import json
 import os
 import signal
 import subprocess
@@ -230,3 +231,22 @@ def test_file_queues_never_nap_to_count_or_to_lease(tmp_path, monkeypatch):
     assert (report.done, report.failed) == (3, 0) and lines(log).count("end") == 3
     assert [nap for nap in naps if nap] == []
     assert (status(queue)["inserted"], status(queue)["completed"]) == (3, 3)
+
+
+def test_a_truncated_file_queue_message_goes_to_the_dead_letter_queue(tmp_path):
+    """A message file cut short (its writer killed mid-write) is not JSON: the worker that leases it
+    moves its text to the dead-letter queue instead of leaving it to come back unread forever, and
+    runs the other tasks."""
+    queue, log = f"fq://{tmp_path / 'q'}", tmp_path / "log"
+    enqueue([partial(SleepTask, name=name, seconds=0, log_path=str(log)) for name in ("cut", "whole")], queue)
+    files = sorted((tmp_path / "q" / "queue").iterdir())
+    cut = next(path for path in files if '"cut"' in path.read_text())
+    truncated = cut.read_text()[:40]
+    cut.write_text(truncated)
+    worker = start_worker("execute", "-x", queue)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 1 and "not a registered task" in err, err
+    assert lines(log) == ["start", "whole", "end", "whole"]
+    assert (status(queue)["enqueued"], status(queue)["dead"]) == (0, 1)
+    (letter,) = (tmp_path / "q" / "dead" / "queue").iterdir()
+    assert json.loads(letter.read_text())["payload"] == truncated
