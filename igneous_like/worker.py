@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 RETRY_DELAY = 10  # seconds before the first retry; doubles with each attempt
 SQS_MAX_DELAY = 900
+FILE_LEASE_TRIES = 10  # empty-handed leases of a file queue that still holds leasable tasks
 
 
 @dataclass
@@ -111,10 +112,11 @@ def lease_file(api, lease_sec: int) -> Optional[dict]:
 
     python-task-queue's file queue also comes back empty-handed when another worker took the file
     it chose, or when that file was not JSON (it stays leased, unread, and the queue does not say
-    which it was): the first means trying again; the second is returned as text, so that it goes
-    to the dead-letter queue like a garbled SQS message instead of coming back unread forever.
+    which it was): the first means trying again (a few times: a file it cannot move is skipped
+    for good); the second is returned as text, so that it goes to the dead-letter queue like a
+    garbled SQS message instead of coming back unread forever.
     """
-    while True:
+    for _ in range(FILE_LEASE_TRIES):
         start = int(time.time())
         messages = api.lease(lease_sec, 1, 0)  # asked to wait, it would sleep even with tasks to give
         if messages:
@@ -125,6 +127,7 @@ def lease_file(api, lease_sec: int) -> Optional[dict]:
         now = int(time.time())
         if not any(int(entry.name.split("--")[0]) <= now for entry in os.scandir(api.queue_path)):
             return None
+    return None
 
 
 def unreadable_lease(directory: str, first: int, last: int) -> Optional[dict]:
