@@ -5,42 +5,46 @@ Models are saved with joblib as a dict holding the fitted classifier, its featur
 order) and the annotation column's name, so applying a model never guesses the features. Loading
 a model unpickles it: only load models you made or trust.
 """
-import os
+import io
 from typing import List, Optional, Sequence
 
 import numpy as np
+from cloudfiles import CloudFile
 
 from igneous_like.errors import UserError
 
 FORMATS = (".csv", ".parquet")
 
 
-def local_path(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
-
-
 def check_format(path: str) -> str:
-    path = local_path(path)
     if not path.endswith(FORMATS):
         raise UserError(f"{path}: tables must end with .csv or .parquet")
     return path
 
 
+def read_bytes(path: str, what: str) -> bytes:
+    """A whole file from a local path or any URL CloudFiles reads (file://, s3://, gs://, ...)."""
+    data = CloudFile(path).get()
+    if data is None:
+        raise UserError(f"no {what} at {path}")
+    return data
+
+
 def read_table(path: str):
     """A table as a pandas DataFrame, by its extension."""
     import pandas as pd
-    path = check_format(path)
-    if not os.path.exists(path):
-        raise UserError(f"no table at {path}")
-    return pd.read_csv(path) if path.endswith(".csv") else pd.read_parquet(path)
+    data = io.BytesIO(read_bytes(check_format(path), "table"))
+    return pd.read_csv(data) if path.endswith(".csv") else pd.read_parquet(data)
 
 
 def write_table(table, path: str) -> None:
-    path = check_format(path)
-    if path.endswith(".csv"):
-        table.to_csv(path, index=False)
+    """The table as CSV or Parquet, by the extension, to a local path or any URL CloudFiles writes."""
+    data = io.BytesIO()
+    if check_format(path).endswith(".csv"):
+        table.to_csv(data, index=False)
     else:
-        table.to_parquet(path, index=False)
+        table.to_parquet(data, index=False)
+    CloudFile(path).put(data.getvalue())
 
 
 def numeric_columns(table, columns: Sequence[str]) -> np.ndarray:
@@ -121,15 +125,14 @@ def train_classifier(table, annotation: str, features: Sequence[str], trees: int
 
 def save_model(model: dict, path: str) -> None:
     import joblib
-    joblib.dump(model, local_path(path))
+    data = io.BytesIO()
+    joblib.dump(model, data)
+    CloudFile(path).put(data.getvalue())
 
 
 def load_model(path: str) -> dict:
     import joblib
-    path = local_path(path)
-    if not os.path.exists(path):
-        raise UserError(f"no model at {path}")
-    model = joblib.load(path)
+    model = joblib.load(io.BytesIO(read_bytes(path, "model")))
     if not isinstance(model, dict) or not {"model", "features"} <= set(model):
         raise UserError(f"{path} is not a model saved by `igneous-like table classify train`")
     return model

@@ -70,3 +70,32 @@ def test_classifier_saves_reloads_and_predicts(groups, tmp_path):
     assert predicted["prediction_probability"].between(0, 1).all()
     refit = tables.train_classifier(pd.read_csv(tmp_path / "cells.csv"), "kind", saved["features"])
     assert list(refit["model"].predict(table[saved["features"]].to_numpy())) == list(again)  # seeded
+
+
+def test_tables_and_models_on_s3(groups, tmp_path, sqs_env):
+    """The same threshold, training and prediction with every table and the model on s3://
+    (a real S3-compatible server) give the local run's results; a missing table is a clear error."""
+    import io
+
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=sqs_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="lab")
+    table, truth = groups
+    table["kind"] = np.where(np.arange(truth.size) % 4 == 0, truth.astype(str), None)
+    table.to_csv(tmp_path / "cells.csv", index=False)
+    s3.put_object(Bucket="lab", Key="cells.csv", Body=(tmp_path / "cells.csv").read_bytes())
+    for where, env in ((f"{tmp_path}/", None), ("s3://lab/", sqs_env)):
+        run_cli("table", "threshold", f"{where}cells.csv", f"{where}sized.parquet", "--column", "volume",
+                "--thresholds", "3e6,7e6", env=env)
+        run_cli("table", "classify", "train", f"{where}sized.parquet", "--annotation", "kind",
+                "--features", "volume,sphericity", "--output", f"{where}model.joblib", env=env)
+        run_cli("table", "classify", "apply", f"{where}sized.parquet", f"{where}model.joblib",
+                f"{where}predicted.csv", env=env)
+    remote = pd.read_csv(io.BytesIO(s3.get_object(Bucket="lab", Key="predicted.csv")["Body"].read()))
+    local = pd.read_csv(tmp_path / "predicted.csv")
+    assert remote.equals(local) and list(local["category"].unique()) == ["<3e+06", "3e+06-7e+06", ">=7e+06"]
+    result = run_cli("table", "threshold", "s3://lab/none.csv", "s3://lab/x.csv", "--column", "volume",
+                     "--thresholds", "1", env=sqs_env, check=False)
+    assert result.returncode != 0 and "no table at s3://lab/none.csv" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ from cloudvolume import CloudVolume
 
 from igneous_like import measure
 from igneous_like.errors import UserError
+from igneous_like.tables import check_format, write_table
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
@@ -173,13 +174,9 @@ def read_results(cloudpath: str, mip: int = 0):
 def export_measurements(cloudpath: str, output: str, mip: int = 0, segment_properties: bool = True) -> int:
     """Stage 3: write the table (.csv or .parquet, one row per label, `label` first) and the
     Neuroglancer segment properties of the layer; returns the number of rows."""
-    if not output.endswith((".csv", ".parquet")):
-        raise UserError(f"the output {output} must end with .csv or .parquet")
+    check_format(output)
     cv, table = read_results(cloudpath, mip)
-    if output.endswith(".csv"):
-        table.to_csv(output, index=False)
-    else:
-        table.to_parquet(output, index=False)
+    write_table(table, output)
     if segment_properties:
         write_segment_properties(cv, table)
     return len(table)
