@@ -98,7 +98,7 @@ def create_region_graph_tasks(frag_path: str, boundary_path: str, mip: int = 0,
     grid, shape = task_grid(frag, mip, shape)
     work = work_dir(frag, mip)
     files = CloudFiles(work)
-    files.delete(list(files.list()))
+    delete_directory(work)
     bounds = frag.meta.bounds(mip)
     files.put_json(PARAMS_FILE, {"fragments": frag.cloudpath, "boundary": boundary.cloudpath, "mip": mip,
                                  "offset": ints(bounds.minpt), "size": ints(bounds.size3()),

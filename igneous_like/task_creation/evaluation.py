@@ -17,7 +17,7 @@ from igneous_like.task_creation.agglomerate import (
     task_grid,
 )
 from igneous_like.task_creation.ccl import fetch_all
-from igneous_like.task_creation.common import Grid, Tasks, ints, open_layer
+from igneous_like.task_creation.common import Grid, Tasks, delete_directory, ints, open_layer
 from igneous_like.tasks.evaluation import ContingencyTask, part_name
 
 DEFAULT_SHAPE = (512, 512, 512)
@@ -43,7 +43,7 @@ def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: S
     grid, shape = task_grid(seg, mip, shape)
     _, parts = parts_dir(seg_path, gt_path, mip)
     files = CloudFiles(parts)
-    files.delete(list(files.list()))
+    delete_directory(parts)
     bounds = seg.meta.bounds(mip)
     files.put_json(PARAMS_FILE, {"segmentation": seg.cloudpath, "ground_truth": gt.cloudpath, "mip": mip,
                                  "offset": ints(bounds.minpt), "size": ints(bounds.size3()),
@@ -69,7 +69,7 @@ def accumulate_contingency(seg_path: str, gt_path: str, mip: int = 0,
              for arrays in fetch_all(files, names, "the contingency part"))
     total = merged_as_they_come(parts, _sum, lambda table: table[0].size)
     if clean:
-        files.delete(list(files.list()))
+        delete_directory(files.cloudpath)
     return total
 
 
