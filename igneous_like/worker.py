@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Optional
 
 from taskqueue import TaskQueue
+from taskqueue.file_queue_api import get_timestamp
 from taskqueue.queueablefns import UnregisteredFunctionError
 from taskqueue.queueables import FunctionTask, totask
 
@@ -125,7 +126,7 @@ def lease_file(api, lease_sec: int) -> Optional[dict]:
         if unreadable is not None:
             return unreadable
         now = int(time.time())
-        if not any(int(entry.name.split("--")[0]) <= now for entry in os.scandir(api.queue_path)):
+        if not any(get_timestamp(entry.name) <= now for entry in os.scandir(api.queue_path)):
             return None
     return None
 
@@ -134,7 +135,7 @@ def unreadable_lease(directory: str, first: int, last: int) -> Optional[dict]:
     """The file queue message that was just leased, until `first`..`last`, and is not JSON (a
     writer killed mid-write), as its text; other messages leased in those seconds are JSON."""
     for entry in os.scandir(directory):
-        if not first <= int(entry.name.split("--")[0]) <= last:
+        if not first <= get_timestamp(entry.name) <= last:
             continue
         try:
             text = Path(entry.path).read_bytes().decode("utf-8", errors="replace")

@@ -115,7 +115,7 @@ def create_ccl_face_tasks(
     recorded = files.get_json(PARAMS_FILE)
     if recorded is not None and CCLOptions(**recorded["options"]) != opts:
         log.info("deleting the intermediate files of an earlier labeling with other options in %s", work)
-        delete_directory(files.cloudpath)
+        delete_directory(work)
     files.put_json(PARAMS_FILE, {"layer": cv.cloudpath, "mip": mip, "dust": int(dust_threshold),
                                  "options": opts.to_json()})
     files.delete([LABELS_FILE, RELABEL_TABLE, STARTS_TABLE])  # any numbering is stale now

@@ -40,7 +40,7 @@ def create_voxel_counting_tasks(cloudpath: str, mip: int = 0, shape: Sequence[in
     files = CloudFiles(parts)
     layout = {"offset": ints(bounds.minpt), "size": ints(size), "shape": ints(shape)}
     if files.get_json(GRID_FILE) not in (None, layout):
-        delete_directory(files.cloudpath)
+        delete_directory(parts)
     files.put_json(GRID_FILE, layout)
     make = lambda box: partial(VoxelCountTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
                                shape=ints(box.size3()), parts=parts, fill_missing=fill_missing)
@@ -84,5 +84,5 @@ def accumulate_voxel_counts(cloudpath: str, mip: int = 0, clean: bool = False) -
             break
     label_table.write(label_table.voxel_counts_url(cv, mip), total_labels, total_counts)
     if clean:
-        delete_directory(files.cloudpath)
+        delete_directory(parts)
     return int(total_labels.size)
