@@ -14,6 +14,7 @@ from cloudvolume.datasource.precomputed.common import cdn_cache_control, content
 from cloudvolume.datasource.precomputed.image.rx import decode
 from cloudvolume.lib import Bbox
 
+from igneous_like.errors import MissingChunkError
 from igneous_like.grid import Grid
 
 GZIP_LEVEL = int(os.environ.get("IGNEOUS_LIKE_GZIP_LEVEL", 7))
@@ -100,6 +101,19 @@ def chunk_parts(cv: CloudVolume, box: Bbox, mip: int, ahead: int = 64) -> Iterat
             for chunk in islice(chunks_left, 1):
                 pending.append(pool.submit(load, chunk))
             yield part
+
+
+def missing_chunk_error(err: Exception) -> MissingChunkError:
+    """CloudVolume's EmptyVolumeException (its text is only the chunk's name) as one line naming
+    the layer, mip and chunk, read from the decoder's frame that raised it, and what to do."""
+    frame = err.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    names = frame.tb_frame.f_locals if frame is not None else {}
+    layer = getattr(names.get("meta"), "cloudpath", "a layer")
+    mip = names.get("mip")
+    return MissingChunkError(f"chunk {err} of {layer}{'' if mip is None else f' (mip {mip})'} is missing: "
+                             "write it, or run with --fill-missing to read missing chunks as background")
 
 
 def write_array(path: str, data: np.ndarray, layer_type: str, resolution: Sequence[int] = (16, 16, 40),

@@ -3,13 +3,13 @@ in `worker`), or run task lists in this process through the same JSON a queue ca
 import logging
 import multiprocessing
 import os
-import signal
 import threading
+import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from functools import partial
+from concurrent.futures.process import BrokenProcessPool
 from itertools import chain, islice
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import orjson
 from cloudfiles import reset_connection_pools
@@ -18,7 +18,15 @@ from taskqueue.queueables import totask
 
 from igneous_like.errors import TaskFailures, UserError
 from igneous_like.progress import Progress
-from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, WorkerReport, dead_letter_url, work
+from igneous_like.supervisor import supervise
+from igneous_like.worker import (
+    MAX_ATTEMPTS,
+    RETRY_DELAY,
+    WorkerReport,
+    dead_letter_url,
+    execute_task,
+    lease_stamps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,62 +85,35 @@ def run_encoded(payload: bytes) -> None:
     import igneous_like.tasks.registry  # noqa: F401  registers the @queueable task functions
     task = totask(payload)
     log.debug("running %s", task.key)
-    task.execute()
+    execute_task(task)
 
 
-def worker_pool(parallel: int, long_lived: bool) -> ProcessPoolExecutor:
-    """`parallel` worker processes.
-
-    Long-lived queue workers fork from a clean server process, so they inherit no threads,
-    locks or connections (execute runs a progress thread). Short in-process runs fork this
-    process, which starts at once; each child drops the connection pools it inherited.
-    """
-    if long_lived:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["igneous_like.tasks.registry"])
-        return ProcessPoolExecutor(parallel, mp_context=context)
+def worker_pool(parallel: int) -> ProcessPoolExecutor:
+    """`parallel` processes forked from this one, for in-process runs (they start at once); each
+    drops the connection pools it inherited."""
     return ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("fork"),
                                initializer=reset_connection_pools)
-
-
-def _work_in_child(level: int, job: Callable[[], WorkerReport]) -> WorkerReport:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
-    return job()
 
 
 def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optional[int] = None,
             exit_on_empty: bool = False, quiet: bool = False, max_attempts: int = MAX_ATTEMPTS,
             retry_delay: float = RETRY_DELAY) -> WorkerReport:
-    """Run `parallel` worker processes on one queue; raise TaskFailures if any task failed."""
+    """Run `parallel` worker processes on one queue (see `supervisor`); raise TaskFailures if a
+    task ended in the dead-letter queue."""
     queue = open_queue(path)
     progress = Progress(queue.enqueued, f"executing {queue_url(path)}", quiet)
     watcher = QueueWatcher(queue, progress)
     watcher.start()
     try:
-        job = partial(work, queue_url(path), lease_sec=lease_sec, max_tasks=max_tasks,
-                      exit_on_empty=exit_on_empty, max_attempts=max_attempts, retry_delay=retry_delay)
-        if parallel == 1:
-            report = job()
-        else:
-            with worker_pool(parallel, long_lived=True) as pool:
-                forward_sigterm(pool)
-                level = logging.getLogger().getEffectiveLevel()
-                report = sum(pool.map(_work_in_child, [level] * parallel, [job] * parallel), WorkerReport())
+        report = supervise(queue_url(path), parallel, lease_sec, max_tasks, exit_on_empty, max_attempts,
+                           retry_delay)
     finally:
         watcher.stop()
         progress.close()
-    if report.failed:
-        raise TaskFailures(report.failed, report.done + report.failed)
+    if report.buried:
+        raise TaskFailures(report.buried, report.done + report.buried,
+                           "failed and went to the dead-letter queue")
     return report
-
-
-def forward_sigterm(pool: ProcessPoolExecutor) -> None:
-    """Pass SIGTERM on to the worker processes; each finishes its task and stops."""
-    def handle(signum, frame):
-        log.warning("SIGTERM: workers finish their current tasks, then stop")
-        for process in list(pool._processes.values()):
-            os.kill(process.pid, signal.SIGTERM)
-    signal.signal(signal.SIGTERM, handle)
 
 
 class QueueWatcher(threading.Thread):
@@ -163,48 +144,68 @@ class QueueWatcher(threading.Thread):
 
 
 def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: str = "tasks") -> int:
-    """Run tasks in this process (or `parallel` spawned ones) through the same JSON a queue carries.
+    """Run tasks in this process (or `parallel` forked ones) through the same JSON a queue carries.
 
-    Failures are logged as they happen and raised together at the end; returns the task count.
+    Failures are logged as they happen (a mistake in the input, such as a missing chunk, as one
+    line; anything else with its traceback) and raised together at the end; returns the task count.
     """
     total = len(tasks) if hasattr(tasks, "__len__") else None
     if parallel > 1:
         tasks = refuse_memory_layers(tasks)
-    failed = done = 0
+    outcome = Outcome()
     with Progress(total, desc, quiet) as progress:
         if parallel == 1 or total == 1:  # one task: forking a worker for it only adds start-up
             for task in tasks:
                 try:
                     run_encoded(encode(task))
-                except Exception:
-                    log.exception("task failed")
-                    failed += 1
-                done += 1
+                    outcome.add(None)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as err:  # any class: one task's failure ends no run
+                    outcome.add(err)
                 progress.update()
         else:
-            done, failed = _run_in_pool(tasks, parallel, progress)
-    if failed:
-        raise TaskFailures(failed, done)
-    return done
+            _run_in_pool(tasks, parallel, progress, outcome)
+    if outcome.failed:
+        raise TaskFailures(outcome.failed, outcome.done, user_errors=outcome.user_errors)
+    return outcome.done
 
 
-def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress):
+class Outcome:
+    """Tasks run and failed so far; each failure logged once, as it happens."""
+
+    def __init__(self):
+        self.done = self.failed = 0
+        self.user_errors = True
+
+    def add(self, error: Optional[BaseException]) -> None:
+        self.done += 1
+        if error is None:
+            return
+        self.failed += 1
+        if isinstance(error, UserError):
+            log.error("task failed: %s", error)
+        else:
+            self.user_errors = False
+            log.error("task failed", exc_info=error)
+
+
+def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress, outcome: Outcome) -> None:
     """Keep a bounded window of tasks in flight so huge lazy task lists never sit in memory."""
-    done = failed = 0
     payloads = map(encode, tasks)
-    with worker_pool(parallel, long_lived=False) as pool:
+    with worker_pool(parallel) as pool:
         pending = {pool.submit(run_encoded, p) for p in islice(payloads, parallel * 4)}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 error = future.exception()
-                if error is not None:
-                    log.error("task failed", exc_info=error)
-                    failed += 1
-                done += 1
+                if isinstance(error, BrokenProcessPool):
+                    raise TaskFailures(outcome.failed + len(finished) + len(pending), outcome.done,
+                                       "did not finish: a task process died (killed for memory, or a crash "
+                                       "in a library); run the command again") from None
+                outcome.add(error)
                 progress.update()
             pending |= {pool.submit(run_encoded, p) for p in islice(payloads, len(finished))}
-    return done, failed
 
 
 def enqueue(tasks: Iterable, path: str) -> int:
@@ -227,9 +228,13 @@ def refuse_memory_layers(tasks: Iterable) -> Iterator:
 
 
 def status(path: str) -> dict:
+    """Counts of the queue; `lease_ends`: seconds until the last lease of a file queue ends."""
     queue = open_queue(path)
-    return {"enqueued": queue.enqueued, "leased": queue.leased, "completed": queue.completed,
-            "inserted": queue.inserted, "dead": dead_letters(queue_url(path))}
+    counts = {"enqueued": queue.enqueued, "leased": queue.leased, "completed": queue.completed,
+              "inserted": queue.inserted, "dead": dead_letters(queue_url(path)), "lease_ends": None}
+    if not hasattr(queue.api, "sqs"):
+        counts["lease_ends"] = max(0, max(lease_stamps(queue.api.queue_path), default=0) - time.time())
+    return counts
 
 
 def dead_letters(url: str) -> int:

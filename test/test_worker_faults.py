@@ -2,15 +2,17 @@
 after the current task. Real worker processes on a real file queue."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, read_mip, run_cli
 from sleep_task import SleepTask
 from taskqueue import TaskQueue
 
@@ -81,32 +83,21 @@ def test_unregistered_and_garbage_messages_go_to_the_dead_letter_queue(tmp_path)
     queue, log = f"fq://{tmp_path / 'q'}", tmp_path / "log"
     enqueue([partial(SleepTask, name="unknown", seconds=0, log_path=str(log))], queue)
     TaskQueue(queue).api.insert([{"payload": ["no_such_module", "nothing", [], {}, None]},
-                                 {"payload": "not a task at all"}])
+                                 {"payload": "not a task at all"},
+                                 {"payload": {"class": "PrintTask", "txt": "ran python-task-queue's task"}},
+                                 {"payload": [["json.tool", "main"], [], {}, None]}])
     result = run_cli("execute", "-x", queue, check=False)
     assert result.returncode == 1 and "not a registered task" in result.stderr, result.stderr
+    assert "ran python-task-queue's task" not in result.stdout + result.stderr
     assert not log.exists()
     counts = status(queue)
-    assert (counts["enqueued"], counts["dead"]) == (0, 3)
-    assert "dead:      3" in run_cli("queue", "status", queue).stdout
+    assert (counts["enqueued"], counts["dead"]) == (0, 5)
+    assert "dead:      5" in run_cli("queue", "status", queue).stdout
     run_cli("queue", "release", "--dead", queue)
-    assert (status(queue)["enqueued"], status(queue)["dead"]) == (3, 0)
+    assert (status(queue)["enqueued"], status(queue)["dead"]) == (5, 0)
     worker = start_worker("execute", "-x", queue)  # this one knows SleepTask
     assert worker.wait(timeout=60) == 1
-    assert lines(log) == ["start", "unknown", "end", "unknown"] and status(queue)["dead"] == 2
-
-
-def test_a_failing_task_is_retried_then_buried(make_layer, tmp_path):
-    """A task that always fails runs --max-attempts times, then waits in the dead-letter queue."""
-    data = np.zeros((64, 64, 64), np.uint8)
-    path = make_layer("img", data, "image", chunk=(32, 32, 32))
-    (tmp_path / "img" / "16_16_40" / "0-32_0-32_0-32").unlink()  # its reads fail
-    queue = f"fq://{tmp_path / 'q'}"
-    run_cli("image", "downsample", path, "--num-mips", 1, "--queue", queue)
-    result = run_cli("execute", "-x", "--max-attempts", 3, "--retry-delay", 0, queue, check=False)
-    assert result.returncode == 1 and result.stderr.count("EmptyVolumeException") >= 3, result.stderr
-    assert "attempt 1 of 3" in result.stderr and "failed 3 times" in result.stderr
-    counts = status(queue)
-    assert (counts["enqueued"], counts["dead"], counts["completed"]) == (0, 1, 1)
+    assert lines(log) == ["start", "unknown", "end", "unknown"] and status(queue)["dead"] == 4
 
 
 def test_dead_letters_on_sqs(make_layer, tmp_path, sqs_env):
@@ -124,35 +115,70 @@ def test_dead_letters_on_sqs(make_layer, tmp_path, sqs_env):
     assert "dead:      0" in run_cli("queue", "status", queue, "--interval", 0, env=sqs_env).stdout
 
 
-def test_killed_workers_lose_nothing(make_layer, tmp_path):
-    """Three workers on one queue, one SIGKILLed every 0.3 s and replaced, until the job is done:
-    the output is byte-identical to a clean run and every task ran to completion."""
-    rng = np.random.default_rng(7)
-    data = rng.integers(0, 255, (512, 256, 64), dtype=np.uint8)
+def tree(root):
+    """Every file's bytes under root, except provenance (it records hosts and times)."""
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and p.name != "provenance"}
+
+
+@pytest.fixture
+def downsample_job(make_layer, tmp_path):
+    """(queue, the layer being made, the same job's output from a clean run): 256 tasks enqueued."""
+    data = np.random.default_rng(7).integers(0, 255, (512, 512, 128), dtype=np.uint8)
     clean, faulty = (make_layer(name, data, "image", chunk=(32, 32, 32)) for name in ("clean", "faulty"))
     job = ["image", "downsample", "--num-mips", 1, "--shape", "64,64,32", "--compress", "none"]
     run_cli(*job[:2], clean, *job[2:])
     queue = f"fq://{tmp_path / 'q'}"
     run_cli(*job[:2], faulty, *job[2:], "--queue", queue)
-    workers, kills = [], 0
-    while status(queue)["enqueued"] > 0:
-        workers = [w for w in workers if w.poll() is None]
-        while len(workers) < 3:
-            workers.append(start_worker("execute", "-x", "--lease-sec", "2", queue))
-        time.sleep(0.3)
-        victim = workers[rng.integers(len(workers))]
-        if victim.poll() is None:
-            victim.kill()
-            kills += 1
-    for worker in workers:
-        worker.wait(timeout=60)
-    assert kills >= 3
-    assert status(queue)["completed"] == 64 and status(queue)["dead"] == 0
+    return queue, tmp_path / "faulty", tmp_path / "clean"
 
-    def tree(root):
-        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()
-                and p.name != "provenance"}
-    assert tree(tmp_path / "faulty") == tree(tmp_path / "clean")
+
+def test_execute_x_after_killed_workers_runs_every_task_they_left(downsample_job):
+    """Workers SIGKILLed one after another leave tasks leased; a single `execute -x` afterwards
+    waits for those leases to end, runs the tasks and returns only when the queue is empty: the
+    output equals a clean run byte for byte."""
+    queue, faulty, clean = downsample_job
+    rng = np.random.default_rng(1)
+    for kills in range(3):  # each leases a task (for longer than the rest of the job takes) and is killed
+        worker = start_worker("execute", "-x", "--lease-sec", "10", queue)
+        wait_for(lambda held=kills: status(queue)["leased"] > held)
+        time.sleep(rng.uniform(0, 0.3))
+        worker.kill()
+        worker.wait()
+    assert status(queue)["leased"] == 3  # held by dead workers
+    result = run_cli("execute", "-x", "--lease-sec", "2", queue)
+    assert "waiting for" in result.stderr and "held by leases" in result.stderr, result.stderr
+    counts = status(queue)
+    assert (counts["enqueued"], counts["leased"], counts["dead"]) == (0, 0, 0)
+    assert tree(faulty) == tree(clean)
+
+
+def children_of(pid: int) -> list:
+    """Process ids of `pid`'s children, from /proc."""
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def worker_processes(execute: int) -> list:
+    """The worker processes of an `execute`: its forkserver's children."""
+    (server,) = [pid for pid in children_of(execute)
+                 if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return children_of(server)
+
+
+def test_execute_replaces_a_worker_process_that_was_killed(downsample_job):
+    """`execute -p 2` whose worker process is SIGKILLed mid-task (as the OOM killer would): another
+    takes its place, the task it held runs again, and every task finishes with the clean output."""
+    queue, faulty, clean = downsample_job
+    execute = start_worker("-p", "2", "execute", "-x", "--retry-delay", "0", queue)
+    wait_for(lambda: status(queue)["completed"] >= 8)
+    os.kill(worker_processes(execute.pid)[0], signal.SIGKILL)
+    _, err = execute.communicate(timeout=120)
+    assert execute.returncode == 0, err
+    assert "was killed by SIGKILL" in err and "starting another in its place" in err, err
+    counts = status(queue)
+    assert (counts["enqueued"], counts["dead"], counts["completed"]) == (0, 0, 256)
+    assert tree(faulty) == tree(clean)
 
 
 def test_s3_and_sqs_through_flaky_storage_match_the_local_run(make_layer, tmp_path, sqs_env):
@@ -223,12 +249,14 @@ def test_garbage_on_sqs_goes_to_the_dead_letter_queue(sqs_env):
 def test_file_queues_never_nap_to_count_or_to_lease(tmp_path, monkeypatch):
     """python-task-queue's file queue naps when a new queue has no insert count yet (retries with
     backoff) and when a lease may wait; a new queue gets its count and workers never ask to wait."""
+    from igneous_like.tasks import registry
     from igneous_like.worker import work
+    monkeypatch.setattr(registry, "OPERATOR_MODULES", frozenset({"sleep_task"}))  # as its workers have it
     queue, log, naps = f"fq://{tmp_path / 'q'}", tmp_path / "log", []
     monkeypatch.setattr(time, "sleep", naps.append)  # SleepTask(seconds=0) naps 0 s: not a wait
     enqueue([partial(SleepTask, name=str(n), seconds=0, log_path=str(log)) for n in range(3)], queue)
     report = work(queue, exit_on_empty=True)
-    assert (report.done, report.failed) == (3, 0) and lines(log).count("end") == 3
+    assert (report.done, report.retried, report.buried) == (3, 0, 0) and lines(log).count("end") == 3
     assert [nap for nap in naps if nap] == []
     assert (status(queue)["inserted"], status(queue)["completed"]) == (3, 3)
 
@@ -250,3 +278,45 @@ def test_a_truncated_file_queue_message_goes_to_the_dead_letter_queue(tmp_path):
     assert (status(queue)["enqueued"], status(queue)["dead"]) == (0, 1)
     (letter,) = (tmp_path / "q" / "dead" / "queue").iterdir()
     assert json.loads(letter.read_text())["payload"] == truncated
+
+
+def test_poison_tasks_end_in_the_dead_letter_queue_while_one_worker_runs_the_rest(make_layer, tmp_path):
+    """Three poisons in one queue with healthy work: a message that is a JSON string, a merge task
+    whose intermediate file was cut short (its reader raises a BaseException), and a task whose
+    chunk crashes its decoder (a segfault). One `execute -x` process runs throughout: each poison
+    is dead-lettered after --max-attempts, and every healthy task's output is right."""
+    rng = np.random.default_rng(0)
+    crashing = np.asfortranarray(rng.integers(0, 1000, (64, 64, 64), dtype=np.uint32))
+    bad = make_layer("bad", crashing, "segmentation", chunk=(64, 64, 64), encoding="compressed_segmentation")
+    chunk = tmp_path / "bad" / "16_16_40" / "0-64_0-64_0-64"
+    chunk.write_bytes(chunk.read_bytes()[:1000])  # as a writer killed mid-write would leave it
+    read = "import sys, cloudvolume; cv = cloudvolume.CloudVolume(sys.argv[1]); cv[cv.bounds]"
+    assert subprocess.run([sys.executable, "-c", read, bad]).returncode == -signal.SIGSEGV
+
+    seg = np.zeros((64, 64, 64), np.uint32)
+    seg[8:40, 8:40, 8:40], seg[30:60, 30:60, 20:50] = 1, 2
+    meshed = make_layer("meshed", seg, "segmentation", chunk=(32, 32, 32))
+    run_cli("mesh", "forge", meshed, "--shape", "32,32,32")
+    fragments = sorted((tmp_path / "meshed").glob("mesh*/*.frags"))
+    fragments[0].write_bytes(fragments[0].read_bytes()[:-40])  # a label's bytes fail their checksum
+
+    good = make_layer("good", (seg * 50).astype(np.uint8), "image", chunk=(32, 32, 32))
+    queue = f"fq://{tmp_path / 'q'}"
+    run_cli("image", "downsample", good, "--num-mips", 1, "--queue", queue)  # 2 tasks
+    run_cli("mesh", "merge", meshed, "--queue", queue)  # 1 task, all labels
+    run_cli("image", "downsample", bad, "--num-mips", 1, "--queue", queue)  # 1 task
+    (tmp_path / "q" / "queue" / "0--0000-json-string.json").write_text('"a JSON string, not an object"')
+
+    result = run_cli("execute", "-x", "--max-attempts", 2, "--retry-delay", 0, queue, check=False)
+    assert result.returncode == 1, result.stderr
+    assert re.search(r"igneous-like: 3 of \d+ tasks failed and went to the dead-letter queue", result.stderr)
+    assert result.stderr.count("its worker process was killed by SIGSEGV") == 2
+    assert "ValidationError" in result.stderr
+    counts = status(queue)
+    assert (counts["enqueued"], counts["dead"], counts["completed"]) == (0, 3, counts["inserted"] - 2)
+    letters = [json.loads(p.read_text()) for p in (tmp_path / "q" / "dead" / "queue").iterdir()]
+    reasons = sorted(letter["error"].split(":")[0] for letter in letters)
+    assert reasons == ["ValidationError('Label 1 failed its crc32c check. Stored",
+                       "its worker process was killed by SIGSEGV", "not a registered task"], reasons
+    expected = seg[::2, ::2] * 50  # 2x2x1 average of blocks of equal values
+    assert np.array_equal(read_mip(good, 1), expected)

@@ -10,7 +10,7 @@ import click
 
 from igneous_like import __version__
 from igneous_like.cli.lazy import LazyGroup
-from igneous_like.errors import TaskFailures, UserError
+from igneous_like.errors import TaskFailures, UserError, WorkerFailures
 
 AREAS = {
     "image": "igneous_like.cli.image:image",
@@ -67,6 +67,9 @@ def main(argv=None) -> None:
         click.echo(f"igneous-like: error: {err}", err=True)
         sys.exit(2)
     except TaskFailures as err:
+        click.echo(f"igneous-like: {err}", err=True)
+        sys.exit(2 if err.user_errors else 1)
+    except WorkerFailures as err:
         click.echo(f"igneous-like: {err}", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -10,7 +10,8 @@ from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, revive
 
 @click.command()
 @click.argument("queue", envvar="IGNEOUS_LIKE_QUEUE")
-@click.option("-x", "--exit-on-empty", is_flag=True, help="Stop when no task is left to lease.")
+@click.option("-x", "--exit-on-empty", is_flag=True,
+              help="Stop once the queue holds no task, leased or waiting for a retry.")
 @click.option("--lease-sec", type=click.IntRange(min=1), default=600, show_default=True,
               envvar="IGNEOUS_LIKE_LEASE_SEC",
               help="Seconds a task stays leased; a task not finished by then goes back to the queue.")
@@ -28,15 +29,20 @@ def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks, max_attempts, retry
     IGNEOUS_LIKE_LEASE_SEC, and -p from IGNEOUS_LIKE_PARALLEL.
 
     A task longer than --lease-sec keeps its lease while it runs. SIGTERM lets each worker
-    finish its task, then stop (exit 0). Tasks that fail --max-attempts times, and messages
-    that are not registered tasks, go to the dead-letter queue (see queue status/release --dead).
+    finish its task, then stop (exit 0). Each task runs in a worker process that is replaced if
+    it dies, and a task that kills its process counts a failed attempt. Tasks that fail
+    --max-attempts times, and messages that are not registered tasks, go to the dead-letter
+    queue (see queue status/release --dead); execute then exits 1.
+
+    With -x it stops only once the queue is empty: it waits for tasks that other workers (or
+    dead ones, until their leases end) hold, and for failed tasks' retries.
 
     Example: igneous-like -p 2 execute -x fq:///tmp/queue
     """
     settings = ctx.find_root().obj
     report = queues.execute(queue, settings["parallel"], lease_sec, max_tasks, exit_on_empty,
                             settings["quiet"], max_attempts, retry_delay)
-    click.echo(f"Finished {report.done} tasks from {queues.queue_url(queue)}", err=True)
+    click.echo(f"Finished with {queues.queue_url(queue)}: {report.summary()}", err=True)
 
 
 @click.group()
@@ -56,7 +62,7 @@ def status(path, interval):
     first = queues.status(path)
     click.echo(f"queue:     {queues.queue_url(path)}")
     click.echo(f"enqueued:  {first['enqueued']}")
-    click.echo(f"leased:    {first['leased']}")
+    click.echo(f"leased:    {first['leased']}" + lease_note(first))
     completed = first["completed"]
     click.echo(f"completed: {'n/a (SQS does not count)' if completed != completed else completed}")
     click.echo(f"dead:      {first['dead']}" + ("  (see: queue release --dead)" if first["dead"] else ""))
@@ -70,6 +76,16 @@ def status(path, interval):
         click.echo(f"ETA:       {format_seconds(second['enqueued'] / rate)}")
     else:
         click.echo(f"ETA:       unknown (no task finished in {interval:g}s)")
+
+
+def lease_note(counts: dict) -> str:
+    """What leased tasks mean: held by running workers, or by dead ones until their leases end."""
+    if not counts["leased"]:
+        return ""
+    note = "  (held by workers; a dead worker's tasks come back when its lease ends"
+    if counts.get("lease_ends") is not None:
+        note += f", the last in {format_seconds(counts['lease_ends'])}"
+    return note + "; queue release hands them out now)"
 
 
 @queue.command()

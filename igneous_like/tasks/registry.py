@@ -4,16 +4,20 @@ A task's module is imported when a worker first meets one of its tasks, not up f
 pulls in heavy libraries (kimimaro, scikit-learn, scipy.ndimage) that most commands never use,
 and importing them all cost every command and worker about 0.3 s. Only the modules listed here,
 and those an operator names in IGNEOUS_LIKE_TASK_MODULES (comma-separated, importable by the
-workers, imported at once), can be imported this way: a queue message cannot name arbitrary code.
+workers, imported at once), can be imported this way, and only their functions run
+(`is_allowed`): a queue message cannot name arbitrary code, nor another library's tasks.
 """
 import importlib
 import os
+from typing import Tuple
 
 from taskqueue import queueablefns
 
 TASK_MODULES = frozenset(f"igneous_like.tasks.{area}" for area in (
     "agglomerate", "ccl", "classify", "evaluation", "image", "measure", "mesh", "postprocess",
     "skeleton", "voxels"))
+OPERATOR_MODULES = frozenset(filter(None, (name.strip() for name in
+                                           os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(","))))
 
 
 class LazyRegistry(dict):
@@ -25,8 +29,13 @@ class LazyRegistry(dict):
         return super().get(key, default)
 
 
+def is_allowed(key: Tuple[str, str]) -> bool:
+    """Whether a worker may run the task function `key` = (module, name)."""
+    return len(key) == 2 and (key[0] in TASK_MODULES or key[0] in OPERATOR_MODULES)
+
+
 if not isinstance(queueablefns.REGISTRY, LazyRegistry):
     queueablefns.REGISTRY = LazyRegistry(queueablefns.REGISTRY)
 
-for _name in filter(None, os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(",")):
-    importlib.import_module(_name.strip())
+for _name in sorted(OPERATOR_MODULES):
+    importlib.import_module(_name)
