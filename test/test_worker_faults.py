@@ -320,3 +320,25 @@ def test_poison_tasks_end_in_the_dead_letter_queue_while_one_worker_runs_the_res
                        "its worker process was killed by SIGSEGV", "not a registered task"], reasons
     expected = seg[::2, ::2] * 50  # 2x2x1 average of blocks of equal values
     assert np.array_equal(read_mip(good, 1), expected)
+
+
+def test_execute_x_on_sqs_waits_for_a_dead_workers_lease(tmp_path, sqs_env):
+    """On SQS a message received by a worker that then died stays in flight until its visibility
+    timeout ends: `execute -x` counts it (visible + in flight + delayed), waits, and runs it."""
+    import boto3
+    env = dict(WORKER_ENV, **sqs_env)
+    queue, log = "sqs://igneous-like-test", tmp_path / "log"
+    tasks = [partial(SleepTask, name=name, seconds=0, log_path=str(log)) for name in ("held", "free")]
+    subprocess.run([sys.executable, "-c", "import sys, json; from functools import partial; "
+                    "from sleep_task import SleepTask; from igneous_like.queues import enqueue; "
+                    "enqueue([partial(SleepTask, **kw) for kw in json.loads(sys.argv[1])], sys.argv[2])",
+                    json.dumps([t.keywords for t in tasks]), queue], env=env, check=True)
+    sqs = boto3.client("sqs", endpoint_url=sqs_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = sqs.get_queue_url(QueueName="igneous-like-test")["QueueUrl"]
+    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=4)["Messages"]) == 1
+    worker = start_worker("execute", "-x", queue, env=env)  # the receiver above never deletes: it "died"
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert sorted(lines(log)) == ["end", "end", "free", "free", "held", "held", "start", "start"], err
+    assert "waiting for 1 tasks in flight or delayed on SQS" in err, err
