@@ -25,6 +25,7 @@ from taskqueue import queueable
 
 from igneous_like import meshes
 from igneous_like.grid import Grid
+from igneous_like.multires import multires_fragments
 
 FORGE_RECORD = "forge.json"
 FRAGMENTS = ".frags"
@@ -246,8 +247,7 @@ def merged_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str,
 
 
 def multires(mesh: meshes.Mesh, record: ForgeRecord, label: int, nlod: int) -> Tuple[bytes, bytes]:
-    lods = meshes.levels_of_detail(mesh, nlod + 1)
-    return meshes.multires_fragments(lods, record.resolution, label)
+    return multires_fragments(mesh, nlod + 1, record.resolution, label)
 
 
 @queueable
