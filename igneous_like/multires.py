@@ -65,10 +65,12 @@ def octree_levels(vertices: np.ndarray, faces: np.ndarray, depth: int, scale: np
     """Up to `depth` levels (units), level k simplified from level k-1 by up to 2**k `voxel` nm;
     `scale` is nm per unit by axis. A level that would not shrink ends the list (Neuroglancer adds
     empty levels above it)."""
-    vertices, faces = weld(np.round(vertices), without_flaps(faces.astype(np.int64)))  # near a wall: on it
+    vertices, faces = weld(np.round(vertices), faces.astype(np.int64))  # near a wall: on it
     split, faces = split_along_walls(vertices, faces, QUANTUM)
     levels = [weld(np.round(split), faces)]
     for lod in range(1, depth):
+        if len(levels[-1][1]) == 0:
+            break
         coarser = coarsen(*levels[-1], lod, 2 ** (depth - lod), scale, max_error=2 ** lod * voxel)
         if len(coarser[1]) == 0 or len(coarser[1]) >= len(levels[-1][1]):
             break
@@ -131,18 +133,14 @@ def crossing_points(vertices: np.ndarray, p: np.ndarray, q: np.ndarray, axis: in
 
 
 def weld(vertices: np.ndarray, faces: np.ndarray) -> Level:
-    """Vertices at the same position joined; triangles left with a repeated corner dropped."""
+    """Vertices at the same position joined; triangles left with a repeated corner dropped, and
+    two-sided zero-volume flaps (two triangles on the same three corners, which edge collapses or
+    rounding sometimes leave) dropped too: they would share their edges four ways."""
     first, inverse = row_groups(vertices)
     faces = inverse[faces]
-    keep = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
-    return vertices[first], faces[keep]
-
-
-def without_flaps(faces: np.ndarray) -> np.ndarray:
-    """The faces less any that share all three corners with another: two-sided zero-volume flaps
-    that edge collapses sometimes leave (they would share edges four ways)."""
-    _, inverse = row_groups(np.sort(faces, axis=1))
-    return faces[np.bincount(inverse)[inverse] == 1]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    _, corners = row_groups(np.sort(faces, axis=1))
+    return vertices[first], faces[np.bincount(corners)[corners] == 1]
 
 
 def row_groups(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -181,9 +179,8 @@ def coarsen(vertices: np.ndarray, faces: np.ndarray, lod: int, grid: int, scale:
     pieces = [simplify_piece(vertices, faces[chosen], cell * size, size, scale, iterations, 2 ** lod)
               for cell, chosen in groups(cells_of(vertices, faces, size, grid))]
     offsets = np.cumsum([0] + [len(v) for v, _ in pieces[:-1]])
-    vertices, faces = weld(np.concatenate([v for v, _ in pieces]),
-                           np.concatenate([f + offset for (_, f), offset in zip(pieces, offsets)]))
-    return vertices, without_flaps(faces)
+    return weld(np.concatenate([v for v, _ in pieces]),
+                np.concatenate([f + offset for (_, f), offset in zip(pieces, offsets)]))
 
 
 def simplify_piece(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, size: float,
@@ -231,9 +228,9 @@ def simplify_locked(vertices: np.ndarray, faces: np.ndarray, locked: np.ndarray,
     tabbed = Mesh(np.concatenate([vertices, far]),
                   np.concatenate([faces, np.stack([locked, corners, corners + 1], axis=1)]).astype(np.uint32),
                   None)
-    simple = zmesh.simplify_fqmr(tabbed, target_count=len(faces) // 4, max_iterations=iterations,
-                                 alpha=FQMR_ALPHA, K=FQMR_K, aggressiveness=FQMR_AGGRESSIVENESS,
-                                 preserve_border=True)
+    simple = zmesh.simplify_fqmr(tabbed, target_count=len(faces) // 4 + len(locked),  # tabs count too
+                                 max_iterations=iterations, alpha=FQMR_ALPHA, K=FQMR_K,
+                                 aggressiveness=FQMR_AGGRESSIVENESS, preserve_border=True)
     out, out_faces = np.asarray(simple.vertices, np.float32), simple.faces.astype(np.int64)
     out_faces = out_faces[(out[out_faces] > TAB_CORNER / 2).all(axis=(1, 2))]
     used, out_faces = np.unique(out_faces, return_inverse=True)
@@ -272,20 +269,13 @@ def encode_level(vertices: np.ndarray, faces: np.ndarray, lod: int, grid: int,
     for cell, chosen in groups(cells_of(vertices, faces, size, grid)):
         used, local = np.unique(faces[chosen], return_inverse=True)
         stored = np.clip(np.floor((vertices[used] - cell * size) / 2 ** lod + 0.5), 0, QUANTUM)
-        local = nondegenerate(stored, local.reshape(-1, 3))
+        stored, local = weld(stored, local.reshape(-1, 3))  # Draco rejects degenerate triangles
         if len(local):
             fragments[tuple(int(c) for c in cell)] = DracoPy.encode(
                 stored.astype(np.float32), local.astype(np.uint32), quantization_bits=QUANTIZATION_BITS,
                 compression_level=draco_level, quantization_range=QUANTUM, quantization_origin=np.zeros(3),
                 preserve_order=False)
     return fragments
-
-
-def nondegenerate(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """The faces whose three corners lie at three distinct positions (Draco rejects the others)."""
-    corners = vertices[faces]
-    same = lambda a, b: (corners[:, a] == corners[:, b]).all(axis=1)
-    return faces[~(same(0, 1) | same(1, 2) | same(0, 2))]
 
 
 def morton_order(positions: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
+from conftest import run_cli
 from scipy.spatial import cKDTree
 
 from igneous_like.queues import run_locally
@@ -156,9 +157,18 @@ def volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6)
 
 
-def welded_legacy(mesh):
-    vertices, inverse = np.unique(np.asarray(mesh.vertices, np.float64), axis=0, return_inverse=True)
-    return vertices, inverse.reshape(-1)[np.asarray(mesh.faces, np.int64)]
+def read_legacy(mesh_dir: CloudFiles, label: int):
+    """The label's legacy mesh (its fragments per the format: vertex count, xyz float32, faces),
+    vertices welded by position."""
+    vertices, faces = [], []
+    for name in mesh_dir.get_json(f"{label}:0")["fragments"]:
+        binary = mesh_dir.get(name)
+        count = int(np.frombuffer(binary, "<u4", 1)[0])
+        offset = sum(map(len, vertices))
+        faces.append(np.frombuffer(binary, "<u4", offset=4 + 12 * count).reshape(-1, 3) + offset)
+        vertices.append(np.frombuffer(binary, "<f4", 3 * count, 4).reshape(-1, 3))
+    welded, inverse = np.unique(np.concatenate(vertices).astype(np.float64), axis=0, return_inverse=True)
+    return welded, inverse.reshape(-1)[np.concatenate(faces).astype(np.int64)]
 
 
 # -- what the merge wrote -----------------------------------------------------------------------
@@ -166,10 +176,9 @@ def welded_legacy(mesh):
 def merged_three_ways(path: str, labels, shape):
     """Forge once, then merge legacy, multi-resolution and sharded; each read right after writing."""
     run(create_meshing_tasks(path, shape=shape, labels=labels))
+    mesh_dir = CloudFiles(path + "/" + CloudVolume(path).info["mesh"])
     run(create_mesh_manifest_tasks(path, magnitude=0, nlod=0))
-    cv = CloudVolume(path, progress=False)
-    legacy = {label: welded_legacy(mesh) for label, mesh in cv.mesh.get(labels, fuse=False).items()}
-    found = {"legacy": legacy}
+    found = {"path": path, "legacy": {label: read_legacy(mesh_dir, label) for label in labels}}
     merges = {"multires": lambda: create_mesh_manifest_tasks(path, magnitude=0, nlod=NLOD),
               "sharded": lambda: create_sharded_multires_mesh_tasks(path, nlod=NLOD, labels_per_shard=2)}
     for kind, tasks in merges.items():
@@ -284,3 +293,23 @@ def test_octree_is_complete_and_in_morton_order(dataset, kind, request):
         assert len(positions[-1]) == 1, label  # one root
         triangles = [len(level.faces) for level in levels]
         assert all(a > b for a, b in zip(triangles, triangles[1:])), (label, triangles)
+
+
+def test_shards_read_the_same_in_tensorstore(real_meshes):
+    """TensorStore's own sharded-format reader finds each label's manifest where ours did."""
+    ts = pytest.importorskip("tensorstore")
+    cv = CloudVolume(real_meshes["path"], progress=False)
+    mesh_path = cv.cloudpath + "/" + cv.info["mesh"] + "/"
+    store = ts.KvStore.open({"driver": "neuroglancer_uint64_sharded", "base": mesh_path,
+                             "metadata": cv.mesh.meta.info["sharding"]}).result()
+    assert len([name for name in CloudFiles(mesh_path).list() if name.endswith(".shard")]) > 1
+    for label in real_meshes["sharded"]:
+        stored = store.read(int(label).to_bytes(8, "big")).result().value
+        assert bytes(stored) == read_multires(cv, label)[0], label
+
+
+def test_nlod_beyond_the_octree_limit_is_refused(make_layer):
+    path = make_layer("seg", np.ones((8, 8, 8), np.uint32), "segmentation")
+    for verb in ("merge", "merge-sharded"):
+        result = run_cli("mesh", verb, path, "--nlod", "8", check=False)
+        assert result.returncode == 2 and "--nlod must be between 0 and 7" in result.stderr, verb
