@@ -144,13 +144,22 @@ def weld(vertices: np.ndarray, faces: np.ndarray) -> Level:
 
 
 def row_groups(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(index of one row of each distinct value, each row's group number), groups in sorted order.
-    A lexicographic sort: much faster than np.unique(axis=0)."""
+    """(index of one row of each distinct value, each row's group number), for rows of 8-byte
+    numbers. Groups rows by a 64-bit hash (much faster than np.unique(axis=0)), checked against
+    each group's first row; were two values ever to collide, a lexicographic sort decides."""
+    rows = np.ascontiguousarray(rows + 0 if rows.dtype.kind == "f" else rows)  # -0.0 is 0.0
+    words = rows.view(np.uint64).reshape(len(rows), -1)
+    key = np.zeros(len(rows), dtype=np.uint64)
+    for column in range(words.shape[1]):
+        key = (key ^ words[:, column]) * np.uint64(0x9E3779B97F4A7C15)
+        key ^= key >> np.uint64(29)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if (rows[first[inverse]] == rows).all():
+        return first, inverse
     order = np.lexsort(rows.T[::-1])
-    ordered = rows[order]
     new = np.ones(len(rows), dtype=bool)
-    new[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-    inverse = np.empty(len(rows), dtype=np.int64)
+    new[1:] = (rows[order][1:] != rows[order][:-1]).any(axis=1)
     inverse[order] = np.cumsum(new) - 1
     return order[new], inverse
 
@@ -162,79 +171,108 @@ def cells_of(vertices: np.ndarray, faces: np.ndarray, size: float, grid: int) ->
     return np.clip(np.ceil(centroids / size) - 1, 0, grid - 1).astype(np.int64)
 
 
-def groups(cells: np.ndarray):
-    """(cell, indices of its triangles) for each occupied cell."""
-    first, inverse = row_groups(cells)
-    order = np.argsort(inverse, kind="stable")
-    return zip(cells[first], np.split(order, np.cumsum(np.bincount(inverse))[:-1]))
-
-
 def coarsen(vertices: np.ndarray, faces: np.ndarray, lod: int, grid: int, scale: np.ndarray,
             max_error: float) -> Level:
     """Level `lod` from the level below: each level-(lod-1) cell (`grid` a side) simplified on its
-    own, by up to `max_error` nm and to no fewer than a quarter of its triangles, keeping the
-    vertices on its walls, so pieces (and finer levels) still meet there."""
-    size = QUANTUM * 2 ** (lod - 1)
-    iterations = int(np.ceil((max_error ** 2 / FQMR_ALPHA) ** (1 / FQMR_AGGRESSIVENESS) - FQMR_K))
-    pieces = [simplify_piece(vertices, faces[chosen], cell * size, size, scale, iterations, 2 ** lod)
-              for cell, chosen in groups(cells_of(vertices, faces, size, grid))]
-    offsets = np.cumsum([0] + [len(v) for v, _ in pieces[:-1]])
-    return weld(np.concatenate([v for v, _ in pieces]),
-                np.concatenate([f + offset for (_, f), offset in zip(pieces, offsets)]))
+    own (its triangles get their own copies of their vertices) by up to `max_error` nm, keeping the
+    vertices on its walls, so cells (and finer levels) still meet there.
 
-
-def simplify_piece(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, size: float,
-                   scale: np.ndarray, iterations: int, inset: float) -> Level:
-    """One cell's triangles simplified in nm, their open border (on the walls) kept as it is.
-
-    Vertices the simplifier did not move keep their exact unit positions. All but the border stay
-    `inset` (a quantum of the new level) inside the cell, so once stored each triangle still falls
-    in its own octant by Neuroglancer's rule (one lying on a wall goes to the lower octant). Where
-    the simplifier pinched the surface (an edge shared four ways: zmesh's quadric reduction does
-    not check), the piece stays as it was.
+    Vertices the simplifier did not move keep their exact unit positions. All but the walls' stay
+    a quantum of the new level inside their cell, so once stored each triangle still falls in its
+    own octant by Neuroglancer's rule (a triangle lying on a wall goes to the lower octant).
     """
-    used, local = np.unique(faces, return_inverse=True)
-    exact, local = vertices[used], local.reshape(-1, 3)
-    edges, counts = edge_counts(local)
+    size = QUANTUM * 2 ** (lod - 1)
+    cells = cells_of(vertices, faces, size, grid)
+    first_face, piece_of_face = row_groups(cells)
+    origin = cells[first_face] * size  # of each piece
+    _, first, copies = np.unique(np.repeat(piece_of_face, 3) * len(vertices) + faces.reshape(-1),
+                                 return_index=True, return_inverse=True)  # sorted by piece
+    piece, exact, local = piece_of_face[first // 3], vertices[faces.reshape(-1)[first]], copies.reshape(-1, 3)
+    nm = ((exact - origin[piece]) * scale).astype(np.float32)
+    source, nm, faces, locked, piece = simplify_cells(nm, local, piece, max_error)
+    low = origin[piece]
+    vertices = np.where((source >= 0)[:, None], exact[source], nm / scale + low)
+    inside = np.clip(vertices, low + 2 ** lod, low + size - 2 ** lod)
+    return weld(np.where(locked[:, None], vertices, inside), faces)
+
+
+def simplify_cells(vertices: np.ndarray, faces: np.ndarray, piece: np.ndarray, max_error: float):
+    """Pieces of surface (vertices in nm, sorted by `piece`, none shared) simplified with their open
+    edges kept. Returns (for each vertex after, the vertex it is or -1 where moved; positions;
+    faces; whether each lies on an open edge; its piece). Only triangles with a vertex that can
+    move go to the simplifier. A piece it pinched (an edge shared four ways: zmesh's quadric
+    reduction does not check) stays as it was."""
+    edges, counts = edge_counts(faces)
     border = edges[counts == 1]
-    locked = np.zeros(len(exact), dtype=bool)
+    locked = np.zeros(len(vertices), dtype=bool)
     locked[border >> 32] = locked[border & 0xFFFFFFFF] = True
-    if len(local) >= 16:
-        nm = ((exact - origin) * scale).astype(np.float32)
-        out, out_faces = simplify_locked(nm, local, np.flatnonzero(locked), iterations)
-        kept = matching_rows(nm, out)
-        if same_border(border, np.where(kept >= 0, kept, len(nm) + np.arange(len(out)))[out_faces]):
-            exact = np.where((kept >= 0)[:, None], exact[np.maximum(kept, 0)], out / scale + origin)
-            local, locked = out_faces, (kept >= 0) & locked[np.maximum(kept, 0)]
-    inside = np.clip(exact, origin + inset, origin + size - inset)
-    return np.where(locked[:, None], exact, inside), local
+    sides = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    movable = np.zeros(len(vertices), dtype=bool)
+    movable[sides[~locked[sides].any(axis=1)]] = True  # an end of an edge that can collapse
+    active = movable[faces].any(axis=1)
+    out_piece, out, out_faces = simplify_locked(vertices, faces[active], piece, locked, max_error)
+    kept = matching_rows(np.column_stack([piece, vertices]), np.column_stack([out_piece, out]))
+    ids = np.where(kept >= 0, kept, len(vertices) + np.arange(len(out)))
+    pinched = np.zeros(piece[-1] + 1, dtype=bool)
+    changed = changed_edges(border, np.concatenate([ids[out_faces], faces[~active]]))
+    pinched[np.concatenate([piece, out_piece])[changed >> 32]] = True
+    faces = np.concatenate([out_faces[~pinched[out_piece[out_faces[:, 0]]]],
+                            faces[~active | pinched[piece[faces[:, 0]]]] + len(out)])
+    return (np.concatenate([kept, np.arange(len(vertices))]), np.concatenate([out, vertices]), faces,
+            np.concatenate([(kept >= 0) & locked[np.maximum(kept, 0)], locked]),
+            np.concatenate([out_piece, piece]))
 
 
-FQMR_ALPHA, FQMR_K, FQMR_AGGRESSIVENESS = 1e-9, 3, 7  # zmesh's defaults: threshold alpha*(i+K)**aggr
-TAB_CORNER = -1e6  # nm: where tab triangles point, far outside any cell
+STEPS, SPAN = 20, 32  # error thresholds the simplifier climbs, from max_error / SPAN to max_error
+FAR = -1e6  # nm: where the corners of tabs and markers lie, far from any cell
 
 
-def simplify_locked(vertices: np.ndarray, faces: np.ndarray, locked: np.ndarray,
-                    iterations: int) -> Tuple[np.ndarray, np.ndarray]:
-    """zmesh's fast quadric reduction with the `locked` vertices (on open edges) kept in place.
+def fqmr_schedule(max_error: float) -> dict:
+    """simplify_fqmr's options for a threshold (squared nm) of alpha * (i + K) ** 7 at step i that
+    climbs from about (max_error / SPAN) ** 2 to max_error ** 2 in STEPS steps, then stops."""
+    k = round(STEPS / (SPAN ** (2 / 7) - 1))
+    return {"max_iterations": STEPS + 1, "aggressiveness": 7, "K": k,
+            "alpha": max_error ** 2 / (STEPS + k) ** 7}
+
+
+def simplify_locked(vertices: np.ndarray, faces: np.ndarray, piece: np.ndarray, locked: np.ndarray,
+                    max_error: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Many pieces (vertices sorted by `piece`, none shared) simplified in one call of zmesh's fast
+    quadric reduction, the `locked` vertices kept in place; returns (piece, vertices, faces) of the
+    vertices the faces still use.
 
     zmesh 1.15's simplify_fqmr takes a vertex's border flag from whichever neighbour it visits
-    last, so preserve_border misses many. A tab triangle on each border vertex, its two corners
-    numbered last and far away, makes that last neighbour one across a border edge; tabs are
-    dropped afterwards.
+    last, so preserve_border misses many: a tab triangle on each locked vertex, its two corners
+    numbered after the piece and far away, makes that last neighbour one across a border edge.
+    A marker triangle ends each piece; the simplifier keeps the order of the vertices it keeps, so
+    markers tell the pieces apart afterwards. Tabs and markers are dropped.
     """
-    corners = len(vertices) + 2 * np.arange(len(locked))
-    far = np.tile(np.array([[TAB_CORNER, 0, 0], [0, TAB_CORNER, 0]], np.float32), (len(locked), 1))
-    tabbed = Mesh(np.concatenate([vertices, far]),
-                  np.concatenate([faces, np.stack([locked, corners, corners + 1], axis=1)]).astype(np.uint32),
-                  None)
-    simple = zmesh.simplify_fqmr(tabbed, target_count=len(faces) // 4 + len(locked),  # tabs count too
-                                 max_iterations=iterations, alpha=FQMR_ALPHA, K=FQMR_K,
-                                 aggressiveness=FQMR_AGGRESSIVENESS, preserve_border=True)
+    count = piece[-1] + 1
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces] = True
+    faces, vertices, locked, piece = (np.cumsum(used) - 1)[faces], vertices[used], locked[used], piece[used]
+    tabbed = np.flatnonzero(locked)
+    sizes = np.bincount(piece, minlength=count) + 2 * np.bincount(piece[tabbed], minlength=count) + 3
+    ends = np.cumsum(sizes)
+    at = ends[piece] - sizes[piece] + np.arange(len(piece)) - np.searchsorted(piece, piece)
+    after = np.searchsorted(tabbed, np.searchsorted(piece, piece[tabbed], "right")) - np.arange(len(tabbed))
+    tab = ends[piece[tabbed]] - 3 - 2 * after  # the piece's tabs follow its vertices, in their order
+    marker = ends[:, None] - np.arange(3, 0, -1)
+    points = np.zeros((ends[-1], 3), np.float32)
+    points[at] = vertices
+    points[tab, 0] = points[marker[:, 0], 0] = points[tab + 1, 1] = points[marker[:, 1], 1] = FAR
+    points[marker[:, 2], 2] = FAR
+    triangles = np.concatenate([at[faces], np.stack([at[tabbed], tab, tab + 1], axis=1), marker])
+    triangles = triangles[np.argsort(triangles.min(axis=1), kind="stable")]  # piece by piece: cache
+    simple = zmesh.simplify_fqmr(Mesh(points, triangles.astype(np.uint32), None),
+                                 target_count=len(faces) // 4 + len(tabbed) + len(marker),
+                                 **fqmr_schedule(max_error), preserve_border=True)
     out, out_faces = np.asarray(simple.vertices, np.float32), simple.faces.astype(np.int64)
-    out_faces = out_faces[(out[out_faces] > TAB_CORNER / 2).all(axis=(1, 2))]
-    used, out_faces = np.unique(out_faces, return_inverse=True)
-    return out[used], out_faces.reshape(-1, 3)
+    ends_here = out[:, 2] == FAR
+    far = (out <= FAR / 2).any(axis=1)
+    out_faces = out_faces[~far[out_faces].any(axis=1)]
+    renumber = np.cumsum(~far) - 1
+    return (np.cumsum(ends_here) - ends_here)[~far], out[~far], renumber[out_faces]
 
 
 def matching_rows(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -251,30 +289,37 @@ def edge_counts(faces: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.unique((sides[:, 0] << 32) | sides[:, 1], return_counts=True)
 
 
-def same_border(border: np.ndarray, faces: np.ndarray) -> bool:
-    """Whether `faces` have exactly the open edges `border` and share every other edge two ways."""
+def changed_edges(border: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """The edges that make `faces` differ from a surface open exactly along `border`: open edges
+    that are not in it, edges of it that are no longer open, and edges shared more than two ways."""
     edges, counts = edge_counts(faces)
-    return bool((counts <= 2).all()) and np.array_equal(edges[counts == 1], border)
+    return np.concatenate([np.setxor1d(edges[counts == 1], border), edges[counts > 2]])
 
 
 def encode_level(vertices: np.ndarray, faces: np.ndarray, lod: int, grid: int,
                  draco_level: int) -> Dict[Tuple[int, int, int], bytes]:
-    """Draco fragments of one level by cell position, vertices stored as whole quanta of the cell.
+    """Draco fragments of one level by cell position, vertices stored as whole quanta of the cell
+    (welded within each cell once stored: Draco rejects degenerate triangles).
 
     Halves round up, so a vertex on a level-(k-1) wall inside a level-k cell lands on 2**15, the
     value Neuroglancer counts in both octants.
     """
     size = QUANTUM * 2 ** lod
+    cells = cells_of(vertices, faces, size, grid)
+    first, fragment = row_groups(cells)
+    stored = np.floor((vertices[faces.reshape(-1)] - np.repeat(cells, 3, axis=0) * size) / 2 ** lod + 0.5)
+    corners = np.arange(3 * len(faces)).reshape(-1, 3)
+    rows, faces = weld(np.column_stack([np.repeat(fragment, 3), np.clip(stored, 0, QUANTUM)]), corners)
+    faces = faces[np.argsort(rows[faces[:, 0], 0], kind="stable")]
+    ends = np.searchsorted(rows[faces[:, 0], 0], np.arange(len(first) + 1))
     fragments = {}
-    for cell, chosen in groups(cells_of(vertices, faces, size, grid)):
-        used, local = np.unique(faces[chosen], return_inverse=True)
-        stored = np.clip(np.floor((vertices[used] - cell * size) / 2 ** lod + 0.5), 0, QUANTUM)
-        stored, local = weld(stored, local.reshape(-1, 3))  # Draco rejects degenerate triangles
-        if len(local):
-            fragments[tuple(int(c) for c in cell)] = DracoPy.encode(
-                stored.astype(np.float32), local.astype(np.uint32), quantization_bits=QUANTIZATION_BITS,
-                compression_level=draco_level, quantization_range=QUANTUM, quantization_origin=np.zeros(3),
-                preserve_order=False)
+    for cell, start, end in zip(cells[first].tolist(), ends, ends[1:]):
+        if end > start:
+            used, local = np.unique(faces[start:end], return_inverse=True)
+            fragments[tuple(cell)] = DracoPy.encode(
+                rows[used, 1:].astype(np.float32), local.reshape(-1, 3).astype(np.uint32),
+                quantization_bits=QUANTIZATION_BITS, compression_level=draco_level,
+                quantization_range=QUANTUM, quantization_origin=np.zeros(3), preserve_order=False)
     return fragments
 
 
