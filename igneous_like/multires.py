@@ -13,7 +13,7 @@ vertex on a wall is stored as exactly 0 or QUANTUM by the cells on both sides.
   cell's walls. Neuroglancer draws a level-k fragment by its eight level-(k-1) octants, next to
   finer fragments; on every wall between them, all levels carry level 0's vertices.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import DracoPy
 import numpy as np
@@ -28,8 +28,9 @@ Level = Tuple[np.ndarray, np.ndarray]  # vertices (units, float64), faces
 
 
 def multires_fragments(mesh: Mesh, num_lods: int, resolution, label: int,
-                       draco_level: int = 7) -> Tuple[bytes, bytes]:
-    """(manifest, fragment data) of one object with up to `num_lods` levels of detail.
+                       draco_level: int = 7) -> Optional[Tuple[bytes, bytes]]:
+    """(manifest, fragment data) of one object with up to `num_lods` levels of detail, or None if
+    no surface is left once zero-volume flaps are dropped.
 
     Model space is voxels (the layer info's transform scales by the resolution). The octree's
     coarsest level is one cell around the mesh; small meshes get fewer levels.
@@ -45,6 +46,8 @@ def multires_fragments(mesh: Mesh, num_lods: int, resolution, label: int,
     levels = octree_levels((voxels - low) / chunk * QUANTUM, mesh.faces, depth, scale, res.min())
     fragments = [encode_level(*level, lod, 2 ** (depth - 1 - lod), draco_level)
                  for lod, level in enumerate(levels)]
+    if not fragments[0]:
+        return None
     for lod in range(len(fragments) - 2, -1, -1):  # every fragment needs its parent one level up
         for position in fragments[lod]:
             fragments[lod + 1].setdefault(tuple(p >> 1 for p in position), b"")
@@ -148,7 +151,7 @@ def row_groups(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     numbers. Groups rows by a 64-bit hash (much faster than np.unique(axis=0)), checked against
     each group's first row; were two values ever to collide, a lexicographic sort decides."""
     rows = np.ascontiguousarray(rows + 0 if rows.dtype.kind == "f" else rows)  # -0.0 is 0.0
-    words = rows.view(np.uint64).reshape(len(rows), -1)
+    words = rows.view(np.uint64)
     key = np.zeros(len(rows), dtype=np.uint64)
     for column in range(words.shape[1]):
         key = (key ^ words[:, column]) * np.uint64(0x9E3779B97F4A7C15)

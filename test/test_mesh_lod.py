@@ -14,6 +14,7 @@ from cloudvolume import CloudVolume
 from conftest import run_cli
 from scipy.spatial import cKDTree
 
+from igneous_like.multires import Mesh, multires_fragments
 from igneous_like.queues import run_locally
 from igneous_like.task_creation import (
     create_mesh_manifest_tasks,
@@ -313,3 +314,11 @@ def test_nlod_beyond_the_octree_limit_is_refused(make_layer):
     for verb in ("merge", "merge-sharded"):
         result = run_cli("mesh", verb, path, "--nlod", "8", check=False)
         assert result.returncode == 2 and "--nlod must be between 0 and 7" in result.stderr, verb
+
+
+def test_a_mesh_of_nothing_but_flaps_gets_no_multires_mesh():
+    """zmesh's simplifier turns some objects of a few voxels into two triangles back to back: with
+    nothing enclosed, such an object gets no multi-resolution mesh rather than a broken one."""
+    vertices = np.array([[1656, 320, 2580], [1664, 312, 2580], [1653.3, 309.3, 2573.3]], np.float32)
+    flap = Mesh(vertices, np.array([[1, 2, 0], [2, 1, 0]], np.uint32), None)
+    assert multires_fragments(flap, 3, RESOLUTION, 7) is None
