@@ -1,5 +1,5 @@
-"""Pure mesh functions: marching cubes per block, seam welding, levels of detail, multi-resolution
-fragments and the intermediate fragment encoding. Numpy in, numpy (or bytes) out; no storage.
+"""Pure mesh functions: marching cubes per block, seam welding and the intermediate fragment
+encoding (levels of detail are in multires.py). Numpy in, numpy (or bytes) out; no storage.
 
 Coordinates are physical (nm). Voxel i of a layer spans [i, i+1) * resolution, so a surface
 between two voxels lies exactly on their shared face and a mesh's bounding box is its label's
@@ -12,10 +12,8 @@ import DracoPy
 import fastremap
 import numpy as np
 import zmesh
-from cloudvolume.datasource.precomputed.mesh.multilod import MultiLevelPrecomputedMeshManifest
 
 Mesh = zmesh.Mesh
-QUANTIZATION_BITS = 16  # of multi-resolution fragments; Neuroglancer accepts 10 or 16
 SEAM_TOLERANCE = 1 / 8  # of a voxel: seam vertices sit on half-voxel positions, so this is safe
 
 
@@ -90,98 +88,6 @@ def concatenate(meshes: Sequence[Mesh]) -> Mesh:
     faces = np.concatenate([mesh.faces.astype(np.uint32) + np.uint32(offset)
                             for mesh, offset in zip(meshes, offsets)])
     return Mesh(vertices, faces, None)
-
-
-def levels_of_detail(mesh: Mesh, num_lods: int) -> List[Mesh]:
-    """Up to `num_lods` meshes, each with about a quarter of the triangles of the last (a level
-    that would not shrink ends the list).
-
-    Uses zmesh's fast quadric reduction with a triangle target: its error-bounded simplifier
-    can loop forever on meshes it simplified before.
-    """
-    lods = [mesh]
-    for _ in range(1, num_lods):
-        target = len(lods[-1].faces) // 4
-        if target < 4:
-            break
-        coarser = zmesh.simplify_fqmr(lods[-1], target_count=target)
-        if len(coarser.faces) == 0 or len(coarser.faces) >= len(lods[-1].faces):
-            break
-        lods.append(coarser)
-    return lods
-
-
-def morton_order(positions: np.ndarray) -> np.ndarray:
-    """Indices that sort integer grid positions along the Z-order curve, as Neuroglancer needs."""
-    codes = np.zeros(len(positions), dtype=np.uint64)
-    positions = positions.astype(np.uint64)
-    for bit in range(21):
-        for axis in range(3):
-            codes |= ((positions[:, axis] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(3 * bit + axis)
-    return np.argsort(codes, kind="stable")
-
-
-def multires_fragments(lods: Sequence[Mesh], resolution: Sequence[float], label: int,
-                       draco_level: int = 7) -> Tuple[bytes, bytes]:
-    """(manifest, fragment data) of one label in the multi-resolution format.
-
-    Model space is voxels (the layer info's transform scales by the resolution). Level k is cut
-    into an octree grid of chunks `chunk * 2**k` from a shared origin; the coarsest level is one
-    chunk. Parents of every fragment exist (as empty fragments where the coarser level has none).
-    """
-    res = np.asarray(resolution, dtype=np.float64)
-    voxels = [lod.vertices.astype(np.float64) / res for lod in lods]
-    low = np.floor(np.min([v.min(axis=0) for v in voxels], axis=0))
-    high = np.ceil(np.max([v.max(axis=0) for v in voxels], axis=0))
-    num_lods = len(lods)
-    chunk = np.maximum((high - low) / 2 ** (num_lods - 1), 1.0) * (1 + 1e-6)
-    pieces = [chunked(Mesh(v, lod.faces, None), chunk * 2 ** k, low)
-              for k, (v, lod) in enumerate(zip(voxels, lods))]
-    for k in range(num_lods - 2, -1, -1):  # every fragment needs its parent one level up
-        for position in list(pieces[k]):
-            pieces[k + 1].setdefault(tuple(p >> 1 for p in position), None)
-    positions, sizes, binaries = [], [], []
-    quantum = 2 ** QUANTIZATION_BITS - 1
-    for k in range(num_lods):
-        keys = np.array(sorted(pieces[k]), dtype=np.int64).reshape(-1, 3)
-        keys = keys[morton_order(keys)]
-        positions.append(keys)
-        for key in map(tuple, keys):
-            piece = pieces[k][key]
-            if piece is None or len(piece.faces) == 0:
-                sizes.append(0)
-                continue
-            stored = (piece.vertices - low) / (chunk * 2 ** k) - np.asarray(key)
-            stored = np.clip(np.round(stored * quantum), 0, quantum).astype(np.float32)
-            faces = nondegenerate(stored, piece.faces)
-            if len(faces) == 0:
-                sizes.append(0)
-                continue
-            binary = DracoPy.encode(stored, faces, quantization_bits=QUANTIZATION_BITS,
-                                    compression_level=draco_level, quantization_range=quantum,
-                                    quantization_origin=np.zeros(3), preserve_order=False)
-            binaries.append(binary)
-            sizes.append(len(binary))
-    manifest = MultiLevelPrecomputedMeshManifest(
-        segment_id=label, chunk_shape=chunk.astype(np.float32), grid_origin=low.astype(np.float32),
-        num_lods=num_lods, lod_scales=[2.0 ** k for k in range(num_lods)],
-        vertex_offsets=np.zeros((num_lods, 3), np.float32),
-        num_fragments_per_lod=[len(p) for p in positions], fragment_positions=positions,
-        fragment_offsets=sizes)
-    return manifest.to_binary(), b"".join(binaries)
-
-
-def nondegenerate(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """The faces whose three corners lie at three distinct positions (Draco rejects the others)."""
-    corners = vertices[faces]
-    same = lambda a, b: (corners[:, a] == corners[:, b]).all(axis=1)
-    return faces[~(same(0, 1) | same(1, 2) | same(0, 2))]
-
-
-def chunked(mesh: Mesh, chunk: np.ndarray, origin: np.ndarray) -> Dict[Tuple[int, int, int], Mesh]:
-    """The mesh cut along a grid of `chunk`-sized cells from `origin`, keyed by cell position."""
-    cells = zmesh.chunk_mesh(mesh, chunk, tuple(origin))
-    return {tuple(int(c) for c in key): piece for key, piece in cells.items() if len(piece.faces)}
 
 
 def encode_fragment(mesh: Mesh, voxel_count: int, draco_grid: Tuple[np.ndarray, float, int] = None) -> bytes:

@@ -16,7 +16,6 @@ from igneous_like.queues import run_locally
 from igneous_like.task_creation import (
     create_mesh_manifest_tasks,
     create_meshing_tasks,
-    create_sharded_multires_mesh_tasks,
 )
 
 RESOLUTION = np.array([16.0, 16.0, 40.0])
@@ -90,50 +89,6 @@ def test_legacy_meshes_match_the_voxels(layer, truth, monkeypatch):
     dust = [label for label, (count, _, _) in truth.items() if count < 20]
     manifests = CloudFiles(layer).exists([f"{cv.info['mesh']}/{label}:0" for label in dust])
     assert dust and not any(manifests.values())
-
-
-def lods_of(cv, labels):
-    levels = []
-    for lod in range(3):
-        try:
-            levels.append(cv.mesh.get(labels, lod=lod))
-        except Exception:  # labels with fewer levels end the list
-            break
-    return levels
-
-
-@pytest.mark.parametrize("sharded", [False, True], ids=["unsharded", "sharded"])
-def test_multiresolution_meshes(layer, truth, sharded):
-    run(create_meshing_tasks(layer, shape=BLOCK, dust_threshold=20))
-    if sharded:
-        run(create_sharded_multires_mesh_tasks(layer, nlod=2, labels_per_shard=16))
-    else:
-        run(create_mesh_manifest_tasks(layer, magnitude=1, nlod=2))
-    cv = CloudVolume(layer, progress=False)
-    assert cv.mesh.meta.is_multires() and cv.mesh.meta.is_sharded() == sharded
-    labels = sorted(label for label, (count, _, _) in truth.items() if count >= 20)
-    finest = cv.mesh.get(labels, lod=0)
-    check_boxes(finest, truth, 20, 40.0)
-    for label in labels:  # every level loads, each coarser than the last; big objects get all 3
-        manifest = cv.mesh.get_manifest(label)
-        assert manifest.num_lods == 3 or truth[label][0] <= 2000, label
-        triangles = [len(cv.mesh.get(label, lod=lod)[label].faces) for lod in range(manifest.num_lods)]
-        assert all(a > b for a, b in zip(triangles, triangles[1:])), (label, triangles)
-    if sharded:
-        check_shards_in_tensorstore(cv, labels)
-
-
-def check_shards_in_tensorstore(cv, labels):
-    """TensorStore's own sharded-format reader finds each label's manifest where CloudVolume does."""
-    ts = pytest.importorskip("tensorstore")
-    mesh_path = cv.cloudpath + "/" + cv.info["mesh"] + "/"
-    store = ts.KvStore.open({"driver": "neuroglancer_uint64_sharded", "base": mesh_path,
-                             "metadata": cv.mesh.meta.info["sharding"]}).result()
-    shards = [name for name in CloudFiles(mesh_path).list() if name.endswith(".shard")]
-    assert len(shards) > 1
-    for label in labels:
-        stored = store.read(int(label).to_bytes(8, "big")).result().value
-        assert bytes(stored) == cv.mesh.reader.get_data(label, cv.mesh.path), label
 
 
 @pytest.mark.parametrize("simplify,encoding",

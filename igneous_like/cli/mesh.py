@@ -77,7 +77,7 @@ def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dus
 @click.option("--magnitude", type=click.IntRange(min=0), default=2, show_default=True,
               help="Split the labels evenly over up to 10^MAGNITUDE tasks.")
 @click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
-              help="0: legacy format; N: multi-resolution format with N extra levels of detail.")
+              help="0: legacy format; N (up to 7): multi-resolution format with N extra levels of detail.")
 @dir_option
 @queue_option
 @click.pass_context
@@ -92,7 +92,7 @@ def merge(ctx, path, magnitude, nlod, mesh_dir, queue):
 @mesh.command("merge-sharded")
 @click.argument("path")
 @click.option("--nlod", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Extra levels of detail.")
+              help="Extra levels of detail (up to 7).")
 @click.option("--labels-per-shard", type=click.IntRange(min=1), default=None,
               help="Cap on labels per shard (default: shard sizes from the label count).")
 @dir_option

@@ -17,7 +17,7 @@ from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, c
 from cloudvolume.lib import Bbox
 
 from igneous_like.errors import UserError
-from igneous_like.meshes import QUANTIZATION_BITS
+from igneous_like.multires import MAX_LODS, QUANTIZATION_BITS
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
@@ -152,6 +152,11 @@ def group_blocks(groups: np.ndarray, blocks: np.ndarray, num_blocks: int, group_
     return [pack_bits(pairs[a:b, 1], num_blocks) for a, b in zip(starts, stops)]
 
 
+def check_nlod(nlod: int) -> None:
+    if not 0 <= nlod < MAX_LODS:
+        raise UserError(f"--nlod must be between 0 and {MAX_LODS - 1}, got {nlod}")
+
+
 def create_mesh_manifest_tasks(layer_path: str, magnitude: int = 2, nlod: int = 0,
                                mesh_dir: Optional[str] = None) -> Tasks:
     """Stage 2, unsharded: up to 10**magnitude tasks with equal numbers of labels each.
@@ -159,8 +164,9 @@ def create_mesh_manifest_tasks(layer_path: str, magnitude: int = 2, nlod: int = 
     nlod 0 writes the legacy format (one fragment per label, welded across blocks); nlod N
     writes the multi-resolution format with N extra levels of detail.
     """
-    if magnitude < 0 or nlod < 0:
-        raise UserError("--magnitude and --nlod must be at least 0")
+    if magnitude < 0:
+        raise UserError("--magnitude must be at least 0")
+    check_nlod(nlod)
     cv, mesh_dir, cf, record = forged(layer_path, mesh_dir)
     labels, blocks = label_blocks(cf, record)
     unique = np.unique(labels)
@@ -182,8 +188,7 @@ def create_mesh_manifest_tasks(layer_path: str, magnitude: int = 2, nlod: int = 
 def create_sharded_multires_mesh_tasks(layer_path: str, nlod: int = 1, mesh_dir: Optional[str] = None,
                                        labels_per_shard: Optional[int] = None) -> Tasks:
     """Stage 2, sharded: one task per shard file, shard sizes chosen from the label count."""
-    if nlod < 0:
-        raise UserError("--nlod must be at least 0")
+    check_nlod(nlod)
     cv, mesh_dir, cf, record = forged(layer_path, mesh_dir)
     labels, blocks = label_blocks(cf, record)
     unique = np.unique(labels)

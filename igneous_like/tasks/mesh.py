@@ -25,6 +25,7 @@ from taskqueue import queueable
 
 from igneous_like import meshes
 from igneous_like.grid import Grid
+from igneous_like.multires import multires_fragments
 
 FORGE_RECORD = "forge.json"
 FRAGMENTS = ".frags"
@@ -245,9 +246,15 @@ def merged_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str,
             yield label, meshes.weld_seams(mesh, planes, record.resolution)
 
 
-def multires(mesh: meshes.Mesh, record: ForgeRecord, label: int, nlod: int) -> Tuple[bytes, bytes]:
-    lods = meshes.levels_of_detail(mesh, nlod + 1)
-    return meshes.multires_fragments(lods, record.resolution, label)
+def multires_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str, wanted,
+                    nlod: int) -> Iterator[Tuple[int, bytes, bytes]]:
+    """(label, manifest, fragment data) of each selected label's multi-resolution mesh; a label
+    whose mesh is nothing but zero-volume flaps (zmesh leaves some for objects of a few voxels)
+    gets none."""
+    for label, mesh in merged_meshes(cf, record, blocks, wanted):
+        written = multires_fragments(mesh, nlod + 1, record.resolution, label)
+        if written is not None:
+            yield (label, *written)
 
 
 @queueable
@@ -257,14 +264,14 @@ def MeshMergeTask(layer_path: str, mesh_dir: str, blocks: str, label_range: Sequ
     record = ForgeRecord.load(cf)
     first, last = label_range
     wanted = lambda labels: (labels >= first) & (labels <= last)
-    for label, mesh in merged_meshes(cf, record, blocks, wanted):
-        if nlod == 0:
+    if nlod == 0:
+        for label, mesh in merged_meshes(cf, record, blocks, wanted):
             cf.put(f"{label}:0:1", mesh.to_precomputed(), compress="gzip")
             cf.put_json(f"{label}:0", {"fragments": [f"{label}:0:1"]})
-        else:
-            manifest, data = multires(mesh, record, label, nlod)
-            cf.put(str(label), data, compress=None)
-            cf.put(f"{label}.index", manifest, compress=None)
+        return
+    for label, manifest, data in multires_meshes(cf, record, blocks, wanted, nlod):
+        cf.put(str(label), data, compress=None)
+        cf.put(f"{label}.index", manifest, compress=None)
 
 
 @queueable
@@ -275,8 +282,7 @@ def MeshShardTask(layer_path: str, mesh_dir: str, blocks: str, shard: int, nlod:
     spec = ShardingSpecification.from_dict(cf.get_json("info")["sharding"])
     wanted = lambda labels: shard_numbers(spec, labels) == shard
     stored, manifest_sizes = {}, {}
-    for label, mesh in merged_meshes(cf, record, blocks, wanted):
-        manifest, data = multires(mesh, record, label, nlod)
+    for label, manifest, data in multires_meshes(cf, record, blocks, wanted, nlod):
         stored[label], manifest_sizes[label] = data + manifest, len(manifest)
     if stored:
         (name, binary), = synthesize_shard_files(spec, stored, manifest_sizes).items()
