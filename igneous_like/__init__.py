@@ -1,9 +1,13 @@
 """igneous_like: chunked, queue-driven processing of Neuroglancer Precomputed volumes.
 
 Heavy modules (CloudVolume, task queues) are imported by the submodules that need them,
-so `import igneous_like` stays cheap for the CLI and for workers.
+so `import igneous_like` stays cheap for the CLI and for workers. It does make every file://
+write atomic (igneous_like.atomic), from whenever cloudfiles is imported.
 """
+from igneous_like import atomic as _atomic
+
 __version__ = "0.1.0"
+_atomic.install()
 
 
 def execute(queue: str, parallel: int = 1, **kwargs):

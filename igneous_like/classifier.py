@@ -1,28 +1,26 @@
 """A voxel classifier trained from sparse annotations: labels, fitting, the model file, prediction.
 
 Annotations: 255 marks a positive voxel (e.g. a synaptic cleft), 0 a negative one, any other
-value is ignored. The model file holds the fitted scikit-learn estimator together with the
-feature settings it was trained with (scales, resolution, feature names, image dtype), so a
+value is ignored. The model file holds the fitted trees as plain arrays (igneous_like.tree_ensemble:
+no pickle, so a file named by a queue message cannot run code) together with the feature
+settings they were trained with (scales, resolution, feature names, image dtype), so a
 prediction recomputes exactly the training features or refuses to run.
-
-Model files are pickles (joblib): load only models you or your lab wrote.
 """
 import hashlib
-import io
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-import joblib
 import numpy as np
 from scipy import ndimage
 
 from igneous_like import __version__
 from igneous_like.features import FeatureSettings, feature_stack
+from igneous_like.tree_ensemble import TreeEnsemble
 
 POSITIVE, NEGATIVE = 255, 0
 METHODS = ("adaboost", "random-forest")
-MODEL_VERSION = 1
-FORMAT = "igneous_like voxel classifier"
+MODEL_VERSION = 2  # 1: a joblib pickle, no longer read
+FORMAT = "igneous_like.voxel_classifier"
 
 
 def training_labels(annotations: np.ndarray, erode: int = 0, dilate: int = 0) -> np.ndarray:
@@ -77,34 +75,30 @@ def make_estimator(method: str, n_estimators: int, seed: int = 0):
 
 @dataclass
 class Model:
-    """A fitted estimator and everything needed to compute its features again."""
+    """Fitted trees and everything needed to compute their features again."""
     settings: FeatureSettings
-    estimator: object
+    ensemble: TreeEnsemble  # classes 0 (negative) and 1 (positive)
     method: str
     dtype: str  # the image dtype it was trained on
     training: dict = field(default_factory=dict)  # what it was trained on, for the record
 
     def to_bytes(self) -> bytes:
-        payload = {"format": FORMAT, "version": MODEL_VERSION, "features": self.settings.to_json(),
-                   "method": self.method, "dtype": self.dtype, "estimator": self.estimator,
-                   "training": dict(self.training, igneous_like=__version__)}
-        buffer = io.BytesIO()
-        joblib.dump(payload, buffer, compress=3)
-        return buffer.getvalue()
+        return self.ensemble.to_bytes(FORMAT, MODEL_VERSION, {
+            "features": self.settings.to_json(), "method": self.method, "dtype": self.dtype,
+            "training": dict(self.training, igneous_like=__version__)})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Model":
+        ensemble, meta = TreeEnsemble.from_bytes(data, FORMAT, MODEL_VERSION, "a voxel classifier model")
         try:
-            payload = joblib.load(io.BytesIO(data))
-        except Exception as err:  # a truncated or foreign file: say so instead of a pickle trace
-            raise ValueError(f"not a model file ({type(err).__name__}: {err})") from err
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError("not an igneous_like classifier model file")
-        if payload["version"] != MODEL_VERSION:
-            raise ValueError(f"model file version {payload['version']}; this igneous_like reads "
-                             f"version {MODEL_VERSION}: train it again")
-        return cls(FeatureSettings.from_json(payload["features"]), payload["estimator"], payload["method"],
-                   payload["dtype"], payload["training"])
+            settings = FeatureSettings.from_json(meta["features"])
+            dtype = np.dtype(meta["dtype"]).name
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"a voxel classifier model without settings ({err!r}); train it again") from None
+        if (ensemble.classes != (0, 1) or meta.get("method") not in METHODS
+                or ensemble.n_features != len(settings.names())):
+            raise ValueError("a voxel classifier model of other classes, method or features; train it again")
+        return cls(settings, ensemble, meta["method"], dtype, meta.get("training", {}))
 
 
 def digest(data: bytes) -> str:
@@ -124,14 +118,14 @@ def fit(image: np.ndarray, labels: np.ndarray, settings: FeatureSettings, method
     features = feature_stack(image, settings, crop).reshape(-1, len(settings.names()))[chosen]
     estimator = make_estimator(method, n_estimators, seed)
     estimator.fit(features, y, sample_weight=balanced_weights(y))
-    return Model(settings, estimator, method, np.dtype(image.dtype).name)
+    return Model(settings, TreeEnsemble.from_sklearn(estimator), method, np.dtype(image.dtype).name)
 
 
 def predict(model: Model, image: np.ndarray, crop: Optional[Tuple[slice, ...]] = None) -> np.ndarray:
     """float32 probability of the positive class for the voxels in `crop` of `image`."""
     features = feature_stack(image, model.settings, crop)
     flat = features.reshape(-1, features.shape[-1])
-    return model.estimator.predict_proba(flat)[:, 1].astype(np.float32).reshape(features.shape[:3])
+    return model.ensemble.predict_proba(flat)[:, 1].astype(np.float32).reshape(features.shape[:3])
 
 
 def to_uint8(probability: np.ndarray) -> np.ndarray:

@@ -2,21 +2,19 @@
 
 Features of an edge come from its mergeable statistics and its two regions' sizes, so they can
 be recomputed exactly as regions merge. The trained scikit-learn random forest is stored as
-plain arrays (an .npz, no pickle: a model file may come from anywhere) with the feature list
-and a format version; prediction walks every tree at once in numpy, which is what lets the
-merging loop re-score a region's edges after each merge quickly.
+plain arrays (igneous_like.tree_ensemble: no pickle, a model file may come from anywhere) with
+the feature list and a format version.
 """
-import io
-import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 
 from igneous_like.region_graph import LEVELS, RegionGraph, csr_quantiles, histogram_pointers
+from igneous_like.tree_ensemble import TreeEnsemble
 
 FORMAT = "igneous_like.merge_model"
-VERSION = 1
+VERSION = 2  # 1: its own arrays, before igneous_like.tree_ensemble
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 FEATURES = ("mean", "std", "min", "max") + tuple(f"q{int(q * 100)}" for q in QUANTILES) + (
     "log_contacts", "log_size_small", "log_size_large")
@@ -60,44 +58,20 @@ def split_labels(graph: RegionGraph, fragments: np.ndarray, truth: np.ndarray) -
 
 @dataclass(frozen=True)
 class MergeModel:
-    """A random forest as flat node arrays; trees start at `roots`."""
-    feature: np.ndarray  # int64 feature each node tests (0 at leaves)
-    threshold: np.ndarray  # float64: go left where x[feature] <= threshold (+inf at leaves)
-    left: np.ndarray  # int64 global node index (a leaf points at itself, so walks stop there)
-    right: np.ndarray
-    split_probability: np.ndarray  # float64: the leaf's fraction of "keep apart" samples
-    roots: np.ndarray  # int64
-    depth: int
+    """The learned policy's random forest (class 1: keep apart)."""
+    forest: TreeEnsemble
 
     @classmethod
     def from_forest(cls, forest) -> "MergeModel":
-        """Flatten a fitted sklearn RandomForestClassifier (classes 0 merge, 1 keep apart)."""
-        parts, offset = [], 0
-        column = list(forest.classes_).index(1) if 1 in forest.classes_ else None
-        for estimator in forest.estimators_:
-            tree = estimator.tree_
-            value = tree.value[:, 0, :]
-            probability = value[:, column] / value.sum(axis=1) if column is not None else np.zeros(len(value))
-            leaf = tree.children_left < 0
-            itself = np.arange(tree.node_count) + offset
-            parts.append((np.where(leaf, 0, tree.feature), np.where(leaf, np.inf, tree.threshold),
-                          np.where(leaf, itself, tree.children_left + offset),
-                          np.where(leaf, itself, tree.children_right + offset), probability, offset))
-            offset += tree.node_count
-        join = lambda i, dtype: np.concatenate([np.asarray(p[i], dtype=dtype) for p in parts])
-        return cls(join(0, np.int64), join(1, np.float64), join(2, np.int64), join(3, np.int64),
-                   join(4, np.float64), np.array([p[5] for p in parts], np.int64),
-                   max(e.tree_.max_depth for e in forest.estimators_))
+        """From a fitted sklearn RandomForestClassifier (classes 0 merge, 1 keep apart)."""
+        return cls(TreeEnsemble.from_sklearn(forest))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """The mean over trees of each sample's leaf probability of keeping apart."""
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        flat, base = x.ravel(), (np.arange(x.shape[0]) * x.shape[1])[None, :]
-        node = np.repeat(self.roots[:, None], x.shape[0], axis=1)
-        for _ in range(self.depth):
-            goes_left = flat[base + self.feature[node]] <= self.threshold[node]
-            node = np.where(goes_left, self.left[node], self.right[node])
-        return self.split_probability[node].mean(axis=0)
+        """The forest's probability of keeping each sample's two regions apart."""
+        classes = list(self.forest.classes)
+        if 1 not in classes:
+            return np.zeros(len(x))
+        return self.forest.predict_proba(x)[:, classes.index(1)]
 
     def priority(self, stats, edges: Optional[np.ndarray]) -> np.ndarray:
         """Merge priority of agglomeration.EdgeStats edges (all when None) from their current stats."""
@@ -110,28 +84,16 @@ class MergeModel:
         return self.predict(x)
 
     def to_bytes(self) -> bytes:
-        meta = {"format": FORMAT, "version": VERSION, "features": list(FEATURES),
-                "quantiles": list(QUANTILES),
-                "depth": self.depth}
-        buffer = io.BytesIO()
-        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "depth"}
-        np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), **arrays)
-        return buffer.getvalue()
+        manifest = {"features": list(FEATURES), "quantiles": list(QUANTILES)}
+        return self.forest.to_bytes(FORMAT, VERSION, manifest)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "MergeModel":
         """Load a model file, refusing other formats, versions or feature definitions."""
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-            meta = json.loads(str(arrays.pop("meta")))
-        except (ValueError, OSError, KeyError) as err:
-            raise ValueError(f"not a merge model file ({err})") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION or \
-                tuple(meta.get("features", ())) != FEATURES:
-            raise ValueError(f"a merge model of another format or version ({meta.get('format')} "
-                             f"{meta.get('version')}); train it again with this version")
-        return cls(depth=int(meta["depth"]), **arrays)
+        forest, meta = TreeEnsemble.from_bytes(data, FORMAT, VERSION, "a merge model")
+        if tuple(meta.get("features", ())) != FEATURES or forest.kind != "forest":
+            raise ValueError("a merge model of other features; train it again with this version")
+        return cls(forest)
 
 
 def train(x: np.ndarray, y: np.ndarray, trees: int = 100, depth: int = 16, seed: int = 0) -> MergeModel:

@@ -1,9 +1,9 @@
 """Analysis of exported measurement tables (CSV or Parquet): threshold categories, clusters on
 standardized columns, and a random-forest classifier trained from an annotation column.
 
-Models are saved with joblib as a dict holding the fitted classifier, its feature columns (in
-order) and the annotation column's name, so applying a model never guesses the features. Loading
-a model unpickles it: only load models you made or trust.
+A model file holds the forest as plain arrays (igneous_like.tree_ensemble: no pickle, loading
+one cannot run code) with its feature columns (in order) and the annotation column's name, so
+applying a model never guesses the features.
 """
 import io
 from typing import List, Optional, Sequence
@@ -12,8 +12,10 @@ import numpy as np
 from cloudfiles import CloudFile
 
 from igneous_like.errors import UserError
+from igneous_like.tree_ensemble import TreeEnsemble
 
 FORMATS = (".csv", ".parquet")
+MODEL_FORMAT, MODEL_VERSION = "igneous_like.table_classifier", 1
 
 
 def check_format(path: str) -> str:
@@ -120,22 +122,25 @@ def train_classifier(table, annotation: str, features: Sequence[str], trees: int
         raise UserError(f"the annotation column {annotation} needs at least two classes among its rows")
     forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1)
     forest.fit(values[labelled], targets.to_numpy())
-    return {"model": forest, "features": list(features), "annotation": annotation}
+    return {"model": TreeEnsemble.from_sklearn(forest), "features": list(features), "annotation": annotation}
 
 
 def save_model(model: dict, path: str) -> None:
-    import joblib
-    data = io.BytesIO()
-    joblib.dump(model, data)
-    CloudFile(path).put(data.getvalue())
+    manifest = {"features": model["features"], "annotation": model["annotation"]}
+    CloudFile(path).put(model["model"].to_bytes(MODEL_FORMAT, MODEL_VERSION, manifest))
 
 
 def load_model(path: str) -> dict:
-    import joblib
-    model = joblib.load(io.BytesIO(read_bytes(path, "model")))
-    if not isinstance(model, dict) or not {"model", "features"} <= set(model):
-        raise UserError(f"{path} is not a model saved by `igneous-like table classify train`")
-    return model
+    """A model of `table classify train`; anything else (a pickle included) is refused unread."""
+    try:
+        forest, meta = TreeEnsemble.from_bytes(read_bytes(path, "model"), MODEL_FORMAT, MODEL_VERSION,
+                                               "a table classifier model")
+        features = meta["features"]
+        if not all(isinstance(f, str) for f in features) or len(features) != forest.n_features:
+            raise ValueError("a table classifier model whose feature columns do not match its trees")
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: {err}; make one with `igneous-like table classify train`") from None
+    return {"model": forest, "features": features, "annotation": meta.get("annotation")}
 
 
 def apply_classifier(table, model: dict, output: str = "prediction"):
@@ -149,7 +154,7 @@ def apply_classifier(table, model: dict, output: str = "prediction"):
     if usable.any():
         forest = model["model"]
         probabilities = forest.predict_proba(values[usable])
-        out.loc[usable, output] = forest.classes_[probabilities.argmax(axis=1)]
+        out.loc[usable, output] = np.asarray(forest.classes, dtype=object)[probabilities.argmax(axis=1)]
         out.loc[usable, f"{output}_probability"] = probabilities.max(axis=1)
     return out
 

@@ -11,10 +11,12 @@ import pytest
 from cloudfiles import CloudFile
 from conftest import read_mip, run_cli, tensorstore_read, write_layer
 from scipy import ndimage
+from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
 from sklearn.metrics import average_precision_score
+from sklearn.tree import DecisionTreeClassifier
 from synthetic_em import RESOLUTION, annotate, make_volume
 
-from igneous_like import classifier, features
+from igneous_like import classifier, features, tree_ensemble
 from igneous_like.errors import UserError
 from igneous_like.queues import run_locally
 from igneous_like.task_creation import create_classification_tasks, train_classifier
@@ -102,8 +104,9 @@ def test_model_file_keeps_its_feature_settings(work):
     assert model.method == "adaboost" and model.dtype == "uint8"
     assert model.training["annotations"] == work["annotations"] and model.training["n_estimators"] == 50
     assert model.training["positive"] == (work["marks"] == 255).sum() and "igneous_like" in model.training
-    assert model.estimator.n_features_in_ == len(model.settings.names()) == 17
-    assert {stump.get_depth() for stump in model.estimator.estimators_} == {1}
+    assert model.ensemble.n_features == len(model.settings.names()) == 17
+    assert model.ensemble.kind == "samme" and len(model.ensemble.sizes) == 50
+    assert set(model.ensemble.depths) == {1}
 
 
 def test_random_forest_float32_prediction_equals_whole_array(work, volume, tmp_path):
@@ -222,7 +225,7 @@ def test_bad_input_is_refused(work, volume, tmp_path, make_layer):
     with pytest.raises(UserError, match="must be a multiple of 32,32,16"):
         create_classification_tasks(image, f"file://{tmp_path}/p", model, shape=(48, 64, 64))
     (tmp_path / "junk.model").write_bytes(b"not a model")
-    with pytest.raises(UserError, match="not a model file"):
+    with pytest.raises(UserError, match="not a voxel classifier model file"):
         create_classification_tasks(image, f"file://{tmp_path}/p", str(tmp_path / "junk.model"))
     with pytest.raises(UserError, match="the destination is the image"):
         create_classification_tasks(image, image, model)
@@ -240,3 +243,26 @@ def test_options_reach_the_tasks_and_a_changed_model_fails_them(work, tmp_path):
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(RuntimeError, match="changed since these tasks were made"):
         task()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=40, random_state=0),
+    lambda: AdaBoostClassifier(DecisionTreeClassifier(max_depth=3), n_estimators=15, random_state=0),
+    lambda: RandomForestClassifier(n_estimators=12, min_samples_leaf=2, random_state=0, n_jobs=1),
+], ids=["adaboost-stumps", "adaboost-trees", "random-forest"])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_model_arrays_predict_as_scikit_learn(make, classes):
+    """The plain-array model file gives scikit-learn's predict_proba bit for bit, for float64
+    input (compared as float32) and, for forests (AdaBoost refuses them), NaN features."""
+    rng = np.random.default_rng(classes)
+    x = rng.normal(size=(3000, 6))
+    y = np.digitize(x[:, 0] + x[:, 1] * x[:, 2] + 0.5 * rng.normal(size=len(x)), [-0.5, 0.5][:classes - 1])
+    model = make()
+    if isinstance(model, RandomForestClassifier):
+        x[rng.random(x.shape) < 0.05] = np.nan  # trained with NaN, so they go either way
+    model.fit(x[:2000], np.array(["a", "b", "c"])[y[:2000]])
+    data = tree_ensemble.TreeEnsemble.from_sklearn(model).to_bytes("test", 1, {})
+    loaded, _ = tree_ensemble.TreeEnsemble.from_bytes(data, "test", 1, "a test model")
+    assert loaded.classes == tuple("abc"[:classes])
+    assert np.array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    assert loaded.predict_proba(x[:0]).shape == (0, classes)

@@ -69,19 +69,19 @@ def classify():
 @click.argument("table_path", metavar="TABLE")
 @click.option("--annotation", required=True, help="Column with the known classes (empty: unknown).")
 @click.option("--features", required=True, help="Numeric feature columns.")
-@click.option("--output", required=True, help="Model file to write (joblib).")
+@click.option("--output", required=True, help="Model file to write (.npz of plain arrays, never a pickle).")
 @click.option("--trees", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(table_path, annotation, features, output, trees, seed):
     """Train a random forest on the annotated rows and save it with its feature list.
 
     Example: igneous-like table classify train cells.csv --annotation kind --features volume,sphericity
-    --output model.joblib
+    --output model.npz
     """
     model = tables.train_classifier(tables.read_table(table_path), annotation, tables.columns_list(features),
                                     trees, seed)
     tables.save_model(model, output)
-    click.echo(f"Model of {len(model['model'].classes_)} classes written to {output}", err=True)
+    click.echo(f"Model of {len(model['model'].classes)} classes written to {output}", err=True)
 
 
 @classify.command()
@@ -92,7 +92,7 @@ def train(table_path, annotation, features, output, trees, seed):
 def apply(table_path, model_path, output, name):
     """Predict a class for every row (and its probability, in NAME_probability).
 
-    Example: igneous-like table classify apply cells.csv m.joblib predicted.csv
+    Example: igneous-like table classify apply cells.csv model.npz predicted.csv
     """
     data = tables.read_table(table_path)
     tables.write_table(tables.apply_classifier(data, tables.load_model(model_path), name), output)

@@ -154,17 +154,13 @@ def recorded_labeling(cloudpath: str, mip: int, shape=None, threshold_gte=None, 
     return cv, work, opts, params
 
 
-def missing_files(files: CloudFiles, prefix: str, count: int) -> int:
-    """How many of the `count` per-task files under `prefix` are not there yet."""
-    return count - sum(1 for _ in files.list(prefix=prefix))
-
-
 def create_ccl_equivalence_tasks(cloudpath: str, mip: int = 0, shape=None, threshold_gte=None,
                                  threshold_lte=None, connectivity=None, fill_missing=None) -> Tasks:
     """Step 2: tasks that link the labels touching across task faces; needs every faces task done."""
     cv, work, opts, _ = recorded_labeling(cloudpath, mip, shape, threshold_gte, threshold_lte,
                                           connectivity, fill_missing)
-    missing = missing_files(CloudFiles(work), "summary/", opts.num_tasks)
+    names = {summary_name(index) for index in range(opts.num_tasks)}
+    missing = len(names - set(CloudFiles(work).list(prefix="summary/")))  # by name: no temporary file
     if missing:
         raise UserError(f"{missing} of {opts.num_tasks} faces tasks of {cv.cloudpath} have not finished; "
                         "run them (execute the queue) first")

@@ -17,6 +17,7 @@ from cloudvolume.lib import Bbox, Vec
 from igneous_like import __version__
 from igneous_like.errors import LayerNotFoundError, UserError
 from igneous_like.grid import Grid
+from igneous_like.paths import check_info
 
 MEMORY_TARGET = int(3.5e9)  # bytes a task may hold, as Igneous assumes by default
 
@@ -59,6 +60,7 @@ def open_layer(path: str, mip: Optional[int] = None, **kwargs) -> CloudVolume:
     except json.JSONDecodeError as err:
         raise LayerNotFoundError(f"the info file of {path} is not valid JSON ({err}); "
                                  "check the path, or repair or rewrite that info file") from err
+    check_info(cv.info, cv.cloudpath)
     if mip is not None:
         check_mip(cv, mip)
     return cv

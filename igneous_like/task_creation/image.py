@@ -19,6 +19,7 @@ from cloudvolume.lib import Bbox, Vec
 
 from igneous_like.downsample import check_sparse, resolve_method
 from igneous_like.errors import UserError
+from igneous_like.paths import check_info
 from igneous_like.task_creation.common import (
     MEMORY_TARGET,
     Grid,
@@ -279,6 +280,7 @@ def open_destination(path: str, info: dict, mip: int) -> CloudVolume:
         existing = CloudVolume(path, progress=False)
     except InfoUnavailableError:  # no layer there yet
         return CloudVolume(path, info=info, progress=False)
+    check_info(existing.info, path)
     scales = existing.info["scales"]
     mine, theirs = info["scales"][mip], (scales[mip] if mip < len(scales) else {})
     mismatched = [key for key in LAYER_KEYS if existing.info.get(key) != info.get(key)]

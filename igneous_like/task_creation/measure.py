@@ -121,7 +121,7 @@ def create_measure_merge_tasks(cloudpath: str, mip: int = 0, num_tasks: Optional
     """
     cv, files, record = load_record(cloudpath, mip)
     names = [part_name(box) for box in record.grid]
-    missing = len(names) - sum(1 for _ in files.list(prefix="parts/"))
+    missing = len(set(names) - set(files.list(prefix="parts/")))  # by name: no temporary file
     if missing:
         raise UserError(f"{missing} of {len(names)} measure forge tasks of {cv.cloudpath} have not finished; "
                         "run them (execute the queue) first")
@@ -167,7 +167,7 @@ def read_results(cloudpath: str, mip: int = 0):
     if missing:
         raise UserError(f"{len(missing)} of {len(names)} measure merge tasks have not finished (first: "
                         f"{files.cloudpath}/{missing[0]}); run them first")
-    frames = [pd.DataFrame(dict(np.load(io.BytesIO(contents[name])))) for name in names]
+    frames = [pd.DataFrame(dict(np.load(io.BytesIO(contents[name]), allow_pickle=False))) for name in names]
     return cv, pd.concat(frames, ignore_index=True)
 
 

@@ -133,7 +133,7 @@ def plan_hole_filling(src: str, max_hole_size: int, mip: int = 0) -> int:
             raise UserError(f"{len(missing)} hole survey tasks have not finished (first {files.cloudpath}/"
                             f"{missing[0]}); run them first")
         for name in batch:
-            with np.load(io.BytesIO(contents[name])) as arrays:
+            with np.load(io.BytesIO(contents[name]), allow_pickle=False) as arrays:
                 for key in parts:
                     parts[key].append(arrays[key])
     joined = {key: np.concatenate(value or [np.zeros(0, np.uint64)]) for key, value in parts.items()}

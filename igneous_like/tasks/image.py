@@ -14,6 +14,7 @@ from taskqueue import queueable
 
 from igneous_like.downsample import downsample
 from igneous_like.layers import upload
+from igneous_like.paths import check_info
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def DeleteTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence
                num_mips: int) -> None:
     """Delete the chunks (or shard files) of one box at mips mip .. mip+num_mips-1."""
     cv = CloudVolume(layer_path, progress=False)
+    check_info(cv.info, cv.cloudpath)  # a scale key must not lead into another layer
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     for level in range(mip, mip + num_mips):
         level_box = mip_box(cv, box, mip, level)

@@ -26,6 +26,7 @@ from taskqueue import queueable
 from igneous_like import meshes
 from igneous_like.grid import Grid
 from igneous_like.multires import multires_fragments
+from igneous_like.paths import inside_layer
 
 FORGE_RECORD = "forge.json"
 FRAGMENTS = ".frags"
@@ -89,7 +90,9 @@ def fragment_name(box: Bbox) -> str:
 
 
 def mesh_dir_files(layer_path: str, mesh_dir: str) -> CloudFiles:
-    return CloudFiles(layer_path.rstrip("/") + "/" + mesh_dir, progress=False)
+    """The files of a layer's mesh directory (`--dir` or the info's `mesh`), never outside the layer."""
+    return CloudFiles(layer_path.rstrip("/") + "/" + inside_layer(mesh_dir, "the mesh directory"),
+                      progress=False)
 
 
 def read_labels(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> Tuple[np.ndarray, Bbox]:

@@ -31,6 +31,7 @@ from taskqueue import queueable
 
 from igneous_like.ccl import foreground
 from igneous_like.layers import in_threads
+from igneous_like.paths import inside_layer
 from igneous_like.skeletons import (
     Cutout,
     SeamFace,
@@ -117,7 +118,7 @@ class ForgeRun:
 
 
 def skeleton_dir(cv: CloudVolume) -> str:
-    return cv.meta.join(cv.cloudpath, cv.info["skeletons"])
+    return cv.meta.join(cv.cloudpath, inside_layer(cv.info["skeletons"], "the skeleton directory"))
 
 
 def physical_shift(cv: CloudVolume, mip: int) -> np.ndarray:
