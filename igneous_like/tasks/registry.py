@@ -7,9 +7,10 @@ and those an operator names in IGNEOUS_LIKE_TASK_MODULES (comma-separated, impor
 workers, imported at once), can be imported this way: a queue message cannot name arbitrary code.
 """
 import importlib
-import os
 
 from taskqueue import queueablefns
+
+from igneous_like import settings
 
 TASK_MODULES = frozenset(f"igneous_like.tasks.{area}" for area in (
     "agglomerate", "ccl", "classify", "evaluation", "image", "measure", "mesh", "postprocess",
@@ -28,5 +29,5 @@ class LazyRegistry(dict):
 if not isinstance(queueablefns.REGISTRY, LazyRegistry):
     queueablefns.REGISTRY = LazyRegistry(queueablefns.REGISTRY)
 
-for _name in filter(None, os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(",")):
-    importlib.import_module(_name.strip())
+for _name in settings.task_modules():
+    importlib.import_module(_name)
