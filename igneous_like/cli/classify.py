@@ -3,7 +3,7 @@ import click
 
 from igneous_like.classifier import METHODS
 from igneous_like.cli.common import INT_LIST, VEC3, compress_option, dispatch, queue_option
-from igneous_like.cli.params import OUTPUT, TREES
+from igneous_like.cli.params import OUTPUT, SEED, TREES
 from igneous_like.task_creation.classify import (
     DEFAULT_SCALES,
     OUTPUT_DTYPES,
@@ -39,7 +39,7 @@ def classify():
               help="Grow the positives by this many voxels.")
 @click.option("--max-samples", type=click.IntRange(min=0), default=500_000, show_default=True,
               help="Train on at most this many labeled voxels, drawn with --seed (0: all).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling and fitting.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of sampling and fitting.")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
 def train(image_path, annotations, output, mip, method, n_estimators, scales, erode, dilate, max_samples,
           seed, fill_missing):

@@ -47,7 +47,7 @@ def queue():
 
 @queue.command()
 @click.argument("path")
-@click.option("--interval", type=Finite(min=0), default=2.0, show_default=True,
+@click.option("--interval", type=Finite(0, 86400), default=2.0, show_default=True,
               help="Seconds to watch the queue to measure its rate for the ETA (0: no ETA).")
 def status(path, interval):
     """Show how many tasks are enqueued, leased and completed, and when it will be empty.

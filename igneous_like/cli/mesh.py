@@ -75,7 +75,7 @@ def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dus
 
 @mesh.command()
 @click.argument("path")
-@click.option("--magnitude", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
               help="Split the labels evenly over up to 10^MAGNITUDE tasks.")
 @click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
               help="0: legacy format; N: multi-resolution format with N extra levels of detail.")

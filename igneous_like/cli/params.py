@@ -75,6 +75,7 @@ class Writable(click.ParamType):
 
 FLOAT = Finite()
 TREES = click.IntRange(1, 10_000)  # every tree of a forest stays in memory: 10^9 of them fill any machine
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy and scikit-learn take
 NUMBER = Number()
 FLOATS = FiniteList()
 OUTPUT = Writable()

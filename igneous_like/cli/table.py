@@ -2,7 +2,7 @@
 import click
 
 from igneous_like import tables
-from igneous_like.cli.params import FLOATS, OUTPUT, TREES, Finite
+from igneous_like.cli.params import FLOATS, OUTPUT, SEED, TREES, Finite
 
 
 @click.group()
@@ -42,7 +42,7 @@ def threshold_(table_path, output, column, thresholds, labels, name):
               help="Neighbourhood radius (DBSCAN).")
 @click.option("--min-samples", type=click.IntRange(min=1), default=5, show_default=True,
               help="DBSCAN core size.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--name", default="cluster", show_default=True, help="The new column (-1: noise or missing).")
 def cluster_(table_path, output, columns, method, clusters, eps, min_samples, seed, name):
     """Add a cluster column from k-means or DBSCAN on standardized columns.
@@ -66,7 +66,7 @@ def classify():
 @click.option("--features", required=True, help="Numeric feature columns.")
 @click.option("--output", type=OUTPUT, required=True, help="Model file to write (joblib).")
 @click.option("--trees", type=TREES, default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def train(table_path, annotation, features, output, trees, seed):
     """Train a random forest on the annotated rows and save it with its feature list.
 
