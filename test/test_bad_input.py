@@ -185,7 +185,6 @@ CASES = [  # (id, command line, what the message must say); {seg} {img} {flt} {o
     # found walking every verb: values the voxels, labels, seeds or the volume cannot hold
     ("ds-bg-color-negative", "image downsample {seg} --bg-color -1 --queue {q}", r"does not fit .* uint32"),
     ("mesh-labels-negative", "mesh forge {seg} --labels 5,-1 --queue {q}", r"outside 0 to 2\^64-1"),
-    ("skel-context-huge", "skeleton forge {seg} --context 1e308 --queue {q}", r"--context 1e\+308 nm"),
     ("skel-cross-section-huge", "skeleton forge {seg} --cross-section 1000000000 --queue {q}",
      r"--cross-section 1000000000 is longer than any path"),
     ("mesh-merge-magnitude-huge", "mesh merge {seg} --magnitude 1000000000", r"--magnitude.*0<=x<=8"),
@@ -315,3 +314,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(outcomes, case):
     assert re.search(COMMANDS[case][1], lines[0]), lines[0]
     assert snapshot(root) == before
     assert not (root / "q").exists() or not any((root / "q" / "queue").iterdir())
+
+
+def test_a_context_beyond_the_volume_reads_the_volume(tmp_path):
+    """--context 1e308 nm (it overflowed every task's coordinates) is cut to the volume's extent."""
+    from igneous_like.task_creation import create_skeletonizing_tasks
+    path = write_layer(f"file://{tmp_path / 'seg'}", np.ones((32, 24, 8), np.uint32), "segmentation",
+                       resolution=(16, 16, 40), chunk=(32, 32, 8))
+    task = next(iter(create_skeletonizing_tasks(path, context=1e308, dust_threshold=0)))
+    assert task.keywords["options"]["context"] == 32 * 16

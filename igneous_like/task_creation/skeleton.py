@@ -88,17 +88,15 @@ def check_forge_layer(cv: CloudVolume, options: ForgeOptions) -> None:
                         "segmentation, or binarize this image with --threshold-gte/--threshold-lte")
 
 
-def check_within_volume(cv: CloudVolume, mip: int, context: float, window: int) -> None:
-    """A context and a cross-section smoothing window within the volume: beyond it they only cost
-    (a 10^9-vertex window allocated 22 GB; 10^308 nm overflowed every coordinate)."""
+def within_volume(cv: CloudVolume, mip: int, context: float, window: int) -> float:
+    """The context cut to the volume's extent (reading more reads nothing more, and 10^308 nm
+    overflowed every coordinate), after refusing a cross-section smoothing window longer than any
+    path in the volume (10^9 vertices allocated 22 GB)."""
     size = cv.meta.volume_size(mip)
-    extent = size * cv.meta.resolution(mip)
-    if context > max(extent):
-        raise UserError(f"--context {context:g} nm reaches beyond the volume ({csv(extent)} nm at mip "
-                        f"{mip}); use at most {csv([max(extent)])} nm")
     if window > max(size):
         raise UserError(f"--cross-section {window} is longer than any path in the volume ({csv(size)} "
                         f"voxels at mip {mip}); use a window of at most {max(size)} vertices")
+    return min(context, float(max(size * cv.meta.resolution(mip))))
 
 
 def create_skeletonizing_tasks(
@@ -123,7 +121,7 @@ def create_skeletonizing_tasks(
     if dust_threshold < 0 or context < 0 or cross_sectional_area_smoothing_window < 1:
         raise UserError("dust threshold and context must be >= 0 and the cross-section smoothing window >= 1")
     window = cross_sectional_area_smoothing_window if cross_sectional_area else 1
-    check_within_volume(cv, mip, context, window)
+    context = within_volume(cv, mip, context, window)
     options = ForgeOptions(
         teasar_params=check_teasar(teasar_params or {}), dust_threshold=int(dust_threshold),
         fix_branching=bool(fix_branching), fix_borders=bool(fix_borders), fix_avocados=bool(fix_avocados),
