@@ -42,8 +42,12 @@ class Number(click.ParamType):
         try:
             return int(value)
         except ValueError:
-            number = finite(value)
-        if number is None:
+            pass
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if finite(number) is None:
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
