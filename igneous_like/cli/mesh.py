@@ -10,7 +10,7 @@ from igneous_like.cli.common import (
     range_options,
     ranges_to_bounds,
 )
-from igneous_like.cli.params import Finite
+from igneous_like.cli.params import FLOAT
 from igneous_like.task_creation.mesh import (
     DEFAULT_SHAPE,
     MESH_ENCODINGS,
@@ -36,7 +36,7 @@ dir_option = click.option("--dir", "mesh_dir", default=None,
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to mesh.")
 @click.option("--shape", type=VEC3, default=DEFAULT_SHAPE, show_default=True,
               help="Block (task) shape at --mip.")
-@click.option("--max-error", type=Finite(min=0), default=40.0, show_default=True,
+@click.option("--max-error", type=FLOAT, default=40.0, show_default=True,
               help="Largest distance (nm) simplification may move a vertex.")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify meshes.")
 @click.option("--simplification-factor", type=click.IntRange(min=1), default=100, show_default=True,
