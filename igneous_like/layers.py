@@ -1,6 +1,5 @@
 """Chunk-level reading and writing that CloudVolume's whole-box download and upload do at a cost,
 and writing an array as a new one-mip layer."""
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -14,12 +13,12 @@ from cloudvolume.datasource.precomputed.common import cdn_cache_control, content
 from cloudvolume.datasource.precomputed.image.rx import decode
 from cloudvolume.lib import Bbox
 
+from igneous_like import settings
 from igneous_like.errors import MissingChunkError
 from igneous_like.grid import Grid
 
-GZIP_LEVEL = int(os.environ.get("IGNEOUS_LIKE_GZIP_LEVEL", 7))
-"""gzip level of written chunks: 7 compresses in half the CPU time of CloudFiles' 9 and leaves the
-real segmentation's chunks about 10% larger; workers take IGNEOUS_LIKE_GZIP_LEVEL (1-12) instead."""
+GZIP_LEVEL = settings.gzip_level()
+"""gzip level of written chunks (see settings.gzip_level)."""
 
 
 THREADS = 16  # for chunk transfers: gzip releases the GIL, and object stores answer each request slowly

@@ -16,7 +16,7 @@ from cloudfiles import reset_connection_pools
 from taskqueue import TaskQueue
 from taskqueue.queueables import totask
 
-from igneous_like.errors import TaskFailures, UserError
+from igneous_like.errors import TaskFailures, UserError, outside_problem
 from igneous_like.progress import Progress
 from igneous_like.supervisor import supervise
 from igneous_like.worker import (
@@ -27,6 +27,7 @@ from igneous_like.worker import (
     execute_task,
     lease_stamps,
 )
+from igneous_like.writable import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,55 @@ def queue_url(path: str) -> str:
 
 def open_queue(path: str, create: bool = False) -> TaskQueue:
     """The queue at `path`; a file queue must already exist unless `create` (so typos fail)."""
-    url = queue_url(path)
-    if not create and url.startswith("fq://") and not os.path.isdir(os.path.join(url[5:], "queue")):
-        raise UserError(f"no task queue at {url}; check the path, or enqueue tasks there first "
-                        f"with --queue {url}")
+    url = check_queue(path, create)
     if not url.startswith("fq://"):
         return TaskQueue(url, progress=False)
     queue = TaskQueue(url, progress=False, n_threads=0)  # local file writes: threads only add 0.1 s polls
     start_insert_count(url[len("fq://"):])
     return queue
+
+
+def check_queue(path: str, create: bool = False) -> str:
+    """The queue's URL once it is known to be usable: an SQS queue that exists and answers, or a file
+    queue (with `create`, a place where one can be made). A UserError says what to fix."""
+    url = queue_url(path)
+    if url.startswith("sqs://"):
+        check_sqs(url[len("sqs://"):])
+        return url
+    directory = url[len("fq://"):]
+    if os.path.isdir(os.path.join(directory, "queue")):
+        return url
+    if not create:
+        raise UserError(f"no task queue at {url}; check the path, or enqueue tasks there first "
+                        f"with --queue {url}")
+    if os.path.isdir(directory) and os.listdir(directory):
+        raise UserError(f"{directory} holds other files and no task queue; give a new or empty directory")
+    check_writable(directory)
+    return url
+
+
+def check_sqs(name: str) -> None:
+    """Ask SQS for the queue once (python-task-queue would retry for seconds, then raise a traceback)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+    from taskqueue.secrets import AWS_DEFAULT_REGION, aws_credentials
+    credentials = aws_credentials()
+    client = boto3.client("sqs", region_name=AWS_DEFAULT_REGION,
+                          aws_access_key_id=credentials.get("AWS_ACCESS_KEY_ID") or None,  # "": unset
+                          aws_secret_access_key=credentials.get("AWS_SECRET_ACCESS_KEY") or None,
+                          config=Config(connect_timeout=5, read_timeout=10,  # quick retries: a refused
+                                        retries={"mode": "standard", "total_max_attempts": 6}))  # port, 1 s
+    try:
+        client.get_queue_url(QueueName=name)
+    except ClientError as err:
+        if "NonExistentQueue" in str(err) or "QueueDoesNotExist" in str(err):
+            raise UserError(f"no SQS queue named {name} in {AWS_DEFAULT_REGION}; create it first (aws sqs "
+                            f"create-queue --queue-name {name}) or check AWS_DEFAULT_REGION") from err
+        raise UserError(f"SQS refused sqs://{name} ({err}); check the AWS credentials and their "
+                        "permissions") from err
+    except BotoCoreError as err:
+        raise UserError(outside_problem(err) or f"cannot use SQS for sqs://{name}: {err}") from err
 
 
 def start_insert_count(directory: str) -> None:

@@ -36,7 +36,13 @@ def read_table(path: str):
     """A table as a pandas DataFrame, by its extension."""
     import pandas as pd
     data = io.BytesIO(read_bytes(check_format(path), "table"))
-    return pd.read_csv(data) if path.endswith(".csv") else pd.read_parquet(data)
+    csv = path.endswith(".csv")
+    try:
+        return pd.read_csv(data) if csv else pd.read_parquet(data)
+    except ValueError as err:  # pandas' and pyarrow's parse errors (empty, binary, ragged) are ValueErrors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not a readable {'CSV' if csv else 'Parquet'} table ({reason}); "
+                        "give a table such as `igneous-like measure export` writes") from err
 
 
 def write_table(table, path: str) -> None:

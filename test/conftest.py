@@ -57,11 +57,11 @@ def tensorstore_read(path: str, mip: int) -> np.ndarray:
     return ts.open(spec).result().read().result()[..., 0]
 
 
-def run_cli(*args, check=True, env=None, cwd=None) -> subprocess.CompletedProcess:
-    """Run `python -m igneous_like ARGS` as a real subprocess."""
+def run_cli(*args, check=True, env=None, cwd=None, timeout=None) -> subprocess.CompletedProcess:
+    """Run `python -m igneous_like ARGS` as a real subprocess (killed after `timeout` seconds)."""
     full_env = dict(os.environ, **(env or {}))
     result = subprocess.run([sys.executable, "-m", "igneous_like", *map(str, args)],
-                            capture_output=True, text=True, env=full_env, cwd=cwd)
+                            capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"igneous-like {' '.join(map(str, args))} exited {result.returncode}:\n"
                              f"{result.stderr}")
@@ -74,24 +74,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def sqs_env(tmp_path):
-    """A real SQS-compatible server (moto) on loopback, and the environment that points at it."""
+@pytest.fixture(scope="session")
+def aws_endpoint() -> str:
+    """A real S3- and SQS-compatible server (moto) on loopback for the whole session."""
     server_module = pytest.importorskip("moto.server")
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     server.start()
     host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path)}
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def aws_env(endpoint: str, home) -> dict:
+    """The environment that points every AWS client at `endpoint`, with a HOME of no secrets."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(home)}
+
+
+@pytest.fixture
+def sqs_env(aws_endpoint, tmp_path):
+    """The AWS server wiped, with one queue, igneous-like-test, and the environment that points at it."""
+    env = aws_env(aws_endpoint, tmp_path)
     import boto3
     import requests
-    requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset")  # servers in one process share state
-    boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+    requests.post(f"{aws_endpoint}/moto-api/reset")
+    boto3.client("sqs", endpoint_url=aws_endpoint, region_name="us-east-1",
                  aws_access_key_id="testing", aws_secret_access_key="testing").create_queue(
         QueueName="igneous-like-test")
-    yield env
-    server.stop()
+    return env
 
 
 class FlakyProxy:

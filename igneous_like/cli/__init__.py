@@ -1,6 +1,7 @@
 """The `igneous-like` command: global options, the areas' groups, and the error edge.
 
-User mistakes (UserError, click usage errors) end as one line on stderr with exit code 2;
+User mistakes (UserError, click usage errors, and file system, credential or network errors a
+user can fix) end as one line on stderr with exit code 2;
 failed tasks end with exit code 1 after each failure was logged with its traceback.
 """
 import logging
@@ -8,9 +9,9 @@ import sys
 
 import click
 
-from igneous_like import __version__
+from igneous_like import __version__, settings
 from igneous_like.cli.lazy import LazyGroup
-from igneous_like.errors import TaskFailures, UserError, WorkerFailures
+from igneous_like.errors import TaskFailures, UserError, WorkerFailures, outside_problem
 
 AREAS = {
     "image": "igneous_like.cli.image:image",
@@ -51,6 +52,7 @@ def cli(ctx, parallel, quiet, verbose):
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     for chatty in ("botocore", "boto3", "urllib3", "s3transfer"):  # per-request INFO lines
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
+    settings.check()
     ctx.obj = {"parallel": parallel, "quiet": quiet}
 
 
@@ -72,4 +74,11 @@ def main(argv=None) -> None:
     except WorkerFailures as err:
         click.echo(f"igneous-like: {err}", err=True)
         sys.exit(1)
+    except Exception as err:
+        problem = outside_problem(err)
+        if problem is None:
+            raise  # a bug: keep its traceback
+        logging.getLogger(__name__).debug("details", exc_info=err)  # shown with -v
+        click.echo(f"igneous-like: error: {problem}", err=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

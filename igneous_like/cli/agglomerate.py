@@ -15,6 +15,7 @@ from igneous_like.cli.common import (
     encoding_option,
     queue_option,
 )
+from igneous_like.cli.params import FLOAT, OUTPUT, TREES, Finite
 from igneous_like.task_creation import agglomerate as tc
 from igneous_like.task_creation.common import layer_path, open_layer
 from igneous_like.task_creation.evaluation import create_contingency_tasks, evaluation_scores
@@ -62,9 +63,9 @@ def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
 @click.argument("frag")
 @click.option("--policy", type=click.Choice(POLICIES), default="mean", show_default=True,
               help="Merge priority: mean or median or quantile of boundary values, or learned.")
-@click.option("--threshold", type=float, default=0.5, show_default=True,
+@click.option("--threshold", type=FLOAT, default=0.5, show_default=True,
               help="Merge while the lowest priority is below this (boundary value 0-1, or probability).")
-@click.option("--quantile", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--quantile", type=Finite(0, 1), default=0.5, show_default=True,
               help="The quantile of --policy quantile.")
 @click.option("--model", default=None, help="Model file of --policy learned (from agglomerate train).")
 @mip_option
@@ -83,8 +84,8 @@ def merge(frag, policy, threshold, quantile, model, mip):
 @click.argument("frag")
 @click.option("--boundary", required=True, help="Boundary map of FRAG.")
 @click.option("--gt", required=True, help="Ground-truth segmentation of the same voxels.")
-@click.option("--output", required=True, help="Model file to write (path or cloud path).")
-@click.option("--trees", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--output", type=OUTPUT, required=True, help="Model file to write (path or cloud path).")
+@click.option("--trees", type=TREES, default=100, show_default=True,
               help="Random forest size.")
 @mip_option
 @shape_option
@@ -98,6 +99,7 @@ def train(ctx, frag, boundary, gt, output, trees, mip, shape, fill_missing, queu
     Example: igneous-like agglomerate train file:///data/frag --boundary file:///data/prob
     --gt file:///data/gt --output model.npz
     """
+    tc.check_training(frag, boundary, gt, mip, shape)
     cv = open_layer(frag, mip)
     params = CloudFiles(tc.work_dir(cv, mip)).get_json(PARAMS_FILE) or {}
     if params.get("boundary") != open_layer(boundary, mip).cloudpath:
@@ -111,7 +113,7 @@ def train(ctx, frag, boundary, gt, output, trees, mip, shape, fill_missing, queu
 
 @agglomerate.command()
 @click.argument("frag")
-@click.argument("dest")
+@click.argument("dest", type=OUTPUT)
 @add_options(writing_options)
 @click.pass_context
 def relabel(ctx, frag, dest, mip, shape, encoding, compress, fill_missing, queue):
@@ -125,10 +127,11 @@ def relabel(ctx, frag, dest, mip, shape, encoding, compress, fill_missing, queue
 
 @agglomerate.command()
 @click.argument("prob")
-@click.argument("dest")
-@click.option("--seed-threshold", type=float, default=0.2, show_default=True,
+@click.argument("dest", type=OUTPUT)
+@click.option("--seed-threshold", type=FLOAT, default=0.2, show_default=True,
               help="Seeds: connected regions where the smoothed boundary map lies below this (0-1).")
-@click.option("--sigma", type=float, default=1.0, show_default=True, help="Gaussian smoothing, voxels.")
+@click.option("--sigma", type=Finite(min=0), default=1.0, show_default=True,
+              help="Gaussian smoothing, voxels.")
 @add_options(writing_options)
 @click.pass_context
 def watershed(ctx, prob, dest, seed_threshold, sigma, mip, shape, encoding, compress, fill_missing, queue):

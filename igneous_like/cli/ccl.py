@@ -12,43 +12,22 @@ from igneous_like.cli.common import (
     encoding_option,
     queue_option,
 )
+from igneous_like.cli.params import NUMBER, OUTPUT
 from igneous_like.label_table import voxel_counts_url
 from igneous_like.task_creation import ccl as tc
 from igneous_like.task_creation.common import (
-    check_encoding,
-    check_vec,
     layer_path,
-    new_layer_path,
     open_layer,
 )
 from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_voxel_counting_tasks
-
-
-class Number(click.ParamType):
-    """An integer or a real number, e.g. 128 or 0.5."""
-
-    name = "NUMBER"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return value
-        try:
-            return int(value)
-        except ValueError:
-            pass
-        try:
-            return float(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a number", param, ctx)
-
 
 labeling_options = [
     click.option("--mip", type=int, default=0, show_default=True, help="Mip to label."),
     click.option("--shape", type=VEC3, default=None,
                  help="Task shape X,Y,Z, any size (faces default 512,512,512; later steps reuse it)."),
-    click.option("--threshold-gte", type=Number(), default=None,
+    click.option("--threshold-gte", type=NUMBER, default=None,
                  help="Label the voxels >= this value (with --threshold-lte: inside both)."),
-    click.option("--threshold-lte", type=Number(), default=None, help="Label the voxels <= this value."),
+    click.option("--threshold-lte", type=NUMBER, default=None, help="Label the voxels <= this value."),
     click.option("--connectivity", type=click.Choice(["6", "18", "26"]), default=None,
                  help="Voxels touching by faces (6), also edges (18), also corners (26). Faces default 6."),
     click.option("--dust", type=click.IntRange(min=0), default=None,
@@ -136,7 +115,7 @@ relabel_options = [
 
 @ccl.command()
 @click.argument("src")
-@click.argument("dest")
+@click.argument("dest", type=OUTPUT)
 @add_options(labeling_options + relabel_options)
 @queue_option
 @click.pass_context
@@ -172,17 +151,9 @@ def run_step(ctx, tasks, queue: Optional[str]) -> None:
     queues.execute(queue, settings["parallel"], exit_on_empty=True, quiet=settings["quiet"])
 
 
-def check_destination(src: str, dest: str, encoding: Optional[str], chunk_size) -> None:
-    """What relabel will check, checked before the first step writes anything."""
-    new_layer_path(src, dest, "relabel into a new path")
-    check_encoding(encoding, "segmentation", "uint64")
-    if chunk_size is not None:
-        check_vec("--chunk-size", chunk_size)
-
-
 @ccl.command()
 @click.argument("src")
-@click.argument("dest")
+@click.argument("dest", type=OUTPUT)
 @add_options(labeling_options + relabel_options)
 @click.option("--clean/--no-clean", default=True, show_default=True, help="Delete the intermediate files.")
 @queue_option
@@ -192,7 +163,7 @@ def auto(ctx, src, dest, queue, mip, dust, chunk_size, encoding, compress, clean
 
     Example: igneous-like -p 2 image ccl auto file:///data/prob file:///data/blobs --threshold-gte 0.5
     """
-    check_destination(src, dest, encoding, chunk_size)
+    tc.check_destination(src, dest, mip, chunk_size, encoding)
     first = with_defaults(labeling(options))
     steps: List[Tuple[str, Callable]] = [
         ("faces", lambda: tc.create_ccl_face_tasks(src, mip=mip, dust_threshold=dust or 0, **first)),

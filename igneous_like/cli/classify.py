@@ -3,6 +3,7 @@ import click
 
 from igneous_like.classifier import METHODS
 from igneous_like.cli.common import INT_LIST, VEC3, compress_option, dispatch, queue_option
+from igneous_like.cli.params import OUTPUT, SEED, TREES
 from igneous_like.task_creation.classify import (
     DEFAULT_SCALES,
     OUTPUT_DTYPES,
@@ -24,11 +25,11 @@ def classify():
 @classify.command()
 @click.argument("image_path", metavar="IMG")
 @click.option("--annotations", required=True, help="Layer of 255 (positive) / 0 (negative) voxels.")
-@click.option("--output", required=True, help="Model file to write (path or cloud URL).")
+@click.option("--output", type=OUTPUT, required=True, help="Model file to write (path or cloud URL).")
 @click.option("--mip", type=int, default=0, show_default=True, help="Image mip to train on.")
 @click.option("--method", type=click.Choice(METHODS), default="adaboost", show_default=True,
               help="adaboost: boosted depth-1 stumps; random-forest.")
-@click.option("--n-estimators", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--n-estimators", type=TREES, default=100, show_default=True,
               help="Stumps (adaboost) or trees (random-forest).")
 @click.option("--scales", type=INT_LIST, default=",".join(map(str, DEFAULT_SCALES)), show_default=True,
               help="Feature scales in nm, e.g. 40,80,160.")
@@ -38,7 +39,7 @@ def classify():
               help="Grow the positives by this many voxels.")
 @click.option("--max-samples", type=click.IntRange(min=0), default=500_000, show_default=True,
               help="Train on at most this many labeled voxels, drawn with --seed (0: all).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling and fitting.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of sampling and fitting.")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
 def train(image_path, annotations, output, mip, method, n_estimators, scales, erode, dilate, max_samples,
           seed, fill_missing):
@@ -60,7 +61,7 @@ def train(image_path, annotations, output, mip, method, n_estimators, scales, er
 
 @classify.command()
 @click.argument("image_path", metavar="IMG")
-@click.argument("dest")
+@click.argument("dest", type=OUTPUT)
 @click.option("--model", "model_path", required=True, help="Model file written by `classify train`.")
 @click.option("--mip", type=int, default=0, show_default=True, help="Image mip to classify.")
 @click.option("--shape", type=VEC3, default=None,

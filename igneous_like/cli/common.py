@@ -7,7 +7,13 @@ import click
 from cloudvolume.lib import Bbox
 
 from igneous_like import queues
-from igneous_like.task_creation.common import MEMORY_TARGET, Tasks, open_layer, restrict_bounds
+from igneous_like.task_creation.common import (
+    INT32,
+    MEMORY_TARGET,
+    Tasks,
+    open_layer,
+    restrict_bounds,
+)
 
 
 class IntTuple(click.ParamType):
@@ -26,11 +32,14 @@ class IntTuple(click.ParamType):
             self.fail(f"{value!r} is not {self.length} comma-separated integers", param, ctx)
         if len(numbers) != self.length:
             self.fail(f"{value!r} has {len(numbers)} numbers; expected {self.length}", param, ctx)
+        if not all(INT32[0] <= number <= INT32[1] for number in numbers):
+            self.fail(f"{value!r} reaches beyond 32-bit voxel coordinates (at most {INT32[1]} in size)",
+                      param, ctx)
         return numbers
 
 
 class IntList(click.ParamType):
-    """Comma-separated integers of any count, e.g. label ids 12,345,6789."""
+    """Comma-separated integers of any count from 0 to 2^64-1, e.g. label ids 12,345,6789."""
 
     name = "INT,INT,..."
 
@@ -38,18 +47,22 @@ class IntList(click.ParamType):
         if isinstance(value, (list, tuple)):
             return value
         try:
-            return [int(part) for part in str(value).split(",") if part.strip()]
+            numbers = [int(part) for part in str(value).split(",") if part.strip()]
         except ValueError:
             self.fail(f"{value!r} is not a list of comma-separated integers", param, ctx)
+        if not all(0 <= number < 2**64 for number in numbers):
+            self.fail(f"{value!r} holds numbers outside 0 to 2^64-1 (64-bit labels)", param, ctx)
+        return numbers
 
 
 class QueueURL(click.ParamType):
-    """fq://DIR, a plain directory or sqs://NAME, checked while parsing so a bad one writes nothing."""
+    """fq://DIR, a plain directory or sqs://NAME, checked while parsing (a file queue's place can be
+    written, an SQS queue exists and answers) so a bad one stops the command before it writes."""
 
     name = "QUEUE"
 
     def convert(self, value, param, ctx):
-        return queues.queue_url(value)  # a UserError ends the command before any work
+        return queues.check_queue(value, create=True)  # a UserError ends the command before any work
 
 
 class Corners(IntTuple):

@@ -4,6 +4,7 @@ import time
 import click
 
 from igneous_like import queues
+from igneous_like.cli.params import Finite
 from igneous_like.progress import format_seconds
 from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, revive
 
@@ -19,7 +20,7 @@ from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, revive
               help="Stop each worker process after this many tasks.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=MAX_ATTEMPTS, show_default=True,
               help="Runs of a failing task before it goes to the dead-letter queue.")
-@click.option("--retry-delay", type=click.FloatRange(min=0), default=RETRY_DELAY, show_default=True,
+@click.option("--retry-delay", type=Finite(min=0), default=RETRY_DELAY, show_default=True,
               help="Seconds before a failed task runs again; doubles with each attempt.")
 @click.pass_context
 def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks, max_attempts, retry_delay):
@@ -52,7 +53,7 @@ def queue():
 
 @queue.command()
 @click.argument("path")
-@click.option("--interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--interval", type=Finite(0, 86400), default=2.0, show_default=True,
               help="Seconds to watch the queue to measure its rate for the ETA (0: no ETA).")
 def status(path, interval):
     """Show how many tasks are enqueued, leased and completed, and when it will be empty.

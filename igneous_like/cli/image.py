@@ -17,6 +17,7 @@ from igneous_like.cli.common import (
     run_passes,
 )
 from igneous_like.cli.lazy import LazyGroup
+from igneous_like.cli.params import OUTPUT
 from igneous_like.downsample import METHODS
 from igneous_like.errors import UserError
 from igneous_like.task_creation import (
@@ -25,6 +26,8 @@ from igneous_like.task_creation import (
     create_image_shard_downsample_tasks,
     create_transfer_tasks,
 )
+from igneous_like.task_creation.common import open_layer
+from igneous_like.task_creation.image import DEFAULT_MIPS, pyramid_mips, supported_mips
 
 
 @click.group(cls=LazyGroup, lazy={"ccl": "igneous_like.cli.ccl:ccl", "voxels": "igneous_like.cli.ccl:voxels",
@@ -57,10 +60,12 @@ def downsample_factor(factor, volumetric):
 
 def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=None, shape=None,
                    bounds_mip=None):
-    """Downsample `path` from `mip` by `num_mips` mips, sharded one mip a pass.
+    """Downsample `path` from `mip` by `num_mips` mips (None: the default number, or fewer where the
+    volume ends sooner), sharded one mip a pass; more than the volume holds is refused up front.
 
     `bounds` are voxels of `bounds_mip` (default `mip`), so every pass covers the same region.
     """
+    num_mips = pyramid_mips(open_layer(path, mip), mip, options["factor"], num_mips)
     bounds_mip = mip if bounds_mip is None else bounds_mip
     if sharded:
         def create(at_mip, _):
@@ -80,8 +85,8 @@ def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=Non
 @image.command()
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to downsample from.")
-@click.option("--num-mips", type=click.IntRange(min=1), default=5, show_default=True,
-              help="How many mips to make.")
+@click.option("--num-mips", type=click.IntRange(min=1), default=None,
+              help=f"How many mips to make (default {DEFAULT_MIPS}, fewer where the volume ends sooner).")
 @click.option("--chunk-size", type=VEC3, default=None, help="Chunk size of new mips (default: keep).")
 @click.option("--shape", type=VEC3, default=None, help="Task shape at --mip (default: from --memory).")
 @add_options(pyramid_options + range_options)
@@ -108,7 +113,7 @@ def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, 
 
 @image.command()
 @click.argument("src")
-@click.argument("dest")
+@click.argument("dest", type=OUTPUT)
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to transfer.")
 @click.option("--chunk-size", type=VEC3, default=None, help="Destination chunk size (default: keep).")
 @click.option("--shape", type=VEC3, default=None, help="Task shape (default: from --memory).")
@@ -137,8 +142,10 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
         dest_voxel_offset=dest_voxel_offset, bounds=None if bounds is None else Bbox(bounds[:3], bounds[3:]),
         encoding=encoding, skip_downsamples=skip_downsample, max_mips=max_mips, sharded=sharded, **pyramid)
     dispatch(ctx, tasks, queue)
-    remaining = 0 if skip_downsample else max_mips - (len(tasks.mips) - 1)
     top = tasks.mips.stop - 1
+    remaining = 0 if skip_downsample else max_mips - (len(tasks.mips) - 1)
+    if remaining > 0:
+        remaining = min(remaining, supported_mips(open_layer(dest, top), top, factor))
     if remaining <= 0:
         return
     if queue is not None:

@@ -2,6 +2,7 @@
 import click
 
 from igneous_like.cli.common import VEC3, dispatch, queue_option
+from igneous_like.cli.params import OUTPUT
 from igneous_like.task_creation import measure as tc
 from igneous_like.task_creation.common import layer_path
 
@@ -45,7 +46,7 @@ def forge(ctx, seg, image, nuclei, shape, mip, fill_missing, queue):
 @measure.command()
 @click.argument("seg")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
-@click.option("--tasks", "num_tasks", type=int, default=None,
+@click.option("--tasks", "num_tasks", type=click.IntRange(min=1), default=None,
               help="Merge tasks, each owning a label range (default: one per 200,000 part rows).")
 @queue_option
 @click.pass_context
@@ -60,7 +61,7 @@ def merge(ctx, seg, mip, num_tasks, queue):
 
 @measure.command()
 @click.argument("seg")
-@click.argument("output")
+@click.argument("output", type=OUTPUT)
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
 @click.option("--segment-properties/--no-segment-properties", default=True, show_default=True,
               help="Also write SEG/segment_properties for Neuroglancer.")

@@ -10,6 +10,7 @@ from igneous_like.cli.common import (
     range_options,
     ranges_to_bounds,
 )
+from igneous_like.cli.params import FLOAT
 from igneous_like.task_creation.mesh import (
     DEFAULT_SHAPE,
     MESH_ENCODINGS,
@@ -35,7 +36,7 @@ dir_option = click.option("--dir", "mesh_dir", default=None,
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to mesh.")
 @click.option("--shape", type=VEC3, default=DEFAULT_SHAPE, show_default=True,
               help="Block (task) shape at --mip.")
-@click.option("--max-error", type=float, default=40.0, show_default=True,
+@click.option("--max-error", type=FLOAT, default=40.0, show_default=True,
               help="Largest distance (nm) simplification may move a vertex.")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify meshes.")
 @click.option("--simplification-factor", type=click.IntRange(min=1), default=100, show_default=True,
@@ -74,7 +75,7 @@ def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dus
 
 @mesh.command()
 @click.argument("path")
-@click.option("--magnitude", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
               help="Split the labels evenly over up to 10^MAGNITUDE tasks.")
 @click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
               help="0: legacy format; N (up to 7): multi-resolution format with N extra levels of detail.")

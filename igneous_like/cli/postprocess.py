@@ -3,6 +3,7 @@ import click
 
 from igneous_like.cli.ccl import run_step
 from igneous_like.cli.common import VEC3, compress_option, dispatch, queue_option
+from igneous_like.cli.params import OUTPUT
 from igneous_like.task_creation import postprocess as tc
 from igneous_like.task_creation.common import new_layer_path
 
@@ -21,7 +22,7 @@ def postprocess():
 
 @postprocess.command()
 @click.argument("src")
-@click.argument("dest")
+@click.argument("dest", type=OUTPUT)
 @click.option("--min-size", type=click.IntRange(min=0), required=True,
               help="Remove objects of fewer voxels than this in the whole volume.")
 @shape_option
@@ -42,7 +43,7 @@ def dust(ctx, src, dest, min_size, shape, mip, compress, queue):
 
 @postprocess.command("fill-holes")
 @click.argument("src")
-@click.argument("dest")
+@click.argument("dest", type=OUTPUT)
 @click.option("--max-hole-size", type=click.IntRange(min=0), required=True,
               help="Fill background cavities of at most this many voxels.")
 @shape_option
@@ -61,6 +62,7 @@ def fill_holes(ctx, src, dest, max_hole_size, shape, mip, compress, clean, queue
     Example: igneous-like -p 4 postprocess fill-holes file:///data/seg file:///data/full --max-hole-size 5000
     """
     dest_path = new_layer_path(src, dest)
+    tc.check_output(src, dest, mip)
     for _, step in tc.background_steps(src, mip=mip, shape=shape):
         result = step()
         if not isinstance(result, int):

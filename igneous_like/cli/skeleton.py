@@ -2,6 +2,7 @@
 import click
 
 from igneous_like.cli.common import INT_LIST, VEC3, add_options, dispatch, queue_option
+from igneous_like.cli.params import FLOAT, OUTPUT, Finite
 from igneous_like.task_creation.common import layer_path
 from igneous_like.task_creation.skeleton import (
     create_sharded_skeleton_merge_tasks,
@@ -12,7 +13,7 @@ from igneous_like.task_creation.skeleton import (
 )
 from igneous_like.tasks.skeleton import DEFAULT_CONTEXT
 
-NM = click.FloatRange(min=0)
+NM = Finite(min=0)
 
 
 @click.group()
@@ -55,9 +56,9 @@ def skeleton():
 @click.option("--context", type=NM, default=DEFAULT_CONTEXT, show_default=True,
               help="nm each task reads around its box so skeletons match an unchunked run "
                    "(0: Igneous's one-voxel overlap only).")
-@click.option("--threshold-gte", type=float, default=None,
+@click.option("--threshold-gte", type=FLOAT, default=None,
               help="Skeletonize an image: foreground is >= this (with or without --threshold-lte).")
-@click.option("--threshold-lte", type=float, default=None,
+@click.option("--threshold-lte", type=FLOAT, default=None,
               help="Skeletonize an image: foreground is <= this.")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
 @click.option("--sharded", is_flag=True, help="Meant for merge-sharded (the fragments are the same).")
@@ -169,7 +170,7 @@ def clean(path):
 
 @skeleton.command()
 @click.argument("path")
-@click.argument("outdir")
+@click.argument("outdir", type=OUTPUT)
 @click.option("--format", "fmt", type=click.Choice(["swc"]), default="swc", show_default=True)
 @click.option("--labels", type=INT_LIST, default=None, help="Only these labels (default: all).")
 def convert(path, outdir, fmt, labels):

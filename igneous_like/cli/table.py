@@ -2,13 +2,7 @@
 import click
 
 from igneous_like import tables
-
-
-def numbers(text: str) -> list:
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not comma-separated numbers") from None
+from igneous_like.cli.params import FLOATS, OUTPUT, SEED, TREES, Finite
 
 
 @click.group()
@@ -21,9 +15,9 @@ def table():
 
 @table.command("threshold")
 @click.argument("table_path", metavar="TABLE")
-@click.argument("output")
+@click.argument("output", type=OUTPUT)
 @click.option("--column", required=True, help="Numeric column to cut.")
-@click.option("--thresholds", required=True, help="Increasing cut points, e.g. 1e6,1e8.")
+@click.option("--thresholds", type=FLOATS, required=True, help="Increasing cut points, e.g. 1e6,1e8.")
 @click.option("--labels", default=None, help="Category names, one more than the thresholds.")
 @click.option("--name", default="category", show_default=True, help="The new column.")
 def threshold_(table_path, output, column, thresholds, labels, name):
@@ -33,21 +27,22 @@ def threshold_(table_path, output, column, thresholds, labels, name):
     """
     data = tables.read_table(table_path)
     names = tables.columns_list(labels) or None
-    tables.write_table(tables.threshold(data, column, numbers(thresholds), names, name), output)
+    tables.write_table(tables.threshold(data, column, thresholds, names, name), output)
     click.echo(f"{len(data)} rows with column {name} written to {output}", err=True)
 
 
 @table.command("cluster")
 @click.argument("table_path", metavar="TABLE")
-@click.argument("output")
+@click.argument("output", type=OUTPUT)
 @click.option("--columns", required=True, help="Numeric columns to cluster on (standardized).")
 @click.option("--method", type=click.Choice(["kmeans", "dbscan"]), default="kmeans", show_default=True)
 @click.option("--k", "clusters", type=click.IntRange(min=1), default=3, show_default=True,
               help="Clusters (k-means).")
-@click.option("--eps", type=float, default=0.5, show_default=True, help="Neighbourhood radius (DBSCAN).")
+@click.option("--eps", type=Finite(min=0, min_open=True), default=0.5, show_default=True,
+              help="Neighbourhood radius (DBSCAN).")
 @click.option("--min-samples", type=click.IntRange(min=1), default=5, show_default=True,
               help="DBSCAN core size.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--name", default="cluster", show_default=True, help="The new column (-1: noise or missing).")
 def cluster_(table_path, output, columns, method, clusters, eps, min_samples, seed, name):
     """Add a cluster column from k-means or DBSCAN on standardized columns.
@@ -69,9 +64,10 @@ def classify():
 @click.argument("table_path", metavar="TABLE")
 @click.option("--annotation", required=True, help="Column with the known classes (empty: unknown).")
 @click.option("--features", required=True, help="Numeric feature columns.")
-@click.option("--output", required=True, help="Model file to write (.npz of plain arrays, never a pickle).")
-@click.option("--trees", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output", type=OUTPUT, required=True,
+              help="Model file to write (.npz of plain arrays, never a pickle).")
+@click.option("--trees", type=TREES, default=200, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def train(table_path, annotation, features, output, trees, seed):
     """Train a random forest on the annotated rows and save it with its feature list.
 
@@ -87,7 +83,7 @@ def train(table_path, annotation, features, output, trees, seed):
 @classify.command()
 @click.argument("table_path", metavar="TABLE")
 @click.argument("model_path", metavar="MODEL")
-@click.argument("output")
+@click.argument("output", type=OUTPUT)
 @click.option("--name", default="prediction", show_default=True, help="The new column.")
 def apply(table_path, model_path, output, name):
     """Predict a class for every row (and its probability, in NAME_probability).

@@ -173,6 +173,17 @@ def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float
     return int(fragments.size), count
 
 
+def check_training(frag_path: str, boundary_path: str, gt_path: str, mip: int, shape: Sequence[int]) -> None:
+    """Every layer `agglomerate train` reads, checked before its graph and contingency steps write."""
+    frag = open_layer(frag_path, mip)
+    check_labels(frag, "the fragments")
+    open_boundary(boundary_path, frag, mip)
+    gt = open_layer(gt_path, mip)
+    check_labels(gt, "the ground truth")
+    check_same_bounds(frag, gt, mip)
+    task_grid(frag, mip, shape)
+
+
 def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, trees: int = 100) -> dict:
     """Fit the learned policy on the graph of FRAG (graph step done) and its overlap with GT
     (the evaluation's contingency step done); writes the model file. Returns edge counts."""
@@ -190,16 +201,20 @@ def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, t
     return {"edges": int(labels.size), "keep_apart": int(labels.sum())}
 
 
-def new_destination(src: CloudVolume, dest: str, mip: int, dtype: str, encoding: Optional[str],
-                    method: dict) -> CloudVolume:
+def new_destination(src: CloudVolume, dest: str, mip: int, dtype: str,
+                    encoding: Optional[str]) -> CloudVolume:
+    """DEST, a segmentation with the source's geometry, checked but not yet written (see commit)."""
     path = new_layer_path(src.cloudpath, dest)
     encoding = encoding or default_encoding(src, mip)
     check_encoding(encoding, "segmentation", dtype)
     info = segmentation_info(src, mip, src.meta.bounds(mip), None, encoding, dtype)
-    out = open_destination(path, info, mip)
+    return open_destination(path, info, mip)
+
+
+def commit(out: CloudVolume, method: dict) -> None:
+    """Write DEST's info and record the job, once every input is checked."""
     out.commit_info()
     record_provenance(out, method)
-    return out
 
 
 def chunk_grid(out: CloudVolume, mip: int, shape: Sequence[int]) -> Grid:
@@ -219,15 +234,15 @@ def create_agglomeration_relabel_tasks(frag_path: str, dest: str, mip: int = 0,
     if merge is None:
         raise UserError(f"no merge mapping for {frag.cloudpath} mip {mip}: run `igneous-like agglomerate "
                         f"merge {frag.cloudpath} --threshold T` first")
-    out = new_destination(frag, dest, mip, np.dtype(frag.dtype).name, encoding,
-                          {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip,
-                           **merge})
+    out = new_destination(frag, dest, mip, np.dtype(frag.dtype).name, encoding)
+    grid = chunk_grid(out, mip, shape)
+    commit(out, {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip, **merge})
     compress = compression(compress)
     make = lambda box: partial(AgglomerationRelabelTask, frag_path=frag.cloudpath, dest_path=out.cloudpath,
                                mip=mip, offset=ints(box.minpt), shape=ints(box.size3()),
                                mapping=f"{work}/{MAPPING_TABLE}", fill_missing=fill_missing,
                                compress=compress)
-    return Tasks(chunk_grid(out, mip, shape), make, f"agglomerated segmentation of {frag.cloudpath} into "
+    return Tasks(grid, make, f"agglomerated segmentation of {frag.cloudpath} into "
                  f"{out.cloudpath}", mips=range(mip, mip + 1))
 
 
@@ -241,14 +256,17 @@ def create_watershed_tasks(prob_path: str, dest: str, mip: int = 0, shape: Seque
     if not 0 < seed_threshold <= 1 or sigma < 0:
         raise UserError(f"--seed-threshold must lie in (0, 1] and --sigma be at least 0, got "
                         f"{seed_threshold} and {sigma}")
-    out = new_destination(prob, dest, mip, "uint64", encoding,
-                          {"task": "WatershedTask", "boundary": prob.cloudpath, "mip": mip,
-                           "seed_threshold": seed_threshold, "sigma": sigma})
+    out = new_destination(prob, dest, mip, "uint64", encoding)
     grid = chunk_grid(out, mip, shape)
+    if sigma > max(grid.shape):
+        raise UserError(f"--sigma {sigma:g} voxels is wider than the task boxes ({csv(grid.shape)} voxels): "
+                        "it would blur each box flat, slowly; use a sigma of a few voxels")
     stride = int(np.prod(grid.shape))
     if len(grid) * stride >= 2**64:
         raise UserError(f"{len(grid)} tasks of {csv(grid.shape)} voxels overflow 64-bit ids; "
                         "use a larger --shape")
+    commit(out, {"task": "WatershedTask", "boundary": prob.cloudpath, "mip": mip,
+                 "seed_threshold": seed_threshold, "sigma": sigma})
     index = lambda box: int(np.ravel_multi_index(tuple((box.minpt - grid.anchor) // grid.shape),
                                                  tuple(-(-grid.region.size3() // grid.shape)), order="F"))
     compress = compression(compress)

@@ -246,6 +246,20 @@ def segmentation_info(cv: CloudVolume, mip: int, bounds, chunk_size, encoding: s
     return info
 
 
+def check_destination(src: str, dest: str, mip: int = 0, chunk_size: Optional[Sequence[int]] = None,
+                      encoding: Optional[str] = None) -> None:
+    """What relabel will check of DEST, for a run of every step (auto) before the first one writes:
+    a new, writable path, or a segmentation of the same geometry (its data type follows the count
+    of components, known only after calc-labels)."""
+    cv = open_layer(src, mip)
+    dest_path = new_layer_path(cv.cloudpath, dest, "relabel into a new path")
+    encoding = encoding or default_encoding(cv, mip)
+    check_encoding(encoding, "segmentation", "uint64")
+    chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
+    info = segmentation_info(cv, mip, cv.meta.bounds(mip), chunk_size, encoding, "uint64")
+    open_destination(dest_path, info, mip, layer_keys=("num_channels", "type"))
+
+
 def relabel_shape(opts: CCLOptions, chunk: Vec) -> Vec:
     """Relabel boxes: the task shape rounded up to whole destination chunks (or the volume)."""
     shape = [s if s >= n else -(-s // c) * c for s, c, n in zip(opts.shape, chunk, opts.size)]

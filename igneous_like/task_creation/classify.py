@@ -89,12 +89,16 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
     around its labeled voxels, with the halo the features need. Returns a summary.
     """
     image = open_image(image_path, mip)
+    try:
+        settings = FeatureSettings(scales, image.meta.resolution(mip))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    check_scales(settings, image, mip)
     annotations = open_layer(annotations_path, fill_missing=fill_missing)
     level = annotation_mip(image, mip, annotations)
     if method not in classifier.METHODS:
         raise UserError(f"unknown --method {method!r}; choose one of {', '.join(classifier.METHODS)}")
     try:
-        settings = FeatureSettings(scales, image.meta.resolution(mip))
         labels_box = annotations.meta.bounds(level)
         marks = np.asarray(annotations.download(labels_box, mip=level))[..., 0]
         box, region = labeled_region(marks, labels_box.minpt)
@@ -115,6 +119,17 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
     CloudFile(output).put(data, compress=None)
     return dict(model.training, model=output, box=box, features=len(settings.names()),
                 sha256=classifier.digest(data))
+
+
+def check_scales(settings: FeatureSettings, image: CloudVolume, mip: int) -> None:
+    """Each feature scale within the image: a Gaussian wider than the image along some axis blurs
+    it flat and only costs time (10^6 nm is hours of filtering)."""
+    size, resolution = image.meta.volume_size(mip), image.meta.resolution(mip)
+    widest = float(min(size * resolution))
+    for scale in settings.scales:
+        if np.any(settings.sigmas(scale) > size):
+            raise UserError(f"--scales {csv([scale])} nm is wider than the image ({csv(size)} voxels of "
+                            f"{csv(resolution)} nm at mip {mip}); use scales up to {csv([widest])} nm")
 
 
 def read_model(path: str) -> Tuple[classifier.Model, str, str]:

@@ -18,6 +18,7 @@ from igneous_like import __version__
 from igneous_like.errors import LayerNotFoundError, UserError
 from igneous_like.grid import Grid
 from igneous_like.paths import check_info
+from igneous_like.writable import check_writable
 
 MEMORY_TARGET = int(3.5e9)  # bytes a task may hold, as Igneous assumes by default
 
@@ -45,25 +46,80 @@ def new_layer_path(src: str, dest: str, advice: str = "write into a new path",
     path = layer_path(dest)
     if path.rstrip("/") == layer_path(src).rstrip("/"):
         raise UserError(f"the destination is {what}; {advice}")
+    check_writable(path)
     return path
 
 
 def open_layer(path: str, mip: Optional[int] = None, **kwargs) -> CloudVolume:
     """Open an existing layer, or say clearly that there is none at `path`."""
-    path = layer_path(path)
-    try:
-        cv = CloudVolume(path, progress=False, **kwargs)
-    except InfoUnavailableError as err:
-        raise LayerNotFoundError(
-            f"no Neuroglancer Precomputed layer at {path} (its info file is missing); "
-            "check the path and protocol") from err
-    except json.JSONDecodeError as err:
-        raise LayerNotFoundError(f"the info file of {path} is not valid JSON ({err}); "
-                                 "check the path, or repair or rewrite that info file") from err
-    check_info(cv.info, cv.cloudpath)
+    cv = existing_layer(path, **kwargs)
+    if cv is None:
+        raise LayerNotFoundError(f"no Neuroglancer Precomputed layer at {layer_path(path)} (its info file "
+                                 "is missing); check the path and protocol")
     if mip is not None:
         check_mip(cv, mip)
     return cv
+
+
+def existing_layer(path: str, **kwargs) -> Optional[CloudVolume]:
+    """The layer at `path`, None where there is no info file, or a UserError for one that is not a
+    layer's (a file in the way, invalid JSON, missing scales, sizes CloudVolume cannot hold)."""
+    path = layer_path(path)
+    try:
+        cv = CloudVolume(path, progress=False, **kwargs)
+    except InfoUnavailableError:
+        return None
+    except NotADirectoryError as err:
+        raise LayerNotFoundError(f"no Neuroglancer Precomputed layer at {path}: the path runs through a "
+                                 "file, not a directory; check the path") from err
+    except json.JSONDecodeError as err:
+        raise LayerNotFoundError(f"the info file of {path} is not valid JSON ({err}); "
+                                 "check the path, or repair or rewrite that info file") from err
+    except (KeyError, IndexError, TypeError, ValueError) as err:  # CloudVolume parsing a malformed info
+        from cloudfiles import CloudFiles
+        problem = info_problem(CloudFiles(path).get_json("info")) or repr(err)
+        raise LayerNotFoundError(bad_info(path, problem)) from err
+    problem = info_problem(cv.info)
+    if problem:
+        raise LayerNotFoundError(bad_info(path, problem))
+    check_info(cv.info, cv.cloudpath)
+    return cv
+
+
+def bad_info(path: str, problem: str) -> str:
+    return f"the info file of {path} does not describe a Precomputed layer: {problem}; repair or rewrite it"
+
+
+INT32 = (-2**31, 2**31 - 1)  # CloudVolume keeps voxel coordinates in 32 bits
+
+
+def info_problem(info) -> Optional[str]:
+    """What makes `info` unusable as a volume's info (None if nothing): the keys every volume
+    needs, and every scale's geometry as three whole numbers within 32 bits."""
+    if not isinstance(info, dict):
+        return "it is not a JSON object"
+    missing = [key for key in ("data_type", "num_channels", "scales") if key not in info]
+    if missing:
+        return f"it has no {', '.join(missing)}"
+    if not isinstance(info["scales"], list) or not info["scales"]:
+        return "its scales are not a list of one or more scales"
+    for mip, scale in enumerate(info["scales"]):
+        if not isinstance(scale, dict) or not isinstance(scale.get("key"), str):
+            return f"scale {mip} has no key"
+        chunks = scale.get("chunk_sizes")
+        vectors = {"resolution": scale.get("resolution"), "size": scale.get("size"),
+                   "voxel_offset": scale.get("voxel_offset"),
+                   "chunk_sizes": chunks[0] if isinstance(chunks, list) and chunks else None}
+        for name, vector in vectors.items():
+            if not (isinstance(vector, list) and len(vector) == 3
+                    and all(isinstance(v, (int, float)) and np.isfinite(v) for v in vector)):
+                return f"scale {mip} has no {name} of three numbers"
+        if min(vectors["size"] + vectors["chunk_sizes"] + vectors["resolution"]) <= 0:
+            return f"scale {mip} has sizes or a resolution that are not positive"
+        corners = np.add(vectors["voxel_offset"], [[0] * 3, vectors["size"]])
+        if corners.min() < INT32[0] or corners.max() > INT32[1] or max(vectors["chunk_sizes"]) > INT32[1]:
+            return f"scale {mip} reaches beyond 32-bit voxel coordinates"
+    return None
 
 
 def check_mip(cv: CloudVolume, mip: int) -> None:
@@ -94,6 +150,16 @@ def check_encoding(encoding: Optional[str], layer_type: str, dtype, num_channels
         raise UserError(f"--encoding compressed_segmentation needs uint32 or uint64 labels, not {dtype.name}")
     if encoding in ("compresso", "crackle") and dtype.kind not in "iu":
         raise UserError(f"--encoding {encoding} needs integer labels, not {dtype.name}")
+
+
+def check_value(name: str, value, dtype):
+    """A value the layer's voxels can hold (a background color), as the Python number it is."""
+    dtype = np.dtype(dtype)
+    limits = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    if not (limits.min <= value <= limits.max) or (dtype.kind in "iu" and int(value) != value):
+        raise UserError(f"{name} {value} does not fit this layer's {dtype.name} voxels "
+                        f"({limits.min} to {limits.max})")
+    return dtype.type(value).item()
 
 
 def compression(name: Union[str, bool, None]):

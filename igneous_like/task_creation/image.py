@@ -14,7 +14,6 @@ from cloudvolume.datasource.precomputed.sharding import (
     compute_shard_params_for_image,
     image_shard_shape_from_spec,
 )
-from cloudvolume.exceptions import InfoUnavailableError
 from cloudvolume.lib import Bbox, Vec
 
 from igneous_like.downsample import check_sparse, resolve_method
@@ -26,9 +25,12 @@ from igneous_like.task_creation.common import (
     Tasks,
     check_encoding,
     check_mip,
+    check_value,
     check_vec,
     compression,
     csv,
+    existing_layer,
+    info_problem,
     ints,
     lcm_shape,
     new_layer_path,
@@ -45,16 +47,18 @@ from igneous_like.tasks.image import (
 )
 
 BYTES_PER_VOXEL_COPIES = 3  # a task holds its cutout, its mips and tinybrain's working copy
+DEFAULT_MIPS = 5  # mips a pyramid gets unless asked for more
 
 
 def task_bytes(shape: Vec, cv: CloudVolume) -> int:
     return int(np.prod(shape)) * np.dtype(cv.dtype).itemsize * cv.num_channels * BYTES_PER_VOXEL_COPIES
 
 
-def pyramid_options(cv: CloudVolume, factor, method, sparse, fill_missing, delete_black_uploads,
+def pyramid_options(cv: CloudVolume, mip: int, factor, method, sparse, fill_missing, delete_black_uploads,
                     background_color, compress, sharded: bool) -> PyramidOptions:
-    """Check the downsampling choices against the layer and bundle them for the tasks."""
-    factor = check_vec("--factor", factor)
+    """Check the downsampling choices against the layer (at `mip`) and bundle them for the tasks."""
+    factor = check_factor(cv, mip, factor)
+    background_color = check_value("--bg-color", background_color, cv.dtype)
     method = resolve_method(method, cv.layer_type, cv.dtype)
     check_sparse(method, sparse, cv.dtype)
     compress = compression(compress)
@@ -66,6 +70,44 @@ def pyramid_options(cv: CloudVolume, factor, method, sparse, fill_missing, delet
     return PyramidOptions(factor=tuple(factor), method=method, sparse=sparse,
                           fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
                           background_color=background_color, compress=compress)
+
+
+def check_factor(cv: CloudVolume, mip: int, factor) -> Vec:
+    """A factor that downsamples, and within the volume: tinybrain pads to whole blocks, so a factor
+    far beyond the volume only makes work (1000,1000,1000 is 10^9 voxels a block)."""
+    factor, size = check_vec("--factor", factor), cv.meta.volume_size(mip)
+    if all(factor == 1):
+        raise UserError("--factor 1,1,1 does not downsample; give a factor above 1 on some axis")
+    if any(factor > np.maximum(size, 2)):
+        raise UserError(f"--factor {csv(factor)} is larger than the volume at mip {mip} ({csv(size)} "
+                        "voxels); a factor must not exceed the size on its axis")
+    return factor
+
+
+def supported_mips(cv: CloudVolume, mip: int, factor: Sequence[int]) -> int:
+    """How many mips above `mip` downsampling by `factor` makes before every downsampled axis is
+    one voxel (more would repeat that voxel)."""
+    size, factor = np.asarray(cv.meta.volume_size(mip)), np.asarray(factor)
+    count = 0
+    while np.any((factor > 1) & (size > 1)):
+        size, count = -(-size // factor), count + 1
+    return count
+
+
+def pyramid_mips(cv: CloudVolume, mip: int, factor: Sequence[int], wanted: Optional[int]) -> int:
+    """`wanted` mips above `mip`, refused beyond what the volume supports; None: up to DEFAULT_MIPS."""
+    factor = check_factor(cv, mip, factor)
+    supported, size = supported_mips(cv, mip, factor), csv(cv.meta.volume_size(mip))
+    if supported == 0:
+        raise UserError(f"mip {mip} of {cv.cloudpath} ({size} voxels) is one voxel wide along every axis "
+                        f"that --factor {csv(factor)} downsamples: there is nothing left to downsample")
+    if wanted is None:
+        return min(DEFAULT_MIPS, supported)
+    if wanted > supported:
+        raise UserError(f"--num-mips {wanted} goes beyond the volume: downsampling its {size} voxels at mip "
+                        f"{mip} by {csv(factor)} reaches one voxel after {supported} mips; use --num-mips "
+                        f"{supported} or fewer")
+    return wanted
 
 
 def shard_spec(cv: CloudVolume, mip: int, memory_target: int, compress) -> dict:
@@ -101,12 +143,13 @@ def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec,
 
 
 def pyramid_unit(cv: CloudVolume, mip: int, num_mips: int) -> Vec:
-    """The smallest task shape at `mip` whose mips mip .. mip+num_mips are all whole chunks."""
+    """The smallest task shape at `mip` whose mips mip .. mip+num_mips are all whole chunks (on an
+    axis where that exceeds the volume, the volume's extent: one task spans it)."""
     shapes = []
     for level in range(mip, mip + num_mips + 1):
         ratio = mip_ratio(cv, mip, level)
         shapes.append(cv.meta.chunk_size(level) * ratio)
-    return lcm_shape(*shapes)
+    return Vec(*np.minimum(lcm_shape(*shapes), cv.meta.volume_size(mip)))
 
 
 def fit_mips(cv: CloudVolume, mip: int, num_mips: int, memory_target: int, region: Bbox,
@@ -188,8 +231,9 @@ def create_downsampling_tasks(
     cv = open_layer(layer_path, mip)
     if num_mips < 1:
         raise UserError(f"--num-mips must be at least 1, got {num_mips}")
-    options = pyramid_options(cv, factor, method, sparse, fill_missing, delete_black_uploads,
+    options = pyramid_options(cv, mip, factor, method, sparse, fill_missing, delete_black_uploads,
                               background_color, compress, sharded=False)
+    pyramid_mips(cv, mip, options.factor, num_mips)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     region = region_at(cv, mip, bounds, bounds_mip)
@@ -226,8 +270,9 @@ def create_image_shard_downsample_tasks(
 ) -> Tasks:
     """Tasks that build sharded mip+1 from mip, one task per shard of mip+1."""
     cv = open_layer(layer_path, mip)
-    options = pyramid_options(cv, factor, method, sparse, fill_missing, delete_black_uploads,
+    options = pyramid_options(cv, mip, factor, method, sparse, fill_missing, delete_black_uploads,
                               background_color, compress, sharded=True)
+    pyramid_mips(cv, mip, options.factor, 1)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     region = region_at(cv, mip, bounds, bounds_mip)
@@ -274,20 +319,24 @@ LAYER_KEYS = ("data_type", "num_channels", "type")
 GEOMETRY_KEYS = ("resolution", "voxel_offset", "size", "chunk_sizes", "encoding", "sharding")
 
 
-def open_destination(path: str, info: dict, mip: int) -> CloudVolume:
-    """Open the destination, creating its info; an existing layer must already match it."""
-    try:
-        existing = CloudVolume(path, progress=False)
-    except InfoUnavailableError:  # no layer there yet
+def open_destination(path: str, info: dict, mip: int, layer_keys=LAYER_KEYS) -> CloudVolume:
+    """Open the destination (nothing is written yet): a new layer of `info`, or an existing one
+    that already matches it in `layer_keys` and in mip `mip`'s geometry."""
+    problem = info_problem(info)
+    if problem:
+        raise UserError(f"cannot make a layer at {path}: {problem}; check the bounds, translation and "
+                        "chunk size")
+    existing = existing_layer(path)
+    if existing is None:  # no layer there yet
         return CloudVolume(path, info=info, progress=False)
     check_info(existing.info, path)
     scales = existing.info["scales"]
     mine, theirs = info["scales"][mip], (scales[mip] if mip < len(scales) else {})
-    mismatched = [key for key in LAYER_KEYS if existing.info.get(key) != info.get(key)]
+    mismatched = [key for key in layer_keys if existing.info.get(key) != info.get(key)]
     mismatched += [key for key in GEOMETRY_KEYS if mine.get(key) != theirs.get(key)]
     if mismatched:
         raise UserError(f"{path} already holds a layer whose {', '.join(mismatched)} differ from this "
-                        "transfer's; choose a new destination or delete that layer first")
+                        "job's; choose a new destination or delete that layer first")
     return existing
 
 
@@ -317,7 +366,7 @@ def create_transfer_tasks(
     """
     src = open_layer(src_layer_path, mip)
     dest_path = new_layer_path(src.cloudpath, dest_layer_path, "transfer to a new path")
-    options = pyramid_options(src, factor, method, sparse, fill_missing, delete_black_uploads,
+    options = pyramid_options(src, mip, factor, method, sparse, fill_missing, delete_black_uploads,
                               background_color, compress, sharded)
     check_encoding(encoding, src.layer_type, src.dtype, src.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
@@ -346,6 +395,7 @@ def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memor
                   shape: Optional[Sequence[int]]):
     """How many downsamples transfer tasks make, and their shape; trims the info to match."""
     existing = len(dest.info["scales"])
+    max_mips = min(max_mips, supported_mips(dest, mip, factor))
     add_mips(dest, mip, max_mips, factor, None, None)
     region = dest.meta.bounds(mip)
     if dest.image.is_sharded(mip):

@@ -139,12 +139,13 @@ def create_measure_merge_tasks(cloudpath: str, mip: int = 0, num_tasks: Optional
 
 def range_edges(headers, num_tasks: int) -> np.ndarray:
     """Label edges 0 = e0 < e1 < ... < 2**64-1 splitting the parts' label samples into about equal
-    shares of rows (each sample stands for its part's rows / samples)."""
+    shares of rows (each sample stands for its part's rows / samples); at most one range per sample."""
     samples = [h.samples for h in headers if h.rows]
     if not samples:
         return np.array([0, 2**64 - 1], dtype=np.uint64)
     weights = np.concatenate([np.full(h.samples.size, h.rows / h.samples.size) for h in headers if h.rows])
     samples = np.concatenate(samples)
+    num_tasks = min(num_tasks, samples.size + 1)
     order = np.argsort(samples, kind="stable")
     cumulative = np.cumsum(weights[order])
     cuts = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, num_tasks) / num_tasks)

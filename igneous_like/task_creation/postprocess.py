@@ -48,13 +48,24 @@ def source(cloudpath: str, mip: int, shape: Sequence[int]) -> Tuple[CloudVolume,
     return cv, Grid(bounds, shape, bounds.minpt, bounds)
 
 
-def destination(cv: CloudVolume, dest: str, mip: int, method: dict) -> CloudVolume:
-    """DEST with the source's geometry at `mip`, its info written and the step recorded."""
+def open_output(cv: CloudVolume, dest: str, mip: int) -> CloudVolume:
+    """DEST with the source's geometry at `mip`, checked (a new path, writable, no other layer
+    there) but not yet written."""
     path = new_layer_path(cv.cloudpath, dest)
     info = destination_info(cv, mip, cv.meta.bounds(mip), None, None)
     for key in ("mesh", "skeletons", "segment_properties"):
         info.pop(key, None)
-    out = open_destination(path, info, mip)
+    return open_destination(path, info, mip)
+
+
+def check_output(src: str, dest: str, mip: int = 0) -> None:
+    """What writing DEST will check, for jobs whose earlier steps run first (fill-holes)."""
+    open_output(open_layer(src, mip), dest, mip)
+
+
+def destination(cv: CloudVolume, dest: str, mip: int, method: dict) -> CloudVolume:
+    """DEST with the source's geometry at `mip`, its info written and the step recorded."""
+    out = open_output(cv, dest, mip)
     out.commit_info()
     record_provenance(out, dict(method, src=cv.cloudpath, mip=mip))
     return out

@@ -27,6 +27,7 @@ from igneous_like.task_creation.common import (
     Grid,
     Tasks,
     check_vec,
+    csv,
     ints,
     layer_path,
     open_layer,
@@ -87,6 +88,17 @@ def check_forge_layer(cv: CloudVolume, options: ForgeOptions) -> None:
                         "segmentation, or binarize this image with --threshold-gte/--threshold-lte")
 
 
+def within_volume(cv: CloudVolume, mip: int, context: float, window: int) -> float:
+    """The context cut to the volume's extent (reading more reads nothing more, and 10^308 nm
+    overflowed every coordinate), after refusing a cross-section smoothing window longer than any
+    path in the volume (10^9 vertices allocated 22 GB)."""
+    size = cv.meta.volume_size(mip)
+    if window > max(size):
+        raise UserError(f"--cross-section {window} is longer than any path in the volume ({csv(size)} "
+                        f"voxels at mip {mip}); use a window of at most {max(size)} vertices")
+    return min(context, float(max(size * cv.meta.resolution(mip))))
+
+
 def create_skeletonizing_tasks(
     layer_path: str, mip: int = 0, shape: Sequence[int] = (512, 512, 512),
     teasar_params: Optional[dict] = None, object_ids: Optional[Sequence[int]] = None,
@@ -108,6 +120,8 @@ def create_skeletonizing_tasks(
         raise UserError(f"--fill-holes {fill_holes}: 0 (off) and 1 (kimimaro's hole filling) are supported")
     if dust_threshold < 0 or context < 0 or cross_sectional_area_smoothing_window < 1:
         raise UserError("dust threshold and context must be >= 0 and the cross-section smoothing window >= 1")
+    window = cross_sectional_area_smoothing_window if cross_sectional_area else 1
+    context = within_volume(cv, mip, context, window)
     options = ForgeOptions(
         teasar_params=check_teasar(teasar_params or {}), dust_threshold=int(dust_threshold),
         fix_branching=bool(fix_branching), fix_borders=bool(fix_borders), fix_avocados=bool(fix_avocados),

@@ -8,16 +8,16 @@ workers, imported at once), can be imported this way, and only their functions r
 (`is_allowed`): a queue message cannot name arbitrary code, nor another library's tasks.
 """
 import importlib
-import os
 from typing import Tuple
 
 from taskqueue import queueablefns
 
+from igneous_like import settings
+
 TASK_MODULES = frozenset(f"igneous_like.tasks.{area}" for area in (
     "agglomerate", "ccl", "classify", "evaluation", "image", "measure", "mesh", "postprocess",
     "skeleton", "voxels"))
-OPERATOR_MODULES = frozenset(filter(None, (name.strip() for name in
-                                           os.environ.get("IGNEOUS_LIKE_TASK_MODULES", "").split(","))))
+OPERATOR_MODULES = frozenset(settings.task_modules())
 
 
 class LazyRegistry(dict):

@@ -1,0 +1,85 @@
+"""Option types that check while parsing, before a command does anything: numbers that refuse NaN
+and infinity (NaN passes every comparison silently, so a NaN threshold selects nothing with no
+error; infinity is no real size or threshold), and places to write. A light module, for areas
+that import little."""
+import math
+from typing import Optional
+
+import click
+
+from igneous_like.writable import check_writable
+
+
+def finite(text) -> Optional[float]:
+    """The number `text` spells if it is finite, else None."""
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class Finite(click.FloatRange):
+    """A finite real number, optionally within a range."""
+
+    name = "NUMBER"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if finite(number) is None:
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class Number(click.ParamType):
+    """An integer (kept exact, for 64-bit labels) or a finite real number, e.g. 128 or 0.5."""
+
+    name = "NUMBER"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if finite(number) is None:
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class FiniteList(click.ParamType):
+    """Comma-separated finite real numbers, e.g. 1e6,1e8."""
+
+    name = "NUMBER,NUMBER,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        numbers = [finite(part) for part in str(value).split(",") if part.strip()]
+        if None in numbers:
+            self.fail(f"{value!r} is not comma-separated finite numbers", param, ctx)
+        return numbers
+
+
+class Writable(click.ParamType):
+    """A path or URL to write, checked while parsing where it is local: a file in the way or a folder
+    without write permission stops the command before it writes anything."""
+
+    name = "PATH"
+
+    def convert(self, value, param, ctx):
+        check_writable(value)
+        return value
+
+
+FLOAT = Finite()
+TREES = click.IntRange(1, 10_000)  # every tree of a forest stays in memory: 10^9 of them fill any machine
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy and scikit-learn take
+NUMBER = Number()
+FLOATS = FiniteList()
+OUTPUT = Writable()
