@@ -408,3 +408,14 @@ def test_real_crop_across_seams(real_seg, tmp_path):
         assert len(skel.components()) <= cc3d.connected_components(labels == label, return_N=True)[1], label
     ratios = [got[k].cable_length() / single[k].cable_length() for k in got]
     assert np.mean(np.abs(np.array(ratios) - 1) <= 0.05) >= 0.9, sorted(np.round(ratios, 3))
+
+
+def test_merge_refuses_fragments_of_another_version(make_layer, tmp_path):
+    path = make_layer("seg", np.zeros((64, 64, 32), np.uint32), "segmentation")
+    run_cli("skeleton", "forge", path, "--queue", f"fq://{tmp_path}/q")
+    forge = tmp_path / "seg" / "skeletons_mip_0" / "fragments" / "forge.json"
+    record = json.loads(forge.read_text())
+    del record["soma_accept"]  # as an earlier version wrote it
+    forge.write_text(json.dumps(record))
+    result = run_cli("skeleton", "merge", path, check=False)
+    assert result.returncode == 2 and "forged by another version" in result.stderr
