@@ -1,16 +1,19 @@
-"""Skeleton algorithms without storage: task cutouts and their seams, fragment fusion, seam-tick
-removal, postprocessing and SWC text.
+"""Skeleton algorithms without storage: task cutouts and their seams, stitching task fragments
+into one skeleton per object, postprocessing and SWC text.
 
-How chunked skeletons fuse. A forge task owns a box of the task grid and skeletonizes its
-*crop*: the owned box plus the first plane of each upper neighbour, so neighbouring crops share
-exactly one voxel plane (the seam). It reads `context` more voxels around the crop so that
-TEASAR sees each object well past the seam, then keeps only the part of each skeleton inside
-the crop. A skeleton edge that left the crop ends at a vertex on the seam plane (26-neighbour
-steps cannot jump a plane); that dangling end is joined, inside the plane, to the seam point of
-its 2D component: the maximum of the plane's 2D distance transform, which both neighbours
-compute from the same plane. Fragments therefore share the seam point exactly and fuse by
-consolidating equal vertices. Merging then drops the in-plane stubs nobody needed (terminal
-branches that lie wholly in one seam plane).
+How chunked skeletons stitch. A forge task owns a box of the task grid; its *crop* is the owned
+box plus the first plane of each upper neighbour, so neighbouring crops share one voxel plane
+(the seam). The task reads `context` more voxels around the crop, so that TEASAR sees each object
+past the seams, and keeps each object's whole skeleton as it read it, marking the vertices that
+lie in its crop. Merging keeps in each region the cable of the task that owns it; equal vertices
+on the shared planes fuse. Cable a task traced in its context stays too wherever no cable kept
+so far lies within TEASAR's invalidation reach of it: a read box that cuts an object lengthwise
+pulls the centre line a task traces out of its own crop, and the context must never remove
+cable. Where two tasks crossed their seam through different voxels, their cable stops at cut
+ends; each joins the nearest cable of another piece within its reach, and pieces still apart are
+joined at their closest vertices, so each object (a connected component) comes out in one piece.
+Last, the terminal branches only chunking makes are trimmed: stubs ending at a cut end, and the
+extra short tips at one branch point where tasks each traced their own way into a tip.
 
 Objects are connected components (26-connected) in each task; components of neighbouring tasks
 that share a voxel on a seam are one object. Each task records, for every component, one
@@ -19,14 +22,11 @@ way, so joining components across tasks is a union of equal representatives. Eac
 voxels inside its owned box are counted, so whole-volume component sizes are exact.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cc3d
-import dijkstra3d
-import edt
 import fastremap
 import kimimaro
-import kimimaro.skeletontricks
 import numpy as np
 from cloudvolume import Skeleton
 from cloudvolume.lib import Bbox, Vec
@@ -36,6 +36,7 @@ from scipy.spatial import cKDTree
 
 RADIUS = {"id": "radius", "data_type": "float32", "num_components": 1}
 CROSS_SECTION = {"id": "cross_sectional_area", "data_type": "float32", "num_components": 1}
+IN_CROP = {"id": "in_crop", "data_type": "uint8", "num_components": 1}  # fragments only
 
 
 def vertex_attributes(cross_section: bool) -> List[dict]:
@@ -110,64 +111,23 @@ def pieces_to_keep(cc: np.ndarray, cut: Cutout, dust_threshold: int) -> np.ndarr
     return np.array(sorted(i for i in in_crop if i in open_ or sizes[i] > dust_threshold), dtype=cc.dtype)
 
 
-@dataclass
-class SeamFace:
-    """A crop face shared with a neighbour: its 2D components, seam points and representatives."""
-    axis: int
-    coord: int  # global voxel coordinate of the plane along `axis`
-    others: Tuple[int, int]
-    corner: Tuple[int, int]  # global coordinates of the plane's first voxel along `others`
-    plane: np.ndarray  # 3D component ids on the plane
-    weights: Tuple[float, float]  # voxel size (nm) along `others`
-    cc2d: np.ndarray
-    dist: np.ndarray  # 2D distance transform of cc2d (nm)
-    points: Dict[int, Tuple[int, int]]  # 2D component -> its seam point (i, j)
-
-    @classmethod
-    def build(cls, cc: np.ndarray, cut: Cutout, axis: int, coord: int, anisotropy) -> "SeamFace":
+def seam_representatives(cc: np.ndarray, cut: Cutout, keep: set) -> Dict[int, List[int]]:
+    """For each kept component, one voxel (a linear index into the volume) per 2D component
+    (8-connected) of each crop face shared with a neighbour: the first in C order, which the
+    neighbour, seeing the same plane, picks too."""
+    reps: Dict[int, List[int]] = {}
+    for axis, coord in cut.seams():
         box = cut.crop.clone()
         box.minpt[axis], box.maxpt[axis] = coord, coord + 1
         plane = np.ascontiguousarray(np.squeeze(cc[cut.local(box)], axis=axis))
-        others = tuple(a for a in range(3) if a != axis)
-        weights = (float(anisotropy[others[0]]), float(anisotropy[others[1]]))
-        cc2d = cc3d.connected_components(plane, connectivity=8)
-        dist = edt.edt(cc2d, black_border=True, anisotropy=weights)
-        points = kimimaro.skeletontricks.find_border_targets(dist, cc2d, *weights)
-        corner = (int(box.minpt[others[0]]), int(box.minpt[others[1]]))
-        return cls(axis, coord, others, corner, plane, weights, cc2d, dist,
-                   {int(k): (int(v[0]), int(v[1])) for k, v in points.items()})
-
-    def global_point(self, i: int, j: int) -> np.ndarray:
-        point = np.zeros(3, dtype=np.int64)
-        point[self.axis] = self.coord
-        point[self.others[0]], point[self.others[1]] = self.corner[0] + i, self.corner[1] + j
-        return point
-
-    def representatives(self, keep: set, volume: Bbox) -> Dict[int, List[int]]:
-        """One voxel per 2D component, as a linear index into the volume, for each kept component."""
-        flat = self.cc2d.ravel(order="C")
-        ids, first = np.unique(flat, return_index=True)
-        reps: Dict[int, List[int]] = {}
-        for cc2d_id, index in zip(ids, first):
-            if cc2d_id == 0:
-                continue
-            i, j = np.unravel_index(index, self.cc2d.shape, order="C")
-            owner = int(self.plane[i, j])
-            if owner in keep:
-                reps.setdefault(owner, []).append(linear_index(self.global_point(i, j), volume))
-        return reps
-
-    def path_to_seam_point(self, i: int, j: int) -> Optional[np.ndarray]:
-        """In-plane voxels (global) from (i, j) to its 2D component's seam point; None if it is one."""
-        label = int(self.cc2d[i, j])
-        target = self.points.get(label)
-        if label == 0 or target is None or target == (i, j):
-            return None
-        mask = np.asfortranarray((self.cc2d == label)[..., np.newaxis])
-        path = dijkstra3d.binary_dijkstra(mask, (i, j, 0), (target[0], target[1], 0),
-                                          anisotropy=(*self.weights, 1.0), connectivity=26,
-                                          background_color=0)
-        return np.array([self.global_point(int(p[0]), int(p[1])) for p in path])
+        ids, first = np.unique(cc3d.connected_components(plane, connectivity=8), return_index=True)
+        for index in first[ids != 0]:
+            i, j = np.unravel_index(index, plane.shape, order="C")
+            if int(plane[i, j]) in keep:
+                point = np.array(box.minpt, dtype=np.int64)
+                point[[a for a in range(3) if a != axis]] += (i, j)
+                reps.setdefault(int(plane[i, j]), []).append(linear_index(point, cut.volume))
+    return reps
 
 
 def linear_index(point: np.ndarray, volume: Bbox) -> int:
@@ -176,65 +136,20 @@ def linear_index(point: np.ndarray, volume: Bbox) -> int:
     return int(x + sx * (y + sy * z))
 
 
-def crop_to_task(skel: Skeleton, cut: Cutout, faces: List[SeamFace], anisotropy,
-                 attributes: List[dict]) -> Optional[Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]]:
-    """The part of a kimimaro skeleton (read-box physical coordinates) inside the crop, with each
-    edge that left it replaced by an in-plane path to a seam point.
-
-    Returns (global voxel coordinates, edges, attributes) or None when nothing lies in the crop.
-    """
+def to_global(skel: Skeleton, cut: Cutout, anisotropy) -> Tuple[np.ndarray, np.ndarray]:
+    """A kimimaro skeleton's vertices (read-box physical coordinates) as global voxels, and which
+    of them lie inside the crop."""
     vox = np.round(skel.vertices / np.asarray(anisotropy, dtype=np.float32)).astype(np.int64)
     vox += np.asarray(cut.read.minpt, dtype=np.int64)
-    inside = np.all((vox >= cut.crop.minpt) & (vox < cut.crop.maxpt), axis=1)
-    if not inside.any():
-        return None
-    edges = skel.edges.astype(np.int64)
-    kept = inside[edges[:, 0]] & inside[edges[:, 1]]
-    leaving = edges[inside[edges[:, 0]] != inside[edges[:, 1]]]
-    dangling = np.unique(np.where(inside[leaving[:, 0]], leaving[:, 0], leaving[:, 1]))
-
-    index = np.full(len(vox), -1, dtype=np.int64)
-    index[inside] = np.arange(int(inside.sum()))
-    parts_v = [vox[inside]]
-    parts_e = [index[edges[kept]]]
-    values = {a["id"]: [np.asarray(getattr(skel, a["id"]), dtype=np.float32)[inside]] for a in attributes}
-    count = int(inside.sum())
-    for vertex in dangling:
-        path = seam_path(vox[vertex], faces)
-        if path is None:
-            continue
-        path, radius = path
-        ids = np.arange(count, count + len(path))
-        count += len(path)
-        parts_v.append(path)
-        parts_e.append(np.column_stack([np.concatenate([[index[vertex]], ids[:-1]]), ids]))
-        for a in attributes:
-            fill = radius if a["id"] == "radius" else np.float32(getattr(skel, a["id"])[vertex])
-            values[a["id"]].append(np.broadcast_to(np.asarray(fill, dtype=np.float32), len(path)))
-    return (np.concatenate(parts_v), np.concatenate(parts_e).astype(np.uint32),
-            {k: np.concatenate(v) for k, v in values.items()})
-
-
-def seam_path(point: np.ndarray, faces: List[SeamFace]):
-    """(voxels, radii) of the in-plane path from `point` to its seam point, on the first shared
-    face through it; None if it lies on none or already is a seam point."""
-    for face in faces:
-        if point[face.axis] != face.coord:
-            continue
-        i, j = int(point[face.others[0]] - face.corner[0]), int(point[face.others[1]] - face.corner[1])
-        path = face.path_to_seam_point(i, j)
-        if path is None:
-            return None
-        radii = face.dist[path[:, face.others[0]] - face.corner[0], path[:, face.others[1]] - face.corner[1]]
-        return path[1:], radii[1:].astype(np.float32)
-    return None
+    return vox, np.all((vox >= cut.crop.minpt) & (vox < cut.crop.maxpt), axis=1)
 
 
 def make_skeleton(vertices: np.ndarray, edges: np.ndarray, values: Dict[str, np.ndarray],
                   attributes: List[dict], segid: int = 0) -> Skeleton:
-    """A Skeleton whose vertex attributes are exactly `attributes` (the layer's, in order)."""
-    skel = Skeleton(np.asarray(vertices, dtype=np.float32), np.asarray(edges, dtype=np.uint32),
-                    segid=segid, extra_attributes=[dict(a) for a in attributes], default_attributes=False)
+    """A Skeleton whose vertex attributes are exactly `attributes` (the layer's, in order); it also
+    gets osteoid's default radius and vertex types, which its clone and merge copy."""
+    skel = Skeleton(np.asarray(vertices, dtype=np.float32), np.asarray(edges, dtype=np.uint32).reshape(-1, 2),
+                    segid=segid, extra_attributes=[dict(a) for a in attributes])
     for a in attributes:
         setattr(skel, a["id"], np.asarray(values[a["id"]], dtype=np.float32))
     return skel
@@ -250,7 +165,138 @@ def decode(data: bytes, attributes: List[dict], segid: int = 0) -> Skeleton:
 
 def fuse(fragments: Sequence[Skeleton]) -> Skeleton:
     """One skeleton from fragments: equal vertices (the seams) become one."""
-    return Skeleton.simple_merge(list(fragments)).consolidate()
+    return Skeleton.simple_merge([f for f in fragments if len(f.edges)] or fragments[:1]).consolidate()
+
+
+def with_edges(skel: Skeleton, edges: np.ndarray) -> Skeleton:
+    """`skel`'s vertices and their attributes with other edges."""
+    values = {a["id"]: getattr(skel, a["id"]) for a in skel.extra_attributes}
+    return make_skeleton(skel.vertices, edges, values, skel.extra_attributes, skel.id)
+
+
+def subgraph(skel: Skeleton, keep: np.ndarray) -> Skeleton:
+    """The edges of `skel` between kept vertices, and the vertices they join."""
+    edges = skel.edges.astype(np.int64)
+    edges = edges[keep[edges].all(axis=1)]
+    used = np.zeros(len(skel.vertices), dtype=bool)
+    used[edges.ravel()] = True
+    values = {a["id"]: getattr(skel, a["id"])[used] for a in skel.extra_attributes}
+    index = np.cumsum(used) - 1
+    return make_skeleton(skel.vertices[used], index[edges], values, skel.extra_attributes, skel.id)
+
+
+def stitch(fragments: Sequence[Tuple[Skeleton, np.ndarray]], reach: Callable) -> Skeleton:
+    """One connected skeleton from the fragments of one connected object.
+
+    fragments: each task's skeleton of the object as it read it, with which vertices lie in the
+    task's crop. reach: TEASAR's invalidation radius (nm) around vertices of given radii.
+
+    Each region keeps the cable of the task that owns it. Cable a task traced in its context stays
+    too wherever no cable kept so far reaches it, so a context never removes cable. The ends that
+    cropping left (cut ends) are joined across seams, and branches that trace again what other
+    cable traces are trimmed.
+    """
+    skel = fuse([subgraph(frag, in_crop) for frag, in_crop in fragments])
+    kept = []
+    for frag, in_crop in fragments:
+        kept.append(in_crop | ~covered(frag.vertices, skel, reach))
+        if (kept[-1] & ~in_crop).any():
+            skel = fuse([skel, subgraph(frag, kept[-1])])
+    cut = np.concatenate([frag.vertices[cut_ends(frag.edges, keep)]
+                          for (frag, _), keep in zip(fragments, kept)])
+    skel = connect_pieces(skel, rows_in(skel.vertices, cut), reach(skel.radius))
+    return trim_duplicates(skel)
+
+
+def cut_ends(edges: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Which kept vertices have an edge to a vertex that was not kept."""
+    edges = edges.astype(np.int64)
+    out = np.zeros(len(kept), dtype=bool)
+    out[edges[kept[edges[:, 0]] != kept[edges[:, 1]]].ravel()] = True
+    return out & kept
+
+
+def rows_in(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Which points (rows) are exactly one of `others`."""
+    row = np.dtype((np.void, 12))
+    points, others = (np.ascontiguousarray(p, dtype=np.float32).reshape(-1, 3).view(row).ravel()
+                      for p in (points, others))
+    return np.isin(points, others)
+
+
+def covered(points: np.ndarray, skel: Skeleton, reach: Callable) -> np.ndarray:
+    """Which points lie inside the invalidation ball of a vertex of `skel`."""
+    if skel.empty() or not len(points):
+        return np.zeros(len(points), dtype=bool)
+    radius = reach(skel.radius)
+    near = cKDTree(skel.vertices).query_ball_point(points, float(radius.max()))
+    which = np.repeat(np.arange(len(points)), [len(found) for found in near])
+    vertex = np.concatenate([np.asarray(found, dtype=np.int64) for found in near])
+    inside = np.linalg.norm(skel.vertices[vertex] - points[which], axis=1) <= radius[vertex]
+    return np.bincount(which[inside], minlength=len(points)) > 0
+
+
+def connect_pieces(skel: Skeleton, cut: np.ndarray, reach: np.ndarray) -> Skeleton:
+    """Join the pieces of one object's skeleton into one.
+
+    Where neighbouring tasks crossed their seam through different voxels, each side's cable stops
+    at a cut end. Each cut end left dangling (degree <= 1) is joined to the nearest vertex of
+    another piece inside its invalidation ball (`reach`, per vertex), shortest joins first and only
+    between pieces still apart (so no loop is made); pieces left apart after that are joined at
+    their closest vertices, closest first.
+    """
+    count = len(skel.vertices)
+    edges = skel.edges.astype(np.int64)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    pieces, piece = connected_components(graph, directed=False)
+    if pieces < 2:
+        return skel
+    root = list(range(pieces))
+
+    def find(p):
+        while root[p] != p:
+            root[p] = root[root[p]]
+            p = root[p]
+        return p
+
+    def join(candidates):
+        added = []
+        for _, a, b in sorted(candidates):
+            if find(piece[a]) != find(piece[b]):
+                root[find(piece[a])] = find(piece[b])
+                added.append((a, b))
+        return added
+
+    ends = np.flatnonzero(cut & (np.bincount(edges.ravel(), minlength=count) <= 1))
+    added = join(c for c in nearest_in_other_pieces(skel.vertices, piece, ends) if c[0] <= reach[c[1]])
+    groups = np.array([find(p) for p in range(pieces)])[piece]
+    if len(np.unique(groups)) > 1:
+        added += join(closest_between(skel.vertices, groups))
+    return with_edges(skel, np.concatenate([skel.edges, np.array(added, dtype=np.uint32).reshape(-1, 2)]))
+
+
+def nearest_in_other_pieces(vertices: np.ndarray, piece: np.ndarray, ends: np.ndarray) -> list:
+    """(distance, end, vertex) from each end to the nearest vertex of every other piece."""
+    out = []
+    for end in ends:
+        distance = np.linalg.norm(vertices - vertices[end], axis=1)
+        order = np.lexsort((distance, piece))
+        nearest = order[np.unique(piece[order], return_index=True)[1]]
+        out += [(float(distance[v]), int(end), int(v)) for v in nearest if piece[v] != piece[end]]
+    return out
+
+
+def closest_between(vertices: np.ndarray, group: np.ndarray) -> list:
+    """(distance, a, b) for the closest vertices a, b of every two groups."""
+    members = [np.flatnonzero(group == g) for g in np.unique(group)]
+    out = []
+    for i, first in enumerate(members):
+        tree = cKDTree(vertices[first])
+        for second in members[i + 1:]:
+            distance, index = tree.query(vertices[second])
+            best = int(np.argmin(distance))
+            out.append((float(distance[best]), int(first[index[best]]), int(second[best])))
+    return out
 
 
 def terminal_branches(edges: np.ndarray, count: int) -> List[Tuple[List[int], int]]:
@@ -275,73 +321,37 @@ def terminal_branches(edges: np.ndarray, count: int) -> List[Tuple[List[int], in
     return branches
 
 
-def remove_seam_ticks(skel: Skeleton, seam_plane: np.ndarray) -> Skeleton:
-    """Drop terminal branches that lie wholly in one seam plane, until none is left.
+def trim_duplicates(skel: Skeleton) -> Skeleton:
+    """Drop terminal branches whose tip lies inside the tube (radius) of cable elsewhere, shortest
+    first, until none is left.
 
-    seam_plane: (N, 3) int array, the index of the seam plane each vertex lies on along each
-    axis, or -1. Such branches are in-plane joins to seam points that only one side needed.
-    Each pass leaves every branch point at least two branches, so no component disappears.
+    Such a branch traces a stretch of the object that other cable already traces: neighbouring
+    tasks that crossed their seam, or reached into the same tip, each their own way. One TEASAR run
+    makes them at most as spurs shorter than a radius (it never picks a target inside the
+    invalidation ball of traced cable). Each pass leaves every branch point at least two branches,
+    so no piece comes apart.
     """
     edges = skel.edges.astype(np.int64)
+    radius = np.asarray(skel.radius, dtype=np.float64)
+    tree = cKDTree(skel.vertices)
     while len(edges):
-        removed = set()
         degree = np.bincount(edges.ravel(), minlength=len(skel.vertices))
-        for branch, junction in terminal_branches(edges, len(skel.vertices)):
-            planes = seam_plane[branch]
-            if degree[junction] > 2 and np.any(np.all((planes == planes[0]) & (planes[0] >= 0), axis=0)):
+        removed = set()
+        branches = terminal_branches(edges, len(skel.vertices))
+        length = [np.linalg.norm(np.diff(skel.vertices[path + [junction]], axis=0), axis=1).sum()
+                  for path, junction in branches]
+        for index in np.argsort(length, kind="stable"):
+            path, junction = branches[index]
+            tip = skel.vertices[path[0]]
+            near = set(tree.query_ball_point(tip, float(radius.max()))) - set(path) - removed
+            inside = any(degree[v] > 0 and np.linalg.norm(skel.vertices[v] - tip) <= radius[v] for v in near)
+            if inside and degree[junction] > 2:
                 degree[junction] -= 1
-                removed.update(branch)
+                removed.update(path)
         if not removed:
             break
-        gone = np.isin(edges, list(removed)).any(axis=1)
-        edges = edges[~gone]
-    out = skel.clone()
-    out.edges = edges.astype(np.uint32)
-    return out.consolidate()
-
-
-def join_seam_gaps(skel: Skeleton, seam_plane: np.ndarray, scale: float, const: float) -> Skeleton:
-    """Join pieces a seam left apart: a piece's end on a seam plane gets an edge to the nearest
-    vertex of another piece whose TEASAR invalidation ball (scale * radius + const) covers it.
-
-    That happens where one task traced a branch that its neighbour had invalidated, so only one
-    side reaches the seam point.
-    """
-    count = len(skel.vertices)
-    edges = skel.edges.astype(np.int64)
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
-    pieces, piece = connected_components(graph, directed=False)
-    if pieces < 2:
-        return skel
-    degree = np.bincount(edges.ravel(), minlength=count)
-    ends = np.flatnonzero((seam_plane >= 0).any(axis=1) & (degree <= 1))
-    reach = scale * np.asarray(skel.radius, dtype=np.float64) + const
-    tree = cKDTree(skel.vertices)
-    candidates = []
-    for end in ends:
-        for vertex in tree.query_ball_point(skel.vertices[end], float(reach.max())):
-            distance = float(np.linalg.norm(skel.vertices[vertex] - skel.vertices[end]))
-            if piece[vertex] != piece[end] and distance <= reach[vertex]:
-                candidates.append((distance, int(end), int(vertex)))
-    root = list(range(pieces))
-
-    def find(p):
-        while root[p] != p:
-            root[p] = root[root[p]]
-            p = root[p]
-        return p
-
-    added = []
-    for _, end, vertex in sorted(candidates):
-        a, b = find(piece[end]), find(piece[vertex])
-        if a != b:
-            root[a] = b
-            added.append((end, vertex))
-    if not added:
-        return skel
-    out = skel.clone()
-    out.edges = np.concatenate([skel.edges, np.array(added, dtype=np.uint32)])
-    return out
+        edges = edges[~np.isin(edges, list(removed)).any(axis=1)]
+    return with_edges(skel, edges).consolidate()
 
 
 def postprocess(skel: Skeleton, dust_threshold: float, tick_threshold: float,

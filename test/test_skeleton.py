@@ -13,7 +13,7 @@ from conftest import run_cli, write_layer
 from taskqueue import TaskQueue
 
 from igneous_like import queues
-from igneous_like.skeletons import join_pieces, remove_seam_ticks, to_swc
+from igneous_like.skeletons import join_pieces, make_skeleton, stitch, to_swc, vertex_attributes
 from igneous_like.task_creation import (
     create_downsampling_tasks,
     create_sharded_skeleton_merge_tasks,
@@ -203,17 +203,46 @@ def test_join_pieces_unions_shared_representatives():
     assert len({groups[0], groups[2], groups[4]}) == 3
 
 
-def test_seam_ticks_go_and_other_branches_stay():
-    # a path along x (off the seam plane y=5), with an in-plane stub on y=5 and a real branch
-    vertices = np.array([[0, 4, 0], [1, 4, 0], [2, 4, 0], [3, 4, 0],  # 0-3 trunk
-                         [2, 5, 0], [2, 5, 1], [2, 5, 2],             # 4-6 stub lying in plane y=5
-                         [1, 3, 0], [1, 2, 0]], np.float32)           # 7-8 real branch
-    edges = np.array([[0, 1], [1, 2], [2, 3], [2, 4], [4, 5], [5, 6], [1, 7], [7, 8]], np.uint32)
-    skel = Skeleton(vertices, edges, radii=np.ones(9, np.float32))
-    planes = np.full((9, 3), -1)
-    planes[vertices[:, 1] == 5, 1] = 5
-    out = remove_seam_ticks(skel, planes)
-    assert len(out.vertices) == 6 and out.cable_length() == pytest.approx(5.0)
+def path_skeleton(points, radius=1.0, edges=None) -> Skeleton:
+    """A skeleton of `points` (nm) with one radius, along them unless `edges` are given."""
+    edges = [(i, i + 1) for i in range(len(points) - 1)] if edges is None else edges
+    radii = {"radius": np.full(len(points), radius)}
+    return make_skeleton(np.asarray(points, float), np.asarray(edges), radii, vertex_attributes(False))
+
+
+def reach(radius):
+    return 4 * np.asarray(radius, float) + 1  # TEASAR's invalidation radius for scale 4, const 1
+
+
+def test_stitch_keeps_context_cable_that_no_owner_covers():
+    # task A traced a tube from x=0 to 100 nm but owns x <= 50; the owner of x > 50 traced it too
+    # (and A's context cable goes), or traced cable 100 nm away only (and A's stays, joined up)
+    line = [(x, 0, 0) for x in range(0, 101, 10)]
+    a = (path_skeleton(line), np.array([x <= 50 for x, _, _ in line]))
+    owner = [(x, 0, 0) for x in range(50, 101, 10)]
+    elsewhere = [(x, 100, 0) for x in range(50, 101, 10)]
+    covered = stitch([a, (path_skeleton(owner), np.ones(len(owner), bool))], reach)
+    assert covered.cable_length() == pytest.approx(100) and len(covered.vertices) == len(line)
+    apart = stitch([a, (path_skeleton(elsewhere), np.ones(len(elsewhere), bool))], reach)
+    assert len(apart.components()) == 1
+    assert {tuple(v) for v in apart.vertices} == {tuple(map(float, v)) for v in line + elsewhere}
+    assert apart.cable_length() == pytest.approx(100 + 50 + 100)  # A's line, the other, one join
+
+
+def test_stitch_joins_seam_crossings_and_trims_second_traces():
+    # tasks A (x <= 50) and B (x >= 50) crossed their seam through different voxels: A's cut end
+    # (50, 0) joins B's nearest vertex, B's cut end (50, 14) is left as a spur inside A's tube
+    # (radius 15) and goes; the context cable of each (covered by the other's) does not come back,
+    # and A's side branch (its tip far from other cable) stays
+    trunk = [(0, 0, 0), (10, 0, 0), (20, 0, 0), (30, 0, 0), (40, 0, 0), (50, 0, 0), (60, 0, 0)]
+    side = [(20, -10, 0), (20, -40, 0), (20, -80, 0)]
+    a = path_skeleton(trunk + side, 15, [(i, i + 1) for i in range(6)] + [(2, 7), (7, 8), (8, 9)])
+    b = path_skeleton([(40, 14, 0), (50, 14, 0), (58, 6, 0), (70, 6, 0), (80, 6, 0)], radius=15)
+    out = stitch([(a, a.vertices[:, 0] <= 50), (b, b.vertices[:, 0] >= 50)], lambda r: 2 * np.asarray(r))
+    assert len(out.components()) == 1
+    assert {tuple(v) for v in out.vertices} == {tuple(map(float, v)) for v in trunk[:-1] + side +
+                                                [(58, 6, 0), (70, 6, 0), (80, 6, 0)]}
+    assert out.cable_length() == pytest.approx(50 + 80 + 10 + 22)  # trunk, side, join, B
 
 
 def test_swc_text_has_roots_and_parents():
@@ -234,3 +263,159 @@ def test_merge_before_forge_finishes_says_so(make_layer, tmp_path):
     run_cli("execute", "-x", queue)
     run_cli("skeleton", "merge", path)  # an empty volume merges into no skeletons
     assert CloudVolume(path).skeleton.meta.info["vertex_attributes"][0]["id"] == "radius"
+
+
+# Seams: skeletons must not depend on the task shape. Branched tubes cross the seams on every axis;
+# the references are cc3d's components of the volume and a single-task run of the same volume.
+
+def tube_mask(shape, segments, radius) -> np.ndarray:
+    """Voxels within an ellipsoidal `radius` (voxels per axis) of any segment (voxel coordinates)."""
+    points = np.stack(np.meshgrid(*(np.arange(s) for s in shape), indexing="ij"), -1).astype(np.float32)
+    mask = np.zeros(shape, bool)
+    for a, b in segments:
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        t = np.clip((points - a) @ (b - a) / ((b - a) @ (b - a)), 0, 1)
+        mask |= np.linalg.norm((points - a - t[..., None] * (b - a)) / radius, axis=-1) <= 1
+    return mask
+
+
+def forge_and_merge(root, name, data, layer_type, resolution, shape, mip=0, **options) -> dict:
+    """{label: Skeleton} of a fresh layer holding `data`, forged in tasks of `shape` and merged."""
+    path = write_layer(f"file://{root / name}", data, layer_type, resolution=resolution)
+    if mip:
+        queues.run_locally(create_downsampling_tasks(path, num_mips=mip, compress="none"), quiet=True)
+    queues.run_locally(create_skeletonizing_tasks(path, mip=mip, shape=shape, **options), quiet=True)
+    queues.run_locally(create_unsharded_skeleton_merge_tasks(path, dust_threshold=0), quiet=True)
+    return read_all(path)
+
+
+def by_object(skeletons: dict, objects: np.ndarray, resolution) -> dict:
+    """Skeletons keyed by the object (its id in `objects`) that holds every one of their vertices."""
+    out = {}
+    for skel in skeletons.values():
+        inside = np.unique(objects[tuple(np.floor(skel.vertices / resolution).astype(int).T)])
+        assert len(inside) == 1 and inside[0] != 0 and inside[0] not in out, (skel.id, inside)
+        out[int(inside[0])] = skel
+    return out
+
+
+def assert_seamless(got: dict, single: dict, pieces: dict):
+    """No object lost or added, each in as many pieces as it has connected components, and cable
+    within 5% of the single-task run for at least 90% of the objects."""
+    assert set(got) == set(single) == set(pieces)
+    assert {k: len(s.components()) for k, s in got.items()} == pieces
+    ratios = {k: round(got[k].cable_length() / single[k].cable_length(), 3) for k in got}
+    assert np.mean([abs(r - 1) <= 0.05 for r in ratios.values()]) >= 0.9, ratios
+
+
+LM_RESOLUTION = (190, 190, 380)  # a confocal-like stack; the tubes are 5x5x4 voxels across
+LM_TUBES = [  # voxel coordinates of each object's centre lines (seams of 64x64x20 and 32x32x10 tasks)
+    # the main axis along x lies in the y=64 and z=20 seam planes; the branch along y leaves it at
+    # (64, 64, 20), a corner of the x, y and z seams of 64x64x20 tasks
+    [((4, 64, 20), (124, 64, 20)), ((64, 64, 20), (64, 124, 20))],
+    # along z across the z seams, with a branch along x leaving it on the z=20 seam
+    [((100, 24, 2), (100, 24, 38)), ((100, 24, 20), (124, 24, 20))],
+    # diagonal across the z seams, with a branch across the y and z seams
+    [((10, 96, 3), (56, 110, 37)), ((33, 103, 20), (40, 126, 10))],
+    # a Y whose branch point lies on the z=20 seam, its arms across the x, y and z seams
+    [((8, 16, 30), (32, 30, 20)), ((32, 30, 20), (56, 10, 6)), ((32, 30, 20), (50, 44, 36))],
+]
+
+
+@pytest.fixture(scope="module")
+def lm_stack(tmp_path_factory):
+    """The stack, its objects (26-connected components of the foreground, dust dropped) and the
+    skeletons of a single task, keyed by object."""
+    shape = (128, 128, 40)
+    image = np.random.default_rng(0).normal(15, 6, shape)
+    for segments in LM_TUBES:
+        image[tube_mask(shape, segments, (2.5, 2.5, 2))] += 100
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    objects = cc3d.dust(cc3d.connected_components(image >= 40, connectivity=26), DUST)
+    assert len(np.unique(objects)) == len(LM_TUBES) + 1
+    single = forge_and_merge(tmp_path_factory.mktemp("lm"), "single", image, "image", LM_RESOLUTION, shape,
+                             threshold_gte=40)
+    return image, objects, by_object(single, objects, LM_RESOLUTION)
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 20), (32, 32, 10)])
+def test_light_microscopy_branches_across_seams(lm_stack, tmp_path, shape):
+    image, objects, single = lm_stack
+    got = forge_and_merge(tmp_path, "lm", image, "image", LM_RESOLUTION, shape, threshold_gte=40)
+    assert_seamless(by_object(got, objects, LM_RESOLUTION), single, {k: 1 for k in single})
+
+
+@pytest.mark.parametrize("context", [0, 200])
+def test_a_small_context_removes_no_cable(lm_stack, tmp_path, context):
+    # 200 nm is about a voxel: the read box then cuts the tubes that lie along seams lengthwise, and the
+    # centre line a task traces for them runs outside its crop (in its neighbour's)
+    image, objects, single = lm_stack
+    got = by_object(forge_and_merge(tmp_path, "lm", image, "image", LM_RESOLUTION, (64, 64, 20),
+                                    threshold_gte=40, context=context), objects, LM_RESOLUTION)
+    assert set(got) == set(single) and all(len(s.components()) == 1 for s in got.values())
+    ratios = {k: round(got[k].cable_length() / single[k].cable_length(), 3) for k in got}
+    assert min(ratios.values()) >= 0.95, ratios
+
+
+SEG_RESOLUTION = (32, 32, 40)
+SEG_TUBES = {  # label: centre lines (voxels); seams of 64x64x32 and 48x40x20 tasks
+    7: [((6, 64, 32), (122, 64, 32)), ((64, 64, 32), (64, 120, 32)), ((64, 64, 32), (64, 64, 4))],
+    9: [((100, 24, 3), (100, 24, 60)), ((100, 24, 32), (124, 30, 32)), ((100, 24, 16), (80, 4, 16))],
+    11: [((10, 10, 10), (40, 30, 20)), ((40, 30, 20), (40, 50, 30)), ((40, 30, 20), (60, 10, 40)),
+         ((20, 100, 50), (30, 122, 50)), ((30, 122, 50), (50, 100, 60))],  # two components
+    5: [((70, 72, 20), (120, 110, 58)), ((96, 91, 39), (96, 124, 39))],
+    3: [((10, 80, 8), (50, 80, 56)), ((30, 80, 32), (30, 126, 32)), ((30, 80, 32), (10, 60, 32))],
+}
+
+
+@pytest.fixture(scope="module")
+def seg_stack(tmp_path_factory):
+    """Labelled branched tubes (touching each other where they cross), each label's component count
+    above the dust threshold (cc3d), and the skeletons of a single task."""
+    shape = (128, 128, 64)
+    seg = np.zeros(shape, np.uint32)
+    for label, segments in SEG_TUBES.items():
+        seg[tube_mask(shape, segments, (3.5, 3.5, 2.8)) & (seg == 0)] = label
+    pieces = {label: len(np.unique(cc3d.dust(cc3d.connected_components(seg == label), DUST))) - 1
+              for label in SEG_TUBES}
+    assert pieces[11] == 2
+    single = forge_and_merge(tmp_path_factory.mktemp("seg"), "single", seg, "segmentation", SEG_RESOLUTION,
+                             shape)
+    assert by_object(single, seg, SEG_RESOLUTION) == single
+    return seg, pieces, single
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 32), (48, 40, 20)])
+def test_segmentation_branches_across_seams(seg_stack, tmp_path, shape):
+    seg, pieces, single = seg_stack
+    got = forge_and_merge(tmp_path, "seg", seg, "segmentation", SEG_RESOLUTION, shape)
+    assert by_object(got, seg, SEG_RESOLUTION) == got  # every vertex inside its own label
+    assert_seamless(got, single, pieces)
+
+
+def test_real_crop_across_seams(real_seg, tmp_path):
+    """A 256x256x64 crop at mip 1 (128x128x64, 35 objects above the dust threshold) over 16 tasks."""
+    crop = np.asfortranarray(real_seg[:256, :256, :64])
+    single = forge_and_merge(tmp_path, "single", crop, "segmentation", (16, 16, 40), (128, 128, 64), mip=1)
+    got = forge_and_merge(tmp_path, "tasks", crop, "segmentation", (16, 16, 40), (64, 64, 16), mip=1)
+    labels = np.asfortranarray(CloudVolume(f"file://{tmp_path / 'tasks'}", mip=1)[:, :, :][..., 0])
+    cc = cc3d.connected_components(labels, connectivity=26)
+    owner = fastremap.component_map(cc, labels)
+    ids, counts = fastremap.unique(cc, return_counts=True)
+    above_dust = {owner[i] for i, c in zip(ids, counts) if i and c > DUST}
+    assert len(above_dust) > 30 and set(got) == set(single) == above_dust
+    for label, skel in got.items():
+        assert len(skel.components()) <= cc3d.connected_components(labels == label, return_N=True)[1], label
+    ratios = [got[k].cable_length() / single[k].cable_length() for k in got]
+    assert np.mean(np.abs(np.array(ratios) - 1) <= 0.05) >= 0.9, sorted(np.round(ratios, 3))
+
+
+def test_merge_refuses_fragments_of_another_version(make_layer, tmp_path):
+    path = make_layer("seg", np.zeros((64, 64, 32), np.uint32), "segmentation")
+    run_cli("skeleton", "forge", path, "--queue", f"fq://{tmp_path}/q")
+    forge = tmp_path / "seg" / "skeletons_mip_0" / "fragments" / "forge.json"
+    record = json.loads(forge.read_text())
+    del record["soma_accept"]  # as an earlier version wrote it
+    forge.write_text(json.dumps(record))
+    result = run_cli("skeleton", "merge", path, check=False)
+    assert result.returncode == 2 and "forged by another version" in result.stderr

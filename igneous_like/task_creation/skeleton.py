@@ -9,6 +9,7 @@ in grid order for a thresholded image), and writes one manifest per merge task.
 import posixpath
 import re
 from collections import defaultdict
+from dataclasses import fields
 from functools import partial
 from typing import Iterable, List, Optional, Sequence
 
@@ -41,7 +42,6 @@ from igneous_like.tasks.skeleton import (
     ForgeRun,
     SkeletonMergeTask,
     SkeletonTask,
-    physical_shift,
     skeleton_dir,
 )
 
@@ -132,12 +132,14 @@ def create_skeletonizing_tasks(
     check_forge_layer(cv, options)
     shape = check_vec("--shape", shape)
     attributes = vertex_attributes(bool(options.cross_section))
+    teasar = options.teasar_params
+    volume = cv.meta.bounds(mip)
     run = ForgeRun(mip=mip, shape=tuple(ints(shape)), anchor=tuple(ints(cv.meta.voxel_offset(mip))),
-                     bounds=(tuple(ints(cv.meta.bounds(mip).minpt)), tuple(ints(cv.meta.bounds(mip).maxpt))),
-                     resolution=tuple(float(r) for r in cv.meta.resolution(mip)),
-                     shift=tuple(float(s) for s in physical_shift(cv, mip)),
-                     thresholded=options.thresholded, dust_threshold=options.dust_threshold,
-                     scale=options.teasar_params["scale"], const=options.teasar_params["const"])
+                   bounds=(tuple(ints(volume.minpt)), tuple(ints(volume.maxpt))),
+                   thresholded=options.thresholded, dust_threshold=options.dust_threshold,
+                   scale=teasar["scale"], const=teasar["const"],
+                   soma_accept=teasar["soma_acceptance_threshold"],
+                   soma_scale=teasar["soma_invalidation_scale"], soma_const=teasar["soma_invalidation_const"])
     write_forge_info(cv, mip, attributes, run)
     record_provenance(cv, {"task": "SkeletonTask", "mip": mip, "shape": ints(shape), "sharded": bool(sharded),
                            **options.to_json()})
@@ -177,11 +179,15 @@ def read_forge(layer_path: str):
     if forge is None:
         raise UserError(f"no skeleton fragments in {cv.cloudpath}: run igneous-like skeleton forge first "
                         "(or they were removed by skeleton clean)")
+    if set(forge) != {f.name for f in fields(ForgeRun)}:
+        raise UserError(f"the skeleton fragments in {cv.cloudpath} were forged by another version of "
+                        "igneous-like; run igneous-like skeleton forge again")
     return cv, cf, ForgeRun.from_json(forge)
 
 
 def gather_objects(cf: CloudFiles, run: ForgeRun) -> dict:
-    """{label: [[box, key], ...]}: every object above the dust threshold and its fragments."""
+    """{label: [[box, key, component], ...]}: every object above the dust threshold and its
+    fragments, with the whole-volume connected component each belongs to."""
     names = [box.to_filename() for box in forge_grid(run)]
     indexes = cf.get_json([f"{FRAGMENTS}/{name}.index" for name in names])
     missing = [name for name, index in zip(names, indexes) if index is None]
@@ -196,7 +202,7 @@ def gather_objects(cf: CloudFiles, run: ForgeRun) -> dict:
     objects = defaultdict(list)
     for (box, key, label, _, _, has_fragment), group in zip(pieces, groups.tolist()):
         if has_fragment and group in names_of:
-            objects[names_of[group] if run.thresholded else label].append([box, key])
+            objects[names_of[group] if run.thresholded else label].append([box, key, group])
     return dict(sorted(objects.items()))
 
 
