@@ -29,6 +29,15 @@ class Progress:
             self.last_log = time.monotonic()
             log.info(self.line())
 
+    def set_total(self, total: int) -> None:
+        """The work grew (or shrank) to `total` units."""
+        if total == self.total:
+            return
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
     def line(self) -> str:
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0

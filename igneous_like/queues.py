@@ -158,12 +158,16 @@ def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optio
 
 
 class QueueWatcher(threading.Thread):
-    """Polls the queue's remaining count so progress shows however many processes work."""
+    """Polls the queue so progress shows however many processes work. A file queue counts its
+    completions, so tasks added meanwhile (a pipeline's next stages, retries) count too; on SQS
+    progress is the first count less what is left."""
 
     def __init__(self, queue: TaskQueue, progress: Progress, interval: float = 2.0):
         super().__init__(daemon=True)
         self.queue, self.progress, self.interval = queue, progress, interval
         self.initial = progress.total or 0
+        self.counted = not hasattr(queue.api, "sqs")
+        self.completed = queue.completed if self.counted else 0
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -172,9 +176,12 @@ class QueueWatcher(threading.Thread):
 
     def poll(self) -> None:
         try:
-            finished = self.initial - self.queue.enqueued
+            left = self.queue.enqueued
+            finished = self.queue.completed - self.completed if self.counted else self.initial - left
         except Exception:  # a flaky status read must not stop the workers
             return
+        if self.counted:
+            self.progress.set_total(finished + left)
         if finished > self.progress.done:
             self.progress.update(finished - self.progress.done)
 
@@ -191,6 +198,7 @@ def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: s
     line; anything else with its traceback) and raised together at the end; returns the task count.
     """
     total = len(tasks) if hasattr(tasks, "__len__") else None
+    then = getattr(tasks, "then", ())
     if parallel > 1:
         tasks = refuse_memory_layers(tasks)
     outcome = Outcome()
@@ -209,6 +217,10 @@ def run_locally(tasks: Iterable, parallel: int = 1, quiet: bool = False, desc: s
             _run_in_pool(tasks, parallel, progress, outcome)
     if outcome.failed:
         raise TaskFailures(outcome.failed, outcome.done, user_errors=outcome.user_errors)
+    for stage in then:  # later passes, which read what these tasks wrote
+        from igneous_like.pipeline.stages import create
+        later = create(stage)
+        outcome.done += run_locally(later, parallel, quiet, later.description)
     return outcome.done
 
 
@@ -250,8 +262,13 @@ def _run_in_pool(tasks: Iterable, parallel: int, progress: Progress, outcome: Ou
 
 
 def enqueue(tasks: Iterable, path: str) -> int:
-    """Insert tasks into the queue at `path`; returns how many went in."""
+    """Insert tasks into the queue at `path`; returns how many went in. Stages that must follow
+    them (`tasks.then`) are not enqueued: igneous_like.pipeline.enqueue has workers run those too."""
     total = len(tasks) if hasattr(tasks, "__len__") else None
+    if getattr(tasks, "then", ()):
+        log.warning("%s: enqueued without its later stages (%s), which need its output; "
+                    "igneous_like.pipeline.enqueue runs those too", tasks.description,
+                    ", ".join(stage.name or stage.call for stage in tasks.then))
     tasks = refuse_memory_layers(tasks)
     return open_queue(path, create=True).insert(tasks, total=total)
 

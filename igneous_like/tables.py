@@ -168,3 +168,36 @@ def apply_classifier(table, model: dict, output: str = "prediction"):
 def columns_list(text: Optional[str]) -> List[str]:
     """Comma-separated column names."""
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+# Each table verb whole, file to file: the CLI's commands and a pipeline's one-process steps.
+def threshold_table(table_path: str, output: str, column: str, thresholds: Sequence[float],
+                    labels: Optional[Sequence[str]] = None, name: str = "category") -> int:
+    """TABLE with a category column written to OUTPUT; returns the row count."""
+    table = read_table(table_path)
+    write_table(threshold(table, column, thresholds, labels or None, name), output)
+    return len(table)
+
+
+def cluster_table(table_path: str, output: str, columns: Sequence[str], method: str = "kmeans",
+                  clusters: int = 3, eps: float = 0.5, min_samples: int = 5, seed: int = 0,
+                  name: str = "cluster") -> int:
+    """TABLE with a cluster column written to OUTPUT; returns how many clusters (noise included)."""
+    out = cluster(read_table(table_path), columns, method, clusters, eps, min_samples, seed, name)
+    write_table(out, output)
+    return int(out[name].nunique())
+
+
+def train_table_classifier(table_path: str, annotation: str, features: Sequence[str], output: str,
+                           trees: int = 200, seed: int = 0) -> int:
+    """A forest trained on TABLE's annotated rows, saved to OUTPUT; returns its class count."""
+    model = train_classifier(read_table(table_path), annotation, features, trees, seed)
+    save_model(model, output)
+    return len(model["model"].classes)
+
+
+def apply_table_classifier(table_path: str, model_path: str, output: str, name: str = "prediction") -> int:
+    """TABLE with predictions of the model at MODEL_PATH written to OUTPUT; returns the row count."""
+    table = read_table(table_path)
+    write_table(apply_classifier(table, load_model(model_path), name), output)
+    return len(table)

@@ -15,6 +15,7 @@
   other workers, live or dead, and failed tasks waiting for their retry keep it waiting, so
   the leases of dead workers expire and their tasks run.
 """
+import contextvars
 import json
 import logging
 import os
@@ -42,6 +43,9 @@ RETRY_DELAY = 10  # seconds before the first retry; doubles with each attempt
 SQS_MAX_DELAY = 900
 FILE_LEASE_TRIES = 10  # empty-handed leases of a file queue that still holds leasable tasks
 FILE_QUEUE_POLL = 0.2  # seconds between looks at a file queue whose tasks others hold
+ORIGIN = contextvars.ContextVar("origin", default=None)
+"""The running task's message of origin: the same when the message comes back after a lease or is
+put back for a retry, another for an independent copy of the task (pipelines use it)."""
 
 
 @dataclass
@@ -95,13 +99,14 @@ def runnable(message: dict) -> FunctionTask:
     return task
 
 
-def execute_task(task: FunctionTask) -> None:
-    """Run a task; a chunk it finds missing becomes one line naming the layer, mip and chunk."""
+def execute_task(task: FunctionTask):
+    """Run a task and return what it returns; a chunk it finds missing becomes one line naming the
+    layer, mip and chunk."""
     from cloudvolume.exceptions import EmptyVolumeException
 
     from igneous_like.layers import missing_chunk_error
     try:
-        task.execute()
+        return task()
     except EmptyVolumeException as err:
         raise missing_chunk_error(err) from None
 
@@ -169,7 +174,7 @@ def lease(queue: TaskQueue, lease_sec: int, wait_sec: int) -> Optional[dict]:
         return None
     raw = reply["Messages"][0]
     message = as_object(raw["Body"])
-    message["id"] = raw["ReceiptHandle"]
+    message["id"], message["message_id"] = raw["ReceiptHandle"], raw["MessageId"]
     return message
 
 
@@ -238,6 +243,7 @@ def run_one(queue: TaskQueue, url: str, message: dict, lease_sec: int, max_attem
                   message.get("id"), err)
         bury(queue, url, message, f"not a registered task: {err}")
         return WorkerReport(buried=1)
+    origin = ORIGIN.set(origin_of(message))
     try:
         with LeaseKeeper(queue, task, lease_sec):
             execute_task(task)
@@ -245,6 +251,8 @@ def run_one(queue: TaskQueue, url: str, message: dict, lease_sec: int, max_attem
         raise
     except BaseException as err:  # SystemExit, or a library's BaseException: still the task's failure
         return fail(queue, url, message, task_name(message), err, max_attempts, retry_delay)
+    finally:
+        ORIGIN.reset(origin)
     remove(queue, message)
     queue.api.tally()
     return WorkerReport(done=1)
@@ -308,8 +316,15 @@ def remove(queue: TaskQueue, message: dict) -> None:
         log.warning("could not delete message %s (%s): its task may run again", task_name(message), err)
 
 
+def origin_of(message: dict) -> str:
+    """The message's origin: kept in its body once put back, else its id (SQS: the message id, which
+    stays the same when the message is received again)."""
+    return str(message.get("origin") or message.get("message_id") or message.get("id"))
+
+
 def body(message: dict, **extra) -> dict:
-    return {"payload": message.get("payload"), "queueName": message.get("queueName"), **extra}
+    return {"payload": message.get("payload"), "queueName": message.get("queueName"),
+            "origin": origin_of(message), **extra}
 
 
 def requeue(queue: TaskQueue, message: dict, attempts: int, delay: float) -> None:

@@ -239,11 +239,14 @@ def test_cli_steps_through_a_file_queue(tmp_path, volumes):
 
 
 def test_cli_auto_runs_every_step(tmp_path, volumes):
+    """`ccl auto --queue` enqueues the first step; the workers alone go on through the others."""
     data = volumes["image", "crop"]
     src = write_layer(f"file://{tmp_path}/img", data, "image")
     dest = f"file://{tmp_path}/blobs"
-    run_cli("-p", 2, "image", "ccl", "auto", src, dest, "--threshold-gte", THRESHOLD, "--shape", "128,128,64",
-            "--connectivity", 6, "--compress", "none", "--queue", f"fq://{tmp_path}/queue")
+    queue = f"fq://{tmp_path}/queue"
+    run_cli("image", "ccl", "auto", src, dest, "--threshold-gte", THRESHOLD, "--shape", "128,128,64",
+            "--connectivity", 6, "--compress", "none", "--queue", queue)
+    run_cli("-p", 2, "execute", "-x", queue)
     out = read_mip(dest, 0)
     assert_same_components(out, cc3d.connected_components(data >= THRESHOLD, connectivity=6), int(out.max()))
     assert not intermediate_files(tmp_path / "img")

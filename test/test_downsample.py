@@ -139,7 +139,7 @@ def test_fill_missing_and_delete_bg(make_layer, real_seg, tmp_path):
     path = make_layer("layer", data, "segmentation")
     os.remove(tmp_path / "layer/16_16_40/0-64_0-64_0-64")  # a lost chunk reads as background
     failed = run_cli("image", "downsample", path, "--num-mips", 1, check=False)
-    assert failed.returncode == 1 and "failed" in failed.stderr
+    assert failed.returncode == 2 and "is missing" in failed.stderr and "--fill-missing" in failed.stderr
     run_cli("image", "downsample", path, "--num-mips", 1, "--fill-missing", "--delete-bg",
             "--chunk-size", "32,32,32")
     data[:64, :64, :64] = 0

@@ -54,13 +54,14 @@ def test_fill_holes_through_queue_equals_whole_array(seg, tmp_path):
     src = write_layer(f"file://{tmp_path / 'seg'}", seg, "segmentation", offset=OFFSET, chunk=SHAPE)
     dest = f"file://{tmp_path / 'filled'}"
     queue = f"fq://{tmp_path / 'queue'}"
-    result = run_cli("-p", "2", "postprocess", "fill-holes", src, dest, "--max-hole-size", MAX_HOLE,
-                     "--shape", ",".join(map(str, SHAPE)), "--queue", queue)
+    run_cli("postprocess", "fill-holes", src, dest, "--max-hole-size", MAX_HOLE,
+            "--shape", ",".join(map(str, SHAPE)), "--queue", queue)  # workers go on from step to step
+    result = run_cli("-p", "2", "execute", "-x", queue)
     expected = holes_reference(seg, MAX_HOLE)
     assert (expected != seg).sum() > 500  # the cut balls and many of the data's own cavities
     filled = read_mip(dest, 0)
     np.testing.assert_array_equal(filled, expected)
-    assert "holes to fill" in result.stderr
+    assert "plan_hole_filling: " in result.stderr  # the holes to fill, counted by a worker
     assert not [f for f in (tmp_path / "seg" / "16_16_40" / "fill_holes").rglob("*") if f.is_file()]
 
 

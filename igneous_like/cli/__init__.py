@@ -24,6 +24,7 @@ AREAS = {
     "evaluate": "igneous_like.cli.agglomerate:evaluate",
     "execute": "igneous_like.cli.execution:execute",
     "queue": "igneous_like.cli.execution:queue",
+    "pipeline": "igneous_like.cli.pipeline:pipeline",
     "demo": "igneous_like.cli.demo:demo",
 }
 
@@ -53,7 +54,7 @@ def cli(ctx, parallel, quiet, verbose):
     for chatty in ("botocore", "boto3", "urllib3", "s3transfer"):  # per-request INFO lines
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
     settings.check()
-    ctx.obj = {"parallel": parallel, "quiet": quiet}
+    ctx.obj = {**(ctx.obj or {}), "parallel": parallel, "quiet": quiet}  # keeps a pipeline's "plan"
 
 
 def main(argv=None) -> None:

@@ -3,23 +3,21 @@
 import json
 
 import click
-from cloudfiles import CloudFiles
 
 from igneous_like.agglomeration import POLICIES
-from igneous_like.cli.ccl import run_step
 from igneous_like.cli.common import (
     VEC3,
     add_options,
     compress_option,
-    dispatch,
     encoding_option,
+    planning,
     queue_option,
+    submit,
 )
 from igneous_like.cli.params import FLOAT, OUTPUT, TREES, Finite
+from igneous_like.pipeline import verbs
 from igneous_like.task_creation import agglomerate as tc
-from igneous_like.task_creation.common import layer_path, open_layer
-from igneous_like.task_creation.evaluation import create_contingency_tasks, evaluation_scores
-from igneous_like.tasks.agglomerate import PARAMS_FILE
+from igneous_like.task_creation.common import Stage, layer_path
 
 mip_option = click.option("--mip", type=int, default=0, show_default=True, help="Mip of the layers.")
 shape_option = click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True,
@@ -54,9 +52,11 @@ def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
 
     Example: igneous-like agglomerate graph file:///data/frag --boundary file:///data/prob --queue fq:///tmp/q
     """
-    tasks = tc.create_region_graph_tasks(frag, boundary, mip=mip, shape=shape, fill_missing=fill_missing)
-    dispatch(ctx, tasks, queue)
-    click.echo(f"Then: igneous-like agglomerate merge {frag} --mip {mip} --threshold T", err=True)
+    submit(ctx, [Stage("create_region_graph_tasks", dict(frag_path=frag, boundary_path=boundary, mip=mip,
+                                                         shape=shape, fill_missing=fill_missing), "graph")],
+           queue)
+    if not planning(ctx):
+        click.echo(f"Then: igneous-like agglomerate merge {frag} --mip {mip} --threshold T", err=True)
 
 
 @agglomerate.command()
@@ -69,15 +69,19 @@ def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
               help="The quantile of --policy quantile.")
 @click.option("--model", default=None, help="Model file of --policy learned (from agglomerate train).")
 @mip_option
-def merge(frag, policy, threshold, quantile, model, mip):
+@click.pass_context
+def merge(ctx, frag, policy, threshold, quantile, model, mip):
     """(2) Merge fragments over the whole graph, here; writes the fragment -> segment mapping.
 
     Example: igneous-like agglomerate merge file:///data/frag --policy mean --threshold 0.4
     """
-    fragments, segments = tc.agglomerate_fragments(frag, policy, threshold, mip=mip, quantile=quantile,
-                                                   model=model)
-    click.echo(f"{fragments} fragments merged into {segments} segments", err=True)
-    click.echo(f"Then: igneous-like agglomerate relabel {frag} DEST --mip {mip}", err=True)
+    done = submit(ctx, [Stage("agglomerate_fragments", dict(
+        frag_path=frag, policy=policy, threshold=threshold, mip=mip, quantile=quantile, model=model),
+        "merge")])
+    if done:
+        fragments, segments = done[0]
+        click.echo(f"{fragments} fragments merged into {segments} segments", err=True)
+        click.echo(f"Then: igneous-like agglomerate relabel {frag} DEST --mip {mip}", err=True)
 
 
 @agglomerate.command()
@@ -99,16 +103,15 @@ def train(ctx, frag, boundary, gt, output, trees, mip, shape, fill_missing, queu
     Example: igneous-like agglomerate train file:///data/frag --boundary file:///data/prob
     --gt file:///data/gt --output model.npz
     """
-    tc.check_training(frag, boundary, gt, mip, shape)
-    cv = open_layer(frag, mip)
-    params = CloudFiles(tc.work_dir(cv, mip)).get_json(PARAMS_FILE) or {}
-    if params.get("boundary") != open_layer(boundary, mip).cloudpath:
-        run_step(ctx, tc.create_region_graph_tasks(frag, boundary, mip=mip, shape=shape,
-                                                   fill_missing=fill_missing), queue)
-    run_step(ctx, create_contingency_tasks(frag, gt, mip=mip, shape=shape, fill_missing=fill_missing), queue)
-    counts = tc.train_merge_model(frag, gt, output, mip=mip, trees=trees)
-    click.echo(f"Trained on {counts['edges']} edges ({counts['keep_apart']} to keep apart): "
-               f"{layer_path(output)}", err=True)
+    if not planning(ctx):
+        tc.check_training(frag, boundary, gt, mip, shape)
+    stages = verbs.agglomerate_training(frag, boundary, gt, output, trees=trees, mip=mip, shape=shape,
+                                        fill_missing=fill_missing)
+    done = submit(ctx, stages, queue, home=frag)
+    if done:
+        counts = done[-1]
+        click.echo(f"Trained on {counts['edges']} edges ({counts['keep_apart']} to keep apart): "
+                   f"{layer_path(output)}", err=True)
 
 
 @agglomerate.command()
@@ -121,8 +124,9 @@ def relabel(ctx, frag, dest, mip, shape, encoding, compress, fill_missing, queue
 
     Example: igneous-like agglomerate relabel file:///data/frag file:///data/seg --queue fq:///tmp/q
     """
-    dispatch(ctx, tc.create_agglomeration_relabel_tasks(frag, dest, mip=mip, shape=shape, encoding=encoding,
-                                                        compress=compress, fill_missing=fill_missing), queue)
+    submit(ctx, [Stage("create_agglomeration_relabel_tasks", dict(
+        frag_path=frag, dest=dest, mip=mip, shape=shape, encoding=encoding, compress=compress,
+        fill_missing=fill_missing), "relabel")], queue)
 
 
 @agglomerate.command()
@@ -140,20 +144,23 @@ def watershed(ctx, prob, dest, seed_threshold, sigma, mip, shape, encoding, comp
 
     Example: igneous-like agglomerate watershed file:///data/prob file:///data/frag --queue fq:///tmp/q
     """
-    dispatch(ctx, tc.create_watershed_tasks(prob, dest, mip=mip, shape=shape, seed_threshold=seed_threshold,
-                                            sigma=sigma, encoding=encoding, compress=compress,
-                                            fill_missing=fill_missing), queue)
+    submit(ctx, [Stage("create_watershed_tasks", dict(
+        prob_path=prob, dest=dest, mip=mip, shape=shape, seed_threshold=seed_threshold, sigma=sigma,
+        encoding=encoding, compress=compress, fill_missing=fill_missing), "watershed")], queue)
 
 
 @agglomerate.command()
 @click.argument("frag")
 @mip_option
-def clean(frag, mip):
+@click.pass_context
+def clean(ctx, frag, mip):
     """(last) Delete FRAG/KEY/agglomeration/ (graph parts and mapping).
 
     Example: igneous-like agglomerate clean file:///data/frag
     """
-    click.echo(f"Deleted {tc.clean_agglomeration_files(frag, mip)} files", err=True)
+    done = submit(ctx, [Stage("clean_agglomeration_files", dict(frag_path=frag, mip=mip), "clean")])
+    if done:
+        click.echo(f"Deleted {done[0]} files", err=True)
 
 
 @click.command()
@@ -169,12 +176,16 @@ def evaluate(ctx, seg, gt, as_json, mip, shape, fill_missing, queue):
     """Score SEG against ground truth GT: variation of information split = H(SEG|GT) and merge =
     H(GT|SEG) in bits, and the adjusted Rand index; every voxel counts, label 0 included.
 
-    Tasks count the overlaps (through --queue with -p workers, or here); the sum is exact.
+    Tasks count the overlaps (here, or through --queue, whose workers then compute the scores:
+    `igneous-like pipeline status` shows them); the sum is exact.
 
     Example: igneous-like evaluate file:///data/seg file:///data/gt --json
     """
-    run_step(ctx, create_contingency_tasks(seg, gt, mip=mip, shape=shape, fill_missing=fill_missing), queue)
-    result = evaluation_scores(seg, gt, mip=mip)
+    stages = verbs.evaluate(seg, gt, mip=mip, shape=shape, fill_missing=fill_missing)
+    done = submit(ctx, stages, queue, home=seg)
+    if not done:
+        return
+    result = done[-1]
     if as_json:
         click.echo(json.dumps(result))
     else:

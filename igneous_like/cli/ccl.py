@@ -1,25 +1,21 @@
 """`igneous-like image ccl ...` (connected components) and `image voxels ...` (voxel counts)."""
-from typing import Callable, List, Optional, Tuple
 
 import click
 
-from igneous_like import queues
 from igneous_like.cli.common import (
     VEC3,
     add_options,
     compress_option,
-    dispatch,
     encoding_option,
+    planning,
     queue_option,
+    submit,
 )
 from igneous_like.cli.params import NUMBER, OUTPUT
 from igneous_like.label_table import voxel_counts_url
+from igneous_like.pipeline import verbs
 from igneous_like.task_creation import ccl as tc
-from igneous_like.task_creation.common import (
-    layer_path,
-    open_layer,
-)
-from igneous_like.task_creation.voxels import accumulate_voxel_counts, create_voxel_counting_tasks
+from igneous_like.task_creation.common import Stage, layer_path, open_layer
 
 labeling_options = [
     click.option("--mip", type=int, default=0, show_default=True, help="Mip to label."),
@@ -61,8 +57,10 @@ def ccl():
     """
 
 
-def next_step(step: str, src: str, mip: int, dest: str = "") -> None:
-    click.echo(f"Then: igneous-like image ccl {step} {src} {dest + ' ' if dest else ''}--mip {mip}", err=True)
+def next_step(ctx, step: str, src: str, mip: int, dest: str = "") -> None:
+    if not planning(ctx):
+        target = dest + " " if dest else ""
+        click.echo(f"Then: igneous-like image ccl {step} {src} {target}--mip {mip}", err=True)
 
 
 @ccl.command()
@@ -76,8 +74,9 @@ def faces(ctx, src, queue, mip, dust, **options):
     Example: igneous-like image ccl faces file:///data/seg --shape 512,512,256 --queue fq:///tmp/q
     """
     options = with_defaults(labeling(options))
-    dispatch(ctx, tc.create_ccl_face_tasks(src, mip=mip, dust_threshold=dust or 0, **options), queue)
-    next_step("links", src, mip)
+    submit(ctx, [Stage("create_ccl_face_tasks", dict(cloudpath=src, mip=mip, dust_threshold=dust or 0,
+                                                     **options), "faces")], queue)
+    next_step(ctx, "links", src, mip)
 
 
 @ccl.command()
@@ -90,21 +89,25 @@ def links(ctx, src, queue, mip, dust, **options):
 
     Example: igneous-like image ccl links file:///data/seg --queue fq:///tmp/q
     """
-    dispatch(ctx, tc.create_ccl_equivalence_tasks(src, mip=mip, **labeling(options)), queue)
-    next_step("calc-labels", src, mip)
+    submit(ctx, [Stage("create_ccl_equivalence_tasks", dict(cloudpath=src, mip=mip, **labeling(options)),
+                       "links")], queue)
+    next_step(ctx, "calc-labels", src, mip)
 
 
 @ccl.command("calc-labels")
 @click.argument("src")
 @add_options(labeling_options)
-def calc_labels(src, mip, dust, **options):
+@click.pass_context
+def calc_labels(ctx, src, mip, dust, **options):
     """(3) Union all links here and number the components (and drop dust).
 
     Example: igneous-like image ccl calc-labels file:///data/seg --dust 100
     """
-    total = tc.create_relabeling(src, mip=mip, dust_threshold=dust, **labeling(options))
-    click.echo(f"{total} components", err=True)
-    next_step("relabel", src, mip, "DEST")
+    done = submit(ctx, [Stage("create_relabeling", dict(cloudpath=src, mip=mip, dust_threshold=dust,
+                                                        **labeling(options)), "calc-labels")])
+    if done:
+        click.echo(f"{done[0]} components", err=True)
+        next_step(ctx, "relabel", src, mip, "DEST")
 
 
 relabel_options = [
@@ -124,31 +127,24 @@ def relabel(ctx, src, dest, queue, mip, dust, chunk_size, encoding, compress, **
 
     Example: igneous-like image ccl relabel file:///data/seg file:///data/seg_cc --compress none
     """
-    tasks = tc.create_ccl_relabel_tasks(src, dest, mip=mip, dust_threshold=dust, chunk_size=chunk_size,
-                                        encoding=encoding, compress=compress, **labeling(options))
-    dispatch(ctx, tasks, queue)
-    next_step("clean", src, mip)
+    submit(ctx, [Stage("create_ccl_relabel_tasks", dict(
+        src=src, dest=dest, mip=mip, dust_threshold=dust, chunk_size=chunk_size, encoding=encoding,
+        compress=compress, **labeling(options)), "relabel")], queue)
+    next_step(ctx, "clean", src, mip)
 
 
 @ccl.command()
 @click.argument("src")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip that was labeled.")
-def clean(src, mip):
+@click.pass_context
+def clean(ctx, src, mip):
     """(last) Delete the intermediate files in SRC/KEY/ccl/.
 
     Example: igneous-like image ccl clean file:///data/seg
     """
-    click.echo(f"Deleted {tc.clean_ccl_files(src, mip)} intermediate files", err=True)
-
-
-def run_step(ctx, tasks, queue: Optional[str]) -> None:
-    """Run a step's tasks here, or through the queue with -p workers until it is empty."""
-    if queue is None:
-        dispatch(ctx, tasks, None)
-        return
-    settings = ctx.find_root().obj
-    click.echo(f"Enqueued {queues.enqueue(tasks, queue)} tasks ({tasks.description}) into {queue}", err=True)
-    queues.execute(queue, settings["parallel"], exit_on_empty=True, quiet=settings["quiet"])
+    done = submit(ctx, [Stage("clean_ccl_files", dict(cloudpath=src, mip=mip), "clean")])
+    if done:
+        click.echo(f"Deleted {done[0]} intermediate files", err=True)
 
 
 @ccl.command()
@@ -159,28 +155,16 @@ def run_step(ctx, tasks, queue: Optional[str]) -> None:
 @queue_option
 @click.pass_context
 def auto(ctx, src, dest, queue, mip, dust, chunk_size, encoding, compress, clean, **options):
-    """Run every step, each through the queue (with -p workers) or here.
+    """Run every step: here, or through the queue, whose workers go from each step to the next.
 
     Example: igneous-like -p 2 image ccl auto file:///data/prob file:///data/blobs --threshold-gte 0.5
     """
-    tc.check_destination(src, dest, mip, chunk_size, encoding)
-    first = with_defaults(labeling(options))
-    steps: List[Tuple[str, Callable]] = [
-        ("faces", lambda: tc.create_ccl_face_tasks(src, mip=mip, dust_threshold=dust or 0, **first)),
-        ("links", lambda: tc.create_ccl_equivalence_tasks(src, mip=mip, **first)),
-        ("calc-labels", lambda: tc.create_relabeling(src, mip=mip, dust_threshold=dust, **first)),
-        ("relabel", lambda: tc.create_ccl_relabel_tasks(src, dest, mip=mip, chunk_size=chunk_size,
-                                                        encoding=encoding, compress=compress, **first)),
-    ]
-    for name, step in steps:
-        result = step()
-        if isinstance(result, int):
-            click.echo(f"{name}: {result} components", err=True)
-        else:
-            run_step(ctx, result, queue)
-    if clean:
-        tc.clean_ccl_files(src, mip)
-    click.echo(f"Connected components written to {layer_path(dest)}", err=True)
+    if not planning(ctx):
+        tc.check_destination(src, dest, mip, chunk_size, encoding)
+    submit(ctx, verbs.ccl(src, dest, mip=mip, dust=dust, chunk_size=chunk_size, encoding=encoding,
+                          compress=compress, clean=clean, **labeling(options)), queue, home=src)
+    if queue is None and not planning(ctx):
+        click.echo(f"Connected components written to {layer_path(dest)}", err=True)
 
 
 @click.group()
@@ -204,18 +188,23 @@ def count(ctx, path, mip, shape, fill_missing, queue):
 
     Example: igneous-like image voxels count file:///data/seg --queue fq:///tmp/q
     """
-    dispatch(ctx, create_voxel_counting_tasks(path, mip=mip, shape=shape, fill_missing=fill_missing), queue)
-    click.echo(f"Then: igneous-like image voxels sum {path} --mip {mip}", err=True)
+    submit(ctx, [Stage("create_voxel_counting_tasks", dict(cloudpath=path, mip=mip, shape=shape,
+                                                           fill_missing=fill_missing), "count")], queue)
+    if not planning(ctx):
+        click.echo(f"Then: igneous-like image voxels sum {path} --mip {mip}", err=True)
 
 
 @voxels.command("sum")
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip that was counted.")
 @click.option("--clean", is_flag=True, help="Delete the per-task parts afterwards.")
-def sum_(path, mip, clean):
+@click.pass_context
+def sum_(ctx, path, mip, clean):
     """Add the parts into one file of (label, voxel count).
 
     Example: igneous-like image voxels sum file:///data/seg
     """
-    labels = accumulate_voxel_counts(path, mip=mip, clean=clean)
-    click.echo(f"{labels} labels counted: {voxel_counts_url(open_layer(path, mip), mip)}", err=True)
+    done = submit(ctx, [Stage("accumulate_voxel_counts", dict(cloudpath=path, mip=mip, clean=clean),
+                              "sum")])
+    if done:
+        click.echo(f"{done[0]} labels counted: {voxel_counts_url(open_layer(path, mip), mip)}", err=True)

@@ -2,15 +2,10 @@
 import click
 
 from igneous_like.classifier import METHODS
-from igneous_like.cli.common import INT_LIST, VEC3, compress_option, dispatch, queue_option
+from igneous_like.cli.common import INT_LIST, VEC3, compress_option, planning, queue_option, submit
 from igneous_like.cli.params import OUTPUT, SEED, TREES
-from igneous_like.task_creation.classify import (
-    DEFAULT_SCALES,
-    OUTPUT_DTYPES,
-    create_classification_tasks,
-    train_classifier,
-)
-from igneous_like.task_creation.common import csv
+from igneous_like.task_creation.classify import DEFAULT_SCALES, OUTPUT_DTYPES
+from igneous_like.task_creation.common import Stage, csv
 
 
 @click.group()
@@ -41,16 +36,21 @@ def classify():
               help="Train on at most this many labeled voxels, drawn with --seed (0: all).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of sampling and fitting.")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
-def train(image_path, annotations, output, mip, method, n_estimators, scales, erode, dilate, max_samples,
+@click.pass_context
+def train(ctx, image_path, annotations, output, mip, method, n_estimators, scales, erode, dilate, max_samples,
           seed, fill_missing):
     """Fit a classifier to the annotated voxels of IMG and write the model file.
 
     Example: igneous-like image classify train file:///data/em --annotations file:///data/clefts_annot
     --output file:///data/clefts.model --scales 40,80,160 --n-estimators 200
     """
-    summary = train_classifier(image_path, annotations, output, mip=mip, method=method,
-                               n_estimators=n_estimators, scales=scales, erode=erode, dilate=dilate,
-                               max_samples=max_samples or None, seed=seed, fill_missing=fill_missing)
+    done = submit(ctx, [Stage("train_classifier", dict(
+        image_path=image_path, annotations_path=annotations, output=output, mip=mip, method=method,
+        n_estimators=n_estimators, scales=scales, erode=erode, dilate=dilate, max_samples=max_samples or None,
+        seed=seed, fill_missing=fill_missing), "train")])
+    if not done:
+        return
+    summary = done[0]
     box = summary["box"]
     click.echo(f"Trained {method} on {summary['positive']} positive and {summary['negative']} negative "
                f"voxels in {csv(box.minpt)} to {csv(box.maxpt)} ({summary['features']} features): "
@@ -78,9 +78,11 @@ def predict(ctx, image_path, dest, model_path, mip, shape, dtype, fill_missing, 
     Example: igneous-like image classify predict file:///data/em file:///data/cleft_prob
     --model file:///data/clefts.model --queue fq:///tmp/q
     """
-    tasks = create_classification_tasks(image_path, dest, model_path, mip=mip, shape=shape, dtype=dtype,
-                                         compress=compress, fill_missing=fill_missing)
-    dispatch(ctx, tasks, queue)
+    submit(ctx, [Stage("create_classification_tasks", dict(
+        image_path=image_path, dest_path=dest, model_path=model_path, mip=mip, shape=shape, dtype=dtype,
+        compress=compress, fill_missing=fill_missing), "predict")], queue)
+    if planning(ctx):
+        return
     threshold = 128 if dtype == "uint8" else 0.5
     click.echo(f"Then, for objects: igneous-like image ccl auto {dest} OBJECTS --threshold-gte {threshold} "
                "--dust 100", err=True)

@@ -1,19 +1,11 @@
-"""Options and helpers every CLI area shares: integer tuples, ranges, --queue and dispatch."""
-import shlex
-import sys
-from typing import Callable, Optional
+"""Options and helpers every CLI area shares: integer tuples, ranges, --queue and submit."""
+from typing import Optional, Sequence
 
 import click
-from cloudvolume.lib import Bbox
 
-from igneous_like import queues
-from igneous_like.task_creation.common import (
-    INT32,
-    MEMORY_TARGET,
-    Tasks,
-    open_layer,
-    restrict_bounds,
-)
+from igneous_like import pipeline, queues
+from igneous_like.errors import UserError
+from igneous_like.task_creation.common import INT32, MEMORY_TARGET, Stage
 
 
 class IntTuple(click.ParamType):
@@ -110,56 +102,31 @@ def add_options(options):
     return decorate
 
 
-def ranges_to_bounds(path: str, mip: int, xrange, yrange, zrange) -> Optional[Bbox]:
-    if xrange is None and yrange is None and zrange is None:
-        return None
-    cv = open_layer(path, mip)
-    return restrict_bounds(cv.meta.bounds(mip), (xrange, yrange, zrange))
+def planning(ctx: click.Context) -> bool:
+    """Whether this command line is being read as a step of a pipeline file (so it must only say
+    what its stages are: their inputs may not exist until earlier steps ran)."""
+    return "plan" in ctx.find_root().obj
 
 
-def dispatch(ctx: click.Context, tasks: Tasks, queue: Optional[str]) -> None:
-    """Run the tasks here (with the global -p) or put them on the queue and say what next."""
+def submit(ctx: click.Context, chain: Sequence[Stage], queue: Optional[str] = None,
+           home: Optional[str] = None) -> Optional[list]:
+    """Run a verb's stages: here, one after another (with the global -p), returning what its
+    one-process stages returned; or on the queue, saying what next (a job of several stages
+    becomes a pipeline in HOME/pipelines/ that the workers run to the end); or, while a pipeline
+    file is read, only note them as one of its steps (None)."""
     settings = ctx.find_root().obj
+    if planning(ctx):
+        if queue is not None:
+            raise UserError("a pipeline step takes no --queue: give the pipeline's queue: in its file")
+        settings["plan"].extend(chain)
+        return None
     if queue is None:
-        count = queues.run_locally(tasks, settings["parallel"], settings["quiet"], tasks.description)
-        click.echo(f"Ran {count} tasks: {tasks.description}", err=True)
-        return
-    count = queues.enqueue(tasks, queue)
+        return pipeline.run_here(chain, settings["parallel"], settings["quiet"])
     url = queues.queue_url(queue)
-    click.echo(f"Enqueued {count} tasks ({tasks.description}) into {url}", err=True)
+    done = pipeline.enqueue(chain, url, home or chain[0].kwargs.get("layer_path", ""), ctx.info_name)
+    click.echo(f"Enqueued {done['tasks']} tasks ({done['description']}) into {url}", err=True)
+    if done["state"]:
+        click.echo(f"Its later stages follow as the workers finish each one; watch them with\n"
+                   f"  igneous-like pipeline status {done['state']}", err=True)
     click.echo(f"Next: igneous-like -p {settings['parallel']} execute -x {url}", err=True)
-
-
-def rerun_command(replace: dict) -> str:
-    """This command line with some options set to new values, to continue a multi-pass job."""
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in replace:
-            skip = "=" not in arg
-            continue
-        args.append(arg)
-    for name, value in replace.items():
-        args += [name, str(value)]
-    return "igneous-like " + shlex.join(args)
-
-
-def run_passes(ctx: click.Context, create: Callable[[int, int], Tasks], mip: int, num_mips: int,
-               queue: Optional[str], rerun: Callable[[int, int], str]) -> None:
-    """Make mips in as many passes as memory or sharding need; each pass reads the last one's output.
-
-    Without a queue every pass runs here in order. With a queue only the first pass can be
-    enqueued, since the next one reads its output: the command prints how to continue.
-    """
-    while num_mips > 0:
-        tasks = create(mip, num_mips)
-        dispatch(ctx, tasks, queue)
-        made = len(tasks.mips)
-        mip, num_mips = mip + made, num_mips - made
-        if queue is not None and num_mips > 0:
-            click.echo(f"This pass makes mips {tasks.mips.start}-{tasks.mips.stop - 1}; {num_mips} more "
-                       f"need its output. Once the queue is empty, run:\n  {rerun(mip, num_mips)}", err=True)
-            return
+    return None

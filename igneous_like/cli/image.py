@@ -1,33 +1,23 @@
 """`igneous-like image ...`: downsample, xfer and rm."""
 import click
-from cloudvolume.lib import Bbox
 
 from igneous_like.cli.common import (
     BOUNDS,
     VEC3,
     add_options,
     compress_option,
-    dispatch,
     encoding_option,
     memory_option,
     queue_option,
     range_options,
-    ranges_to_bounds,
-    rerun_command,
-    run_passes,
+    submit,
 )
 from igneous_like.cli.lazy import LazyGroup
 from igneous_like.cli.params import OUTPUT
 from igneous_like.downsample import METHODS
 from igneous_like.errors import UserError
-from igneous_like.task_creation import (
-    create_deletion_tasks,
-    create_downsampling_tasks,
-    create_image_shard_downsample_tasks,
-    create_transfer_tasks,
-)
-from igneous_like.task_creation.common import open_layer
-from igneous_like.task_creation.image import DEFAULT_MIPS, pyramid_mips, supported_mips
+from igneous_like.task_creation.common import Stage
+from igneous_like.task_creation.image import DEFAULT_MIPS
 
 
 @click.group(cls=LazyGroup, lazy={"ccl": "igneous_like.cli.ccl:ccl", "voxels": "igneous_like.cli.ccl:voxels",
@@ -58,30 +48,6 @@ def downsample_factor(factor, volumetric):
     return (2, 2, 2) if volumetric else (factor or (2, 2, 1))
 
 
-def pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds=None, shape=None,
-                   bounds_mip=None):
-    """Downsample `path` from `mip` by `num_mips` mips (None: the default number, or fewer where the
-    volume ends sooner), sharded one mip a pass; more than the volume holds is refused up front.
-
-    `bounds` are voxels of `bounds_mip` (default `mip`), so every pass covers the same region.
-    """
-    num_mips = pyramid_mips(open_layer(path, mip), mip, options["factor"], num_mips)
-    bounds_mip = mip if bounds_mip is None else bounds_mip
-    if sharded:
-        def create(at_mip, _):
-            return create_image_shard_downsample_tasks(path, mip=at_mip, bounds=bounds,
-                                                       bounds_mip=bounds_mip, **options)
-    else:
-        def create(at_mip, wanted):
-            return create_downsampling_tasks(path, mip=at_mip, num_mips=wanted, bounds=bounds,
-                                             bounds_mip=bounds_mip, shape=shape, **options)
-
-    def rerun(at_mip, wanted):
-        return rerun_command({"--mip": at_mip, "--num-mips": wanted, "--bounds-mip": bounds_mip})
-
-    run_passes(ctx, create, mip, num_mips, queue, rerun)
-
-
 @image.command()
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to downsample from.")
@@ -106,9 +72,9 @@ def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, 
                    background_color=background_color, memory_target=memory_target)
     if sharded and shape is not None:
         raise UserError("--shape does not apply to --sharded downsampling: each task makes one shard")
-    bounds_mip = mip if bounds_mip is None else bounds_mip
-    bounds = ranges_to_bounds(path, bounds_mip, xrange, yrange, zrange)
-    pyramid_passes(ctx, path, mip, num_mips, queue, sharded, options, bounds, shape, bounds_mip)
+    submit(ctx, [Stage("create_pyramid_tasks", dict(
+        layer_path=path, mip=mip, num_mips=num_mips, sharded=sharded, ranges=[xrange, yrange, zrange],
+        bounds_mip=bounds_mip, shape=shape, **options), "downsample")], queue)
 
 
 @image.command()
@@ -133,30 +99,14 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
 
     Example: igneous-like image xfer file:///data/em file:///data/em_rechunked --chunk-size 128,128,32
     """
-    factor = downsample_factor(factor, volumetric)
-    pyramid = dict(factor=factor, method=method, sparse=sparse, fill_missing=fill_missing,
-                   delete_black_uploads=delete_black_uploads, background_color=background_color,
-                   compress=compress, memory_target=memory_target)
-    tasks = create_transfer_tasks(
-        src, dest, mip=mip, chunk_size=chunk_size, shape=shape, translate=translate,
-        dest_voxel_offset=dest_voxel_offset, bounds=None if bounds is None else Bbox(bounds[:3], bounds[3:]),
-        encoding=encoding, skip_downsamples=skip_downsample, max_mips=max_mips, sharded=sharded, **pyramid)
-    dispatch(ctx, tasks, queue)
-    top = tasks.mips.stop - 1
-    remaining = 0 if skip_downsample else max_mips - (len(tasks.mips) - 1)
-    if remaining > 0:
-        remaining = min(remaining, supported_mips(open_layer(dest, top), top, factor))
-    if remaining <= 0:
-        return
-    if queue is not None:
-        command = (f"igneous-like image downsample {dest} --mip {top} --num-mips {remaining} "
-                   f"--factor {','.join(map(str, factor))} --method {method} --compress {compress} "
-                   f"--memory {memory_target}"
-                   + (" --sharded" if sharded else "") + f" --queue {queue}")
-        click.echo(f"The downsamples need the transfer's output. Once the queue is empty, run:\n"
-                   f"  {command}", err=True)
-        return
-    pyramid_passes(ctx, dest, top, remaining, None, sharded, pyramid)
+    submit(ctx, [Stage("create_transfer_tasks", dict(
+        src_layer_path=src, dest_layer_path=dest, mip=mip, chunk_size=chunk_size, shape=shape,
+        translate=translate, dest_voxel_offset=dest_voxel_offset,
+        bounds=None if bounds is None else [bounds[:3], bounds[3:]], encoding=encoding,
+        skip_downsamples=skip_downsample, max_mips=max_mips, sharded=sharded,
+        factor=downsample_factor(factor, volumetric), method=method, sparse=sparse, fill_missing=fill_missing,
+        delete_black_uploads=delete_black_uploads, background_color=background_color, compress=compress,
+        memory_target=memory_target), "transfer")], queue, home=dest)
 
 
 @image.command()
@@ -172,6 +122,7 @@ def rm(ctx, path, mip, num_mips, shape, queue):
 
     Example: igneous-like image rm file:///data/em --mip 1 --num-mips 4
     """
-    dispatch(ctx, create_deletion_tasks(path, mip=mip, num_mips=num_mips, shape=shape), queue)
+    submit(ctx, [Stage("create_deletion_tasks", dict(layer_path=path, mip=mip, num_mips=num_mips,
+                                                     shape=shape), "delete")], queue)
 
 

@@ -1,10 +1,10 @@
 """`igneous-like measure ...`: per-object statistics of a whole segmentation, exact at any size."""
 import click
 
-from igneous_like.cli.common import VEC3, dispatch, queue_option
+from igneous_like.cli.common import VEC3, planning, queue_option, submit
 from igneous_like.cli.params import OUTPUT
 from igneous_like.task_creation import measure as tc
-from igneous_like.task_creation.common import layer_path
+from igneous_like.task_creation.common import Stage, layer_path
 
 
 @click.group()
@@ -19,8 +19,10 @@ def measure():
     """
 
 
-def next_step(step: str, seg: str, mip: int, extra: str = "") -> None:
-    click.echo(f"Then: igneous-like measure {step} {seg} {extra + ' ' if extra else ''}--mip {mip}", err=True)
+def next_step(ctx, step: str, seg: str, mip: int, extra: str = "") -> None:
+    if not planning(ctx):
+        click.echo(f"Then: igneous-like measure {step} {seg} {extra + ' ' if extra else ''}--mip {mip}",
+                   err=True)
 
 
 @measure.command()
@@ -37,10 +39,10 @@ def forge(ctx, seg, image, nuclei, shape, mip, fill_missing, queue):
 
     Example: igneous-like measure forge file:///data/seg --image file:///data/em --shape 256,256,128
     """
-    tasks = tc.create_measure_tasks(seg, mip=mip, shape=shape, image=image, nuclei=nuclei,
-                                    fill_missing=fill_missing)
-    dispatch(ctx, tasks, queue)
-    next_step("merge", seg, mip)
+    submit(ctx, [Stage("create_measure_tasks", dict(cloudpath=seg, mip=mip, shape=shape, image=image,
+                                                    nuclei=nuclei, fill_missing=fill_missing), "forge")],
+           queue)
+    next_step(ctx, "merge", seg, mip)
 
 
 @measure.command()
@@ -55,8 +57,9 @@ def merge(ctx, seg, mip, num_tasks, queue):
 
     Example: igneous-like measure merge file:///data/seg --queue fq:///tmp/q
     """
-    dispatch(ctx, tc.create_measure_merge_tasks(seg, mip=mip, num_tasks=num_tasks), queue)
-    next_step("export", seg, mip, "OUTPUT.csv")
+    submit(ctx, [Stage("create_measure_merge_tasks", dict(cloudpath=seg, mip=mip, num_tasks=num_tasks),
+                       "merge")], queue)
+    next_step(ctx, "export", seg, mip, "OUTPUT.csv")
 
 
 @measure.command()
@@ -65,13 +68,17 @@ def merge(ctx, seg, mip, num_tasks, queue):
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
 @click.option("--segment-properties/--no-segment-properties", default=True, show_default=True,
               help="Also write SEG/segment_properties for Neuroglancer.")
-def export(seg, output, mip, segment_properties):
+@click.pass_context
+def export(ctx, seg, output, mip, segment_properties):
     """(3) Write one table (.csv or .parquet), one row per label, `label` first.
 
     Example: igneous-like measure export file:///data/seg cells.parquet
     """
-    rows = tc.export_measurements(seg, output, mip=mip, segment_properties=segment_properties)
-    click.echo(f"{rows} objects written to {output}", err=True)
+    done = submit(ctx, [Stage("export_measurements", dict(
+        cloudpath=seg, output=output, mip=mip, segment_properties=segment_properties), "export")])
+    if not done:
+        return
+    click.echo(f"{done[0]} objects written to {output}", err=True)
     if segment_properties:
         click.echo(f"Segment properties: {layer_path(seg).rstrip('/')}/{tc.PROPERTIES_DIR}/info", err=True)
 
@@ -79,9 +86,12 @@ def export(seg, output, mip, segment_properties):
 @measure.command()
 @click.argument("seg")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
-def clean(seg, mip):
+@click.pass_context
+def clean(ctx, seg, mip):
     """(last) Delete the intermediate files in SEG/KEY/measure/.
 
     Example: igneous-like measure clean file:///data/seg
     """
-    click.echo(f"Deleted {tc.clean_measure_files(seg, mip)} intermediate files", err=True)
+    done = submit(ctx, [Stage("clean_measure_files", dict(cloudpath=seg, mip=mip), "clean")])
+    if done:
+        click.echo(f"Deleted {done[0]} intermediate files", err=True)

@@ -1,25 +1,10 @@
 """`igneous-like mesh ...`: forge, merge, merge-sharded, clean and rm."""
 import click
 
-from igneous_like.cli.common import (
-    INT_LIST,
-    VEC3,
-    add_options,
-    dispatch,
-    queue_option,
-    range_options,
-    ranges_to_bounds,
-)
+from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, range_options, submit
 from igneous_like.cli.params import FLOAT
-from igneous_like.task_creation.mesh import (
-    DEFAULT_SHAPE,
-    MESH_ENCODINGS,
-    clean_mesh_intermediates,
-    create_mesh_manifest_tasks,
-    create_meshing_tasks,
-    create_sharded_multires_mesh_tasks,
-    delete_meshes,
-)
+from igneous_like.task_creation.common import Stage
+from igneous_like.task_creation.mesh import DEFAULT_SHAPE, MESH_ENCODINGS
 
 
 @click.group()
@@ -62,12 +47,13 @@ def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dus
 
     Example: igneous-like mesh forge file:///data/seg --shape 256,256,256 --queue fq:///tmp/q
     """
-    tasks = create_meshing_tasks(
-        path, mip=mip, shape=shape, max_error=max_error, simplify=simplify,
+    submit(ctx, [Stage("create_meshing_tasks", dict(
+        layer_path=path, mip=mip, shape=shape, max_error=max_error, simplify=simplify,
         simplification_factor=simplification_factor, dust_threshold=dust_threshold, labels=labels,
         exclude_labels=exclude_labels, mesh_dir=mesh_dir, fill_missing=fill_missing, encoding=encoding,
-        spatial_index=spatial_index, bounds=ranges_to_bounds(path, mip, xrange, yrange, zrange))
-    dispatch(ctx, tasks, queue)
+        spatial_index=spatial_index, ranges=[xrange, yrange, zrange]), "forge")], queue)
+    if planning(ctx):
+        return
     step = "merge-sharded --nlod 2" if sharded else "merge"
     when = "Once the queue is empty, merge" if queue else "Next, merge"
     click.echo(f"{when}: igneous-like mesh {step} {path}", err=True)
@@ -87,7 +73,8 @@ def merge(ctx, path, magnitude, nlod, mesh_dir, queue):
 
     Example: igneous-like mesh merge file:///data/seg --nlod 2
     """
-    dispatch(ctx, create_mesh_manifest_tasks(path, magnitude=magnitude, nlod=nlod, mesh_dir=mesh_dir), queue)
+    submit(ctx, [Stage("create_mesh_manifest_tasks", dict(layer_path=path, magnitude=magnitude, nlod=nlod,
+                                                          mesh_dir=mesh_dir), "merge")], queue)
 
 
 @mesh.command("merge-sharded")
@@ -104,28 +91,33 @@ def merge_sharded(ctx, path, nlod, labels_per_shard, mesh_dir, queue):
 
     Example: igneous-like mesh merge-sharded file:///data/seg --nlod 2
     """
-    tasks = create_sharded_multires_mesh_tasks(path, nlod=nlod, mesh_dir=mesh_dir,
-                                               labels_per_shard=labels_per_shard)
-    dispatch(ctx, tasks, queue)
+    submit(ctx, [Stage("create_sharded_multires_mesh_tasks", dict(
+        layer_path=path, nlod=nlod, mesh_dir=mesh_dir, labels_per_shard=labels_per_shard), "merge")], queue)
 
 
 @mesh.command()
 @click.argument("path")
 @dir_option
-def clean(path, mesh_dir):
+@click.pass_context
+def clean(ctx, path, mesh_dir):
     """Delete forge intermediates (.frags files); meshes and the spatial index stay.
 
     Example: igneous-like mesh clean file:///data/seg
     """
-    click.echo(f"Deleted {clean_mesh_intermediates(path, mesh_dir)} intermediate files", err=True)
+    done = submit(ctx, [Stage("clean_mesh_intermediates", dict(layer_path=path, mesh_dir=mesh_dir), "clean")])
+    if done:
+        click.echo(f"Deleted {done[0]} intermediate files", err=True)
 
 
 @mesh.command()
 @click.argument("path")
 @dir_option
-def rm(path, mesh_dir):
+@click.pass_context
+def rm(ctx, path, mesh_dir):
     """Delete a layer's mesh directory and unlink it from the layer's info.
 
     Example: igneous-like mesh rm file:///data/seg
     """
-    click.echo(f"Deleted {delete_meshes(path, mesh_dir)} mesh files", err=True)
+    done = submit(ctx, [Stage("delete_meshes", dict(layer_path=path, mesh_dir=mesh_dir), "rm")])
+    if done:
+        click.echo(f"Deleted {done[0]} mesh files", err=True)

@@ -1,11 +1,11 @@
 """`igneous-like postprocess ...`: global dust removal and hole filling of a segmentation."""
 import click
 
-from igneous_like.cli.ccl import run_step
-from igneous_like.cli.common import VEC3, compress_option, dispatch, queue_option
+from igneous_like.cli.common import VEC3, compress_option, planning, queue_option, submit
 from igneous_like.cli.params import OUTPUT
+from igneous_like.pipeline import verbs
 from igneous_like.task_creation import postprocess as tc
-from igneous_like.task_creation.common import new_layer_path
+from igneous_like.task_creation.common import Stage, layer_path
 
 shape_option = click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True,
                             help="Task shape X,Y,Z (rounded up to whole chunks).")
@@ -37,8 +37,8 @@ def dust(ctx, src, dest, min_size, shape, mip, compress, queue):
 
     Example: igneous-like postprocess dust file:///data/seg file:///data/seg_clean --min-size 1000
     """
-    tasks = tc.create_dust_tasks(src, dest, min_size, mip=mip, shape=shape, compress=compress)
-    dispatch(ctx, tasks, queue)
+    submit(ctx, [Stage("create_dust_tasks", dict(src=src, dest=dest, min_size=min_size, mip=mip, shape=shape,
+                                                 compress=compress), "dust")], queue)
 
 
 @postprocess.command("fill-holes")
@@ -61,16 +61,9 @@ def fill_holes(ctx, src, dest, max_hole_size, shape, mip, compress, clean, queue
 
     Example: igneous-like -p 4 postprocess fill-holes file:///data/seg file:///data/full --max-hole-size 5000
     """
-    dest_path = new_layer_path(src, dest)
-    tc.check_output(src, dest, mip)
-    for _, step in tc.background_steps(src, mip=mip, shape=shape):
-        result = step()
-        if not isinstance(result, int):
-            run_step(ctx, result, queue)
-    run_step(ctx, tc.create_hole_survey_tasks(src, mip=mip, shape=shape), queue)
-    holes = tc.plan_hole_filling(src, max_hole_size, mip=mip)
-    click.echo(f"{holes} holes to fill", err=True)
-    run_step(ctx, tc.create_fill_holes_tasks(src, dest, mip=mip, shape=shape, compress=compress), queue)
-    if clean:
-        tc.clean_fill_holes_files(src, mip)
-    click.echo(f"Filled segmentation written to {dest_path}", err=True)
+    if not planning(ctx):
+        tc.check_output(src, dest, mip)
+    stages = verbs.fill_holes(src, dest, max_hole_size, mip=mip, shape=shape, compress=compress, clean=clean)
+    submit(ctx, stages, queue, home=src)
+    if queue is None and not planning(ctx):
+        click.echo(f"Filled segmentation written to {layer_path(dest)}", err=True)

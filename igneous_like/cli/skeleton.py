@@ -1,16 +1,9 @@
 """`igneous-like skeleton ...`: forge, merge, merge-sharded, clean and convert."""
 import click
 
-from igneous_like.cli.common import INT_LIST, VEC3, add_options, dispatch, queue_option
+from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, submit
 from igneous_like.cli.params import FLOAT, OUTPUT, Finite
-from igneous_like.task_creation.common import layer_path
-from igneous_like.task_creation.skeleton import (
-    create_sharded_skeleton_merge_tasks,
-    create_skeletonizing_tasks,
-    create_unsharded_skeleton_merge_tasks,
-    delete_skeleton_fragments,
-    export_swc,
-)
+from igneous_like.task_creation.common import Stage, layer_path
 from igneous_like.tasks.skeleton import DEFAULT_CONTEXT
 
 NM = Finite(min=0)
@@ -78,13 +71,15 @@ def forge(ctx, path, mip, shape, scale, const, pdrf_scale, pdrf_exponent, soma_d
               "soma_detection_threshold": soma_detect, "soma_acceptance_threshold": soma_accept,
               "soma_invalidation_scale": soma_scale, "soma_invalidation_const": soma_const,
               "max_paths": max_paths}
-    tasks = create_skeletonizing_tasks(
-        path, mip=mip, shape=shape, teasar_params=teasar, object_ids=labels, fix_branching=fix_branching,
-        fix_borders=fix_borders, fix_avocados=fix_avocados, fill_holes=fill_holes,
+    submit(ctx, [Stage("create_skeletonizing_tasks", dict(
+        layer_path=path, mip=mip, shape=shape, teasar_params=teasar, object_ids=labels,
+        fix_branching=fix_branching, fix_borders=fix_borders, fix_avocados=fix_avocados,
+        fill_holes=fill_holes,
         dust_threshold=dust_threshold, fill_missing=fill_missing, sharded=sharded,
         cross_sectional_area=cross_section > 0, cross_sectional_area_smoothing_window=max(cross_section, 1),
-        threshold_gte=threshold_gte, threshold_lte=threshold_lte, context=context)
-    dispatch(ctx, tasks, queue)
+        threshold_gte=threshold_gte, threshold_lte=threshold_lte, context=context), "forge")], queue)
+    if planning(ctx):
+        return
     merge = f"igneous-like skeleton {'merge-sharded' if sharded else 'merge'} {layer_path(path)}"
     if queue is not None:
         merge += f" --queue {queue}"
@@ -103,9 +98,9 @@ merge_options = [
 ]
 
 
-def after_merge(ctx, tasks, queue, path):
-    dispatch(ctx, tasks, queue)
-    if queue is None:
+def after_merge(ctx, stage, queue, path):
+    submit(ctx, [stage], queue)
+    if queue is None and not planning(ctx):
         click.echo(f"Skeletons of {path} are ready (cv.skeleton.get); intermediate fragments stay until "
                    f"igneous-like skeleton clean {path}", err=True)
 
@@ -122,10 +117,9 @@ def merge(ctx, path, dust_threshold, tick_threshold, max_cable_length, magnitude
 
     Example: igneous-like skeleton merge file:///data/seg --tick-threshold 1500
     """
-    tasks = create_unsharded_skeleton_merge_tasks(path, magnitude=magnitude, dust_threshold=dust_threshold,
-                                                  tick_threshold=tick_threshold,
-                                                  max_cable_length=max_cable_length)
-    after_merge(ctx, tasks, queue, path)
+    after_merge(ctx, Stage("create_unsharded_skeleton_merge_tasks", dict(
+        layer_path=path, magnitude=magnitude, dust_threshold=dust_threshold, tick_threshold=tick_threshold,
+        max_cable_length=max_cable_length), "merge"), queue, path)
 
 
 @skeleton.command("merge-sharded")
@@ -149,23 +143,25 @@ def merge_sharded(ctx, path, dust_threshold, tick_threshold, max_cable_length, m
 
     Example: igneous-like skeleton merge-sharded file:///data/seg --queue fq:///tmp/q
     """
-    tasks = create_sharded_skeleton_merge_tasks(
-        path, dust_threshold=dust_threshold, tick_threshold=tick_threshold,
+    after_merge(ctx, Stage("create_sharded_skeleton_merge_tasks", dict(
+        layer_path=path, dust_threshold=dust_threshold, tick_threshold=tick_threshold,
         max_cable_length=max_cable_length, max_labels_per_shard=max_labels_per_shard, min_shards=min_shards,
         shard_index_bytes=shard_index_bytes, minishard_index_bytes=minishard_index_bytes,
-        minishard_index_encoding=minishard_index_encoding, data_encoding=data_encoding)
-    after_merge(ctx, tasks, queue, path)
+        minishard_index_encoding=minishard_index_encoding, data_encoding=data_encoding), "merge"),
+        queue, path)
 
 
 @skeleton.command()
 @click.argument("path")
-def clean(path):
+@click.pass_context
+def clean(ctx, path):
     """Delete the intermediate fragments (SKELETON_DIR/fragments/) once merging is done.
 
     Example: igneous-like skeleton clean file:///data/seg
     """
-    count = delete_skeleton_fragments(path)
-    click.echo(f"Deleted {count} fragment files of {path}", err=True)
+    done = submit(ctx, [Stage("delete_skeleton_fragments", dict(layer_path=path), "clean")])
+    if done:
+        click.echo(f"Deleted {done[0]} fragment files of {path}", err=True)
 
 
 @skeleton.command()
@@ -173,10 +169,12 @@ def clean(path):
 @click.argument("outdir", type=OUTPUT)
 @click.option("--format", "fmt", type=click.Choice(["swc"]), default="swc", show_default=True)
 @click.option("--labels", type=INT_LIST, default=None, help="Only these labels (default: all).")
-def convert(path, outdir, fmt, labels):
+@click.pass_context
+def convert(ctx, path, outdir, fmt, labels):
     """Write each skeleton as OUTDIR/LABEL.swc (coordinates in nm).
 
     Example: igneous-like skeleton convert file:///data/seg ./swc --labels 12,345
     """
-    count = export_swc(path, outdir, labels)
-    click.echo(f"Wrote {count} SWC files to {layer_path(outdir)}", err=True)
+    done = submit(ctx, [Stage("export_swc", dict(path=path, outdir=outdir, labels=labels), "convert")])
+    if done:
+        click.echo(f"Wrote {done[0]} SWC files to {layer_path(outdir)}", err=True)

@@ -2,7 +2,9 @@
 import click
 
 from igneous_like import tables
+from igneous_like.cli.common import submit
 from igneous_like.cli.params import FLOATS, OUTPUT, SEED, TREES, Finite
+from igneous_like.task_creation.common import Stage
 
 
 @click.group()
@@ -20,15 +22,17 @@ def table():
 @click.option("--thresholds", type=FLOATS, required=True, help="Increasing cut points, e.g. 1e6,1e8.")
 @click.option("--labels", default=None, help="Category names, one more than the thresholds.")
 @click.option("--name", default="category", show_default=True, help="The new column.")
-def threshold_(table_path, output, column, thresholds, labels, name):
+@click.pass_context
+def threshold_(ctx, table_path, output, column, thresholds, labels, name):
     """Add a category column: below the first threshold, between thresholds, above the last.
 
     Example: igneous-like table threshold cells.csv sized.csv --column volume --thresholds 1e6,1e8
     """
-    data = tables.read_table(table_path)
-    names = tables.columns_list(labels) or None
-    tables.write_table(tables.threshold(data, column, thresholds, names, name), output)
-    click.echo(f"{len(data)} rows with column {name} written to {output}", err=True)
+    done = submit(ctx, [Stage("threshold_table", dict(
+        table_path=table_path, output=output, column=column, thresholds=list(thresholds),
+        labels=tables.columns_list(labels) or None, name=name), "threshold")])
+    if done:
+        click.echo(f"{done[0]} rows with column {name} written to {output}", err=True)
 
 
 @table.command("cluster")
@@ -44,15 +48,17 @@ def threshold_(table_path, output, column, thresholds, labels, name):
               help="DBSCAN core size.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--name", default="cluster", show_default=True, help="The new column (-1: noise or missing).")
-def cluster_(table_path, output, columns, method, clusters, eps, min_samples, seed, name):
+@click.pass_context
+def cluster_(ctx, table_path, output, columns, method, clusters, eps, min_samples, seed, name):
     """Add a cluster column from k-means or DBSCAN on standardized columns.
 
     Example: igneous-like table cluster cells.parquet out.parquet --columns volume,sphericity --k 3
     """
-    data = tables.read_table(table_path)
-    out = tables.cluster(data, tables.columns_list(columns), method, clusters, eps, min_samples, seed, name)
-    tables.write_table(out, output)
-    click.echo(f"{out[name].nunique()} clusters in column {name} written to {output}", err=True)
+    done = submit(ctx, [Stage("cluster_table", dict(
+        table_path=table_path, output=output, columns=tables.columns_list(columns), method=method,
+        clusters=clusters, eps=eps, min_samples=min_samples, seed=seed, name=name), "cluster")])
+    if done:
+        click.echo(f"{done[0]} clusters in column {name} written to {output}", err=True)
 
 
 @table.group()
@@ -68,16 +74,18 @@ def classify():
               help="Model file to write (.npz of plain arrays, never a pickle).")
 @click.option("--trees", type=TREES, default=200, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
-def train(table_path, annotation, features, output, trees, seed):
+@click.pass_context
+def train(ctx, table_path, annotation, features, output, trees, seed):
     """Train a random forest on the annotated rows and save it with its feature list.
 
     Example: igneous-like table classify train cells.csv --annotation kind --features volume,sphericity
     --output model.npz
     """
-    model = tables.train_classifier(tables.read_table(table_path), annotation, tables.columns_list(features),
-                                    trees, seed)
-    tables.save_model(model, output)
-    click.echo(f"Model of {len(model['model'].classes)} classes written to {output}", err=True)
+    done = submit(ctx, [Stage("train_table_classifier", dict(
+        table_path=table_path, annotation=annotation, features=tables.columns_list(features), output=output,
+        trees=trees, seed=seed), "train")])
+    if done:
+        click.echo(f"Model of {done[0]} classes written to {output}", err=True)
 
 
 @classify.command()
@@ -85,11 +93,13 @@ def train(table_path, annotation, features, output, trees, seed):
 @click.argument("model_path", metavar="MODEL")
 @click.argument("output", type=OUTPUT)
 @click.option("--name", default="prediction", show_default=True, help="The new column.")
-def apply(table_path, model_path, output, name):
+@click.pass_context
+def apply(ctx, table_path, model_path, output, name):
     """Predict a class for every row (and its probability, in NAME_probability).
 
     Example: igneous-like table classify apply cells.csv model.npz predicted.csv
     """
-    data = tables.read_table(table_path)
-    tables.write_table(tables.apply_classifier(data, tables.load_model(model_path), name), output)
-    click.echo(f"{len(data)} rows classified into {output}", err=True)
+    done = submit(ctx, [Stage("apply_table_classifier", dict(
+        table_path=table_path, model_path=model_path, output=output, name=name), "apply")])
+    if done:
+        click.echo(f"{done[0]} rows classified into {output}", err=True)

@@ -18,15 +18,15 @@ _MODULES = {
     "evaluation": ("accumulate_contingency", "create_contingency_tasks", "evaluation_scores"),
     "image": (
         "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
-        "create_image_shard_transfer_tasks", "create_transfer_tasks",
+        "create_image_shard_transfer_tasks", "create_pyramid_tasks", "create_transfer_tasks",
     ),
     "measure": (
         "clean_measure_files", "create_measure_merge_tasks", "create_measure_tasks", "export_measurements",
     ),
     "mesh": ("create_mesh_manifest_tasks", "create_meshing_tasks", "create_sharded_multires_mesh_tasks"),
     "postprocess": (
-        "clean_fill_holes_files", "create_dust_tasks", "create_fill_holes_tasks", "create_hole_survey_tasks",
-        "plan_hole_filling",
+        "clean_fill_holes_files", "create_background_relabel_tasks", "create_dust_tasks",
+        "create_fill_holes_tasks", "create_hole_survey_tasks", "plan_hole_filling",
     ),
     "skeleton": (
         "create_sharded_skeleton_merge_tasks", "create_skeletonizing_tasks",

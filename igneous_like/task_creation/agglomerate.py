@@ -89,15 +89,20 @@ def open_boundary(path: str, frag: CloudVolume, mip: int) -> CloudVolume:
 
 
 def create_region_graph_tasks(frag_path: str, boundary_path: str, mip: int = 0,
-                              shape: Sequence[int] = DEFAULT_SHAPE, fill_missing: bool = False) -> Tasks:
+                              shape: Sequence[int] = DEFAULT_SHAPE, fill_missing: bool = False,
+                              reuse: bool = False) -> Tasks:
     """Step 1: tasks that store their boxes' region graphs. Any earlier graph, mapping or merge
-    record of this layer and mip is deleted first (they would no longer match)."""
+    record of this layer and mip is deleted first (they would no longer match); with `reuse`, a
+    graph made from the same boundary map is kept and there are no tasks."""
     frag = open_layer(frag_path, mip)
     check_labels(frag, "the fragments")
     boundary = open_boundary(boundary_path, frag, mip)
     grid, shape = task_grid(frag, mip, shape)
     work = work_dir(frag, mip)
     files = CloudFiles(work)
+    description = f"region graph of {frag.cloudpath} mip {mip}"
+    if reuse and (files.get_json(PARAMS_FILE) or {}).get("boundary") == boundary.cloudpath:
+        return Tasks([], None, description + " (made already)")
     delete_directory(work)
     bounds = frag.meta.bounds(mip)
     files.put_json(PARAMS_FILE, {"fragments": frag.cloudpath, "boundary": boundary.cloudpath, "mip": mip,
@@ -106,7 +111,7 @@ def create_region_graph_tasks(frag_path: str, boundary_path: str, mip: int = 0,
     make = lambda box: partial(RegionGraphTask, frag_path=frag.cloudpath, boundary_path=boundary.cloudpath,
                                mip=mip, offset=ints(box.minpt), shape=ints(box.size3()), work=work,
                                fill_missing=fill_missing)
-    return Tasks(grid, make, f"region graph of {frag.cloudpath} mip {mip}")
+    return Tasks(grid, make, description)
 
 
 def recorded_graph(frag_path: str, mip: int) -> Tuple[CloudVolume, str, dict]:

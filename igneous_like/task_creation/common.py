@@ -4,10 +4,10 @@ import json
 import math
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
@@ -197,13 +197,33 @@ def restrict_bounds(volume: Bbox, ranges: Sequence[Optional[Sequence[int]]]) -> 
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One call of a task creator as data (its name in igneous_like.task_creation and JSON keyword
+    arguments), so that a job's later stages can be stored and made by whichever worker finishes
+    the stage before: the tasks of a stage often read what the stage before wrote."""
+    call: str
+    kwargs: dict = field(default_factory=dict)
+    name: str = ""  # for people, e.g. "links"
+
+    def to_json(self) -> dict:
+        return {"call": self.call, "kwargs": self.kwargs, "name": self.name}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Stage":
+        return cls(data["call"], data.get("kwargs") or {}, data.get("name", ""))
+
+
+@dataclass(frozen=True)
 class Tasks:
     """A lazy, sized sequence of tasks: `make(item)` for each box of a grid (or other item, such as
-    a merge manifest's name)."""
+    a merge manifest's name). `then`: stages that need these tasks' output, to be made and run
+    once they are all done (the next pass of a pyramid, say); queues.run_locally and
+    queues.enqueue follow them."""
     grid: Union[Grid, Sequence]
     make: Callable[..., partial]
     description: str
     mips: range = range(0)  # the mips these tasks write
+    then: Tuple[Stage, ...] = ()
 
     def __len__(self) -> int:
         return len(self.grid)

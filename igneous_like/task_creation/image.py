@@ -5,6 +5,7 @@ provenance, then returns a lazy, sized iterable of tasks laid on a grid whose bo
 whole destination chunks (or shards), so no two tasks ever write the same file.
 """
 import copy
+from dataclasses import replace
 from functools import partial
 from typing import Optional, Sequence
 
@@ -22,6 +23,7 @@ from igneous_like.paths import check_info
 from igneous_like.task_creation.common import (
     MEMORY_TARGET,
     Grid,
+    Stage,
     Tasks,
     check_encoding,
     check_mip,
@@ -36,6 +38,7 @@ from igneous_like.task_creation.common import (
     new_layer_path,
     open_layer,
     record_provenance,
+    restrict_bounds,
 )
 from igneous_like.tasks.image import (
     DeleteTask,
@@ -387,8 +390,47 @@ def create_transfer_tasks(
                                offset=ints(box.minpt), shape=ints(box.size3()), translate=ints(translate),
                                num_mips=num_mips, options=options.to_json())
     grid = Grid(dest.meta.bounds(mip), shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
+    top = mip + num_mips
+    rest = 0 if skip_downsamples else min(max_mips - num_mips, supported_mips(dest, top, options.factor))
+    then = () if rest <= 0 else (Stage("create_pyramid_tasks", dict(
+        layer_path=dest.cloudpath, mip=top, num_mips=rest, sharded=sharded, factor=list(options.factor),
+        method=method, sparse=sparse, fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
+        background_color=background_color, compress=compress, memory_target=memory_target), "downsample"),)
     return Tasks(grid, make, f"transfer {src.cloudpath} mip {mip} to {dest.cloudpath}",
-                 mips=range(mip, mip + num_mips + 1))
+                 mips=range(mip, top + 1), then=then)
+
+
+def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] = None,
+                         sharded: bool = False, ranges: Optional[Sequence] = None,
+                         bounds_mip: Optional[int] = None, shape: Optional[Sequence[int]] = None,
+                         **options) -> Tasks:
+    """The first pass of a pyramid of `num_mips` mips above `mip` (None: DEFAULT_MIPS, or fewer where
+    the volume ends sooner), with the passes after it as `then`: each pass reads the one before.
+    Unsharded passes make as many mips as fit in `memory_target`, sharded ones one mip each.
+    `ranges` ((start, end) or None per axis, in voxels of `bounds_mip`) limit the region.
+    Other keywords are create_downsampling_tasks'."""
+    cv = open_layer(layer_path, mip)
+    num_mips = pyramid_mips(cv, mip, options.get("factor", (2, 2, 1)), num_mips)
+    bounds_mip = mip if bounds_mip is None else bounds_mip
+    bounds = None
+    if ranges is not None and any(axis is not None for axis in ranges):
+        region = restrict_bounds(open_layer(layer_path, bounds_mip).meta.bounds(bounds_mip), ranges)
+        bounds = [ints(region.minpt), ints(region.maxpt)]
+    if sharded:
+        if shape is not None:
+            raise UserError("--shape does not apply to --sharded downsampling: each task makes one shard")
+        tasks = create_image_shard_downsample_tasks(layer_path, mip=mip, bounds=bounds,
+                                                    bounds_mip=bounds_mip, **options)
+    else:
+        tasks = create_downsampling_tasks(layer_path, mip=mip, num_mips=num_mips, bounds=bounds,
+                                          bounds_mip=bounds_mip, shape=shape, **options)
+    made = len(tasks.mips)
+    if made == num_mips:
+        return tasks
+    later = dict(layer_path=cv.cloudpath, mip=mip + made, num_mips=num_mips - made, sharded=sharded,
+                 ranges=ranges, bounds_mip=bounds_mip, shape=shape, **options)
+    next_pass = Stage("create_pyramid_tasks", later, f"mips {mip + made + 1}-{mip + num_mips}")
+    return replace(tasks, then=(next_pass,))
 
 
 def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memory_target: int,

@@ -25,6 +25,7 @@ from igneous_like.task_creation.common import (
     ints,
     open_layer,
     record_provenance,
+    restrict_bounds,
 )
 from igneous_like.tasks.mesh import (
     FORGE_RECORD,
@@ -63,9 +64,10 @@ def create_meshing_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = D
                          dust_threshold: int = 0, labels: Optional[Sequence[int]] = None,
                          exclude_labels: Sequence[int] = (), mesh_dir: Optional[str] = None,
                          fill_missing: bool = False, encoding: str = "precomputed",
-                         spatial_index: bool = True,
-                         bounds: Optional[Bbox] = None) -> Tasks:
-    """Stage 1: one task per block of `shape` voxels at `mip`; each writes its label pieces."""
+                         spatial_index: bool = True, bounds: Optional[Bbox] = None,
+                         ranges: Optional[Sequence] = None) -> Tasks:
+    """Stage 1: one task per block of `shape` voxels at `mip`; each writes its label pieces. `bounds`,
+    or per axis (start, end) `ranges` (None: the whole axis), limit the region."""
     cv = open_segmentation(layer_path, mip)
     shape = check_vec("--shape", shape)
     if max_error < 0:
@@ -83,6 +85,8 @@ def create_meshing_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = D
         encoding=encoding, spatial_index=spatial_index)
     mesh_dir = mesh_dir or cv.info.get("mesh") or default_mesh_dir(mip, max_error)
     bounds = cv.meta.bounds(mip) if bounds is None else bounds
+    if ranges is not None:
+        bounds = restrict_bounds(bounds, ranges)
     resolution = cv.meta.resolution(mip)
     record = ForgeRecord(mip=mip, resolution=tuple(resolution.tolist()),  # ints stay ints: index file names
                          bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)),

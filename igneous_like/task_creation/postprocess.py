@@ -7,7 +7,7 @@ every block, a plan made here from the surveys, and the filling tasks.
 """
 import io
 from functools import partial
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -97,25 +97,17 @@ def work_dir(cv: CloudVolume, mip: int) -> str:
     return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "fill_holes")
 
 
-def background_steps(src: str, mip: int = 0,
-                     shape: Sequence[int] = DEFAULT_SHAPE) -> List[Tuple[str, Callable]]:
-    """The CCL steps that label the background (voxels <= 0, 6-connected) into WORK/background;
-    each returns its tasks (or, for calc-labels, a count), to run in order."""
-    cv, grid = source(src, mip, shape)
-    background = f"{work_dir(cv, mip)}/background"
-    options = dict(mip=mip, shape=ints(grid.shape), threshold_lte=0, connectivity=6, fill_missing=False)
-    return [
-        ("faces", lambda: ccl_steps.create_ccl_face_tasks(cv.cloudpath, dust_threshold=0, **options)),
-        ("links", lambda: ccl_steps.create_ccl_equivalence_tasks(cv.cloudpath, **options)),
-        ("calc-labels", lambda: ccl_steps.create_relabeling(cv.cloudpath, dust_threshold=0, **options)),
-        ("relabel", lambda: ccl_steps.create_ccl_relabel_tasks(cv.cloudpath, background, encoding="raw",
-                                                               **options)),
-        ("clean", lambda: ccl_steps.clean_ccl_files(cv.cloudpath, mip)),
-    ]
+def create_background_relabel_tasks(src: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE) -> Tasks:
+    """The background's connected components (after the ccl faces, links and calc-labels steps with
+    threshold_lte=0, 6-connected) written as WORK/background, which the survey reads."""
+    cv, _ = source(src, mip, shape)
+    return ccl_steps.create_ccl_relabel_tasks(cv.cloudpath, f"{work_dir(cv, mip)}/background", mip=mip,
+                                              shape=list(shape), threshold_lte=0, connectivity=6,
+                                              fill_missing=False, encoding="raw")
 
 
 def create_hole_survey_tasks(src: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE) -> Tasks:
-    """Tasks that survey each block's background components (after background_steps)."""
+    """Tasks that survey each block's background components (after create_background_relabel_tasks)."""
     cv, grid = source(src, mip, shape)
     work = work_dir(cv, mip)
     files = CloudFiles(work)

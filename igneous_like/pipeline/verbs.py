@@ -1,0 +1,70 @@
+"""The multi-step verbs as data: each returns its stages, in order. The CLI only displays them;
+`run_here`, `enqueue` or a pipeline step runs them (each stage is made once the one before is
+done, since it reads what that one wrote)."""
+from typing import List, Optional, Sequence
+
+from igneous_like.task_creation.common import Stage
+
+CCL_SHAPE = (512, 512, 512)
+
+
+def ccl(src: str, dest: str, mip: int = 0, shape: Optional[Sequence[int]] = None, threshold_gte=None,
+        threshold_lte=None, connectivity: Optional[int] = None, dust: Optional[int] = None,
+        fill_missing: Optional[bool] = None, chunk_size: Optional[Sequence[int]] = None,
+        encoding: Optional[str] = None, compress: Optional[str] = "gzip", clean: bool = True) -> List[Stage]:
+    """Connected components of SRC written to DEST: faces, links, calc-labels, relabel (and clean)."""
+    labeling = dict(mip=mip, shape=list(shape or CCL_SHAPE), threshold_gte=threshold_gte,
+                    threshold_lte=threshold_lte, connectivity=connectivity or 6,
+                    fill_missing=bool(fill_missing))
+    stages = [
+        Stage("create_ccl_face_tasks", dict(labeling, cloudpath=src, dust_threshold=dust or 0), "faces"),
+        Stage("create_ccl_equivalence_tasks", dict(labeling, cloudpath=src), "links"),
+        Stage("create_relabeling", dict(labeling, cloudpath=src, dust_threshold=dust), "calc-labels"),
+        Stage("create_ccl_relabel_tasks", dict(labeling, src=src, dest=dest, chunk_size=chunk_size,
+                                                encoding=encoding, compress=compress), "relabel"),
+    ]
+    return stages + ([Stage("clean_ccl_files", dict(cloudpath=src, mip=mip), "clean")] if clean else [])
+
+
+def fill_holes(src: str, dest: str, max_hole_size: int, mip: int = 0, shape: Sequence[int] = (512, 512, 512),
+               compress: Optional[str] = "gzip", clean: bool = True) -> List[Stage]:
+    """SRC with every small cavity enclosed by one object filled, into DEST: label the background
+    (the ccl steps, voxels <= 0, 6-connected), survey each block, plan the holes here, write DEST."""
+    labeling = dict(cloudpath=src, mip=mip, shape=list(shape), threshold_lte=0, connectivity=6,
+                    fill_missing=False)
+    return [
+        Stage("create_ccl_face_tasks", dict(labeling, dust_threshold=0), "background faces"),
+        Stage("create_ccl_equivalence_tasks", labeling, "background links"),
+        Stage("create_relabeling", dict(labeling, dust_threshold=0), "background labels"),
+        Stage("create_background_relabel_tasks", dict(src=src, mip=mip, shape=list(shape)), "background"),
+        Stage("clean_ccl_files", dict(cloudpath=src, mip=mip), "clean background labeling"),
+        Stage("create_hole_survey_tasks", dict(src=src, mip=mip, shape=list(shape)), "survey"),
+        Stage("plan_hole_filling", dict(src=src, max_hole_size=max_hole_size, mip=mip), "plan"),
+        Stage("create_fill_holes_tasks", dict(src=src, dest=dest, mip=mip, shape=list(shape),
+                                              compress=compress), "fill"),
+    ] + ([Stage("clean_fill_holes_files", dict(src=src, mip=mip), "clean")] if clean else [])
+
+
+def evaluate(seg: str, gt: str, mip: int = 0, shape: Sequence[int] = (512, 512, 512),
+             fill_missing: bool = False) -> List[Stage]:
+    """Overlap counts per task, then the scores (variation of information, adjusted Rand index)."""
+    return [
+        Stage("create_contingency_tasks", dict(seg_path=seg, gt_path=gt, mip=mip, shape=list(shape),
+                                               fill_missing=fill_missing), "overlaps"),
+        Stage("evaluation_scores", dict(seg_path=seg, gt_path=gt, mip=mip), "scores"),
+    ]
+
+
+def agglomerate_training(frag: str, boundary: str, gt: str, output: str, trees: int = 100, mip: int = 0,
+                         shape: Sequence[int] = (512, 512, 512), fill_missing: bool = False) -> List[Stage]:
+    """The region graph (unless made from this boundary map already), the overlaps with GT, and a
+    learned merge policy trained on them."""
+    return [
+        Stage("create_region_graph_tasks", dict(frag_path=frag, boundary_path=boundary, mip=mip,
+                                                shape=list(shape), fill_missing=fill_missing, reuse=True),
+              "graph"),
+        Stage("create_contingency_tasks", dict(seg_path=frag, gt_path=gt, mip=mip, shape=list(shape),
+                                               fill_missing=fill_missing), "overlaps"),
+        Stage("train_merge_model", dict(frag_path=frag, gt_path=gt, output=output, mip=mip, trees=trees),
+              "train"),
+    ]

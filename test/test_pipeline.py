@@ -1,0 +1,227 @@
+"""Pipelines: a job of many steps run by workers alone, through killed workers, a purged queue and
+a second `pipeline run`, with outputs equal to the same job run here; on SQS and S3 with no driver;
+and the next stage started exactly once however the last tasks of a stage finish."""
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import read_mip, run_cli, write_layer
+from taskqueue import TaskQueue
+
+from igneous_like import pipeline
+from igneous_like.pipeline.flow import Flow
+from igneous_like.pipeline.status import queued_tasks
+from igneous_like.queues import status
+
+JOB = """\
+{queue}
+state: {state}
+vars: {{D: "{data}"}}
+steps:
+  - name: pyramid
+    run: image downsample ${{D}}/seg --num-mips 1 --shape 64,64,64
+  - name: cc
+    run: image ccl auto ${{D}}/seg ${{D}}/cc --shape 64,64,64 --dust 50 --compress none
+    after: []
+  - name: mesh-forge
+    run: mesh forge ${{D}}/cc --shape 64,64,32
+  - name: meshes
+    run: mesh merge-sharded ${{D}}/cc --nlod 1
+  - name: skeleton-forge
+    run: skeleton forge ${{D}}/cc --shape 64,64,64 --dust-threshold 100
+    after: [cc]
+  - name: skeletons
+    run: skeleton merge ${{D}}/cc
+  - name: measure-forge
+    run: measure forge ${{D}}/cc --shape 64,64,64
+    after: [cc]
+  - name: measure-merge
+    run: measure merge ${{D}}/cc
+  - name: table
+    run: measure export ${{D}}/cc {table}
+"""
+
+
+def tree(root: Path) -> dict:
+    """Every output file's bytes (provenance records hosts and times; pipelines/ its own progress)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "provenance" and "pipelines" not in p.parts}
+
+
+def job_file(tmp_path, name, queue):
+    data = tmp_path / name
+    data.mkdir()
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(JOB.format(queue=f"queue: {queue}" if queue else "", data=f"file://{data}",
+                               state=f"file://{tmp_path}/{name}.state", table=data / "cells.csv"))
+    return path, data
+
+
+def start_worker(queue: str, log=subprocess.DEVNULL) -> subprocess.Popen:
+    """An `execute -x` worker with a short lease (so a killed one's task soon comes back)."""
+    command = [sys.executable, "-m", "igneous_like", "execute", "-x", "--lease-sec", "8",
+               "--retry-delay", "0"]
+    return subprocess.Popen(command + [queue], stdout=subprocess.DEVNULL, stderr=log)
+
+
+@pytest.fixture
+def crop(real_seg):
+    return np.asfortranarray(real_seg[64:192, 64:192, :64])
+
+
+def test_a_job_survives_killed_workers_and_a_purged_queue_and_equals_the_run_here(tmp_path, crop):
+    """Nine steps with branches on a crop of the real data: run here as the reference; then through a
+    file queue whose three workers are SIGKILLed at random and replaced, the queue purged half way
+    and `pipeline run` called again: the same bytes, and no task runs again once recorded done."""
+    here, here_data = job_file(tmp_path, "here", None)
+    write_layer(f"file://{here_data}/seg", crop, "segmentation", chunk=(32, 32, 32))
+    run_cli("-p", "2", "pipeline", "run", here)
+
+    job, data = job_file(tmp_path, "fleet", f"fq://{tmp_path}/q")
+    queue = f"fq://{tmp_path}/q"
+    write_layer(f"file://{data}/seg", crop, "segmentation", chunk=(32, 32, 32))
+    run_cli("pipeline", "run", job)
+    rng, workers, kills = np.random.default_rng(5), [], 0
+    flow = Flow(f"file://{tmp_path}/fleet.state")
+    while not flow.state.exists("measure-forge/done"):  # until the job is half way
+        workers = [w for w in workers if w.poll() is None]
+        while len(workers) < 3:
+            workers.append(start_worker(queue))
+        time.sleep(rng.uniform(0.2, 1.0))
+        workers[rng.integers(len(workers))].kill()
+        kills += 1
+        assert kills < 200
+    for worker in workers:
+        worker.kill()
+        worker.wait()
+    TaskQueue(queue).purge()
+    assert status(queue)["enqueued"] == 0
+    again = run_cli("pipeline", "run", job)
+    assert "started on" in again.stderr
+    waiting = queued_tasks(queue, flow.state.url)
+    assert waiting and not [task for task in waiting if flow.is_done(*task)]  # only what is not done
+    logs = [tmp_path / f"finisher{i}.log" for i in range(2)]
+    finishers = [start_worker(queue, log.open("w")) for log in logs]
+    assert [worker.wait(timeout=600) for worker in finishers] == [0, 0], [log.read_text() for log in logs]
+    report = run_cli("pipeline", "status", job).stdout
+    assert report.count(" done ") == 9 and "failed" not in report, report
+    assert kills >= 3
+    assert tree(data) == tree(here_data)
+    assert read_mip(f"file://{data}/cc", 0).max() == read_mip(f"file://{here_data}/cc", 0).max() > 10
+
+
+def two_steps(path: str):
+    from igneous_like.task_creation.common import Stage
+    count = Stage("create_voxel_counting_tasks", {"cloudpath": path, "shape": [32, 64, 32]})
+    return [pipeline.Step("a", (count,)),
+            pipeline.Step("b", (Stage("create_downsampling_tasks", {"layer_path": path, "num_mips": 1}),),
+                          after=("a",))]
+
+
+@pytest.fixture
+def small_layer(make_layer):
+    return make_layer("img", np.arange(64 * 64 * 32, dtype=np.uint8).reshape(64, 64, 32), "image",
+                      chunk=(32, 32, 32))
+
+
+def test_the_next_stage_starts_exactly_once_when_the_last_tasks_finish_together(tmp_path, small_layer):
+    """The last two tasks of a stage finish at the same instant in 16 threads: the step after it is
+    made and enqueued exactly once."""
+    queue = f"fq://{tmp_path}/q"
+    flow = pipeline.run(f"file://{tmp_path}/state", two_steps(small_layer), queue)
+    assert status(queue)["enqueued"] == 2  # a's two tasks
+    for index in range(2):
+        flow.mark_done("a", 0, index)
+    barrier = threading.Barrier(16)
+
+    def finish(index):  # each a worker with its own message (copies of the two tasks among them)
+        barrier.wait()
+        Flow(flow.state.url).finish("a", 0, index % 2, 2, owner=f"message-{index}")
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert status(queue)["enqueued"] == 2 + 1  # b's one task, once
+    assert flow.state.exists("a/done") and flow.state.exists("b/0/enqueued")
+
+
+def test_a_starter_that_died_after_its_claim_is_finished_by_its_own_retry(tmp_path, small_layer):
+    """The worker that won the claim to start b died before enqueueing it: another finisher of a's
+    tasks leaves b alone; the dead worker's task, run again, starts b; then it is never started twice."""
+    queue = f"fq://{tmp_path}/q"
+    flow = pipeline.run(f"file://{tmp_path}/state", two_steps(small_layer), queue)
+    for index in range(2):
+        flow.mark_done("a", 0, index)
+    assert flow.state.claim("b/0/claim", "message-1")  # the winner, then it died
+    Flow(flow.state.url).finish("a", 0, 0, 2, owner="message-0")
+    Flow(flow.state.url).finish("a", 0, 1, 2, owner="a-copy-of-message-1")
+    assert status(queue)["enqueued"] == 2 and not flow.state.exists("b/0/enqueued")
+    Flow(flow.state.url).finish("a", 0, 1, 2, owner="message-1")  # its message comes back, runs again
+    assert status(queue)["enqueued"] == 3 and flow.state.exists("b/0/enqueued")
+    Flow(flow.state.url).finish("a", 0, 1, 2, owner="message-1")
+    assert status(queue)["enqueued"] == 3
+
+
+SMALL_JOB = """\
+{queue}
+state: {state}
+steps:
+  - name: pyramid
+    run: image downsample {data}/seg --num-mips 1 --compress none
+  - name: cc
+    run: image ccl auto {data}/seg {data}/cc --shape 32,32,32 --connectivity 26 --compress none
+  - name: count
+    run: image voxels count {data}/cc --shape 32,32,32
+  - name: sum
+    run: image voxels sum {data}/cc
+"""
+
+
+def test_a_job_on_sqs_and_s3_runs_with_two_workers_and_no_driver(tmp_path, sqs_env, crop):
+    """The same file on s3:// with its state there and sqs:// as the queue: `pipeline run` only starts
+    it and exits; two workers alone run every step; the outputs equal a run here on file://."""
+    import boto3
+    from cloudvolume import CloudVolume
+
+    from igneous_like.label_table import read_voxel_counts
+    seg = np.asfortranarray(crop[:, :, :32])
+    here = tmp_path / "here.yaml"
+    here.write_text(SMALL_JOB.format(queue="", state=f"file://{tmp_path}/here.state",
+                                     data=f"file://{tmp_path}"))
+    write_layer(f"file://{tmp_path}/seg", seg, "segmentation", chunk=(32, 32, 32))
+    run_cli("pipeline", "run", here)
+
+    boto3.client("s3", endpoint_url=sqs_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="lab")
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text(SMALL_JOB.format(queue="queue: sqs://igneous-like-test", state="s3://lab/job",
+                                      data="s3://lab"))
+    np.save(tmp_path / "seg.npy", seg)
+    write = ("import sys, numpy; from igneous_like.layers import write_array; "
+             "write_array('s3://lab/seg', numpy.load(sys.argv[1]), 'segmentation', chunk=(32, 32, 32))")
+    env = {**os.environ, **sqs_env}
+    subprocess.run([sys.executable, "-c", write, str(tmp_path / "seg.npy")], check=True, env=env)
+    started = run_cli("pipeline", "run", cloud, env=sqs_env)
+    assert "started on sqs://igneous-like-test" in started.stderr
+    command = [sys.executable, "-m", "igneous_like", "execute", "-x", "sqs://igneous-like-test"]
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], errors
+    assert run_cli("pipeline", "status", cloud, env=sqs_env).stdout.count(" done ") == 4
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in sqs_env.items():
+            patch.setenv(key, value)
+        for layer, mips in (("seg", 2), ("cc", 1)):
+            for mip in range(mips):
+                cv = CloudVolume(f"s3://lab/{layer}", mip=mip, progress=False)
+                assert np.array_equal(cv[cv.bounds][..., 0], read_mip(f"file://{tmp_path}/{layer}", mip))
+        theirs = read_voxel_counts("s3://lab/cc")
+    ours = read_voxel_counts(f"file://{tmp_path}/cc")
+    assert all(np.array_equal(a, b) for a, b in zip(theirs, ours)) and len(ours[0]) > 10

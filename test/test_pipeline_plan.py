@@ -1,0 +1,124 @@
+"""The CLI, the stages it names and the task registry, tied together: every verb a pipeline step can
+run is read into stages whose functions exist and take the arguments given (a misspelt keyword
+would otherwise fail only when a worker reaches that step), and every task module is registered
+(a forgotten one would send every message of it to the dead-letter queue)."""
+import importlib
+import inspect
+import pkgutil
+
+import click
+import pytest
+from taskqueue import queueablefns
+
+import igneous_like.tasks
+from igneous_like.cli import cli
+from igneous_like.cli.pipeline import STEP_AREAS, step_stages
+from igneous_like.errors import UserError
+from igneous_like.pipeline import stages
+from igneous_like.pipeline.verbs import ccl
+from igneous_like.tasks import registry
+
+L, M = "file:///data/seg", "file:///data/em"
+SAMPLES = {  # one command line for every verb a step can run, with most of its options
+    "agglomerate clean": f"agglomerate clean {L}",
+    "agglomerate graph": f"agglomerate graph {L} --boundary {M} --shape 64,64,64 --fill-missing",
+    "agglomerate merge": f"agglomerate merge {L} --policy quantile --quantile 0.3 --threshold 0.4",
+    "agglomerate relabel": f"agglomerate relabel {L} file:///tmp/out --shape 64,64,64 --compress none",
+    "agglomerate train": f"agglomerate train {L} --boundary {M} --gt {L} --output /tmp/m.npz --trees 5",
+    "agglomerate watershed": f"agglomerate watershed {M} file:///tmp/out --seed-threshold 0.1 --sigma 2",
+    "evaluate": f"evaluate {L} {L} --shape 64,64,64 --json",
+    "image ccl auto": f"image ccl auto {M} file:///tmp/out --threshold-gte 3 --dust 5 --connectivity 26",
+    "image ccl calc-labels": f"image ccl calc-labels {L} --dust 3",
+    "image ccl clean": f"image ccl clean {L} --mip 1",
+    "image ccl faces": f"image ccl faces {L} --shape 64,64,64 --connectivity 18",
+    "image ccl links": f"image ccl links {L}",
+    "image ccl relabel": f"image ccl relabel {L} file:///tmp/out --chunk-size 32,32,32",
+    "image classify predict": f"image classify predict {M} file:///tmp/out --model /tmp/m.npz "
+                              "--dtype float32",
+    "image classify train": f"image classify train {M} --annotations {L} --output /tmp/m.npz "
+                            "--scales 16,32",
+    "image downsample": f"image downsample {M} --num-mips 2 --xrange 0,64 --method avg --sharded",
+    "image rm": f"image rm {M} --mip 1 --num-mips 2",
+    "image voxels count": f"image voxels count {L} --shape 64,64,64",
+    "image voxels sum": f"image voxels sum {L} --clean",
+    "image xfer": f"image xfer {M} file:///tmp/out --bounds 0,0,0,64,64,64 --chunk-size 32,32,32 "
+                  "--max-mips 2",
+    "measure clean": f"measure clean {L}",
+    "measure export": f"measure export {L} /tmp/cells.csv --no-segment-properties",
+    "measure forge": f"measure forge {L} --image {M} --shape 64,64,64",
+    "measure merge": f"measure merge {L} --tasks 3",
+    "mesh clean": f"mesh clean {L}",
+    "mesh forge": f"mesh forge {L} --shape 64,64,64 --labels 1,2 --xrange 0,64 --encoding draco",
+    "mesh merge": f"mesh merge {L} --nlod 2 --magnitude 1",
+    "mesh merge-sharded": f"mesh merge-sharded {L} --nlod 1 --labels-per-shard 10",
+    "mesh rm": f"mesh rm {L}",
+    "postprocess dust": f"postprocess dust {L} file:///tmp/out --min-size 10",
+    "postprocess fill-holes": f"postprocess fill-holes {L} file:///tmp/out --max-hole-size 100 --no-clean",
+    "skeleton clean": f"skeleton clean {L}",
+    "skeleton convert": f"skeleton convert {L} /tmp/swc --labels 1,2",
+    "skeleton forge": f"skeleton forge {L} --shape 64,64,64 --cross-section 3 --context 0",
+    "skeleton merge": f"skeleton merge {L} --tick-threshold 100",
+    "skeleton merge-sharded": f"skeleton merge-sharded {L} --min-shards 2",
+    "table classify apply": "table classify apply /tmp/t.csv /tmp/m.npz /tmp/p.csv",
+    "table classify train": "table classify train /tmp/t.csv --annotation kind --features a,b "
+                            "--output /tmp/m.npz",
+    "table cluster": "table cluster /tmp/t.csv /tmp/c.csv --columns a,b --method dbscan --eps 0.3",
+    "table threshold": "table threshold /tmp/t.csv /tmp/c.csv --column a --thresholds 1,2 --labels x,y,z",
+}
+
+
+def leaves(group: click.Group, prefix=()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        if isinstance(command, click.Group):
+            yield from leaves(command, prefix + (name,))
+        else:
+            yield " ".join(prefix + (name,))
+
+
+def test_every_verb_a_step_can_run_has_a_sample():
+    verbs = {verb for verb in leaves(cli) if verb.split()[0] in STEP_AREAS}
+    assert verbs == set(SAMPLES)
+
+
+def check_binds(stage) -> None:
+    function = stages.function(stage.call)
+    inspect.signature(function).bind(**stage.kwargs)
+
+
+@pytest.mark.parametrize("verb", sorted(SAMPLES))
+def test_a_step_reads_into_stages_whose_functions_take_their_arguments(verb):
+    chain = step_stages("s", SAMPLES[verb])
+    assert chain
+    for stage in chain:
+        check_binds(stage)
+
+
+def test_later_stages_made_at_run_time_bind_too():
+    for stage in ccl("file:///a", "file:///b", shape=(8, 8, 8), clean=True):
+        check_binds(stage)
+    from igneous_like.task_creation.image import create_pyramid_tasks, create_transfer_tasks
+    assert "ranges" in inspect.signature(create_pyramid_tasks).parameters
+    source = inspect.getsource(create_transfer_tasks) + inspect.getsource(create_pyramid_tasks)
+    assert source.count('Stage("create_pyramid_tasks"') == 2  # the passes both name the pass creator
+
+
+def test_a_stage_can_name_no_other_function():
+    for name in ("os_system", "load_region_graph", "check_output", "__import__"):
+        with pytest.raises(UserError, match="only those can run"):
+            stages.function(name)
+
+
+def test_a_step_takes_no_queue_of_its_own():
+    with pytest.raises(UserError, match="takes no --queue"):
+        step_stages("s", f"image downsample {M} --queue fq:///tmp/q-of-a-step")
+
+
+def test_every_task_module_is_registered():
+    names = [f"igneous_like.tasks.{info.name}" for info in pkgutil.iter_modules(igneous_like.tasks.__path__)]
+    for name in names + ["igneous_like.pipeline.tasks"]:
+        importlib.import_module(name)
+    ours = [key for key in queueablefns.REGISTRY if key[0].startswith("igneous_like.")]
+    assert len(ours) > 20
+    assert [key for key in ours if not registry.is_allowed(key)] == []
