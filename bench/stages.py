@@ -181,10 +181,13 @@ def measure_table(paths: Dict[str, str]) -> str:
     return f"{len(table)} rows x {len(table.columns)} columns, voxel counts equal fastremap's"
 
 
-def mesh_commands(program: str, src: str, queue: str) -> List[List[str]]:
-    execute = ["execute", "-x", queue]
-    return [["mesh", "forge", src, "--shape", "128,128,128", "--queue", queue], execute,
-            ["mesh", "merge", src, "--nlod", "0", "--magnitude", "1", "--queue", queue], execute]
+def mesh_commands(nlod: int) -> Callable[[str, str, str], List[List[str]]]:
+    """Forge, then merge into legacy (nlod 0) or multi-resolution meshes, through the file queue."""
+    def commands(program: str, src: str, queue: str) -> List[List[str]]:
+        execute = ["execute", "-x", queue]
+        return [["mesh", "forge", src, "--shape", "128,128,128", "--queue", queue], execute,
+                ["mesh", "merge", src, "--nlod", str(nlod), "--magnitude", "1", "--queue", queue], execute]
+    return commands
 
 
 def skeleton_commands(context: List[str]) -> Callable[[str, str, str], List[List[str]]]:
@@ -226,7 +229,9 @@ STAGES = [
           lambda program, src, queue: [["image", "voxels", "count", src], ["image", "voxels", "sum", src]],
           same_counts),
     Stage("mesh", f"mesh forge + merge of the middle {MESH_CROP}^3, tasks 128^3, through fq", mesh_crop,
-          "segmentation", mesh_commands, same_meshes),
+          "segmentation", mesh_commands(0), same_meshes),
+    Stage("mesh-multires", "as mesh, merged into multi-resolution meshes with 2 extra levels of detail",
+          mesh_crop, "segmentation", mesh_commands(2), same_meshes),
     Stage("skeleton", f"skeleton forge + merge of crop {SKELETON_CROP}, tasks 128x128x64, each program's "
           "defaults (igneous_like reads 1200 nm of context around each task)", skeleton_crop,
           "segmentation", skeleton_commands([]), same_skeletons),

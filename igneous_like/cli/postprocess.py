@@ -55,9 +55,9 @@ def dust(ctx, src, dest, min_size, shape, mip, compress, queue):
 def fill_holes(ctx, src, dest, max_hole_size, shape, mip, compress, clean, queue):
     """Fill each background cavity enclosed by a single object with that object's label.
 
-    Runs every step, through the queue (with -p workers) or here: label the background's
-    connected components, survey each block, plan the holes, write DEST. Other objects are
-    never overwritten, and the result does not depend on --shape.
+    Runs every step, here or through the queue (whose workers go from step to step): label the
+    background's connected components, survey each block, plan the holes, write DEST. Other
+    objects are never overwritten, and the result does not depend on --shape.
 
     Example: igneous-like -p 4 postprocess fill-holes file:///data/seg file:///data/full --max-hole-size 5000
     """
