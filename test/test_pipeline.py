@@ -2,10 +2,12 @@
 a second `pipeline run`, with outputs equal to the same job run here; on SQS and S3 with no driver;
 and the next stage started exactly once however the last tasks of a stage finish."""
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +115,35 @@ def test_a_job_survives_killed_workers_and_a_purged_queue_and_equals_the_run_her
     assert kills >= 3
     assert tree(data) == tree(here_data)
     assert read_mip(f"file://{data}/cc", 0).max() == read_mip(f"file://{here_data}/cc", 0).max() > 10
+
+
+def snapshot(root: Path) -> dict:
+    """Every file's bytes and time of change, and every folder, under `root`."""
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else "folder"
+            for p in sorted(root.rglob("*"))}
+
+
+def test_a_dry_run_writes_nothing_and_counts_what_run_then_enqueues(tmp_path, crop):
+    """`pipeline run --dry-run` prints each stage's tasks and voxels where they can be known now, and
+    what the others are made after; it writes nothing (no byte, no time of change, no folder, not
+    even the info or provenance that task creators commit); `pipeline run` then enqueues as many
+    tasks for each step that starts at once as the dry run said."""
+    job, data = job_file(tmp_path, "fleet", f"fq://{tmp_path}/q")
+    write_layer(f"file://{data}/seg", crop, "segmentation", chunk=(32, 32, 32))
+    before = snapshot(tmp_path)
+    shown = run_cli("pipeline", "run", job, "--dry-run").stdout
+    assert snapshot(tmp_path) == before
+    steps = dict(re.findall(r"^(\S+?)(?: \(after .*\))?: .*\n  1\. (.*)$", shown, re.M))
+    assert steps["mesh-forge"] == "forge: made after step cc"
+    assert steps["table"] == "export: 1 task, in one process"
+    size = crop.size  # 128 x 128 x 64 voxels, in boxes of 64^3
+    assert steps["pyramid"] == \
+        f"downsample: 4 tasks, reading {size:,} voxels of mip 0, writing {size // 4:,} voxels of mip 1"
+    assert steps["cc"] == f"faces: 4 tasks, reading {size:,} voxels of mip 0"
+    assert "  2. links: made after stage 1\n  3. calc-labels: 1 task, in one process" in shown
+    run_cli("pipeline", "run", job)
+    enqueued = Counter(step for step, _, _ in queued_tasks(f"fq://{tmp_path}/q", f"file://{tmp_path}/fleet.state"))
+    assert enqueued == {"pyramid": 4, "cc": 4}
 
 
 def two_steps(path: str):

@@ -7,7 +7,9 @@ import inspect
 import pkgutil
 
 import click
+import numpy as np
 import pytest
+from conftest import write_layer
 from taskqueue import queueablefns
 
 import igneous_like.tasks
@@ -122,3 +124,31 @@ def test_every_task_module_is_registered():
     ours = [key for key in queueablefns.REGISTRY if key[0].startswith("igneous_like.")]
     assert len(ours) > 20
     assert [key for key in ours if not registry.is_allowed(key)] == []
+
+
+def test_the_first_stage_of_every_verb_made_for_a_dry_run_writes_nothing(tmp_path, real_seg):
+    """A dry run calls task creators, which commit info files and provenance, record their options
+    and clear what earlier runs left: with every verb's first stage made on real layers, no byte,
+    time of change or folder under the data changes, and the stages over a grid count its voxels."""
+    from test_pipeline import snapshot
+
+    from igneous_like.pipeline import Step
+    from igneous_like.pipeline.dry import plan
+    crop = np.asfortranarray(real_seg[:64, :64, :32])
+    write_layer(f"file://{tmp_path}/data/seg", crop, "segmentation", chunk=(32, 32, 32))
+    write_layer(f"file://{tmp_path}/data/em", (crop % 200).astype(np.uint8), "image", chunk=(32, 32, 32))
+    (tmp_path / "t.csv").write_text("label,a,b,kind\n1,1,2,x\n2,3,4,y\n")
+    before, counted = snapshot(tmp_path), {}
+    for verb, line in SAMPLES.items():
+        for placeholder, place in (("file:///data/", "file://HERE/data/"), ("file:///tmp/", "file://HERE/"),
+                                   (" /tmp/", " HERE/"), ("HERE", str(tmp_path))):
+            line = line.replace(placeholder, place)
+        try:
+            row = plan([Step("s", tuple(step_stages("s", line)))])[0]
+        except UserError as err:  # its input is made by another verb
+            assert "igneous-like" in str(err) or "mip 1 does not exist" in str(err), (verb, err)
+            continue
+        counted[verb] = row.estimate.read
+    assert snapshot(tmp_path) == before
+    assert counted["mesh forge"] == counted["image downsample"] == (crop.size, 0)
+    assert sum(read is not None for read in counted.values()) >= 10

@@ -119,7 +119,8 @@ def pipeline():
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--state", default=None, help="Where progress is kept (overrides the file's state:).")
 @click.option("--var", "overrides", multiple=True, metavar="NAME=VALUE", help="Set a ${NAME} of the file.")
-@click.option("--dry-run", is_flag=True, help="Print the steps, their stages and order; run nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan: steps, order, stages, tasks and voxels; run or write nothing.")
 @click.pass_context
 def run(ctx, file, state, overrides, dry_run):
     """Start the pipeline in FILE, or go on with it (after a crash, a purged queue, a reboot): only
@@ -189,9 +190,39 @@ def show_status(flow: Flow) -> None:
 
 
 def show_plan(steps: List[api.Step]) -> None:
-    for step in api.order(steps):
+    """Each step's stages with their tasks and voxels, where they can be made before anything runs."""
+    from igneous_like.pipeline.dry import plan
+    ordered = api.order(steps)
+    rows = plan(ordered)
+    for step in ordered:
         after = f" (after {', '.join(step.after)})" if step.after else ""
         click.echo(f"{step.name}{after}: {step.run}")
-        for index, stage in enumerate(step.stages):
-            click.echo(f"  {index + 1}. {stage.name or stage.call}: {stage.call}")
-    click.echo(f"{len(steps)} steps; at {time.strftime('%H:%M')} nothing was run or written", err=True)
+        for row in (row for row in rows if row.step == step.name):
+            click.echo(f"  {row.index + 1}. {row.stage.name or row.stage.call}: {stage_plan(row)}")
+    known = [row.estimate for row in rows if row.estimate is not None]
+    read = sum(estimate.read[0] for estimate in known if estimate.read)
+    written = sum(sum(estimate.written.values()) for estimate in known)
+    click.echo(f"{len(steps)} steps; {sum(e.tasks for e in known):,} tasks in the {len(known)} stages that "
+               f"can be made now ({read:,} voxels read, {written:,} written); {len(rows) - len(known)} "
+               f"stages are made after the ones before them; at {time.strftime('%H:%M')} nothing was run "
+               "or written", err=True)
+
+
+def stage_plan(row) -> str:
+    """One stage of the plan: its tasks and voxels, or what it waits for."""
+    estimate = row.estimate
+    if estimate is None:
+        return row.waits
+    if estimate.one_process:
+        return "1 task, in one process"
+    text = f"{estimate.tasks:,} tasks"
+    if estimate.read:
+        text += f", reading {estimate.read[0]:,} voxels of mip {estimate.read[1]}"
+    if estimate.written:
+        mips = sorted(estimate.written)
+        text += f", writing {sum(estimate.written.values()):,} voxels of mip" + \
+            (f" {mips[0]}" if len(mips) == 1 else f"s {mips[0]}-{mips[-1]}")
+    if estimate.then:
+        later = ", ".join(stage.name or stage.call for stage in estimate.then)
+        text += f"; then {later}, each made after the one before"
+    return text
