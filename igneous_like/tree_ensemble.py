@@ -1,22 +1,19 @@
-"""A fitted tree ensemble as plain arrays: the one format of igneous_like's model files.
+"""A fitted tree ensemble as plain arrays, in igneous_like's model file container
+(igneous_like.model_file: an .npz of numbers with a JSON manifest, never a pickle).
 
-Model files come from storage, and queue messages name them, so loading one must never run
-code: a file is an .npz of numbers (read with allow_pickle=False) with a JSON manifest, never a
-pickle. scikit-learn's random forests and SAMME AdaBoost convert to the same arrays: each tree's
+scikit-learn's random forests and SAMME AdaBoost convert to the same arrays: each tree's
 nodes as scikit-learn numbers them (children -1 at leaves). Prediction rebuilds scikit-learn's
 Cython trees from the checked arrays, for their fast walk, and combines the leaves as
 scikit-learn's predict_proba does, in the same order, so probabilities are equal bit for bit.
 """
-import io
-import json
-import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from igneous_like import model_file
+
 KINDS = ("forest", "samme")
-UNREADABLE = (ValueError, OSError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile)
 ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value", "sizes", "depths", "weights")
 
 
@@ -104,32 +101,26 @@ class TreeEnsemble:
     def to_bytes(self, fmt: str, version: int, manifest: dict) -> bytes:
         """The model file: these arrays, and a manifest of the caller's format, version and settings."""
         spec = {"kind": self.kind, "classes": list(self.classes), "n_features": self.n_features}
-        meta = dict(manifest, format=fmt, version=version, ensemble=spec)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, manifest=np.array(json.dumps(meta)),
-                            **{name: getattr(self, name) for name in ARRAYS})
-        return buffer.getvalue()
+        return model_file.pack({name: getattr(self, name) for name in ARRAYS}, dict(manifest, ensemble=spec),
+                               fmt, version)
 
     @classmethod
     def from_bytes(cls, data: bytes, fmt: str, version: int, what: str) -> tuple:
         """(ensemble, manifest) of a model file of `fmt` and `version`; ValueError for anything
         else, pickles and joblib files included (they are never unpickled)."""
-        if not data.startswith(b"PK"):  # not a zip archive, so no .npz; np.load would call it a pickle
-            raise ValueError(f"not {what} file: model files are .npz archives of plain arrays, and "
-                             "igneous_like never loads pickles or joblib files; train the model again")
+        arrays, meta = model_file.unpack(data, fmt, version, what)
+        return cls.from_arrays(arrays, meta, what), meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, meta: dict, what: str) -> "TreeEnsemble":
+        """The ensemble of an unpacked file, checked."""
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-            meta = json.loads(str(arrays.pop("manifest")))
             spec = meta["ensemble"]
             ensemble = cls(spec["kind"], tuple(spec["classes"]), int(spec["n_features"]), **arrays)
-        except UNREADABLE as err:
+        except model_file.UNREADABLE as err:
             raise ValueError(f"not {what} file ({type(err).__name__}: {err}); train it again") from None
-        if meta.get("format") != fmt or meta.get("version") != version:
-            raise ValueError(f"{what} file of another format or version ({meta.get('format')} "
-                             f"{meta.get('version')}, not {fmt} {version}); train it again")
         ensemble.check(what)
-        return ensemble, meta
+        return ensemble
 
     def check(self, what: str) -> None:
         """Refuse arrays that scikit-learn's unchecked walk could follow out of a tree or in circles:

@@ -62,10 +62,12 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "skeleton merge": f"skeleton merge {L} --tick-threshold 100",
     "skeleton merge-sharded": f"skeleton merge-sharded {L} --min-shards 2",
     "table classify apply": "table classify apply /tmp/t.csv /tmp/m.npz /tmp/p.csv",
-    "table classify train": "table classify train /tmp/t.csv --annotation kind --features a,b "
+    "table classify train": "table classify train /tmp/t.csv /tmp/t.csv --annotation kind --features a,b "
                             "--output /tmp/m.npz",
     "table cluster": "table cluster /tmp/t.csv /tmp/c.csv --columns a,b --method dbscan --eps 0.3",
-    "table threshold": "table threshold /tmp/t.csv /tmp/c.csv --column a --thresholds 1,2 --labels x,y,z",
+    "table merge": "table merge /tmp/t.csv /tmp/t.csv /tmp/m.tsv --how outer",
+    "table paint": f"table paint {L} /tmp/t.csv kind file:///tmp/painted",
+    "table threshold": "table threshold /tmp/t.csv /tmp/c.csv --column a --percentiles 50",
 }
 
 

@@ -38,6 +38,7 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "cluster_table": "igneous_like.tables",
     "train_table_classifier": "igneous_like.tables",
     "apply_table_classifier": "igneous_like.tables",
+    "merge_tables": "igneous_like.tables",
 }
 
 

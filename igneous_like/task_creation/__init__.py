@@ -32,6 +32,7 @@ _MODULES = {
         "create_sharded_skeleton_merge_tasks", "create_skeletonizing_tasks",
         "create_unsharded_skeleton_merge_tasks",
     ),
+    "tables": ("create_paint_tasks",),
     "voxels": ("accumulate_voxel_counts", "create_voxel_counting_tasks"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
