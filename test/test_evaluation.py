@@ -140,3 +140,19 @@ def test_cli_writes_scores_table_and_ceiling_layer_and_cleans(volume):
     written = pd.read_parquet(table).set_index(["kind", "label"]).sort_index()
     assert (written.pieces == reference_objects(seg, gt, True).pieces).all()
     assert not list((root / "cli_seg").rglob("evaluation/*/*"))
+
+
+def test_mistakes_are_one_line_exit_2(make_layer, tmp_path):
+    labels = np.arange(8, dtype=np.uint32).reshape(2, 2, 2).repeat(8, 0).repeat(8, 1).repeat(8, 2)
+    seg = make_layer("seg", labels, "segmentation", chunk=(16, 16, 16))
+    zero = make_layer("zero", np.zeros_like(labels), "segmentation", chunk=(16, 16, 16))
+    for args, message in (
+        (("--table", tmp_path / "errors.txt"), "must end with .csv or .parquet"),
+        (("--ceiling", seg), "the destination is the segmentation; give --ceiling a new path"),
+        (("--ceiling", zero), "the destination is the ground truth"),
+        (("--ignore-gt-zero",), f"the ground truth {zero} is 0 everywhere"),
+    ):
+        result = run_cli("--quiet", "evaluate", seg, zero, *args, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+    assert not list((tmp_path / "seg").rglob("evaluation/*/*")) and not (tmp_path / "errors.txt").exists()
