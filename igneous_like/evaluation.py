@@ -67,13 +67,13 @@ def _pairs(sizes: np.ndarray) -> float:
 
 def pair_scores(n: float, together: float, seg_pairs: float, gt_pairs: float) -> Dict[str, float]:
     """The pair-counting scores from the number of voxel pairs together in both segmentations,
-    in SEG and in GT (float64: exact up to 2^53 pairs, then to 16 digits)."""
+    in SEG and in GT (float64 sums, to about 16 significant digits)."""
     total = n * (n - 1) / 2
     rand = 1.0 if total == 0 else (total + 2 * together - seg_pairs - gt_pairs) / total
     expected = seg_pairs * gt_pairs / total if total else 0.0
     maximum = (seg_pairs + gt_pairs) / 2
     ari = 1.0 if maximum == expected else (together - expected) / (maximum - expected)
-    fowlkes_mallows = together / np.sqrt(seg_pairs) / np.sqrt(gt_pairs) if together else 0.0
+    fowlkes_mallows = np.sqrt(together / seg_pairs) * np.sqrt(together / gt_pairs) if together else 0.0
     error = 1 - together / maximum if maximum else 0.0
     return {"rand": float(rand), "ari": float(ari), "fowlkes_mallows": float(fowlkes_mallows),
             "adapted_rand_error": float(error)}
