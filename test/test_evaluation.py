@@ -6,7 +6,6 @@ segmentation made from it with merges (pairs of objects share a label), splits (
 cut by a plane), boundary noise (shifted one voxel), large uint64 labels, and one segment that
 lies only where the ground truth is 0.
 """
-
 import json
 
 import fastremap

@@ -172,8 +172,9 @@ def clean(ctx, frag, mip):
 @click.option("--table", type=OUTPUT, default=None,
               help="Write each ground-truth object's and segment's errors here (.csv or .parquet), "
               "worst first.")
-@click.option("--ceiling", default=None, help="Also write the best segmentation reachable from SEG's pieces "
-              "(each given to its majority GT object) as a new layer here.")
+@click.option("--ceiling", metavar="LAYER", default=None,
+              help="Also write the best segmentation reachable from SEG's pieces (each given to its majority "
+              "GT object) as a new layer here.")
 @mip_option
 @click.option("--shape", type=VEC3, default=(512, 512, 512), show_default=True, help="Task shape X,Y,Z.")
 @fill_option
