@@ -1,5 +1,5 @@
 """`igneous-like agglomerate ...` (region graph, merging, learned policy, relabel, watershed) and
-`igneous-like evaluate` (variation of information and adjusted Rand index against ground truth)."""
+`igneous-like evaluate` (variation of information, Rand scores and edit distance against ground truth)."""
 import json
 
 import click
@@ -166,28 +166,43 @@ def clean(ctx, frag, mip):
 @click.command()
 @click.argument("seg")
 @click.argument("gt")
-@click.option("--json", "as_json", is_flag=True, help='Print {"vi_split": ..., "vi_merge": ..., "ari": ...}.')
+@click.option("--json", "as_json", is_flag=True, help="Print every score as one JSON object.")
+@click.option("--ignore-gt-zero", is_flag=True,
+              help="Leave out the voxels where GT is 0 (unlabeled), as connectomics challenges score.")
+@click.option("--table", type=OUTPUT, default=None,
+              help="Write each ground-truth object's and segment's errors here (.csv, .tsv, .parquet, "
+              ".xlsx), worst first.")
+@click.option("--ceiling", metavar="LAYER", default=None,
+              help="Also write the best segmentation reachable from SEG's pieces (each given to its majority "
+              "GT object) as a new layer here.")
 @mip_option
 @click.option("--shape", type=VEC3, default=(512, 512, 512), show_default=True, help="Task shape X,Y,Z.")
 @fill_option
 @queue_option
 @click.pass_context
-def evaluate(ctx, seg, gt, as_json, mip, shape, fill_missing, queue):
+def evaluate(ctx, seg, gt, as_json, ignore_gt_zero, table, ceiling, mip, shape, fill_missing, queue):
     """Score SEG against ground truth GT: variation of information split = H(SEG|GT) and merge =
-    H(GT|SEG) in bits, and the adjusted Rand index; every voxel counts, label 0 included.
+    H(GT|SEG) in bits, Rand index, adjusted Rand index, Fowlkes-Mallows, adapted Rand error, and the
+    split/merge edit distance (the splits and merges a proofreader needs); every voxel counts,
+    label 0 included, unless --ignore-gt-zero. The same scores of the ceiling (each piece of SEG
+    given to the GT object it overlaps most) bound what any agglomeration of SEG can reach.
 
     Tasks count the overlaps (here, or through --queue, whose workers then compute the scores:
     `igneous-like pipeline status` shows them); the sum is exact.
 
-    Example: igneous-like evaluate file:///data/seg file:///data/gt --json
+    Example: igneous-like evaluate file:///data/frag file:///data/gt --ignore-gt-zero --table errors.csv
     """
-    stages = verbs.evaluate(seg, gt, mip=mip, shape=shape, fill_missing=fill_missing)
+    stages = verbs.evaluate(seg, gt, mip=mip, shape=shape, fill_missing=fill_missing,
+                            ignore_gt_zero=ignore_gt_zero, table=table, ceiling=ceiling)
     done = submit(ctx, stages, queue, home=seg)
     if not done:
         return
-    result = done[-1]
+    result = done[0]
     if as_json:
         click.echo(json.dumps(result))
-    else:
-        click.echo(f"VI split {result['vi_split']:.6f} bits, merge {result['vi_merge']:.6f} bits, "
-                   f"ARI {result['ari']:.6f}")
+        return
+    for name, found in (("", result), ("ceiling ", result["ceiling"])):
+        click.echo(f"{name}VI split {found['vi_split']:.6f} bits, merge {found['vi_merge']:.6f} bits, "
+                   f"Rand {found['rand']:.6f}, ARI {found['ari']:.6f}, Fowlkes-Mallows "
+                   f"{found['fowlkes_mallows']:.6f}, adapted Rand error {found['adapted_rand_error']:.6f}, "
+                   f"{found['splits_needed']} splits and {found['merges_needed']} merges needed")

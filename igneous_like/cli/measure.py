@@ -70,7 +70,7 @@ def merge(ctx, seg, mip, num_tasks, queue):
               help="Also write SEG/segment_properties for Neuroglancer.")
 @click.pass_context
 def export(ctx, seg, output, mip, segment_properties):
-    """(3) Write one table (.csv or .parquet), one row per label, `label` first.
+    """(3) Write one table (.csv, .tsv, .parquet or .xlsx), one row per label, `label` first.
 
     Example: igneous-like measure export file:///data/seg cells.parquet
     """

@@ -29,6 +29,7 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "train_merge_model": "igneous_like.task_creation.agglomerate",
     "clean_agglomeration_files": "igneous_like.task_creation.agglomerate",
     "evaluation_scores": "igneous_like.task_creation.evaluation",
+    "clean_evaluation_files": "igneous_like.task_creation.evaluation",
     "train_classifier": "igneous_like.task_creation.classify",
     "clean_mesh_intermediates": "igneous_like.task_creation.mesh",
     "delete_meshes": "igneous_like.task_creation.mesh",

@@ -46,12 +46,29 @@ def fill_holes(src: str, dest: str, max_hole_size: int, mip: int = 0, shape: Seq
 
 
 def evaluate(seg: str, gt: str, mip: int = 0, shape: Sequence[int] = (512, 512, 512),
-             fill_missing: bool = False) -> List[Stage]:
-    """Overlap counts per task, then the scores (variation of information, adjusted Rand index)."""
-    return [
+             fill_missing: bool = False, ignore_gt_zero: bool = False, table: Optional[str] = None,
+             ceiling: Optional[str] = None) -> List[Stage]:
+    """Overlap counts per task, then the scores (and the per-object TABLE); with CEILING, the best
+    segmentation reachable from SEG's pieces written there, and the evaluation's files deleted."""
+    from igneous_like.tables import check_format
+    from igneous_like.task_creation.common import new_layer_path
+    if table is not None:
+        check_format(table)
+    for layer, what in ((seg, "the segmentation"), (gt, "the ground truth")) if ceiling is not None else ():
+        new_layer_path(layer, ceiling, "give --ceiling a new path", what)
+    scores = dict(seg_path=seg, gt_path=gt, mip=mip, ignore_gt_zero=ignore_gt_zero, table=table,
+                  mapping=ceiling is not None)
+    stages = [
         Stage("create_contingency_tasks", dict(seg_path=seg, gt_path=gt, mip=mip, shape=list(shape),
                                                fill_missing=fill_missing), "overlaps"),
-        Stage("evaluation_scores", dict(seg_path=seg, gt_path=gt, mip=mip), "scores"),
+        Stage("evaluation_scores", scores, "scores"),
+    ]
+    if ceiling is None:
+        return stages
+    return stages + [
+        Stage("create_ceiling_tasks", dict(seg_path=seg, gt_path=gt, dest=ceiling, mip=mip, shape=list(shape),
+                                           fill_missing=fill_missing), "ceiling"),
+        Stage("clean_evaluation_files", dict(seg_path=seg, gt_path=gt, mip=mip), "clean"),
     ]
 
 

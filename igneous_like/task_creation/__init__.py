@@ -15,7 +15,10 @@ _MODULES = {
         "create_ccl_relabel_tasks", "create_relabeling",
     ),
     "classify": ("create_classification_tasks", "train_classifier"),
-    "evaluation": ("accumulate_contingency", "create_contingency_tasks", "evaluation_scores"),
+    "evaluation": (
+        "accumulate_contingency", "clean_evaluation_files", "create_ceiling_tasks",
+        "create_contingency_tasks", "evaluation_scores",
+    ),
     "image": (
         "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
         "create_image_shard_transfer_tasks", "create_pyramid_tasks", "create_transfer_tasks",

@@ -39,6 +39,7 @@ from igneous_like.task_creation.common import (
     record_provenance,
 )
 from igneous_like.task_creation.image import open_destination
+from igneous_like.task_creation.measure import write_segment_properties
 from igneous_like.tasks.agglomerate import (
     MAPPING_TABLE,
     MERGE_FILE,
@@ -239,16 +240,29 @@ def create_agglomeration_relabel_tasks(frag_path: str, dest: str, mip: int = 0,
     if merge is None:
         raise UserError(f"no merge mapping for {frag.cloudpath} mip {mip}: run `igneous-like agglomerate "
                         f"merge {frag.cloudpath} --threshold T` first")
-    out = new_destination(frag, dest, mip, np.dtype(frag.dtype).name, encoding)
+    return mapping_relabel_tasks(frag, f"{work}/{MAPPING_TABLE}", dest, np.dtype(frag.dtype).name,
+                                 {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip,
+                                  **merge}, mip, shape, encoding, compress, fill_missing,
+                                 f"agglomerated segmentation of {frag.cloudpath}")
+
+
+def mapping_relabel_tasks(frag: CloudVolume, mapping: str, dest: str, dtype: str, method: dict, mip: int,
+                          shape: Sequence[int], encoding: Optional[str], compress: Optional[str],
+                          fill_missing: bool, description: str, keep_unmapped: bool = True,
+                          properties: Optional[dict] = None) -> Tasks:
+    """Tasks that write each fragment's value in the label table `mapping` into DEST, a new
+    segmentation of `dtype` (its info, `method` and segment `properties` recorded now); fragments
+    the table lacks keep their ids, or become 0 without keep_unmapped."""
+    out = new_destination(frag, dest, mip, dtype, encoding)
     grid = chunk_grid(out, mip, shape)
-    commit(out, {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip, **merge})
+    commit(out, method)
+    if properties is not None:
+        write_segment_properties(out, properties)
     compress = compression(compress)
     make = lambda box: partial(AgglomerationRelabelTask, frag_path=frag.cloudpath, dest_path=out.cloudpath,
-                               mip=mip, offset=ints(box.minpt), shape=ints(box.size3()),
-                               mapping=f"{work}/{MAPPING_TABLE}", fill_missing=fill_missing,
-                               compress=compress)
-    return Tasks(grid, make, f"agglomerated segmentation of {frag.cloudpath} into "
-                 f"{out.cloudpath}", mips=range(mip, mip + 1))
+                               mip=mip, offset=ints(box.minpt), shape=ints(box.size3()), mapping=mapping,
+                               fill_missing=fill_missing, compress=compress, keep_unmapped=keep_unmapped)
+    return Tasks(grid, make, f"{description} into {out.cloudpath}", mips=range(mip, mip + 1))
 
 
 def create_watershed_tasks(prob_path: str, dest: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,

@@ -1,18 +1,22 @@
 """Evaluation of a segmentation against ground truth: contingency tasks, then an exact sum and
-the scores (igneous_like.evaluation)."""
+the scores (igneous_like.evaluation), a per-object table, and optionally the best segmentation
+reachable by merging the segmentation's pieces (the ceiling) written as a layer."""
 import hashlib
 from functools import partial
-from typing import Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume.lib import Bbox, Vec
 
+from igneous_like import label_table
 from igneous_like.errors import UserError
-from igneous_like.evaluation import merge_tables, scores
+from igneous_like.evaluation import best_reachable, merge_tables, object_errors, scores, without_gt_zero
+from igneous_like.tables import write_table
 from igneous_like.task_creation.agglomerate import (
     check_labels,
     check_same_bounds,
+    mapping_relabel_tasks,
     merged_as_they_come,
     task_grid,
 )
@@ -22,6 +26,7 @@ from igneous_like.tasks.evaluation import ContingencyTask, part_name
 
 DEFAULT_SHAPE = (512, 512, 512)
 PARAMS_FILE = "params.json"
+CEILING_TABLE = "ceiling.ltab"  # each segment's majority object, kept for create_ceiling_tasks
 
 
 def parts_dir(seg_path: str, gt_path: str, mip: int) -> Tuple[str, str]:
@@ -78,6 +83,47 @@ def _sum(tables) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return merge_tables(*(np.concatenate([empty] + [t[i] for t in tables]) for i in range(3)))
 
 
-def evaluation_scores(seg_path: str, gt_path: str, mip: int = 0, clean: bool = True) -> Dict[str, float]:
-    """vi_split, vi_merge (bits) and ari, once every contingency task ran; deletes the parts."""
-    return scores(*accumulate_contingency(seg_path, gt_path, mip, clean=clean))
+def evaluation_scores(seg_path: str, gt_path: str, mip: int = 0, clean: bool = True,
+                      ignore_gt_zero: bool = False, table: Optional[str] = None,
+                      mapping: bool = False) -> Dict[str, Any]:
+    """Every score of igneous_like.evaluation, and under "ceiling" those of the best segmentation
+    reachable by merging SEG's segments, once every contingency task ran; deletes the parts.
+    `table`: write the per-object table there (CSV or Parquet). `mapping`: keep each segment's
+    majority object for create_ceiling_tasks (clean_evaluation_files deletes it)."""
+    whole = accumulate_contingency(seg_path, gt_path, mip, clean=clean)
+    counted = without_gt_zero(*whole) if ignore_gt_zero else whole
+    if counted[0].size == 0:
+        raise UserError(f"the ground truth {gt_path} is 0 everywhere, so --ignore-gt-zero leaves no voxel "
+                        "to score; drop --ignore-gt-zero or give a ground truth with objects")
+    fragments, truth, ceiling = best_reachable(*counted)
+    if table is not None:
+        import pandas as pd
+        write_table(pd.DataFrame(object_errors(*counted)), table)
+    if mapping:
+        every = np.unique(whole[0])  # segments only on ground truth 0 (when ignored) get 0
+        position = np.minimum(np.searchsorted(fragments, every), max(fragments.size - 1, 0))
+        values = np.where(fragments[position] == every, truth[position], 0).astype(np.uint64)
+        label_table.write(f"{parts_dir(seg_path, gt_path, mip)[1]}/{CEILING_TABLE}", every, values)
+    return {**scores(*counted), "ceiling": scores(*ceiling)}
+
+
+def create_ceiling_tasks(seg_path: str, gt_path: str, dest: str, mip: int = 0,
+                         shape: Sequence[int] = DEFAULT_SHAPE, encoding: Optional[str] = None,
+                         compress: Optional[str] = "gzip", fill_missing: bool = False) -> Tasks:
+    """Tasks that write the ceiling into DEST: each segment of SEG replaced by the ground-truth
+    object it overlaps most (the mapping evaluation_scores kept with mapping=True)."""
+    seg, gt = open_layer(seg_path, mip), open_layer(gt_path, mip)
+    _, parts = parts_dir(seg_path, gt_path, mip)
+    if not CloudFiles(parts).exists(CEILING_TABLE):
+        raise UserError(f"no best-segment mapping of {seg.cloudpath} against {gt.cloudpath} mip {mip}: run "
+                        "`igneous-like evaluate SEG GT --ceiling DEST`")
+    return mapping_relabel_tasks(seg, f"{parts}/{CEILING_TABLE}", dest, np.dtype(gt.dtype).name,
+                                 {"task": "AgglomerationRelabelTask", "fragments": seg.cloudpath,
+                                  "ground_truth": gt.cloudpath, "mip": mip, "ceiling": True},
+                                 mip, shape, encoding, compress, fill_missing,
+                                 f"best segmentation of {seg.cloudpath} against {gt.cloudpath}")
+
+
+def clean_evaluation_files(seg_path: str, gt_path: str, mip: int = 0) -> int:
+    """Delete the evaluation's files of SEG against GT; returns how many there were."""
+    return delete_directory(parts_dir(seg_path, gt_path, mip)[1])

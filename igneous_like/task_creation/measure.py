@@ -173,13 +173,13 @@ def read_results(cloudpath: str, mip: int = 0):
 
 
 def export_measurements(cloudpath: str, output: str, mip: int = 0, segment_properties: bool = True) -> int:
-    """Stage 3: write the table (.csv or .parquet, one row per label, `label` first) and the
+    """Stage 3: write the table (.csv, .tsv, .parquet or .xlsx, one row per label, `label` first) and the
     Neuroglancer segment properties of the layer; returns the number of rows."""
     check_format(output)
     cv, table = read_results(cloudpath, mip)
     write_table(table, output)
     if segment_properties:
-        write_segment_properties(cv, table)
+        write_segment_properties(cv, segment_properties_info(table))
     return len(table)
 
 
@@ -201,9 +201,9 @@ def segment_properties_info(table) -> dict:
             "inline": {"ids": [str(label) for label in table["label"]], "properties": properties}}
 
 
-def write_segment_properties(cv: CloudVolume, table) -> None:
-    """SEG/segment_properties/info, named in the layer's info so the viewer shows the numbers."""
-    CloudFiles(cv.cloudpath).put(f"{PROPERTIES_DIR}/info", json.dumps(segment_properties_info(table)),
+def write_segment_properties(cv: CloudVolume, properties: dict) -> None:
+    """SEG/segment_properties/info, named in the layer's info so the viewer shows the properties."""
+    CloudFiles(cv.cloudpath).put(f"{PROPERTIES_DIR}/info", json.dumps(properties),
                                  content_type="application/json", compress=None, cache_control="no-cache")
     cv.info["segment_properties"] = PROPERTIES_DIR
     cv.commit_info()

@@ -5,22 +5,18 @@ Each distinct value of the column becomes a segment id (1, 2, ... in sorted orde
 destination's segment properties; objects the table lacks, or whose value is missing, become 0.
 The label -> id table is stored in DEST/paint/ and read by the relabel tasks box by box.
 """
-import json
-from functools import partial
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from cloudfiles import CloudFiles
 
 from igneous_like import label_table
 from igneous_like.errors import UserError
 from igneous_like.tables import read_table
-from igneous_like.task_creation.agglomerate import DEFAULT_SHAPE, chunk_grid, commit, new_destination
-from igneous_like.task_creation.common import Tasks, compression, ints, open_layer
-from igneous_like.tasks.agglomerate import AgglomerationRelabelTask
+from igneous_like.task_creation.agglomerate import DEFAULT_SHAPE, mapping_relabel_tasks
+from igneous_like.task_creation.common import Tasks, new_layer_path, open_layer
 
-PAINT_TABLE, PROPERTIES_DIR = "paint/labels.ltab", "segment_properties"
+PAINT_TABLE = "paint/labels.ltab"
 
 
 def paint_ids(table, column: str):
@@ -58,22 +54,16 @@ def create_paint_tasks(seg_path: str, table_path: str, column: str, dest: str, m
     if seg.layer_type != "segmentation":
         raise UserError(f"{seg.cloudpath} is an {seg.layer_type} layer; paint a segmentation's objects")
     labels, ids, names = paint_ids(read_table(table_path), column)
-    dtype = next(t for t in ("uint8", "uint16", "uint32") if len(names) < np.iinfo(t).max)
-    out = new_destination(seg, dest, mip, dtype, encoding)
-    grid = chunk_grid(out, mip, shape)
     order = np.argsort(labels, kind="stable")
     if np.any(np.diff(labels[order]) == 0):
         raise UserError(f"a label appears more than once in {table_path}; give one row per object")
-    label_table.write(f"{out.cloudpath}/{PAINT_TABLE}", labels[order], ids[order])
+    dtype = next(t for t in ("uint8", "uint16", "uint32") if len(names) < np.iinfo(t).max)
+    path = new_layer_path(seg.cloudpath, dest)
     counts = np.bincount(ids, minlength=len(names) + 1)[1:]
-    CloudFiles(out.cloudpath).put(f"{PROPERTIES_DIR}/info", json.dumps(properties_info(names, counts)),
-                                  content_type="application/json", compress=None, cache_control="no-cache")
-    out.info["segment_properties"] = PROPERTIES_DIR
-    commit(out, {"task": "PaintTask", "segmentation": seg.cloudpath, "table": table_path, "column": column,
-                 "mip": mip, "values": len(names)})
-    make = lambda box: partial(AgglomerationRelabelTask, frag_path=seg.cloudpath, dest_path=out.cloudpath,
-                               mip=mip, offset=ints(box.minpt), shape=ints(box.size3()),
-                               mapping=f"{out.cloudpath}/{PAINT_TABLE}", fill_missing=fill_missing,
-                               compress=compression(compress), keep_unmapped=False)
-    return Tasks(grid, make, f"objects of {seg.cloudpath} painted by {column} into {out.cloudpath}",
-                 mips=range(mip, mip + 1))
+    tasks = mapping_relabel_tasks(seg, f"{path}/{PAINT_TABLE}", dest, dtype, {
+        "task": "PaintTask", "segmentation": seg.cloudpath, "table": table_path, "column": column, "mip": mip,
+        "values": len(names)}, mip, shape, encoding, compress, fill_missing,
+        f"objects of {seg.cloudpath} painted by {column}", keep_unmapped=False,
+        properties=properties_info(names, counts))
+    label_table.write(f"{path}/{PAINT_TABLE}", labels[order], ids[order])  # DEST checked: now write
+    return tasks

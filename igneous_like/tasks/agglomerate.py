@@ -59,17 +59,18 @@ def RegionGraphTask(frag_path: str, boundary_path: str, mip: int, offset: Sequen
 def AgglomerationRelabelTask(frag_path: str, dest_path: str, mip: int, offset: Sequence[int],
                              shape: Sequence[int], mapping: str, fill_missing: bool = False,
                              compress: Union[str, bool, None] = None, keep_unmapped: bool = True) -> None:
-    """Write one box of the agglomerated segmentation: each fragment's segment id (fragments the
-    mapping lacks, such as 0, keep their ids, or become 0 without keep_unmapped)."""
+    """Write one box of the agglomerated segmentation: each fragment's value in the mapping, its
+    segment id (a value may be 0); fragments the mapping lacks, such as 0, keep their ids, or
+    become 0 without keep_unmapped."""
     frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     labels = read_box(frag, box, mip)
     present = fastremap.unique(labels)
-    segments = label_table.Table(mapping).lookup(present, default=0)
-    if keep_unmapped:
-        keep = segments == 0
-        segments[keep] = present[keep]
+    absent = np.iinfo(np.uint64).max
+    segments = label_table.Table(mapping).lookup(present, default=absent)
+    unmapped = segments == absent
+    segments[unmapped] = present[unmapped] if keep_unmapped else 0
     table = dict(zip(present.tolist(), segments.tolist()))
     out = fastremap.remap(labels, table, preserve_missing_labels=True, in_place=False)
     dest.image.upload(out.astype(dest.dtype, copy=False), box.minpt, mip)
