@@ -1,0 +1,197 @@
+"""Look at layers in Neuroglancer: a small HTTP server for local layers and the bundled client.
+
+Neuroglancer reads Precomputed over HTTP, while this project writes to disk as CloudFiles does:
+compressed files as `NAME.gz`, shards read by byte range. `LayerServer` serves each local layer's
+directory the way Neuroglancer asks for it (`NAME` from `NAME.gz` with Content-Encoding: gzip,
+206 for ranges, CORS, since the client comes from another port) and keeps a log of every request.
+Remote layers (s3://, gs://, http(s)://) go to Neuroglancer as URLs it reads itself.
+"""
+import gzip
+import http.server
+import json
+import re
+import socket
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Sequence
+
+from igneous_like.errors import UserError
+
+REMOTE = ("s3://", "gs://", "http://", "https://")
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class Layer(NamedTuple):
+    name: str
+    kind: str  # image, segmentation or annotation
+    source: str  # the URL Neuroglancer reads, with its precomputed:// prefix
+    root: Optional[Path]  # the directory served, None for a remote layer
+
+
+def layer_kind(info: dict, path: str) -> str:
+    """image, segmentation or annotation, from a Precomputed info file."""
+    if info.get("@type") == "neuroglancer_annotations_v1":
+        return "annotation"
+    if info.get("type") in ("image", "segmentation"):
+        return info["type"]
+    raise UserError(f"{path} is not an image, segmentation or annotation layer: its info has "
+                    f"type {info.get('type', info.get('@type'))!r}")
+
+
+def read_info(path: str) -> dict:
+    """The info of a local or remote layer; a UserError where there is none."""
+    if path.startswith(REMOTE):
+        from cloudfiles import CloudFiles
+        info = CloudFiles(path).get_json("info")
+    else:
+        root = local_root(path)
+        found = [root / name for name in ("info", "info.gz") if (root / name).is_file()]
+        raw = found and found[0].read_bytes()
+        info = json.loads(gzip.decompress(raw) if found and found[0].suffix == ".gz" else raw) if found else None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is not a Precomputed layer (no info file there): give the layer's "
+                        "directory, e.g. file://$PWD/demo_output/image")
+    return info
+
+
+def local_root(path: str) -> Path:
+    return Path(path[len("file://"):] if path.startswith("file://") else path).expanduser().resolve()
+
+
+def open_layers(paths: Sequence[str], base_url: str) -> List[Layer]:
+    """Each path as a Layer named after its last part (made unique), local ones under base_url."""
+    layers, names = [], set()
+    for path in paths:
+        kind = layer_kind(read_info(path), path)
+        name = stem = path.rstrip("/").rsplit("/", 1)[-1] or "layer"
+        count = 1
+        while name in names:
+            count += 1
+            name = f"{stem}_{count}"
+        names.add(name)
+        if path.startswith(REMOTE):
+            layers.append(Layer(name, kind, f"precomputed://{path.rstrip('/')}", None))
+        else:
+            url = f"{base_url}/{urllib.parse.quote(name)}"
+            layers.append(Layer(name, kind, f"precomputed://{url}", local_root(path)))
+    return layers
+
+
+class LayerHandler(http.server.BaseHTTPRequestHandler):
+    """GET and HEAD of files under the server's roots, as Neuroglancer asks for them."""
+    protocol_version = "HTTP/1.1"
+
+    def do_OPTIONS(self):  # the CORS preflight of a ranged request
+        self.reply(204, b"", {})
+
+    def do_HEAD(self):
+        self.do_GET(body=False)
+
+    def do_GET(self, body=True):
+        found = self.server.find(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
+        if found is None:
+            return self.reply(404, b"not found\n", {"Content-Type": "text/plain"}, body)
+        data, zipped = found.read_bytes(), found.suffix == ".gz"
+        wanted = RANGE.match(self.headers.get("Range", "").strip())
+        if wanted:
+            if zipped:  # a range is of the bytes Neuroglancer sees, the uncompressed ones
+                data, zipped = gzip.decompress(data), False
+            start, end = part(wanted, len(data))
+            if start >= len(data) or start > end:
+                return self.reply(416, b"", {"Content-Range": f"bytes */{len(data)}"}, body)
+            headers = {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
+            return self.reply(206, data[start:end + 1], headers, body)
+        self.reply(200, data, {"Content-Encoding": "gzip"} if zipped else {}, body)
+
+    def reply(self, status: int, data: bytes, headers: dict, body: bool = True):
+        self.send_response(status)
+        for key, value in {**headers, "Content-Length": str(len(data)), "Accept-Ranges": "bytes",
+                           "Access-Control-Allow-Origin": "*",
+                           "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                           "Access-Control-Allow-Headers": "Range",
+                           "Access-Control-Expose-Headers": "Content-Range, Content-Length"}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+        self.server.log(self.command, self.path, status, self.headers.get("Range"))
+
+    def log_message(self, *args):
+        pass  # the server keeps its own log
+
+
+def part(match: re.Match, size: int):
+    """The first and last byte of a `bytes=a-b`, `bytes=a-` or `bytes=-n` range."""
+    first, last = match.groups()
+    if not first:
+        return max(0, size - int(last or 0)), size - 1
+    return int(first), min(int(last), size - 1) if last else size - 1
+
+
+class LayerServer(http.server.ThreadingHTTPServer):
+    """Serves /NAME/... from the directory of layer NAME; `requests` is every request answered,
+    as (method, path, status, range header)."""
+    daemon_threads = True
+
+    def __init__(self, roots: dict, bind: str = "127.0.0.1", port: int = 0):
+        super().__init__((bind, port), LayerHandler)
+        self.roots, self.requests, self.lock = dict(roots), [], threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def find(self, url_path: str) -> Optional[Path]:
+        """The file for a URL path: the named file, else its `.gz`; None outside every layer."""
+        name, _, rest = url_path.lstrip("/").partition("/")
+        root = self.roots.get(name)
+        if root is None or not rest:
+            return None
+        for candidate in (root / rest, root / (rest + ".gz")):
+            resolved = candidate.resolve()
+            if resolved.is_file() and resolved.is_relative_to(root):
+                return resolved
+        return None
+
+    def log(self, method: str, path: str, status: int, byte_range: Optional[str]) -> None:
+        with self.lock:
+            self.requests.append((method, path, status, byte_range))
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def public_host(bind: str) -> str:
+    """The host name a browser reaches a server bound to `bind` at."""
+    return socket.getfqdn() if bind in ("0.0.0.0", "::", "") else bind
+
+
+def show(paths: Sequence[str], bind: str = "127.0.0.1", port: int = 0, segments: Sequence[int] = ()):
+    """Serve `paths` and open them in a Neuroglancer viewer: (viewer, LayerServer, layers).
+    The viewer listens on `port` (any free one for 0), the layers' server on any free port."""
+    import neuroglancer
+    server = LayerServer({}, bind)
+    try:
+        host = public_host(bind)
+        layers = open_layers(paths, f"http://{host}:{server.server_address[1]}")
+        server.roots.update({layer.name: layer.root for layer in layers if layer.root})
+        neuroglancer.set_server_bind_address(bind, port)
+        viewer = neuroglancer.Viewer()
+        with viewer.txn() as state:
+            for layer in layers:
+                state.layers[layer.name] = viewer_layer(neuroglancer, layer, segments)
+            if any(layer.kind == "segmentation" for layer in layers):
+                state.selected_layer.layer = next(x.name for x in layers if x.kind == "segmentation")
+    except BaseException:
+        server.close()
+        raise
+    return viewer, server, layers
+
+
+def viewer_layer(neuroglancer, layer: Layer, segments: Sequence[int]):
+    """The Neuroglancer layer for one of ours: its meshes, skeletons and segment properties
+    come along, since the client finds them from the segmentation's info."""
+    if layer.kind == "image":
+        return neuroglancer.ImageLayer(source=layer.source)
+    if layer.kind == "segmentation":
+        return neuroglancer.SegmentationLayer(source=layer.source, segments=[int(s) for s in segments])
+    return neuroglancer.AnnotationLayer(source=layer.source)
