@@ -1,0 +1,181 @@
+"""`view` in a real browser: headless Chromium (WebGL in software) draws what this project writes.
+
+Layers are written with the project's own task creators on a small volume of three spheres and a
+tube. Each test opens some of them through igneous_like.viewer, loads the page in Chromium, takes
+Neuroglancer's own screenshot (it waits until every visible chunk, mesh and skeleton is loaded),
+and checks what a person would see: the selected object in its colour, the image's grey levels,
+the segment properties listed; and in the server's log, the files fetched and no 4xx answer.
+"""
+import io
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from igneous_like import viewer
+from igneous_like.layers import write_array
+from igneous_like.queues import run_locally
+from igneous_like.task_creation import (
+    create_measure_merge_tasks,
+    create_measure_tasks,
+    create_mesh_manifest_tasks,
+    create_meshing_tasks,
+    create_sharded_multires_mesh_tasks,
+    create_sharded_skeleton_merge_tasks,
+    create_skeletonizing_tasks,
+    create_unsharded_skeleton_merge_tasks,
+)
+from igneous_like.task_creation.measure import export_measurements
+
+SHAPE, BLOCK = (96, 96, 48), (48, 48, 24)
+SPHERES = {7: (30, 30, 20, 16), 300: (66, 60, 24, 20), 5000: (28, 72, 30, 12)}  # x, y, z, radius
+TUBE = 900  # along x: a skeleton long enough to see
+RED = "#ff0000"
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--window-size=800,600")
+
+
+def volumes():
+    """The segmentation (three spheres, z voxels 2.5x longer, and a tube) and its image."""
+    x, y, z = np.ogrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
+    seg = np.zeros(SHAPE, np.uint32)
+    for label, (cx, cy, cz, r) in SPHERES.items():
+        seg[(x - cx) ** 2 + (y - cy) ** 2 + ((z - cz) * 2.5) ** 2 < r * r] = label
+    seg[(8 <= x) & (x < 88) & ((y - 88) ** 2 + ((z - 10) * 2.5) ** 2 < 25)] = TUBE
+    return np.where(seg > 0, 200, 40).astype(np.uint8), seg
+
+
+def run(tasks):
+    run_locally(tasks, 1, True, tasks.description)
+
+
+@pytest.fixture(scope="module")
+def layers(tmp_path_factory):
+    """Gzip-compressed layers: an image; a segmentation with legacy meshes, unsharded skeletons
+    and segment properties; one with multi-resolution meshes; one with sharded meshes and
+    skeletons."""
+    out = tmp_path_factory.mktemp("view")
+    image, seg = volumes()
+    write_array(f"file://{out}/image", image, "image", chunk=(32, 32, 16), compress="gzip")
+    for name, merge in (("legacy", create_mesh_manifest_tasks),
+                        ("multires", lambda path: create_mesh_manifest_tasks(path, nlod=1)),
+                        ("sharded", lambda path: create_sharded_multires_mesh_tasks(path, nlod=1))):
+        path = f"file://{out}/{name}"
+        write_array(path, seg, "segmentation", chunk=(32, 32, 16), compress="gzip")
+        run(create_meshing_tasks(path, shape=BLOCK))
+        run(merge(path))
+        if name != "multires":
+            run(create_skeletonizing_tasks(path, shape=BLOCK, dust_threshold=0))
+            run(create_sharded_skeleton_merge_tasks(path, dust_threshold=0) if name == "sharded"
+                else create_unsharded_skeleton_merge_tasks(path, dust_threshold=0))
+    run(create_measure_tasks(f"file://{out}/legacy", shape=BLOCK))
+    run(create_measure_merge_tasks(f"file://{out}/legacy"))
+    export_measurements(f"file://{out}/legacy", str(out / "cells.csv"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium and ChromeDriver, headless, driven by selenium."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: bash test.sh")
+    missing = [tool for tool in ("chromium", "chromedriver") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed: bash test.sh installs Debian's chromium and "
+                    "chromium-driver where it runs as root with apt-get")
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+def look(browser, paths, segments=(), subsources=None, **state):
+    """Open `paths` in the browser with `segments` selected in red and the 3-D view alone (or
+    `state`'s settings; `subsources` switches a segmentation's mesh, skeletons ... on or off);
+    returns the screenshot (rows, columns, RGB) and the server's log."""
+    import neuroglancer
+    ng_viewer, server, opened = viewer.show([str(path) for path in paths], segments=segments)
+    try:
+        with ng_viewer.txn() as s:
+            s.layout, s.show_slices, s.show_axis_lines = state.pop("layout", "3d"), False, False
+            for layer in opened:
+                if layer.kind == "segmentation":
+                    s.layers[layer.name].segment_colors = {segment: RED for segment in segments}
+                    if subsources:
+                        s.layers[layer.name].source = neuroglancer.LayerDataSource(
+                            url=layer.source, subsources=subsources)
+            for key, value in state.items():
+                setattr(s, key, value)
+        browser.get(ng_viewer.get_viewer_url())
+        return screenshot(ng_viewer), list(server.requests)
+    finally:
+        server.close()
+
+
+def screenshot(ng_viewer, timeout=60) -> np.ndarray:
+    """Neuroglancer's own screenshot, taken once every visible chunk has loaded."""
+    from PIL import Image
+    done, replies = threading.Event(), []
+    ng_viewer.async_screenshot(lambda reply: (replies.append(reply), done.set()))
+    assert done.wait(timeout), f"Neuroglancer did not settle within {timeout} s"
+    return np.asarray(Image.open(io.BytesIO(replies[0].screenshot.image)).convert("RGB")).astype(int)
+
+
+def red_pixels(picture: np.ndarray) -> int:
+    """Pixels of the selected segments' colour, shaded darker or lighter by the lighting."""
+    r, g, b = picture[..., 0], picture[..., 1], picture[..., 2]
+    return int(((r > 60) & (g < r / 4) & (b < r / 4)).sum())
+
+
+def fetched(log, status=None):
+    return [path for _, path, code, _ in log if status is None or code == status]
+
+
+def no_client_errors(log):
+    assert log, "the browser fetched nothing"
+    assert not [entry for entry in log if 400 <= entry[2] < 500], log
+
+
+def test_image_layer_shows_its_grey_levels(browser, layers):
+    picture, log = look(browser, [layers / "image"], layout="xy")
+    no_client_errors(log)
+    assert any(path.startswith("/image/16_16_40/") for path in fetched(log, 200)), log
+    grey = (picture[..., 0] == picture[..., 1]) & (picture[..., 1] == picture[..., 2])
+    levels = np.bincount(picture[..., 0][grey], minlength=256)
+    assert levels[200] > 1000 and levels[40] > 1000, "the spheres (200) and the background (40)"
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("legacy", ["/legacy/mesh_mip_0_err_40/300:0", "/legacy/mesh_mip_0_err_40/300:0:1"]),
+    ("multires", ["/multires/mesh_mip_0_err_40/300.index", "/multires/mesh_mip_0_err_40/300"]),
+    ("sharded", ["/sharded/mesh_mip_0_err_40/0.shard"]),
+])
+def test_selected_mesh_is_drawn(browser, layers, name, expected):
+    picture, log = look(browser, [layers / "image", layers / name], segments=[300])
+    no_client_errors(log)
+    assert set(expected) <= set(fetched(log)), log
+    if name != "legacy":  # both fetch only pieces of one file, by byte range
+        assert {code for _, path, code, _ in log if path == expected[-1]} == {206}, log
+    assert red_pixels(picture) > 3000
+    unselected, _ = look(browser, [layers / name], segments=[])
+    assert red_pixels(unselected) == 0
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("legacy", "/legacy/skeletons_mip_0/900"), ("sharded", "/sharded/skeletons_mip_0/0.shard")])
+def test_selected_skeleton_is_drawn(browser, layers, name, expected):
+    """Meshes switched off: what is red is the tube's skeleton, a line along x."""
+    picture, log = look(browser, [layers / name], segments=[TUBE], subsources={"mesh": False})
+    no_client_errors(log)
+    assert expected in fetched(log), log
+    assert not [path for path in fetched(log) if "/mesh_mip_0_err_40/" in path and "info" not in path]
+    red = np.argwhere((picture[..., 0] > 60) & (picture[..., 1] < picture[..., 0] / 4))
+    assert len(red) > 50
+    extent = red.max(axis=0) - red.min(axis=0)
+    assert extent[1] > 5 * max(extent[0], 1), f"a line along x, rows x columns {extent}"
