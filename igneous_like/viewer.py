@@ -46,9 +46,13 @@ def read_info(path: str) -> dict:
         info = CloudFiles(path).get_json("info")
     else:
         root = local_root(path)
-        found = [root / name for name in ("info", "info.gz") if (root / name).is_file()]
-        raw = found and found[0].read_bytes()
-        info = json.loads(gzip.decompress(raw) if found and found[0].suffix == ".gz" else raw) if found else None
+        if not root.exists():
+            raise UserError(f"{path} does not exist: give a layer's directory, e.g. demo_output/image")
+        info = None
+        if (root / "info").is_file():
+            info = json.loads((root / "info").read_bytes())
+        elif (root / "info.gz").is_file():
+            info = json.loads(gzip.decompress((root / "info.gz").read_bytes()))
     if not isinstance(info, dict):
         raise UserError(f"{path} is not a Precomputed layer (no info file there): give the layer's "
                         "directory, e.g. file://$PWD/demo_output/image")
@@ -168,12 +172,11 @@ def public_host(bind: str) -> str:
 def show(paths: Sequence[str], bind: str = "127.0.0.1", port: int = 0, segments: Sequence[int] = ()):
     """Serve `paths` and open them in a Neuroglancer viewer: (viewer, LayerServer, layers).
     The viewer listens on `port` (any free one for 0), the layers' server on any free port."""
-    import neuroglancer
     server = LayerServer({}, bind)
     try:
-        host = public_host(bind)
-        layers = open_layers(paths, f"http://{host}:{server.server_address[1]}")
+        layers = open_layers(paths, f"http://{public_host(bind)}:{server.server_address[1]}")
         server.roots.update({layer.name: layer.root for layer in layers if layer.root})
+        import neuroglancer  # after the checks: it takes a second to import
         neuroglancer.set_server_bind_address(bind, port)
         viewer = neuroglancer.Viewer()
         with viewer.txn() as state:

@@ -179,3 +179,104 @@ def test_selected_skeleton_is_drawn(browser, layers, name, expected):
     assert len(red) > 50
     extent = red.max(axis=0) - red.min(axis=0)
     assert extent[1] > 5 * max(extent[0], 1), f"a line along x, rows x columns {extent}"
+
+
+def test_segment_properties_are_listed(browser, layers):
+    """The layer's segment tab lists every object and counts the numeric properties that
+    `measure export` wrote (read here from the file itself)."""
+    from cloudfiles import CloudFiles
+    from selenium.webdriver.support.ui import WebDriverWait
+    properties = CloudFiles(f"file://{layers}/legacy/segment_properties").get_json("info")["inline"]
+    numeric = [p for p in properties["properties"] if p["type"] in ("number", "float32", "int32")]
+    ng_viewer, server, _ = viewer.show([str(layers / "legacy")])
+    try:
+        with ng_viewer.txn() as s:
+            s.selected_layer.layer, s.selected_layer.visible = "legacy", True
+            s.layers["legacy"].tab = "segments"
+        browser.get(ng_viewer.get_viewer_url())
+        summary = f"{len(numeric)} numerical properties"
+        page = lambda: browser.find_element("tag name", "body").text  # noqa: E731
+        WebDriverWait(browser, 30).until(lambda _: summary in page())
+        shown = page().split()
+    finally:
+        server.close()
+    no_client_errors(server.requests)
+    assert "/legacy/segment_properties/info" in fetched(server.requests, 200)
+    ids = [str(label) for label in np.unique(volumes()[1]) if label]
+    assert len(numeric) > 3 and properties["ids"] == ids
+    assert all(label in shown for label in ids), shown
+
+
+def get(url, headers=None):
+    """(status, headers, body) of a GET that keeps the body as sent, gzip and all."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {})) as reply:
+            return reply.status, reply.headers, reply.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def test_server_answers_as_neuroglancer_needs(layers):
+    """NAME from NAME.gz with gzip encoding; byte ranges of the uncompressed bytes (206, 416);
+    CORS on every answer; nothing outside a layer's directory; every request logged."""
+    import gzip
+    root = layers / "legacy"
+    server = viewer.LayerServer({"legacy": root})
+    base = f"http://127.0.0.1:{server.server_address[1]}/legacy"
+    try:
+        chunk = "16_16_40/32-64_32-64_16-32"
+        raw = (root / (chunk + ".gz")).read_bytes()
+        status, headers, body = get(f"{base}/{chunk}")
+        assert (status, headers["Content-Encoding"], body) == (200, "gzip", raw)
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        status, headers, body = get(f"{base}/{chunk}", {"Range": "bytes=10-19"})
+        assert (status, body) == (206, gzip.decompress(raw)[10:20])
+        assert headers["Content-Range"] == f"bytes 10-19/{len(gzip.decompress(raw))}"
+        shard = (layers / "sharded/skeletons_mip_0/0.shard").read_bytes()
+        server.roots["sharded"] = layers / "sharded"
+        shard_url = base.replace("/legacy", "/sharded/skeletons_mip_0/0.shard")
+        assert get(shard_url, {"Range": "bytes=-8"})[::2] == (206, shard[-8:])
+        assert get(shard_url, {"Range": f"bytes={len(shard)}-"})[0] == 416
+        assert get(f"{base}/../image/info")[0] == 404  # urllib keeps the ..
+        assert get(f"{base}/%2e%2e/image/info")[0] == 404
+        assert get(f"{base}/nothing")[0] == 404
+    finally:
+        server.close()
+    assert [entry[2] for entry in server.requests] == [200, 206, 206, 416, 404, 404, 404]
+
+
+def test_view_command_serves_until_interrupted(layers, tmp_path):
+    """The real command: the URL on stdout opens Neuroglancer's client, the layers are served,
+    Ctrl-C stops it with exit code 0."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    command = [sys.executable, "-m", "igneous_like", "view", str(layers / "image"), f"file://{layers}/legacy",
+               "--no-browser", "--segments", "300"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and get(url)[0] == 200
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    sources = dict(re.findall(r"(image|segmentation) +\w+: precomputed://(\S+)", err))
+    assert set(sources) == {"image", "segmentation"} and sources["segmentation"].endswith("/legacy")
+
+
+@pytest.mark.parametrize("path, message", [
+    ("{tmp}/nowhere", "nowhere does not exist"),
+    ("{layers}/legacy/mesh_mip_0_err_40", "is not an image, segmentation or annotation layer"),
+    ("{tmp}", "is not a Precomputed layer"),
+])
+def test_view_bad_input(layers, tmp_path, path, message):
+    result = run_cli("view", path.format(tmp=tmp_path, layers=layers), "--no-browser", check=False)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -4,7 +4,7 @@ import webbrowser
 
 import click
 
-from igneous_like.cli.common import INT_LIST
+from igneous_like.cli.params import INT_LIST
 
 
 @click.command()
