@@ -11,6 +11,7 @@ import http.server
 import json
 import re
 import socket
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -158,6 +159,10 @@ class LayerServer(http.server.ThreadingHTTPServer):
     def log(self, method: str, path: str, status: int, byte_range: Optional[str]) -> None:
         with self.lock:
             self.requests.append((method, path, status, byte_range))
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a browser that left mid-request
+            super().handle_error(request, client_address)
 
     def close(self) -> None:
         self.shutdown()
