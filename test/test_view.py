@@ -121,7 +121,7 @@ def look(browser, paths, segments=(), subsources=None, **state):
         server.close()
 
 
-def screenshot(ng_viewer, timeout=60) -> np.ndarray:
+def screenshot(ng_viewer, timeout=30) -> np.ndarray:
     """Neuroglancer's own screenshot, taken once every visible chunk has loaded."""
     from PIL import Image
     done, replies = threading.Event(), []
