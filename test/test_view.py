@@ -76,7 +76,19 @@ def layers(tmp_path_factory):
     run(create_measure_tasks(f"file://{out}/legacy", shape=BLOCK))
     run(create_measure_merge_tasks(f"file://{out}/legacy"))
     export_measurements(f"file://{out}/legacy", str(out / "cells.csv"))
+    write_points(out / "points")
     return out
+
+
+def write_points(path):
+    """The spheres' centres as point annotations, written by neuroglancer's own writer."""
+    import neuroglancer
+    from neuroglancer.write_annotations import AnnotationWriter
+    space = neuroglancer.CoordinateSpace(names=["x", "y", "z"], units="nm", scales=[16, 16, 40])
+    writer = AnnotationWriter(space, "point")
+    for cx, cy, cz, _ in SPHERES.values():
+        writer.add_point([cx, cy, cz])
+    writer.write(path)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +120,8 @@ def look(browser, paths, segments=(), subsources=None, **state):
         with ng_viewer.txn() as s:
             s.layout, s.show_slices, s.show_axis_lines = state.pop("layout", "3d"), False, False
             for layer in opened:
+                if layer.kind == "annotation":
+                    s.layers[layer.name].annotation_color = RED
                 if layer.kind == "segmentation":
                     s.layers[layer.name].segment_colors = {segment: RED for segment in segments}
                     if subsources:
@@ -182,6 +196,18 @@ def test_selected_skeleton_is_drawn(browser, layers, name, expected):
     assert len(red) > 50
     extent = red.max(axis=0) - red.min(axis=0)
     assert extent[1] > 5 * max(extent[0], 1), f"a line along x, rows x columns {extent}"
+
+
+def test_annotation_points_are_drawn(browser, layers):
+    """Points from neuroglancer's own writer (this project's annotation writer is still to come):
+    one red dot per sphere centre in the 3-D view."""
+    from scipy import ndimage
+    picture, log = look(browser, [layers / "image", layers / "points"])
+    no_client_errors(log)
+    assert "/points/info" in fetched(log, 200)
+    assert any(path.startswith("/points/spatial0/") for path in fetched(log, 200)), log
+    r, g = picture[..., 0], picture[..., 1]
+    assert ndimage.label((r > 60) & (g < r / 4))[1] == len(SPHERES)
 
 
 def test_segment_properties_are_listed(browser, layers):
