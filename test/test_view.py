@@ -11,12 +11,14 @@ import os
 import re
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
 from conftest import run_cli, view_once
 
 from igneous_like import viewer
+from igneous_like.errors import UserError
 from igneous_like.layers import write_array
 from igneous_like.queues import run_locally
 from igneous_like.task_creation import (
@@ -136,12 +138,21 @@ def look(browser, paths, segments=(), subsources=None, **state):
 
 
 def screenshot(ng_viewer, timeout=30) -> np.ndarray:
-    """Neuroglancer's own screenshot, taken once every visible chunk has loaded."""
+    """Neuroglancer's own screenshot, taken once every visible chunk has loaded and the page
+    shows the state set here (a shot right after a change can show the one before)."""
     from PIL import Image
+    deadline = time.monotonic() + timeout
+    reply = settled_screenshot(ng_viewer, timeout)
+    while reply.viewer_state.to_json() != ng_viewer.state.to_json() and time.monotonic() < deadline:
+        reply = settled_screenshot(ng_viewer, deadline - time.monotonic())
+    return np.asarray(Image.open(io.BytesIO(reply.screenshot.image)).convert("RGB")).astype(int)
+
+
+def settled_screenshot(ng_viewer, timeout: float):
     done, replies = threading.Event(), []
     ng_viewer.async_screenshot(lambda reply: (replies.append(reply), done.set()))
-    assert done.wait(timeout), f"Neuroglancer did not settle within {timeout} s"
-    return np.asarray(Image.open(io.BytesIO(replies[0].screenshot.image)).convert("RGB")).astype(int)
+    assert done.wait(timeout), "Neuroglancer did not settle in time"
+    return replies[0]
 
 
 def red_pixels(picture: np.ndarray) -> int:
@@ -177,6 +188,7 @@ def test_selected_mesh_is_drawn(browser, layers, name, expected):
     picture, log = look(browser, [layers / "image", layers / name], segments=[300])
     no_client_errors(log)
     assert set(expected) <= set(fetched(log)), log
+    assert not [path for path in fetched(log) if re.search(r"/(7|900|5000)(:|\.index|$)", path)], log
     if name != "legacy":  # both fetch only pieces of one file, by byte range
         assert {code for _, path, code, _ in log if path == expected[-1]} == {206}, log
     assert red_pixels(picture) > 3000
@@ -234,6 +246,25 @@ def test_segment_properties_are_listed(browser, layers):
     ids = [str(label) for label in np.unique(volumes()[1]) if label]
     assert len(numeric) > 3 and properties["ids"] == ids
     assert all(label in shown for label in ids), shown
+
+
+def test_remote_layers_go_to_neuroglancer_as_urls(aws_endpoint, tmp_path, monkeypatch, layers):
+    """An s3:// layer is typed from its info, read with the user's credentials, and passed on
+    as a URL; a local one is served."""
+    import boto3
+    import requests
+    from conftest import aws_env
+    for key, value in aws_env(aws_endpoint, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    requests.post(f"{aws_endpoint}/moto-api/reset")
+    s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="lab")
+    s3.put_object(Bucket="lab", Key="em/seg/info", Body=(layers / "legacy/info").read_bytes())
+    opened = viewer.open_layers(["s3://lab/em/seg/", str(layers / "image")], "http://127.0.0.1:9")
+    local = viewer.Layer("image", "image", "precomputed://http://127.0.0.1:9/image", layers / "image")
+    assert opened == [viewer.Layer("seg", "segmentation", "precomputed://s3://lab/em/seg", None), local]
+    with pytest.raises(UserError, match="not a Precomputed layer"):
+        viewer.open_layers(["s3://lab/em/nothing"], "http://127.0.0.1:9")
 
 
 def get(url, headers=None):
