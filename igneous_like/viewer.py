@@ -6,6 +6,7 @@ directory the way Neuroglancer asks for it (`NAME` from `NAME.gz` with Content-E
 206 for ranges, CORS, since the client comes from another port) and keeps a log of every request.
 Remote layers (s3://, gs://, http(s)://) go to Neuroglancer as URLs it reads itself.
 """
+import collections
 import gzip
 import http.server
 import json
@@ -141,7 +142,8 @@ class LayerServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, roots: dict, bind: str = "127.0.0.1", port: int = 0):
         super().__init__((bind, port), LayerHandler)
-        self.roots, self.requests, self.lock = dict(roots), [], threading.Lock()
+        self.roots, self.lock = dict(roots), threading.Lock()
+        self.requests = collections.deque(maxlen=100_000)  # a long session keeps the latest
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def find(self, url_path: str) -> Optional[Path]:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import run_cli, view_once
+from conftest import free_port, run_cli, view_once
 
 from igneous_like import viewer
 from igneous_like.errors import UserError
@@ -310,8 +310,10 @@ def test_server_answers_as_neuroglancer_needs(layers):
 def test_view_command_serves_until_interrupted(layers):
     """The real command: the URL on stdout opens Neuroglancer's client, each layer is served
     with its type, and Ctrl-C stops it with exit code 0."""
-    url, status, code, err = view_once(layers / "image", f"file://{layers}/legacy", "--segments", "300")
-    assert url.startswith("http://127.0.0.1:") and status == 200
+    port = free_port()
+    url, status, code, err = view_once(layers / "image", f"file://{layers}/legacy", "--segments", "300",
+                                       "--port", port)
+    assert url.startswith(f"http://127.0.0.1:{port}/v/") and status == 200
     assert code == 0 and err.strip().endswith("stopped"), err
     sources = dict(re.findall(r"(image|segmentation) +\w+: precomputed://(\S+)", err))
     assert set(sources) == {"image", "segmentation"} and sources["segmentation"].endswith("/legacy")
