@@ -16,7 +16,7 @@ import sys
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from igneous_like.errors import UserError
 
@@ -98,17 +98,14 @@ class LayerHandler(http.server.BaseHTTPRequestHandler):
         found = self.server.find(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
         if found is None:
             return self.reply(404, b"not found\n", {"Content-Type": "text/plain"}, body)
-        data, zipped = found.read_bytes(), found.suffix == ".gz"
-        wanted = RANGE.match(self.headers.get("Range", "").strip())
-        if wanted:
-            if zipped:  # a range is of the bytes Neuroglancer sees, the uncompressed ones
-                data, zipped = gzip.decompress(data), False
-            start, end = part(wanted, len(data))
-            if start >= len(data) or start > end:
-                return self.reply(416, b"", {"Content-Range": f"bytes */{len(data)}"}, body)
-            headers = {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
-            return self.reply(206, data[start:end + 1], headers, body)
-        self.reply(200, data, {"Content-Encoding": "gzip"} if zipped else {}, body)
+        zipped, wanted = found.suffix == ".gz", RANGE.match(self.headers.get("Range", "").strip())
+        if not wanted:
+            return self.reply(200, found.read_bytes(), {"Content-Encoding": "gzip"} if zipped else {}, body)
+        data, start, size = byte_range(found, wanted)
+        if data is None:
+            return self.reply(416, b"", {"Content-Range": f"bytes */{size}"}, body)
+        headers = {"Content-Range": f"bytes {start}-{start + len(data) - 1}/{size}"}
+        self.reply(206, data, headers, body)
 
     def reply(self, status: int, data: bytes, headers: dict, body: bool = True):
         self.send_response(status)
@@ -127,12 +124,24 @@ class LayerHandler(http.server.BaseHTTPRequestHandler):
         pass  # the server keeps its own log
 
 
-def part(match: re.Match, size: int):
-    """The first and last byte of a `bytes=a-b`, `bytes=a-` or `bytes=-n` range."""
+def byte_range(path: Path, match: re.Match) -> Tuple[Optional[bytes], int, int]:
+    """(the bytes of a `bytes=a-b`, `bytes=a-` or `bytes=-n` range, its first byte, the size),
+    with None for bytes where the range starts past the end. The range is of what Neuroglancer
+    sees: a `.gz` file's uncompressed bytes; other files are read from `a` on, not whole."""
+    content = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else None
+    size = path.stat().st_size if content is None else len(content)
     first, last = match.groups()
-    if not first:
-        return max(0, size - int(last or 0)), size - 1
-    return int(first), min(int(last), size - 1) if last else size - 1
+    if first:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    else:
+        start, end = max(0, size - int(last or 0)), size - 1
+    if start >= size or start > end:
+        return None, start, size
+    if content is not None:
+        return content[start:end + 1], start, size
+    with path.open("rb") as file:
+        file.seek(start)
+        return file.read(end - start + 1), start, size
 
 
 class LayerServer(http.server.ThreadingHTTPServer):
@@ -189,8 +198,6 @@ def show(paths: Sequence[str], bind: str = "127.0.0.1", port: int = 0, segments:
         with viewer.txn() as state:
             for layer in layers:
                 state.layers[layer.name] = viewer_layer(neuroglancer, layer, segments)
-            if any(layer.kind == "segmentation" for layer in layers):
-                state.selected_layer.layer = next(x.name for x in layers if x.kind == "segmentation")
     except BaseException:
         server.close()
         raise

@@ -298,13 +298,14 @@ def test_server_answers_as_neuroglancer_needs(layers):
         server.roots["sharded"] = layers / "sharded"
         shard_url = base.replace("/legacy", "/sharded/skeletons_mip_0/0.shard")
         assert get(shard_url, {"Range": "bytes=-8"})[::2] == (206, shard[-8:])
+        assert get(shard_url, {"Range": "bytes=3-9"})[::2] == (206, shard[3:10])
         assert get(shard_url, {"Range": f"bytes={len(shard)}-"})[0] == 416
         assert get(f"{base}/../image/info")[0] == 404  # urllib keeps the ..
         assert get(f"{base}/%2e%2e/image/info")[0] == 404
         assert get(f"{base}/nothing")[0] == 404
     finally:
         server.close()
-    assert [entry[2] for entry in server.requests] == [200, 206, 206, 416, 404, 404, 404]
+    assert [entry[2] for entry in server.requests] == [200, 206, 206, 206, 416, 404, 404, 404]
 
 
 def test_view_command_serves_until_interrupted(layers):
