@@ -112,15 +112,15 @@ def browser():
     driver.quit()
 
 
-def look(browser, paths, segments=(), subsources=None, **state):
-    """Open `paths` in the browser with `segments` selected in red and the 3-D view alone (or
-    `state`'s settings; `subsources` switches a segmentation's mesh, skeletons ... on or off);
+def look(browser, paths, segments=(), subsources=None, layout="3d"):
+    """Open `paths` in the browser with `segments` and annotations in red, in `layout` without
+    slices or axis lines (`subsources` switches a segmentation's mesh, skeletons ... on or off);
     returns the screenshot (rows, columns, RGB) and the server's log."""
     import neuroglancer
     ng_viewer, server, opened = viewer.show([str(path) for path in paths], segments=segments)
     try:
         with ng_viewer.txn() as s:
-            s.layout, s.show_slices, s.show_axis_lines = state.pop("layout", "3d"), False, False
+            s.layout, s.show_slices, s.show_axis_lines = layout, False, False
             for layer in opened:
                 if layer.kind == "annotation":
                     s.layers[layer.name].annotation_color = RED
@@ -129,8 +129,6 @@ def look(browser, paths, segments=(), subsources=None, **state):
                     if subsources:
                         s.layers[layer.name].source = neuroglancer.LayerDataSource(
                             url=layer.source, subsources=subsources)
-            for key, value in state.items():
-                setattr(s, key, value)
         browser.get(ng_viewer.get_viewer_url())
         return screenshot(ng_viewer), list(server.requests)
     finally:
