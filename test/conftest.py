@@ -68,6 +68,24 @@ def run_cli(*args, check=True, env=None, cwd=None, timeout=None) -> subprocess.C
     return result
 
 
+def view_once(*args) -> tuple:
+    """Run `igneous-like view ARGS --no-browser` for real: the URL it prints and the status of a
+    GET of it, then Ctrl-C: its exit code and stderr."""
+    import signal
+    import urllib.request
+    command = [sys.executable, "-m", "igneous_like", "view", *map(str, args), "--no-browser"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            status = reply.status
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return url, status, process.returncode, err
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas
 import tinybrain
 from cloudvolume import CloudVolume
-from conftest import read_mip, run_cli, tensorstore_read
+from conftest import read_mip, run_cli, tensorstore_read, view_once
 
 from igneous_like.cli.demo import NUM_MIPS, make_volumes
 
@@ -48,6 +48,13 @@ def test_demo_outputs_and_refuses_to_overwrite(tmp_path):
     assert sorted(table["label"]) == labels
     assert np.array_equal(table.set_index("label").loc[labels, "voxel_count"],
                           np.bincount(cells.ravel())[labels])
+
+    view = result.stdout.strip().splitlines()[-1].split()  # the command it ends with opens both
+    largest = table.nlargest(3, "voxel_count")["label"]
+    assert view == ["igneous-like", "view", paths["image"], paths["cells"],
+                    "--segments", ",".join(map(str, largest))]
+    url, status, code, err = view_once(*view[2:])
+    assert status == 200 and code == 0 and "segmentation  cells:" in err, err
 
     again = run_cli("demo", out, check=False)
     assert again.returncode == 2 and "--overwrite" in again.stderr

@@ -4,6 +4,7 @@ from typing import Optional, Sequence
 import click
 
 from igneous_like import pipeline, queues
+from igneous_like.cli.params import INT_LIST  # noqa: F401 (the areas import it from here)
 from igneous_like.errors import UserError
 from igneous_like.task_creation.common import INT32, MEMORY_TARGET, Stage
 
@@ -27,23 +28,6 @@ class IntTuple(click.ParamType):
         if not all(INT32[0] <= number <= INT32[1] for number in numbers):
             self.fail(f"{value!r} reaches beyond 32-bit voxel coordinates (at most {INT32[1]} in size)",
                       param, ctx)
-        return numbers
-
-
-class IntList(click.ParamType):
-    """Comma-separated integers of any count from 0 to 2^64-1, e.g. label ids 12,345,6789."""
-
-    name = "INT,INT,..."
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return value
-        try:
-            numbers = [int(part) for part in str(value).split(",") if part.strip()]
-        except ValueError:
-            self.fail(f"{value!r} is not a list of comma-separated integers", param, ctx)
-        if not all(0 <= number < 2**64 for number in numbers):
-            self.fail(f"{value!r} holds numbers outside 0 to 2^64-1 (64-bit labels)", param, ctx)
         return numbers
 
 
@@ -74,7 +58,6 @@ class Corners(IntTuple):
 VEC3 = IntTuple(3)
 RANGE = IntTuple(2)
 BOUNDS = Corners()
-INT_LIST = IntList()
 
 queue_option = click.option(
     "--queue", "-q", type=QueueURL(), default=None, metavar="QUEUE",

@@ -124,3 +124,12 @@ def demo(ctx, output_dir, overwrite):
         path = f"file://{out / name}"
         click.echo(f"  {path}\n      {name}: {summary(path)}")
     click.echo(f"  {out / 'cells.csv'}\n      one row of measurements per cell")
+    click.echo(f"Look at them in Neuroglancer (served from here until Ctrl-C):\n  {view_command(out)}")
+
+
+def view_command(out: Path) -> str:
+    """The `view` command for the image and the cells, the three largest cells selected."""
+    import pandas
+    largest = pandas.read_csv(out / "cells.csv").nlargest(3, "voxel_count")["label"]
+    return (f"igneous-like view file://{out / 'image'} file://{out / 'cells'} "
+            f"--segments {','.join(map(str, largest))}")

@@ -77,9 +77,27 @@ class Writable(click.ParamType):
         return value
 
 
+class IntList(click.ParamType):
+    """Comma-separated integers of any count from 0 to 2^64-1, e.g. label ids 12,345,6789."""
+
+    name = "INT,INT,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return value
+        try:
+            numbers = [int(part) for part in str(value).split(",") if part.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a list of comma-separated integers", param, ctx)
+        if not all(0 <= number < 2**64 for number in numbers):
+            self.fail(f"{value!r} holds numbers outside 0 to 2^64-1 (64-bit labels)", param, ctx)
+        return numbers
+
+
 FLOAT = Finite()
 TREES = click.IntRange(1, 10_000)  # every tree of a forest stays in memory: 10^9 of them fill any machine
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy and scikit-learn take
 NUMBER = Number()
 FLOATS = FiniteList()
 OUTPUT = Writable()
+INT_LIST = IntList()
