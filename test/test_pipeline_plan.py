@@ -40,6 +40,9 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
                               "--dtype float32",
     "image classify train": f"image classify train {M} --annotations {L} --output /tmp/m.npz "
                             "--scales 16,32",
+    "image contrast clahe": f"image contrast clahe {M} file:///tmp/out --depth 8 --kernel-size 16",
+    "image contrast equalize": f"image contrast equalize {M} file:///tmp/out --clip-fraction 0.02",
+    "image contrast histogram": f"image contrast histogram {M} --shape 64,64,16",
     "image downsample": f"image downsample {M} --num-mips 2 --xrange 0,64 --method avg --sharded",
     "image rm": f"image rm {M} --mip 1 --num-mips 2",
     "image voxels count": f"image voxels count {L} --shape 64,64,64",

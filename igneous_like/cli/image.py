@@ -21,7 +21,8 @@ from igneous_like.task_creation.image import DEFAULT_MIPS
 
 
 @click.group(cls=LazyGroup, lazy={"ccl": "igneous_like.cli.ccl:ccl", "voxels": "igneous_like.cli.ccl:voxels",
-                                  "classify": "igneous_like.cli.classify:classify"})
+                                  "classify": "igneous_like.cli.classify:classify",
+                                  "contrast": "igneous_like.cli.contrast:contrast"})
 def image():
     """Image pyramids, transfers and deletion."""
 

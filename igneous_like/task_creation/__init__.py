@@ -15,6 +15,10 @@ _MODULES = {
         "create_ccl_relabel_tasks", "create_relabeling",
     ),
     "classify": ("create_classification_tasks", "train_classifier"),
+    "contrast": (
+        "create_clahe_tasks", "create_contrast_normalization_tasks", "create_histogram_tasks",
+        "create_levels_tasks",
+    ),
     "evaluation": (
         "accumulate_contingency", "clean_evaluation_files", "create_ceiling_tasks",
         "create_contingency_tasks", "evaluation_scores",

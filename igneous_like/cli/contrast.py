@@ -1,0 +1,67 @@
+"""`igneous-like image contrast ...`: per-slice contrast normalization and CLAHE."""
+import click
+
+from igneous_like.cli.common import VEC3, add_options, compress_option, encoding_option, queue_option, submit
+from igneous_like.cli.params import OUTPUT, Finite
+from igneous_like.task_creation.common import Stage
+
+mip_option = click.option("--mip", type=click.IntRange(min=0), default=0, show_default=True)
+fill_option = click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+writing = [mip_option, fill_option, encoding_option, compress_option, queue_option]
+
+
+@click.group()
+def contrast():
+    """Contrast of image stacks, z slice by z slice: normalization between each slice's clip
+    levels (histogram, then equalize), or CLAHE. uint8 and uint16 images.
+
+    Example: igneous-like image contrast histogram file:///data/em && igneous-like image contrast
+    equalize file:///data/em file:///data/em_norm --clip-fraction 0.01
+    """
+
+
+@contrast.command()
+@click.argument("src")
+@click.option("--shape", type=VEC3, default=(512, 512, 64), show_default=True, help="Task shape X,Y,Z.")
+@add_options([mip_option, fill_option, queue_option])
+@click.pass_context
+def histogram(ctx, src, shape, mip, fill_missing, queue):
+    """(1) Count every slice's grey levels (exactly, all voxels) into SRC/KEY/contrast/."""
+    submit(ctx, [Stage("create_histogram_tasks", dict(layer_path=src, mip=mip, shape=shape,
+                                                      fill_missing=fill_missing), "histogram")], queue)
+
+
+@contrast.command()
+@click.argument("src")
+@click.argument("dest", type=OUTPUT)
+@click.option("--clip-fraction", type=Finite(min=0, max=0.5, max_open=True), default=0.01, show_default=True,
+              help="Share of each slice's voxels clipped to black, and to white.")
+@click.option("--shape", type=VEC3, default=(512, 512, 64), show_default=True, help="Task shape X,Y,Z.")
+@add_options(writing)
+@click.pass_context
+def equalize(ctx, src, dest, clip_fraction, shape, mip, fill_missing, encoding, compress, queue):
+    """(2) Write DEST: each slice stretched linearly from its lower to its upper clip level onto
+    the full range of the type."""
+    submit(ctx, [Stage("create_contrast_normalization_tasks", dict(
+        src_layer_path=src, dest_layer_path=dest, mip=mip, clip_fraction=clip_fraction, shape=shape,
+        fill_missing=fill_missing, encoding=encoding, compress=compress), "equalize")], queue)
+
+
+@contrast.command()
+@click.argument("src")
+@click.argument("dest", type=OUTPUT)
+@click.option("--kernel-size", type=click.IntRange(min=2), default=None,
+              help="Tile size in voxels (default: 1/8 of the slice).")
+@click.option("--clip-limit", type=Finite(min=0, max=1, min_open=True), default=0.01, show_default=True)
+@click.option("--nbins", type=click.IntRange(min=2), default=256, show_default=True)
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Slices a task (default: one chunk); each task holds depth whole slices.")
+@add_options(writing)
+@click.pass_context
+def clahe(ctx, src, dest, kernel_size, clip_limit, nbins, depth, mip, fill_missing, encoding, compress,
+          queue):
+    """Write DEST: each whole slice equalized by scikit-image's CLAHE."""
+    submit(ctx, [Stage("create_clahe_tasks", dict(
+        src_layer_path=src, dest_layer_path=dest, mip=mip, kernel_size=kernel_size, clip_limit=clip_limit,
+        nbins=nbins, depth=depth, fill_missing=fill_missing, encoding=encoding, compress=compress),
+        "clahe")], queue)

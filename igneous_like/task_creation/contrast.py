@@ -1,0 +1,164 @@
+"""Contrast normalization and CLAHE of image stacks, slice by slice (igneous_like.contrast).
+
+1. histogram (create_histogram_tasks): each task counts the grey levels of each z slice of its
+   box into SRC/KEY/contrast/parts/; then (create_levels_tasks) one task per row of boxes sums
+   them into SRC/KEY/contrast/levels/, every slice's whole histogram.
+2. equalize (create_contrast_normalization_tasks): each task stretches a box of DEST between its
+   slices' clip levels. Any number of equalizations (other --clip-fraction) reuse step 1.
+clahe (create_clahe_tasks) equalizes whole slices in tasks that span x and y.
+"""
+from functools import partial
+from typing import Optional, Sequence
+
+import numpy as np
+from cloudfiles import CloudFiles
+from cloudvolume import CloudVolume
+from cloudvolume.lib import Vec
+
+from igneous_like.contrast import LEVELS
+from igneous_like.errors import UserError
+from igneous_like.grid import Grid
+from igneous_like.task_creation.common import (
+    Stage,
+    Tasks,
+    check_encoding,
+    check_vec,
+    compression,
+    csv,
+    delete_directory,
+    ints,
+    new_layer_path,
+    open_layer,
+    record_provenance,
+)
+from igneous_like.task_creation.image import destination_info, open_destination
+from igneous_like.tasks.contrast import (
+    RECORD,
+    ClaheTask,
+    ContrastTask,
+    HistogramTask,
+    LevelsTask,
+    levels_name,
+    slice_rows,
+)
+
+DEFAULT_SHAPE = (512, 512, 64)
+
+
+def work_dir(cv: CloudVolume, mip: int) -> str:
+    """SRC/KEY/contrast: where the histogram parts and each slice's levels live."""
+    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "contrast")
+
+
+def open_image(path: str, mip: int, histogram: bool = True) -> CloudVolume:
+    """The source: one channel of uint8 or uint16 grey levels (the types with histograms)."""
+    cv = open_layer(path, mip)
+    if cv.num_channels != 1 or (histogram and np.dtype(cv.dtype).name not in LEVELS) \
+            or np.dtype(cv.dtype).kind != "u":
+        raise UserError(f"contrast works on one channel of uint8 or uint16 grey levels; {cv.cloudpath} has "
+                        f"{cv.num_channels} channel(s) of {cv.dtype}")
+    return cv
+
+
+def chunk_shape(cv: CloudVolume, mip: int, shape: Sequence[int]) -> Vec:
+    """`shape` rounded up to whole chunks, so no two tasks write one chunk."""
+    chunk = cv.meta.chunk_size(mip)
+    return Vec(*[-(-int(s) // int(c)) * int(c) for s, c in zip(check_vec("--shape", shape), chunk)])
+
+
+def create_histogram_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                           fill_missing: bool = False) -> Tasks:
+    """Step 1: tasks that count each slice's grey levels in a box; then the levels tasks."""
+    cv = open_image(layer_path, mip)
+    bounds, shape = cv.meta.bounds(mip), chunk_shape(cv, mip, shape)
+    work = work_dir(cv, mip)
+    delete_directory(work)
+    record = {"mip": mip, "bounds": [ints(bounds.minpt), ints(bounds.maxpt)], "shape": ints(shape),
+              "dtype": np.dtype(cv.dtype).name}
+    CloudFiles(work).put_json(RECORD, record)
+    make = lambda box: partial(HistogramTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
+                               shape=ints(box.size3()), work=work, fill_missing=fill_missing)
+    then = (Stage("create_levels_tasks", {"layer_path": cv.cloudpath, "mip": mip}, "levels"),)
+    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make, f"grey-level counts of {cv.cloudpath}",
+                 then=then)
+
+
+def recorded(cv: CloudVolume, mip: int) -> dict:
+    """The histogram step's record, or what to run first."""
+    record = CloudFiles(work_dir(cv, mip)).get_json(RECORD)
+    if record is None or record.get("dtype") != np.dtype(cv.dtype).name:
+        raise UserError(f"no grey-level histograms of {cv.cloudpath} mip {mip}: run `igneous-like image "
+                        f"contrast histogram {cv.cloudpath} --mip {mip}` first")
+    return record
+
+
+def create_levels_tasks(layer_path: str, mip: int = 0) -> Tasks:
+    """Step 1b: one task per row of histogram boxes sums their counts per slice."""
+    cv = open_image(layer_path, mip)
+    work = work_dir(cv, mip)
+    make = lambda row: partial(LevelsTask, work=work, z_start=row[0], z_stop=row[1])
+    return Tasks(slice_rows(recorded(cv, mip)), make, f"slice histograms of {cv.cloudpath}")
+
+
+def new_image(src: CloudVolume, path: str, mip: int, encoding: Optional[str], method: dict) -> CloudVolume:
+    """The layer at `path` with the source's geometry at `mip`, its info and the job recorded."""
+    check_encoding(encoding, src.layer_type, src.dtype, src.num_channels)
+    out = open_destination(path, destination_info(src, mip, src.meta.bounds(mip), None, encoding), mip)
+    out.commit_info()
+    record_provenance(out, method)
+    return out
+
+
+def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
+                                        clip_fraction: float = 0.01, shape: Sequence[int] = DEFAULT_SHAPE,
+                                        fill_missing: bool = False, encoding: Optional[str] = None,
+                                        compress: Optional[str] = "gzip") -> Tasks:
+    """Step 2: tasks that write DEST, each slice stretched between the levels that clip
+    `clip_fraction` of its voxels at either end."""
+    src = open_image(src_layer_path, mip)
+    path = new_layer_path(src.cloudpath, dest_layer_path)
+    if not 0 <= clip_fraction < 0.5:
+        raise UserError(f"--clip-fraction must lie in [0, 0.5), got {clip_fraction}")
+    work = work_dir(src, mip)
+    record = recorded(src, mip)
+    present = set(CloudFiles(work).list(prefix="levels/"))
+    missing = [levels_name(*row) for row in slice_rows(record) if levels_name(*row) not in present]
+    if missing:
+        raise UserError(f"{len(missing)} slice histograms of {src.cloudpath} are missing "
+                        f"({work}/{missing[0]}): run `igneous-like image contrast histogram "
+                        f"{src.cloudpath} --mip {mip}` to the end")
+    out = new_image(src, path, mip, encoding, {"task": "ContrastTask", "src": src.cloudpath, "mip": mip,
+                                               "clip_fraction": clip_fraction})
+    bounds, shape = out.meta.bounds(mip), chunk_shape(out, mip, shape)
+    compress = compression(compress)
+    make = lambda box: partial(ContrastTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
+                               offset=ints(box.minpt), shape=ints(box.size3()), work=work,
+                               clip_fraction=float(clip_fraction), fill_missing=fill_missing,
+                               compress=compress)
+    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make,
+                 f"contrast of {src.cloudpath} normalized into {out.cloudpath}", mips=range(mip, mip + 1))
+
+
+def create_clahe_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
+                       kernel_size: Optional[int] = None, clip_limit: float = 0.01, nbins: int = 256,
+                       depth: Optional[int] = None, fill_missing: bool = False,
+                       encoding: Optional[str] = None, compress: Optional[str] = "gzip") -> Tasks:
+    """Tasks that write DEST, each of `depth` whole slices (default: one chunk) equalized by CLAHE."""
+    src = open_image(src_layer_path, mip, histogram=False)
+    path, bounds = new_layer_path(src.cloudpath, dest_layer_path), src.meta.bounds(mip)
+    if not 0 < clip_limit <= 1 or nbins < 2 or (kernel_size is not None and kernel_size < 2):
+        raise UserError("--clip-limit must lie in (0, 1], --nbins be at least 2 and --kernel-size at "
+                        f"least 2; got {clip_limit}, {nbins} and {kernel_size}")
+    out = new_image(src, path, mip, encoding, {
+        "task": "ClaheTask", "src": src.cloudpath, "mip": mip, "kernel_size": kernel_size,
+        "clip_limit": clip_limit, "nbins": nbins})
+    size = bounds.size3()
+    shape = chunk_shape(out, mip, (size.x, size.y, depth or out.meta.chunk_size(mip).z))
+    compress = compression(compress)
+    make = lambda box: partial(ClaheTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
+                               offset=ints(box.minpt), shape=ints(box.size3()), kernel_size=kernel_size,
+                               clip_limit=float(clip_limit), nbins=nbins, fill_missing=fill_missing,
+                               compress=compress)
+    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make,
+                 f"CLAHE of {src.cloudpath} into {out.cloudpath} ({csv(shape)} voxels a task)",
+                 mips=range(mip, mip + 1))

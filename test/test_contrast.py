@@ -1,0 +1,76 @@
+"""Contrast of image stacks: per-slice normalization equal to a whole-array numpy computation of
+the same clip levels (ranks of each slice's sorted voxels), and CLAHE equal to scikit-image's per
+slice; tasks cut the slices, uint8 and uint16, read back by CloudVolume and TensorStore."""
+import numpy as np
+import pytest
+from conftest import read_mip, run_cli, tensorstore_read, write_layer
+
+
+@pytest.fixture
+def stack(real_image):
+    """A real-like EM crop whose slices differ in brightness and contrast (as sections do)."""
+    crop = real_image[300:396, 300:380, 100:112].astype(np.float64)
+    gain = np.linspace(0.4, 1.0, crop.shape[2])[None, None, :]
+    shift = np.linspace(30, 0, crop.shape[2])[None, None, :]
+    return np.asfortranarray(np.clip(crop * gain + shift, 0, 255).astype(np.uint8))
+
+
+def normalized(img: np.ndarray, fraction: float) -> np.ndarray:
+    """The reference: each slice's voxels sorted, levels at ranks floor(f n) and ceil((1-f) n) - 1,
+    a linear stretch between them onto the type's range (a step where they are equal)."""
+    top, out = np.iinfo(img.dtype).max, np.empty_like(img)
+    for z in range(img.shape[2]):
+        ordered, plane = np.sort(img[:, :, z], axis=None), img[:, :, z].astype(np.float64)
+        n = ordered.size
+        lower = int(ordered[int(np.floor(fraction * n))])
+        upper = int(ordered[int(np.ceil((1 - fraction) * n)) - 1])
+        if upper == lower:
+            out[:, :, z] = np.where(plane > lower, top, 0)
+        else:
+            out[:, :, z] = np.clip(np.rint((plane - lower) * top / (upper - lower)), 0, top)
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_normalization_equals_numpy_per_slice(stack, tmp_path, dtype):
+    img = np.asfortranarray(stack.astype(dtype) * (257 if dtype == "uint16" else 1))
+    src, dest = f"file://{tmp_path}/em", f"file://{tmp_path}/norm"
+    write_layer(src, img, "image", chunk=(32, 32, 4))
+    run_cli("-p", "2", "image", "contrast", "histogram", src, "--shape", "40,48,5")  # 64,64,8 in chunks
+    for fraction, name in ((0.01, dest), (0.0, f"{dest}0")):
+        run_cli("image", "contrast", "equalize", src, name, "--clip-fraction", str(fraction), "--shape",
+                "32,64,4", "--compress", "none")
+        expected = normalized(img, fraction)
+        assert np.array_equal(read_mip(name, 0), expected)
+        assert np.array_equal(tensorstore_read(name, 0), expected)
+    assert not np.array_equal(normalized(img, 0.01), img)
+
+
+def test_clahe_equals_scikit_image_per_slice(stack, tmp_path):
+    from skimage import exposure, util
+    src, dest = f"file://{tmp_path}/em", f"file://{tmp_path}/clahe"
+    write_layer(src, stack, "image", chunk=(32, 32, 4))
+    run_cli("-p", "2", "image", "contrast", "clahe", src, dest, "--kernel-size", "24", "--clip-limit",
+            "0.02", "--depth", "4")
+    out = read_mip(dest, 0)
+    for z in range(stack.shape[2]):
+        equalized = exposure.equalize_adapthist(stack[:, :, z], kernel_size=24, clip_limit=0.02)
+        reference = util.img_as_ubyte(equalized)
+        assert np.array_equal(out[:, :, z], reference), z
+
+
+def test_mistakes_are_one_line_and_write_nothing(stack, tmp_path):
+    src = f"file://{tmp_path}/em"
+    write_layer(src, stack, "image", chunk=(32, 32, 4))
+    write_layer(f"file://{tmp_path}/f", stack.astype(np.float32), "image", chunk=(32, 32, 4))
+    cases = [
+        (("equalize", src, f"file://{tmp_path}/a"), "contrast histogram"),
+        (("histogram", f"file://{tmp_path}/f"), "uint8 or uint16"),
+        (("equalize", src, src), "the destination is the source"),
+        (("clahe", src, f"file://{tmp_path}/b", "--clip-limit", "0"), "clip-limit"),
+    ]
+    for args, message in cases:
+        result = run_cli("image", "contrast", *args, check=False)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
