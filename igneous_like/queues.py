@@ -9,7 +9,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from itertools import chain, islice
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import orjson
 from cloudfiles import reset_connection_pools
@@ -23,9 +23,12 @@ from igneous_like.worker import (
     MAX_ATTEMPTS,
     RETRY_DELAY,
     WorkerReport,
+    as_object,
+    copy_of,
     dead_letter_url,
     execute_task,
     lease_stamps,
+    move_messages,
 )
 from igneous_like.writable import check_writable
 
@@ -138,16 +141,16 @@ def worker_pool(parallel: int) -> ProcessPoolExecutor:
 
 def execute(path: str, parallel: int = 1, lease_sec: int = 600, max_tasks: Optional[int] = None,
             exit_on_empty: bool = False, quiet: bool = False, max_attempts: int = MAX_ATTEMPTS,
-            retry_delay: float = RETRY_DELAY) -> WorkerReport:
-    """Run `parallel` worker processes on one queue (see `supervisor`); raise TaskFailures if a
-    task ended in the dead-letter queue."""
+            retry_delay: float = RETRY_DELAY, until: Optional[float] = None) -> WorkerReport:
+    """Run `parallel` worker processes on one queue (see `supervisor`) until it is done or, with
+    `until` (unix seconds), until then; raise TaskFailures if a task ended in the dead-letter queue."""
     queue = open_queue(path)
     progress = Progress(queue.enqueued, f"executing {queue_url(path)}", quiet)
     watcher = QueueWatcher(queue, progress)
     watcher.start()
     try:
         report = supervise(queue_url(path), parallel, lease_sec, max_tasks, exit_on_empty, max_attempts,
-                           retry_delay)
+                           retry_delay, until)
     finally:
         watcher.stop()
         progress.close()
@@ -301,3 +304,44 @@ def dead_letters(url: str) -> int:
         return open_queue(dead_letter_url(url)).enqueued
     except Exception:  # none made yet: no directory (a UserError), or an SQS queue never created
         return 0
+
+
+def two_queues(source: str, dest: str) -> Tuple[TaskQueue, TaskQueue]:
+    """The source (which must exist) and the destination (made if it is a new file queue)."""
+    if queue_url(source) == queue_url(dest):
+        raise UserError(f"{queue_url(source)} is both the source and the destination; name another queue")
+    return open_queue(source), open_queue(dest, create=True)
+
+
+def copy_queue(source: str, dest: str) -> int:
+    """Copy every task of a file queue, enqueued or leased, into DEST; returns how many. An SQS
+    queue cannot be read without leasing (hiding) its messages, so it is refused."""
+    if not queue_url(source).startswith("fq://"):
+        raise UserError(f"{source}: an SQS queue cannot be read without taking its messages; "
+                        "use `igneous-like queue mv` to move them")
+    src, target = two_queues(source, dest)
+    messages = [copy_of(as_object(text)) for text in src.api]
+    target.api.insert(messages, 0)
+    target.add_insert_count(len(messages))
+    return len(messages)
+
+
+def move_queue(source: str, dest: str) -> int:
+    """Move every task that can be leased now from SOURCE into DEST; returns how many. A task is
+    written to DEST before it is deleted from SOURCE, so an interruption can copy one twice but
+    never loses one."""
+    src, target = two_queues(source, dest)
+    moved = move_messages(src, target)
+    target.add_insert_count(moved)
+    return moved
+
+
+def wait_until_empty(path: str, interval: float, note: Callable[[int], None]) -> None:
+    """Return once the queue holds no task (enqueued, leased or waiting for a retry), telling
+    `note` how many remain each time it changes."""
+    queue, said = open_queue(path), None
+    while queue.enqueued:
+        if queue.enqueued != said:
+            said = queue.enqueued
+            note(said)
+        time.sleep(interval)

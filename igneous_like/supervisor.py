@@ -49,12 +49,12 @@ class Child:
 
 
 def supervise(url: str, parallel: int, lease_sec: int, max_tasks: Optional[int], exit_on_empty: bool,
-              max_attempts: int, retry_delay: float) -> WorkerReport:
+              max_attempts: int, retry_delay: float, until: Optional[float] = None) -> WorkerReport:
     """Keep `parallel` worker processes on the queue until they are done; returns what they did."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["igneous_like.tasks.registry"])
     settings = dict(lease_sec=lease_sec, exit_on_empty=exit_on_empty, max_attempts=max_attempts,
-                    retry_delay=retry_delay)
+                    retry_delay=retry_delay, until=until)
     level = logging.getLogger().getEffectiveLevel()
 
     def start(budget: Optional[int]) -> Child:

@@ -113,21 +113,24 @@ def execute_task(task: FunctionTask):
 
 def work(url: str, lease_sec: int = 600, max_tasks: Optional[int] = None, exit_on_empty: bool = False,
          idle_sleep: float = 5.0, max_attempts: int = MAX_ATTEMPTS, retry_delay: float = RETRY_DELAY,
-         announce: Optional[Callable[[tuple], None]] = None) -> WorkerReport:
-    """Lease, run and delete tasks until the queue holds nothing (with exit_on_empty), max_tasks, or
-    SIGTERM. `announce` hears ("run", message) before each task runs and ("end", report) after."""
+         announce: Optional[Callable[[tuple], None]] = None, until: Optional[float] = None) -> WorkerReport:
+    """Lease, run and delete tasks until the queue holds nothing (with exit_on_empty), max_tasks,
+    the time `until` (unix seconds: no lease after it), or SIGTERM. `announce` hears ("run",
+    message) before each task runs and ("end", report) after."""
     import igneous_like.tasks.registry  # noqa: F401  registers the @queueable task functions
     queue = TaskQueue(url, progress=False)
     report = WorkerReport()
     stopping = stop_on_sigterm()
     waiting = LeaseWatch(queue)
     wait_sec = 1 if exit_on_empty else 20  # SQS's long poll
-    while not stopping.is_set() and (max_tasks is None or report.attempts < max_tasks):
+    while not stopping.is_set() and (max_tasks is None or report.attempts < max_tasks) \
+            and (until is None or time.time() < until):
         message = lease(queue, lease_sec, wait_sec)
         if message is None:
             if exit_on_empty and queue.enqueued == 0:
                 break
-            stopping.wait(waiting.pause() if exit_on_empty else idle_sleep)
+            pause = waiting.pause() if exit_on_empty else idle_sleep
+            stopping.wait(pause if until is None else max(0.0, min(pause, until - time.time())))
             continue
         if stopping.is_set():
             queue.api.cancel_lease(SimpleNamespace(id=message["id"]))  # hand it straight back, unparsed
@@ -342,15 +345,25 @@ def bury(queue: TaskQueue, url: str, message: dict, error: str, attempts: int = 
 def revive(url: str) -> int:
     """Move every dead letter back into the queue with its attempts reset; returns how many."""
     queue = TaskQueue(url, progress=False)
-    dead = open_dead_letters(queue, url)
+    return move_messages(open_dead_letters(queue, url), queue, reset=True)
+
+
+def move_messages(source: TaskQueue, dest: TaskQueue, reset: bool = False) -> int:
+    """Move every message that can be leased now from `source` into `dest` (written there, then
+    deleted here, so none is lost), as it is or with its attempts reset; returns how many."""
     moved = 0
     while True:
-        messages = dead.api.lease(60, 1, 0)
-        if not messages:
+        message = lease(source, 600, 1)
+        if message is None:
             return moved
-        queue.api.insert([body(messages[0])], 0)
-        dead.api.delete(messages[0])
+        dest.api.insert([body(message) if reset else copy_of(message)], 0)
+        remove(source, message)
         moved += 1
+
+
+def copy_of(message: dict) -> dict:
+    """The message as another queue takes it: all but the ids this queue gave it."""
+    return {key: value for key, value in message.items() if key not in ("id", "message_id")}
 
 
 def stop_on_sigterm() -> threading.Event:

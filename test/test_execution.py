@@ -1,4 +1,6 @@
 """Queues and workers: the same bytes however the work is run, and queue verbs that tell the truth."""
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +127,43 @@ assert "igneous_like.tasks.skeleton" not in sys.modules and "kimimaro" not in sy
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_queue_cp_mv_wait_rezero_and_min_sec(tmp_path, source, sqs_env):
+    """Igneous's other queue verbs: a copy of a file queue (a leased task included) and a move
+    through SQS and back run to the same bytes as in-process; `queue wait` returns only once the
+    workers emptied the queue; rezero zeroes the counts; `execute --min-sec 0` runs one task."""
+    expected = write_layer(f"file://{tmp_path}/expected", source, "segmentation")
+    run_cli(*JOB[:2], expected, *JOB[2:])
+    layer = write_layer(f"file://{tmp_path}/layer", source, "segmentation")
+    first, second, sqs = f"fq://{tmp_path}/q1", f"fq://{tmp_path}/q2", "sqs://igneous-like-test"
+    run_cli(*JOB[:2], layer, *JOB[2:], "--queue", first)
+    TaskQueue(first).lease(seconds=3600)  # a dead worker's task is copied too
+    assert "Copied 4 tasks" in run_cli("queue", "cp", first, second).stdout
+    run_cli("queue", "release", first)
+    assert "Moved 4 tasks" in run_cli("queue", "mv", first, sqs, env=sqs_env).stdout
+    assert "Moved 4 tasks" in run_cli("queue", "mv", sqs, f"fq://{tmp_path}/q3", env=sqs_env).stdout
+    assert TaskQueue(first).enqueued == 0 and TaskQueue(f"fq://{tmp_path}/q3").enqueued == 4
+
+    command = [sys.executable, "-m", "igneous_like", "queue", "wait", second, "--rate", "0.2"]
+    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with pytest.raises(subprocess.TimeoutExpired):
+        waiting.wait(timeout=3)  # four tasks wait: so does it
+    run_cli("execute", "--min-sec", 0, second)
+    assert TaskQueue(second).enqueued == 3
+    run_cli("execute", "-x", second)
+    out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0 and "is empty" in out and "4 tasks left" in err
+    assert tree(tmp_path / "layer") == tree(tmp_path / "expected")
+    for scale in json.loads((tmp_path / "layer" / "info").read_text())["scales"][1:]:
+        shutil.rmtree(tmp_path / "layer" / scale["key"])  # the downsamples, made again by:
+    run_cli("execute", "-x", f"fq://{tmp_path}/q3")  # the job moved through SQS and back
+    assert tree(tmp_path / "layer") == tree(tmp_path / "expected")
+
+    run_cli(*JOB[:2], layer, *JOB[2:], "--queue", second)  # four more tasks
+    assert TaskQueue(second).completed == 4
+    run_cli("queue", "rezero", second)
+    assert TaskQueue(second).completed == 0 and TaskQueue(second).enqueued == 4
+    for args in (("cp", sqs, second), ("cp", first, first)):
+        result = run_cli("queue", *args, env=sqs_env, check=False)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr

@@ -1,4 +1,5 @@
 """`igneous-like execute` and `igneous-like queue ...`: run workers and look after queues."""
+import os
 import time
 
 import click
@@ -16,14 +17,18 @@ from igneous_like.worker import MAX_ATTEMPTS, RETRY_DELAY, revive
 @click.option("--lease-sec", type=click.IntRange(min=1), default=600, show_default=True,
               envvar="IGNEOUS_LIKE_LEASE_SEC",
               help="Seconds a task stays leased; a task not finished by then goes back to the queue.")
-@click.option("--max-tasks", type=click.IntRange(min=1), default=None,
-              help="Stop each worker process after this many tasks.")
+@click.option("--max-tasks", "-n", "--num-tasks", "max_tasks", type=click.IntRange(min=-1), default=None,
+              help="Stop each worker process after this many tasks (-1: no limit).")
+@click.option("--min-sec", type=Finite(min=-1), default=-1, show_default=True,
+              help="Lease tasks for this many seconds, then stop once the running ones finish "
+              "(0: at most one task; -1: no limit).")
+@click.option("--aws-region", default=None, help="The SQS queue's AWS region (default: AWS_DEFAULT_REGION).")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=MAX_ATTEMPTS, show_default=True,
               help="Runs of a failing task before it goes to the dead-letter queue.")
 @click.option("--retry-delay", type=Finite(min=0), default=RETRY_DELAY, show_default=True,
               help="Seconds before a failed task runs again; doubles with each attempt.")
 @click.pass_context
-def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks, max_attempts, retry_delay):
+def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks, min_sec, aws_region, max_attempts, retry_delay):
     """Lease and run tasks from QUEUE (fq://DIR, a directory, or sqs://NAME).
 
     In containers, QUEUE and --lease-sec may come from IGNEOUS_LIKE_QUEUE and
@@ -41,8 +46,12 @@ def execute(ctx, queue, exit_on_empty, lease_sec, max_tasks, max_attempts, retry
     Example: igneous-like -p 2 execute -x fq:///tmp/queue
     """
     settings = ctx.find_root().obj
+    if aws_region:
+        os.environ["AWS_DEFAULT_REGION"] = aws_region
+    max_tasks = 1 if min_sec == 0 else (None if max_tasks in (None, -1) else max_tasks)
+    until = time.time() + min_sec if min_sec > 0 else None
     report = queues.execute(queue, settings["parallel"], lease_sec, max_tasks, exit_on_empty,
-                            settings["quiet"], max_attempts, retry_delay)
+                            settings["quiet"], max_attempts, retry_delay, until)
     click.echo(f"Finished with {queues.queue_url(queue)}: {report.summary()}", err=True)
 
 
@@ -117,3 +126,59 @@ def purge(path):
     """
     queues.open_queue(path).purge()
     click.echo(f"Purged {queues.queue_url(path)}")
+
+
+@queue.command()
+@click.argument("src")
+@click.argument("dest")
+def cp(src, dest):
+    """Copy every task of file queue SRC, enqueued or leased, into DEST (a file or SQS queue).
+    Stop the workers of SRC first. An SQS queue cannot be copied without taking its messages:
+    move it with `queue mv`.
+
+    Example: igneous-like queue cp fq:///tmp/queue sqs://my-queue
+    """
+    copied = queues.copy_queue(src, dest)
+    click.echo(f"Copied {copied} tasks from {queues.queue_url(src)} into {queues.queue_url(dest)}")
+
+
+@queue.command()
+@click.argument("src")
+@click.argument("dest")
+def mv(src, dest):
+    """Move every task of SRC that is not leased into DEST. Each is written to DEST before it is
+    deleted from SRC: an interruption can leave one in both, never in neither.
+
+    Example: igneous-like queue mv sqs://my-queue fq:///tmp/queue
+    """
+    moved = queues.move_queue(src, dest)
+    click.echo(f"Moved {moved} tasks from {queues.queue_url(src)} into {queues.queue_url(dest)}")
+
+
+@queue.command()
+@click.argument("path")
+def rezero(path):
+    """Set a file queue's counts of inserted and completed tasks to zero (its tasks stay).
+
+    Example: igneous-like queue rezero fq:///tmp/queue
+    """
+    queues.open_queue(path).rezero()
+    click.echo(f"Counts of {queues.queue_url(path)} set to zero")
+
+
+@queue.command("wait")
+@click.argument("path")
+@click.option("--rate", type=Finite(min=0.1, max=86400), default=30.0, show_default=True,
+              help="Seconds between looks at the queue.")
+@click.option("--aws-region", default=None, help="The SQS queue's AWS region (default: AWS_DEFAULT_REGION).")
+def wait_(path, rate, aws_region):
+    """Return once the queue holds no task (enqueued, leased or waiting for a retry), without
+    running any: e.g. in a script, before it enqueues the next step for a fleet.
+
+    Example: igneous-like queue wait fq:///tmp/queue --rate 10
+    """
+    if aws_region:
+        os.environ["AWS_DEFAULT_REGION"] = aws_region
+    queues.wait_until_empty(path, rate, lambda left: click.echo(
+        f"{left} tasks left in {queues.queue_url(path)}", err=True))
+    click.echo(f"{queues.queue_url(path)} is empty")
