@@ -26,6 +26,7 @@ AREAS = {
     "queue": "igneous_like.cli.execution:queue",
     "pipeline": "igneous_like.cli.pipeline:pipeline",
     "demo": "igneous_like.cli.demo:demo",
+    "design": "igneous_like.cli.design:design",
     "view": "igneous_like.cli.view:view",
 }
 
