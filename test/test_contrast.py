@@ -15,15 +15,16 @@ def stack(real_image):
     return np.asfortranarray(np.clip(crop * gain + shift, 0, 255).astype(np.uint8))
 
 
-def normalized(img: np.ndarray, fraction: float) -> np.ndarray:
-    """The reference: each slice's voxels sorted, levels at ranks floor(f n) and ceil((1-f) n) - 1,
-    a linear stretch between them onto the type's range (a step where they are equal)."""
+def normalized(img: np.ndarray, fraction: float, minval=None, maxval=None) -> np.ndarray:
+    """The reference: each slice's voxels sorted, levels at ranks floor(f n) and ceil((1-f) n) - 1
+    (or the given values), a linear stretch between them onto the type's range (a step where they
+    are equal)."""
     top, out = np.iinfo(img.dtype).max, np.empty_like(img)
     for z in range(img.shape[2]):
         ordered, plane = np.sort(img[:, :, z], axis=None), img[:, :, z].astype(np.float64)
         n = ordered.size
-        lower = int(ordered[int(np.floor(fraction * n))])
-        upper = int(ordered[int(np.ceil((1 - fraction) * n)) - 1])
+        lower = int(ordered[int(np.floor(fraction * n))]) if minval is None else minval
+        upper = int(ordered[int(np.ceil((1 - fraction) * n)) - 1]) if maxval is None else maxval
         if upper == lower:
             out[:, :, z] = np.where(plane > lower, top, 0)
         else:
@@ -33,7 +34,8 @@ def normalized(img: np.ndarray, fraction: float) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16"])
 def test_normalization_equals_numpy_per_slice(stack, tmp_path, dtype):
-    img = np.asfortranarray(stack.astype(dtype) * (257 if dtype == "uint16" else 1))
+    scale = 257 if dtype == "uint16" else 1
+    img = np.asfortranarray(stack.astype(dtype) * scale)
     src, dest = f"file://{tmp_path}/em", f"file://{tmp_path}/norm"
     write_layer(src, img, "image", chunk=(32, 32, 4))
     run_cli("-p", "2", "image", "contrast", "histogram", src, "--shape", "40,48,5")  # 64,64,8 in chunks
@@ -44,6 +46,9 @@ def test_normalization_equals_numpy_per_slice(stack, tmp_path, dtype):
         assert np.array_equal(read_mip(name, 0), expected)
         assert np.array_equal(tensorstore_read(name, 0), expected)
     assert not np.array_equal(normalized(img, 0.01), img)
+    run_cli("image", "contrast", "equalize", src, f"{dest}fixed", "--minval", 20 * scale,
+            "--maxval", 200 * scale)
+    assert np.array_equal(read_mip(f"{dest}fixed", 0), normalized(img, 0, 20 * scale, 200 * scale))
 
 
 def test_clahe_equals_scikit_image_per_slice(stack, tmp_path):
@@ -68,6 +73,7 @@ def test_mistakes_are_one_line_and_write_nothing(stack, tmp_path):
         (("histogram", f"file://{tmp_path}/f"), "uint8 or uint16"),
         (("equalize", src, src), "the destination is the source"),
         (("clahe", src, f"file://{tmp_path}/b", "--clip-limit", "0"), "clip-limit"),
+        (("equalize", src, f"file://{tmp_path}/b", "--minval", "300"), "must lie in 0..255"),
     ]
     for args, message in cases:
         result = run_cli("image", "contrast", *args, check=False)

@@ -36,15 +36,21 @@ def histogram(ctx, src, shape, mip, fill_missing, queue):
 @click.argument("dest", type=OUTPUT)
 @click.option("--clip-fraction", type=Finite(min=0, max=0.5, max_open=True), default=0.01, show_default=True,
               help="Share of each slice's voxels clipped to black, and to white.")
+@click.option("--minval", type=click.IntRange(min=0), default=None,
+              help="Stretch from this value in every slice instead of its lower clip level.")
+@click.option("--maxval", type=click.IntRange(min=0), default=None,
+              help="Stretch to this value in every slice instead of its upper clip level.")
 @click.option("--shape", type=VEC3, default=(512, 512, 64), show_default=True, help="Task shape X,Y,Z.")
 @add_options(writing)
 @click.pass_context
-def equalize(ctx, src, dest, clip_fraction, shape, mip, fill_missing, encoding, compress, queue):
+def equalize(ctx, src, dest, clip_fraction, minval, maxval, shape, mip, fill_missing, encoding, compress,
+             queue):
     """(2) Write DEST: each slice stretched linearly from its lower to its upper clip level onto
     the full range of the type."""
     submit(ctx, [Stage("create_contrast_normalization_tasks", dict(
         src_layer_path=src, dest_layer_path=dest, mip=mip, clip_fraction=clip_fraction, shape=shape,
-        fill_missing=fill_missing, encoding=encoding, compress=compress), "equalize")], queue)
+        fill_missing=fill_missing, encoding=encoding, compress=compress, minval=minval, maxval=maxval),
+        "equalize")], queue)
 
 
 @contrast.command()

@@ -112,13 +112,19 @@ def new_image(src: CloudVolume, path: str, mip: int, encoding: Optional[str], me
 def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
                                         clip_fraction: float = 0.01, shape: Sequence[int] = DEFAULT_SHAPE,
                                         fill_missing: bool = False, encoding: Optional[str] = None,
-                                        compress: Optional[str] = "gzip") -> Tasks:
+                                        compress: Optional[str] = "gzip", minval: Optional[int] = None,
+                                        maxval: Optional[int] = None) -> Tasks:
     """Step 2: tasks that write DEST, each slice stretched between the levels that clip
-    `clip_fraction` of its voxels at either end."""
+    `clip_fraction` of its voxels at either end (or fixed levels `minval`, `maxval`)."""
     src = open_image(src_layer_path, mip)
     path = new_layer_path(src.cloudpath, dest_layer_path)
     if not 0 <= clip_fraction < 0.5:
         raise UserError(f"--clip-fraction must lie in [0, 0.5), got {clip_fraction}")
+    top = np.iinfo(src.dtype).max
+    if any(v is not None and not 0 <= v <= top for v in (minval, maxval)) or \
+            (None not in (minval, maxval) and minval >= maxval):
+        raise UserError(f"--minval and --maxval must lie in 0..{top} ({src.dtype}), the first below the "
+                        f"second; got {minval} and {maxval}")
     work = work_dir(src, mip)
     record = recorded(src, mip)
     present = set(CloudFiles(work).list(prefix="levels/"))
@@ -128,13 +134,14 @@ def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: st
                         f"({work}/{missing[0]}): run `igneous-like image contrast histogram "
                         f"{src.cloudpath} --mip {mip}` to the end")
     out = new_image(src, path, mip, encoding, {"task": "ContrastTask", "src": src.cloudpath, "mip": mip,
-                                               "clip_fraction": clip_fraction})
+                                               "clip_fraction": clip_fraction, "minval": minval,
+                                               "maxval": maxval})
     bounds, shape = out.meta.bounds(mip), chunk_shape(out, mip, shape)
     compress = compression(compress)
     make = lambda box: partial(ContrastTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), work=work,
                                clip_fraction=float(clip_fraction), fill_missing=fill_missing,
-                               compress=compress)
+                               compress=compress, minval=minval, maxval=maxval)
     return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make,
                  f"contrast of {src.cloudpath} normalized into {out.cloudpath}", mips=range(mip, mip + 1))
 

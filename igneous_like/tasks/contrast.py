@@ -73,13 +73,18 @@ def slice_levels(work: str, record: dict, z_start: int, z_stop: int) -> np.ndarr
 @queueable
 def ContrastTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
                  work: str, clip_fraction: float, fill_missing: bool = False,
-                 compress: Union[str, bool, None] = None) -> None:
-    """Write one box stretched between its slices' clip levels."""
+                 compress: Union[str, bool, None] = None, minval: Optional[int] = None,
+                 maxval: Optional[int] = None) -> None:
+    """Write one box stretched between its slices' clip levels (or minval and maxval, where given)."""
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     img = read_box(src_path, box, mip, fill_missing)
     record = CloudFiles(work).get_json(RECORD)
     lower, upper = contrast.clip_levels(slice_levels(work, record, int(box.minpt.z), int(box.maxpt.z)),
                                         clip_fraction)
+    if minval is not None:
+        lower[:] = minval
+    if maxval is not None:
+        upper[:] = maxval
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
     upload(dest, contrast.stretch(img, lower, upper)[..., None], box.minpt, mip)
 
