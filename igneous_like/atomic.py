@@ -3,7 +3,8 @@
 CloudFiles writes a local file in place (open, write), so a worker killed mid-write leaves a
 truncated file under the final name: a chunk that every later reader and rerun decodes to
 garbage or crashes on. `put_file` writes a temporary file in the same directory and renames it
-over the name (atomic within a filesystem), so readers see the old file or the new one. It
+over the name (atomic within a filesystem), so readers see the old file or the new one; then
+it deletes the file's copies under other compressions' names, which would shadow it. It
 replaces cloudfiles' FileInterface.put_file, the one place every local write goes through:
 CloudVolume's chunks and infos, meshes, skeletons, tables and our own puts, `.gz` names
 included. `install` (called by `import igneous_like`) does so as soon as cloudfiles is imported,
@@ -22,6 +23,7 @@ import sys
 MODULE = "cloudfiles.interfaces"
 TEMPORARY = ".igneous-like-partial"
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+ENCODINGS = ("", ".gz", ".br", ".zstd", ".xz", ".bz2")  # the names cloudfiles gives compressed files
 
 
 def put_file(self, file_path, content, content_type, compress, cache_control=None, storage_class=None):
@@ -30,7 +32,22 @@ def put_file(self, file_path, content, content_type, compress, cache_control=Non
     extension = self.get_extension(compress)
     final = path if os.path.splitext(path)[1] == extension else path + extension
     data = content.encode("utf-8") if isinstance(content, str) else content
-    return self.io_with_lock(lambda: write_whole(final, data), path, exclusive=True)
+
+    def write() -> None:
+        write_whole(final, data)
+        drop_other_encodings(final[:len(final) - len(extension)] if extension else final, final)
+    return self.io_with_lock(write, path, exclusive=True)
+
+
+def drop_other_encodings(base: str, kept: str) -> None:
+    """Delete the file's copies under other compressions' names: readers take NAME before
+    NAME.gz, so a chunk rewritten gzipped beside an older plain one would stay hidden by it."""
+    for extension in ENCODINGS:
+        if base + extension != kept:
+            try:
+                os.unlink(base + extension)
+            except FileNotFoundError:
+                pass
 
 
 def write_whole(path: str, content) -> None:

@@ -43,6 +43,10 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "image contrast clahe": f"image contrast clahe {M} file:///tmp/out --depth 8 --kernel-size 16",
     "image contrast equalize": f"image contrast equalize {M} file:///tmp/out --clip-fraction 0.02",
     "image contrast histogram": f"image contrast histogram {M} --shape 64,64,16",
+    "image blackout": f"image blackout {M} 0,0,0,10,10,10 --value 3",
+    "image quantize": "image quantize file:///data/prob file:///tmp/out",
+    "image reorder": f"image reorder {M} file:///tmp/out '{{\"0\": 1, \"1\": 0}}'",
+    "image roi": f"image roi {M} --suppress-faint 3",
     "image downsample": f"image downsample {M} --num-mips 2 --xrange 0,64 --method avg --sharded",
     "image rm": f"image rm {M} --mip 1 --num-mips 2",
     "image voxels count": f"image voxels count {L} --shape 64,64,64",
@@ -143,6 +147,7 @@ def test_the_first_stage_of_every_verb_made_for_a_dry_run_writes_nothing(tmp_pat
     crop = np.asfortranarray(real_seg[:64, :64, :32])
     write_layer(f"file://{tmp_path}/data/seg", crop, "segmentation", chunk=(32, 32, 32))
     write_layer(f"file://{tmp_path}/data/em", (crop % 200).astype(np.uint8), "image", chunk=(32, 32, 32))
+    write_layer(f"file://{tmp_path}/data/prob", (crop % 7 / 7).astype(np.float32), "image", chunk=(32, 32, 32))
     (tmp_path / "t.csv").write_text("label,a,b,kind\n1,1,2,x\n2,3,4,y\n")
     before, counted = snapshot(tmp_path), {}
     for verb, line in SAMPLES.items():

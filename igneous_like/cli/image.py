@@ -127,3 +127,91 @@ def rm(ctx, path, mip, num_mips, shape, queue):
                                                      shape=shape), "delete")], queue)
 
 
+
+
+edit_options = [
+    click.option("--mip", type=click.IntRange(min=0), default=0, show_default=True),
+    click.option("--shape", type=VEC3, default=(512, 512, 64), show_default=True,
+                 help="Task shape X,Y,Z (rounded up to whole chunks)."),
+    click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing."),
+    compress_option,
+]
+
+
+@image.command()
+@click.argument("src")
+@click.argument("dest", type=OUTPUT)
+@click.argument("mapping")
+@add_options(edit_options + [encoding_option])
+@queue_option
+@click.pass_context
+def reorder(ctx, src, dest, mapping, mip, shape, fill_missing, compress, encoding, queue):
+    """Copy SRC to DEST with z slices moved as MAPPING says: a JSON object source: destination;
+    slices it does not move stay. A mapping that would lose a slice (overwritten, moved nowhere)
+    is refused before anything is written.
+
+    Example: igneous-like image reorder file:///data/em file:///data/em_fixed '{"10": 11, "11": 10}'
+    """
+    submit(ctx, [Stage("create_reorder_tasks", dict(
+        src_layer_path=src, dest_layer_path=dest, mapping=mapping, mip=mip, shape=shape,
+        fill_missing=fill_missing, encoding=encoding, compress=compress), "reorder")], queue)
+
+
+@image.command()
+@click.argument("path")
+@click.argument("bounds", type=BOUNDS)
+@click.option("--value", type=float, default=0, show_default=True, help="The value to write.")
+@add_options(edit_options)
+@queue_option
+@click.pass_context
+def blackout(ctx, path, bounds, value, mip, shape, fill_missing, compress, queue):
+    """Set the region BOUNDS (X0,Y0,Z0,X1,Y1,Z1 in voxels of --mip) of the layer to --value, in
+    place (e.g. to blank out a damaged region before meshing).
+
+    Example: igneous-like image blackout file:///data/seg 0,0,100,2048,2048,101
+    """
+    submit(ctx, [Stage("create_blackout_tasks", dict(
+        layer_path=path, bounds=[bounds[:3], bounds[3:]], mip=mip, value=value, shape=shape,
+        fill_missing=fill_missing, compress=compress), "blackout")], queue)
+
+
+@image.command()
+@click.argument("src")
+@click.argument("dest", type=OUTPUT)
+@add_options(edit_options + [encoding_option])
+@queue_option
+@click.pass_context
+def quantize(ctx, src, dest, mip, shape, fill_missing, compress, encoding, queue):
+    """Write DEST as 8 bits: the floats of SRC in [0, 1] (affinities, probabilities; every
+    channel) as round(255 x), clipped.
+
+    Example: igneous-like image quantize file:///data/affinities file:///data/affinities_8bit
+    """
+    submit(ctx, [Stage("create_quantize_tasks", dict(
+        src_layer_path=src, dest_layer_path=dest, mip=mip, shape=shape, fill_missing=fill_missing,
+        encoding=encoding, compress=compress), "quantize")], queue)
+
+
+@image.command()
+@click.argument("src")
+@click.option("--mip", type=click.IntRange(min=0), default=None,
+              help="Mip to read (default: the first whose x*y is at most --max-axial-len squared).")
+@click.option("--suppress-faint", type=float, default=0, show_default=True,
+              help="Voxels at or below this value are background.")
+@click.option("--dust", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Ignore connected pieces smaller than this many voxels (of the mip read).")
+@click.option("--max-axial-len", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--z-step", type=click.IntRange(min=1), default=None,
+              help="One box per this many mip-0 slices (default: one box).")
+@click.pass_context
+def roi(ctx, src, mip, suppress_faint, dust, max_axial_len, z_step):
+    """Print the bounding box of what is not background, X0,Y0,Z0,X1,Y1,Z1 in mip 0 voxels (as
+    --bounds takes it).
+
+    Example: igneous-like image roi file:///data/em --suppress-faint 20
+    """
+    done = submit(ctx, [Stage("find_roi", dict(
+        layer_path=src, mip=mip, suppress_faint=suppress_faint, dust=dust, max_axial_len=max_axial_len,
+        z_step=z_step), "roi")])
+    for box in (done or [[]])[0]:
+        click.echo(",".join(map(str, box)))

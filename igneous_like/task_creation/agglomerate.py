@@ -29,6 +29,7 @@ from igneous_like.task_creation.common import (
     Tasks,
     check_encoding,
     check_vec,
+    chunk_grid,
     compression,
     csv,
     delete_directory,
@@ -221,14 +222,6 @@ def commit(out: CloudVolume, method: dict) -> None:
     """Write DEST's info and record the job, once every input is checked."""
     out.commit_info()
     record_provenance(out, method)
-
-
-def chunk_grid(out: CloudVolume, mip: int, shape: Sequence[int]) -> Grid:
-    """Boxes of `shape` rounded up to whole DEST chunks, so no two tasks write one chunk."""
-    chunk, bounds = out.meta.chunk_size(mip), out.meta.bounds(mip)
-    shape = check_vec("--shape", shape)
-    shape = Vec(*[-(-s // c) * c for s, c in zip(shape, chunk)])
-    return Grid(bounds, Vec(*np.minimum(shape, bounds.size3())), bounds.minpt, bounds)
 
 
 def create_agglomeration_relabel_tasks(frag_path: str, dest: str, mip: int = 0,

@@ -247,6 +247,14 @@ def lcm_shape(*shapes: Sequence[int]) -> Vec:
     return Vec(*[math.lcm(*[int(s[axis]) for s in shapes]) for axis in range(3)])
 
 
+def chunk_grid(out: CloudVolume, mip: int, shape: Sequence[int]) -> Grid:
+    """Boxes of `shape` rounded up to whole chunks of `out`, so no two tasks write one chunk."""
+    chunk, bounds = out.meta.chunk_size(mip), out.meta.bounds(mip)
+    shape = check_vec("--shape", shape)
+    shape = Vec(*[-(-s // c) * c for s, c in zip(shape, chunk)])
+    return Grid(bounds, Vec(*np.minimum(shape, bounds.size3())), bounds.minpt, bounds)
+
+
 def record_provenance(cv: CloudVolume, method: dict) -> None:
     """Append what was run, by whom and when, to the layer's provenance file."""
     cv.provenance.processing.append({

@@ -13,16 +13,14 @@ from typing import Optional, Sequence
 import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Vec
 
 from igneous_like.contrast import LEVELS
 from igneous_like.errors import UserError
-from igneous_like.grid import Grid
 from igneous_like.task_creation.common import (
     Stage,
     Tasks,
     check_encoding,
-    check_vec,
+    chunk_grid,
     compression,
     csv,
     delete_directory,
@@ -60,17 +58,12 @@ def open_image(path: str, mip: int, histogram: bool = True) -> CloudVolume:
     return cv
 
 
-def chunk_shape(cv: CloudVolume, mip: int, shape: Sequence[int]) -> Vec:
-    """`shape` rounded up to whole chunks, so no two tasks write one chunk."""
-    chunk = cv.meta.chunk_size(mip)
-    return Vec(*[-(-int(s) // int(c)) * int(c) for s, c in zip(check_vec("--shape", shape), chunk)])
-
-
 def create_histogram_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
                            fill_missing: bool = False) -> Tasks:
     """Step 1: tasks that count each slice's grey levels in a box; then the levels tasks."""
     cv = open_image(layer_path, mip)
-    bounds, shape = cv.meta.bounds(mip), chunk_shape(cv, mip, shape)
+    grid = chunk_grid(cv, mip, shape)
+    bounds, shape = grid.clip, grid.shape
     work = work_dir(cv, mip)
     delete_directory(work)
     record = {"mip": mip, "bounds": [ints(bounds.minpt), ints(bounds.maxpt)], "shape": ints(shape),
@@ -79,8 +72,7 @@ def create_histogram_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] =
     make = lambda box: partial(HistogramTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
                                shape=ints(box.size3()), work=work, fill_missing=fill_missing)
     then = (Stage("create_levels_tasks", {"layer_path": cv.cloudpath, "mip": mip}, "levels"),)
-    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make, f"grey-level counts of {cv.cloudpath}",
-                 then=then)
+    return Tasks(grid, make, f"grey-level counts of {cv.cloudpath}", then=then)
 
 
 def recorded(cv: CloudVolume, mip: int) -> dict:
@@ -136,13 +128,12 @@ def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: st
     out = new_image(src, path, mip, encoding, {"task": "ContrastTask", "src": src.cloudpath, "mip": mip,
                                                "clip_fraction": clip_fraction, "minval": minval,
                                                "maxval": maxval})
-    bounds, shape = out.meta.bounds(mip), chunk_shape(out, mip, shape)
     compress = compression(compress)
     make = lambda box: partial(ContrastTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), work=work,
                                clip_fraction=float(clip_fraction), fill_missing=fill_missing,
                                compress=compress, minval=minval, maxval=maxval)
-    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make,
+    return Tasks(chunk_grid(out, mip, shape), make,
                  f"contrast of {src.cloudpath} normalized into {out.cloudpath}", mips=range(mip, mip + 1))
 
 
@@ -160,12 +151,11 @@ def create_clahe_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
         "task": "ClaheTask", "src": src.cloudpath, "mip": mip, "kernel_size": kernel_size,
         "clip_limit": clip_limit, "nbins": nbins})
     size = bounds.size3()
-    shape = chunk_shape(out, mip, (size.x, size.y, depth or out.meta.chunk_size(mip).z))
+    grid = chunk_grid(out, mip, (size.x, size.y, depth or out.meta.chunk_size(mip).z))
     compress = compression(compress)
     make = lambda box: partial(ClaheTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), kernel_size=kernel_size,
                                clip_limit=float(clip_limit), nbins=nbins, fill_missing=fill_missing,
                                compress=compress)
-    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make,
-                 f"CLAHE of {src.cloudpath} into {out.cloudpath} ({csv(shape)} voxels a task)",
+    return Tasks(grid, make, f"CLAHE of {src.cloudpath} into {out.cloudpath} ({csv(grid.shape)} a task)",
                  mips=range(mip, mip + 1))
