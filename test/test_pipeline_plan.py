@@ -147,7 +147,8 @@ def test_the_first_stage_of_every_verb_made_for_a_dry_run_writes_nothing(tmp_pat
     crop = np.asfortranarray(real_seg[:64, :64, :32])
     write_layer(f"file://{tmp_path}/data/seg", crop, "segmentation", chunk=(32, 32, 32))
     write_layer(f"file://{tmp_path}/data/em", (crop % 200).astype(np.uint8), "image", chunk=(32, 32, 32))
-    write_layer(f"file://{tmp_path}/data/prob", (crop % 7 / 7).astype(np.float32), "image", chunk=(32, 32, 32))
+    prob = (crop % 7 / 7).astype(np.float32)
+    write_layer(f"file://{tmp_path}/data/prob", prob, "image", chunk=(32, 32, 32))
     (tmp_path / "t.csv").write_text("label,a,b,kind\n1,1,2,x\n2,3,4,y\n")
     before, counted = snapshot(tmp_path), {}
     for verb, line in SAMPLES.items():
