@@ -84,6 +84,11 @@ def spatial_axes(shape: Sequence[int], axes: str) -> List[int]:
     return spatial
 
 
+def cut_shape(shape: Sequence[int], index: Sequence[slice]) -> tuple:
+    """The shape of an array of `shape` cut by `index` (slices)."""
+    return tuple(len(range(*part.indices(size))) for size, part in zip(shape, index))
+
+
 class Source:
     """A source array seen as x,y,z: `shape`, `dtype` (native byte order) and `read(box)`."""
 
@@ -225,14 +230,15 @@ class TiffStack:
                         "the folder must be one page of one shape and type")
 
     def __getitem__(self, index) -> np.ndarray:
+        """Pages one at a time, each cut to the box at once: a task holds its box and one page."""
         import tifffile
         depth, rows, columns = index
         planes = range(*depth.indices(self.shape[0]))
-        if self.pages is not None:
-            data = self.pages[0].asarray(key=planes)
-        else:
-            data = np.stack([tifffile.imread(self.files[z]) for z in planes])
-        return data.reshape((len(planes),) + self.page[0])[:, rows, columns]
+        out = np.empty((len(planes),) + cut_shape(self.page[0], (rows, columns)), self.dtype)
+        for number, z in enumerate(planes):
+            page = self.pages[0].pages[z].asarray() if self.pages else tifffile.imread(self.files[z])
+            out[number] = page.reshape(self.page[0])[rows, columns]
+        return out
 
     def close(self) -> None:
         for tif in self.pages or ():
@@ -298,12 +304,14 @@ class GzipPlanes:
     def __getitem__(self, index) -> np.ndarray:
         columns, rows, depth = index
         planes = range(*depth.indices(self.shape[2]))
+        out = np.empty(cut_shape(self.shape[:2], (columns, rows)) + (len(planes),), self.dtype)
         with open(self.path, "rb") as handle:
             handle.seek(self.offset)
             with gzip.GzipFile(fileobj=handle) as stream:
                 stream.seek(planes.start * self.plane_bytes)  # decompresses and drops what comes before
-                parts = [self.plane(stream)[columns, rows] for _ in planes]
-        return np.stack(parts, axis=2)
+                for number in range(len(planes)):
+                    out[..., number] = self.plane(stream)[columns, rows]
+        return out
 
     def plane(self, stream) -> np.ndarray:
         data = stream.read(self.plane_bytes)
