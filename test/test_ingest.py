@@ -43,10 +43,11 @@ def write_nrrd(path, vol, encoding="raw", endian="little"):
 
 def write_tensorstore(path, vol, driver):
     import tensorstore as ts
-    data = vol.transpose(2, 1, 0) if driver == "zarr" else vol  # zarr: z,y,x (OME-Zarr); N5: x,y,z
+    data = vol if driver == "n5" else vol.transpose(2, 1, 0)  # zarr: z,y,x (OME-Zarr); N5: x,y,z
     store = ts.open({"driver": driver, "kvstore": {"driver": "file", "path": str(path / f"vol.{driver}")},
-                     "create": True, "dtype": data.dtype.name, "shape": data.shape,
-                     "chunk_layout": {"chunk": {"shape": [16, 16, 16]}}}).result()
+                     "create": True, "dtype": data.dtype.name,
+                     "schema": {"domain": {"shape": list(data.shape)},
+                                "chunk_layout": {"chunk": {"shape": [16] * 3}}}}).result()
     store.write(data).result()
     return path / f"vol.{driver}", []
 
@@ -77,6 +78,7 @@ FORMATS = {  # name: (writer, layer type, dtype)
     "zarr": (lambda path, vol: write_tensorstore(path, vol, "zarr"), "segmentation", np.uint32),
     "npy": (write_npy, "segmentation", np.uint64),
     "nrrd-gzip": (lambda path, vol: write_nrrd(path, vol, "gzip", "big"), "image", np.uint16),
+    "zarr3": (lambda path, vol: write_tensorstore(path, vol, "zarr3"), "image", np.uint16),
     "n5": (lambda path, vol: write_tensorstore(path, vol, "n5"), "image", np.uint8),
     "hdf5": (write_hdf5, "image", np.float32),
     "nifti": (write_nifti, "image", np.uint8),
@@ -93,20 +95,39 @@ def image_crop(real_image):
     return np.asfortranarray(real_image[200:300, 150:240, 100:140])
 
 
-def pipeline_file(path, src, dest, layer_type, extra):
-    """The CLI command lines of the whole job: ingest, one mip of downsampling, and for labels
+def steps(name, src, dest, layer_type, extra):
+    """The CLI command lines of one format's job: ingest, one mip of downsampling, and for labels
     legacy meshes and skeletons."""
-    steps = [f"image create {src} {dest} --layer-type {layer_type} --resolution 16,16,40 "
+    lines = [f"image create {src} {dest} --layer-type {layer_type} --resolution 16,16,40 "
              f"--offset {','.join(map(str, OFFSET))} --chunk-size {CHUNK} --shape {SHAPE} --compress none "
              + " ".join(extra),
              f"image downsample {dest} --num-mips 1 --compress none"]
     if layer_type == "segmentation":
-        steps += [f"mesh forge {dest} --shape 64,64,32", f"mesh merge {dest}",
-                  f"skeleton forge {dest} --shape 64,64,32 --dust-threshold {SKELETON_DUST}",
+        lines += [f"mesh forge {dest} --shape 128,128,64", f"mesh merge {dest}",
+                  f"skeleton forge {dest} --shape 128,128,64 --dust-threshold {SKELETON_DUST}",
                   f"skeleton merge {dest} --dust-threshold 0 --tick-threshold 0"]
-    body = "".join(f"  - name: s{number}\n    run: {step}\n" for number, step in enumerate(steps))
-    (path / "job.yaml").write_text("steps:\n" + body)
-    return path / "job.yaml"
+    return [f"  - name: {name}-{number}\n    run: {line}\n" for number, line in enumerate(lines)]
+
+
+def source_data(name, seg_crop, image_crop):
+    _, layer_type, dtype = FORMATS[name]
+    vol = (seg_crop if layer_type == "segmentation" else image_crop).astype(dtype)
+    return vol / np.float32(7) if dtype == np.float32 else vol
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory, seg_crop, image_crop):
+    """Every format's source, and one pipeline file of CLI steps that ingests each and goes on
+    (one run: one process start-up for the lot), run; returns the folder."""
+    root = tmp_path_factory.mktemp("ingest")
+    body = []
+    for name, (writer, layer_type, _) in FORMATS.items():
+        (root / name).mkdir()
+        src, extra = writer(root / name, source_data(name, seg_crop, image_crop))
+        body += steps(name, src, f"file://{root / name}/layer", layer_type, extra)
+    (root / "job.yaml").write_text("steps:\n" + "".join(body))
+    run_cli("pipeline", "run", root / "job.yaml")
+    return root
 
 
 def reference_mip1(vol, layer_type):
@@ -119,27 +140,16 @@ def reference_mip1(vol, layer_type):
 def skeleton_labels_expected(vol) -> set:
     """Labels with a 26-connected piece of more than SKELETON_DUST voxels (what forge keeps)."""
     pieces = cc3d.connected_components(vol, connectivity=26)
-    piece_ids, counts = np.unique(pieces, return_counts=True)
-    big = set(piece_ids[(counts > SKELETON_DUST) & (piece_ids != 0)].tolist())
-    owners = {}
-    for piece, label in zip(pieces.ravel(), vol.ravel()):
-        if piece in big:
-            owners[piece] = label
-        if len(owners) == len(big):
-            break
-    return {int(label) for label in owners.values() if label != 0}
+    piece_ids, first, counts = np.unique(pieces, return_index=True, return_counts=True)
+    owners = vol.ravel()[first[(counts > SKELETON_DUST) & (piece_ids != 0)]]
+    return set(owners.tolist()) - {0}
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_create_then_downsample_mesh_skeletonize(tmp_path, name, seg_crop, image_crop):
-    writer, layer_type, dtype = FORMATS[name]
-    vol = (seg_crop if layer_type == "segmentation" else image_crop).astype(dtype)
-    if dtype == np.float32:
-        vol = vol / np.float32(7)
-    src, extra = writer(tmp_path, vol)
-    dest = f"file://{tmp_path}/layer"
-    run_cli("-p", "2", "pipeline", "run", pipeline_file(tmp_path, src, dest, layer_type, extra))
-
+def test_create_then_downsample_mesh_skeletonize(ingested, name, seg_crop, image_crop):
+    _, layer_type, dtype = FORMATS[name]
+    vol = source_data(name, seg_crop, image_crop)
+    dest = f"file://{ingested / name}/layer"
     cv = CloudVolume(dest, progress=False)
     assert cv.dtype == np.dtype(dtype).name and cv.layer_type == layer_type
     assert tuple(cv.meta.voxel_offset(0)) == OFFSET and tuple(cv.meta.chunk_size(0)) == (32, 32, 16)
