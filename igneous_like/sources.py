@@ -1,5 +1,5 @@
 """Arrays on disk that `image create` ingests: numpy .npy, TIFF (one multi-page file or a folder of
-2-D slices), NRRD (raw or gzip), HDF5, NIfTI, zarr (v2, v3) and N5.
+2-D slices), NRRD (raw or gzip), HDF5, NIfTI, zarr (v2, v3), N5 and crackle.
 
 Each opens as a Source whose shape is x,y,z and whose `read(box)` reads that box alone: a
 memory map, a dataset slice, the TIFF pages of the box's z range, or a gzip stream decompressed
@@ -18,15 +18,17 @@ from igneous_like.errors import UserError
 
 AXES = ("xyz", "zyx")
 DEFAULT_AXES = {  # the array's index order as its library returns it
-    "npy": "xyz", "hdf5": "xyz", "nrrd": "xyz", "nifti": "xyz", "n5": "xyz",  # x first (npy, h5: as Igneous)
+    "npy": "xyz", "hdf5": "xyz", "crackle": "xyz",  # as Igneous reads them
+    "nrrd": "xyz", "nifti": "xyz", "n5": "xyz",  # their headers list x first
     "tiff": "zyx",  # pages are z, rows y, columns x
     "zarr": "zyx", "zarr3": "zyx",  # the OME-Zarr order
 }
 EXTENSIONS = {".npy": "npy", ".tif": "tiff", ".tiff": "tiff", ".nrrd": "nrrd", ".h5": "hdf5",
-              ".hdf5": "hdf5", ".nii": "nifti", ".nii.gz": "nifti"}
+              ".hdf5": "hdf5", ".nii": "nifti", ".nii.gz": "nifti", ".ckl": "crackle", ".ckl.gz": "crackle"}
 ARRAY_MARKERS = {".zarray": "zarr", "zarr.json": "zarr3", "attributes.json": "n5"}
 NEUROGLANCER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
-SUPPORTED = ".npy, .tif/.tiff (a file or a folder of 2-D slices), .nrrd, .h5/.hdf5, .nii/.nii.gz, zarr and N5"
+SUPPORTED = (".npy, .tif/.tiff (a file or a folder of 2-D slices), .nrrd, .h5/.hdf5, .nii/.nii.gz, "
+             ".ckl/.ckl.gz, zarr and N5")
 
 
 def local_path(path: str) -> str:
@@ -162,6 +164,17 @@ def open_nifti(path: str, dataset, axes: str) -> Source:
         raise UserError(f"{path} is not a NIfTI image ({err})") from err
     corner = (slice(0, 1),) * len(proxy.shape)  # the dtype after the header's scaling, if any
     return Source(proxy, axes, dtype=np.asarray(proxy[corner]).dtype)
+
+
+def open_crackle(path: str, dataset, axes: str) -> Source:
+    """Crackle labels: the compressed stream is held (memory-mapped where not gzipped) and a read
+    decodes only the z slices of its box."""
+    import crackle
+    try:
+        array = crackle.aload(path, allow_mmap=not path.endswith(".gz"))
+    except (crackle.FormatError, OSError, EOFError, ValueError) as err:
+        raise UserError(f"{path} is not a crackle file ({err})") from err
+    return Source(array, axes, dtype=array.dtype)
 
 
 class TensorStoreArray:
@@ -335,6 +348,7 @@ def open_nrrd(path: str, dataset, axes: str) -> Source:
 
 OPENERS = {
     "npy": open_npy, "hdf5": open_hdf5, "nifti": open_nifti, "tiff": open_tiff, "nrrd": open_nrrd,
+    "crackle": open_crackle,
     "zarr": lambda path, dataset, axes: open_tensorstore(path, dataset, axes, "zarr"),
     "zarr3": lambda path, dataset, axes: open_tensorstore(path, dataset, axes, "zarr3"),
     "n5": lambda path, dataset, axes: open_tensorstore(path, dataset, axes, "n5"),

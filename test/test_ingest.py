@@ -66,6 +66,12 @@ def write_nifti(path, vol):
     return path / "vol.nii.gz", []
 
 
+def write_crackle(path, vol):
+    import crackle
+    crackle.save(vol, str(path / "vol.ckl.gz"))  # x first
+    return path / "vol.ckl.gz", []
+
+
 def write_npy(path, vol):
     np.save(path / "vol.npy", vol)  # x first, C order
     return path / "vol.npy", []
@@ -77,6 +83,7 @@ FORMATS = {  # name: (writer, layer type, dtype)
     "nrrd-raw": (write_nrrd, "segmentation", np.uint32),
     "zarr": (lambda path, vol: write_tensorstore(path, vol, "zarr"), "segmentation", np.uint32),
     "npy": (write_npy, "segmentation", np.uint64),
+    "crackle": (write_crackle, "segmentation", np.uint32),
     "nrrd-gzip": (lambda path, vol: write_nrrd(path, vol, "gzip", "big"), "image", np.uint16),
     "zarr3": (lambda path, vol: write_tensorstore(path, vol, "zarr3"), "image", np.uint16),
     "n5": (lambda path, vol: write_tensorstore(path, vol, "n5"), "image", np.uint8),

@@ -147,7 +147,8 @@ def rm(ctx, path, mip, num_mips, shape, queue):
                    "dataset; SRC itself for zarr/N5).")
 @click.option("--axes", type=click.Choice(AXES), default=None,
               help="The source array's index order. Default: zyx for TIFF (pages are z) and zarr "
-                   "(OME-Zarr's order); xyz for .npy and HDF5 (as Igneous), NRRD, NIfTI and N5 (x first).")
+                   "(OME-Zarr's order); xyz for .npy, HDF5 and crackle (as Igneous), NRRD, NIfTI and N5 "
+                   "(x first).")
 @add_options([compress_option, encoding_option, memory_option])
 @queue_option
 @click.pass_context
@@ -155,8 +156,9 @@ def create(ctx, src, dest, resolution, offset, chunk_size, layer_type, seg, shap
            compress, encoding, memory_target, queue):
     """Make a new layer DEST from the array in SRC, box by box: .npy, .tif/.tiff (one file, or a
     folder of 2-D slices sorted by name, numbers as numbers), .nrrd (raw or gzip), .h5/.hdf5,
-    .nii/.nii.gz, a zarr (v2 or v3) or N5 array. SRC is a local path that every worker must be able
-    to read (a shared file system for a fleet). Downsample it afterwards with image downsample.
+    .nii/.nii.gz, .ckl/.ckl.gz (crackle), a zarr (v2 or v3) or N5 array. SRC is a local path that
+    every worker must be able to read (a shared file system for a fleet). Build its pyramid
+    afterwards with image downsample.
 
     Example: igneous-like image create stack.tif file:///data/em --resolution 4,4,40 --queue fq:///tmp/q
     """
