@@ -112,6 +112,10 @@ class Source:
             data = data[..., np.newaxis]
         return np.asfortranarray(data, dtype=self.dtype)
 
+    def check(self) -> None:
+        """Checks that read the whole source's metadata (every TIFF page or slice), once."""
+        getattr(self.array, "check", lambda: None)()
+
     def __enter__(self) -> "Source":
         return self
 
@@ -208,16 +212,20 @@ class TiffStack:
         import tifffile
         self.files = files
         first = tifffile.TiffFile(files[0])
-        self.pages = [first] if len(files) == 1 else None
-        page_count = len(first.pages)
         self.page = self.describe(files[0], first.pages[0])
+        self.shape = (len(files) if len(files) > 1 else len(first.pages),) + self.page[0]
+        self.dtype = self.page[1]
+        self.pages = [first] if len(files) == 1 else None
         if len(files) > 1:
             first.close()
+
+    def check(self) -> None:
+        """Refuse pages or slices of another shape or type than the first (once, before the tasks:
+        a task trusts the first page)."""
+        if self.pages:
+            self.check_pages(self.pages[0])
+        else:
             self.check_slices()
-        elif page_count > 1:
-            self.check_pages(first)
-        self.shape = (len(files) if len(files) > 1 else page_count,) + self.page[0]
-        self.dtype = self.page[1]
 
     @staticmethod
     def describe(name: str, page) -> Tuple[tuple, np.dtype]:

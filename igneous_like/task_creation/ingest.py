@@ -68,6 +68,7 @@ def create_ingest_tasks(
     chunk = check_vec("--chunk-size", chunk_size)
     dest_path = check_destination(path, dest)
     with sources.open_source(path, kind, dataset, axes) as source:
+        source.check()
         size, dtype = Vec(*source.shape), source.dtype
     sources.check_dtype(dtype, layer_type)
     encoding = encoding or "raw"
