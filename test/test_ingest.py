@@ -271,7 +271,7 @@ def test_an_existing_layer_of_other_geometry_is_refused(tmp_path):
     assert sorted(p.name for p in (tmp_path / "layer").iterdir()) == before
 
 
-@pytest.mark.parametrize("name", ["tiff", "tiff-folder", "nrrd-raw", "nrrd-gzip", "npy", "hdf5"])
+@pytest.mark.parametrize("name", ["tiff", "tiff-folder", "nrrd-raw", "nrrd-gzip", "npy", "nifti"])
 def test_a_task_holds_only_its_box(tmp_path, name):
     """Reading one eighth of the volume allocates far less than the whole source."""
     vol = np.asfortranarray(np.random.default_rng(0).integers(0, 255, (128, 128, 128), dtype=np.uint8))
