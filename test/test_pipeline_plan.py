@@ -40,6 +40,8 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
                               "--dtype float32",
     "image classify train": f"image classify train {M} --annotations {L} --output /tmp/m.npz "
                             "--scales 16,32",
+    "image create": "image create /tmp/stack.tif file:///tmp/out --resolution 4,4,40 --offset 1,2,3 --seg "
+                    "--chunk-size 64,64,16 --shape 128,128,16 --dataset d --axes xyz --encoding raw",
     "image downsample": f"image downsample {M} --num-mips 2 --xrange 0,64 --method avg --sharded",
     "image rm": f"image rm {M} --mip 1 --num-mips 2",
     "image voxels count": f"image voxels count {L} --shape 64,64,64",
