@@ -40,8 +40,8 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
                               "--dtype float32",
     "image classify train": f"image classify train {M} --annotations {L} --output /tmp/m.npz "
                             "--scales 16,32",
-    "image create": "image create /tmp/stack.tif file:///tmp/out --resolution 4,4,40 --offset 1,2,3 --seg "
-                    "--chunk-size 64,64,16 --shape 128,128,16 --dataset d --axes xyz --encoding raw",
+    "image create": "image create /tmp/stack.npy file:///tmp/ingested --resolution 4,4,40 --offset 1,2,3 "
+                    "--seg --chunk-size 32,32,16 --shape 64,64,16 --axes xyz --encoding raw --compress none",
     "image downsample": f"image downsample {M} --num-mips 2 --xrange 0,64 --method avg --sharded",
     "image rm": f"image rm {M} --mip 1 --num-mips 2",
     "image voxels count": f"image voxels count {L} --shape 64,64,64",
@@ -143,6 +143,7 @@ def test_the_first_stage_of_every_verb_made_for_a_dry_run_writes_nothing(tmp_pat
     write_layer(f"file://{tmp_path}/data/seg", crop, "segmentation", chunk=(32, 32, 32))
     write_layer(f"file://{tmp_path}/data/em", (crop % 200).astype(np.uint8), "image", chunk=(32, 32, 32))
     (tmp_path / "t.csv").write_text("label,a,b,kind\n1,1,2,x\n2,3,4,y\n")
+    np.save(tmp_path / "stack.npy", crop)
     before, counted = snapshot(tmp_path), {}
     for verb, line in SAMPLES.items():
         for placeholder, place in (("file:///data/", "file://HERE/data/"), ("file:///tmp/", "file://HERE/"),
