@@ -47,6 +47,8 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "image quantize": "image quantize file:///data/prob file:///tmp/out",
     "image reorder": f"image reorder {M} file:///tmp/out '{{\"0\": 1, \"1\": 0}}'",
     "image roi": f"image roi {M} --suppress-faint 3",
+    "image create": "image create /tmp/stack.npy file:///tmp/ingested --resolution 4,4,40 --offset 1,2,3 "
+                    "--seg --chunk-size 32,32,16 --shape 64,64,16 --axes xyz --encoding raw --compress none",
     "image downsample": f"image downsample {M} --num-mips 2 --xrange 0,64 --method avg --sharded",
     "image rm": f"image rm {M} --mip 1 --num-mips 2",
     "image voxels count": f"image voxels count {L} --shape 64,64,64",
@@ -150,6 +152,7 @@ def test_the_first_stage_of_every_verb_made_for_a_dry_run_writes_nothing(tmp_pat
     prob = (crop % 7 / 7).astype(np.float32)
     write_layer(f"file://{tmp_path}/data/prob", prob, "image", chunk=(32, 32, 32))
     (tmp_path / "t.csv").write_text("label,a,b,kind\n1,1,2,x\n2,3,4,y\n")
+    np.save(tmp_path / "stack.npy", crop)
     before, counted = snapshot(tmp_path), {}
     for verb, line in SAMPLES.items():
         for placeholder, place in (("file:///data/", "file://HERE/data/"), ("file:///tmp/", "file://HERE/"),

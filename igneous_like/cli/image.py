@@ -1,4 +1,4 @@
-"""`igneous-like image ...`: downsample, xfer and rm."""
+"""`igneous-like image ...`: create, downsample, xfer and rm."""
 import click
 
 from igneous_like.cli.common import (
@@ -16,15 +16,17 @@ from igneous_like.cli.lazy import LazyGroup
 from igneous_like.cli.params import OUTPUT
 from igneous_like.downsample import METHODS
 from igneous_like.errors import UserError
+from igneous_like.sources import AXES
 from igneous_like.task_creation.common import Stage
 from igneous_like.task_creation.image import DEFAULT_MIPS
+from igneous_like.task_creation.ingest import LAYER_TYPES
 
 
 @click.group(cls=LazyGroup, lazy={"ccl": "igneous_like.cli.ccl:ccl", "voxels": "igneous_like.cli.ccl:voxels",
                                   "classify": "igneous_like.cli.classify:classify",
                                   "contrast": "igneous_like.cli.contrast:contrast"})
 def image():
-    """Image pyramids, transfers and deletion."""
+    """Image ingestion, pyramids, transfers and deletion."""
 
 
 pyramid_options = [
@@ -127,8 +129,6 @@ def rm(ctx, path, mip, num_mips, shape, queue):
                                                      shape=shape), "delete")], queue)
 
 
-
-
 edit_options = [
     click.option("--mip", type=click.IntRange(min=0), default=0, show_default=True),
     click.option("--shape", type=VEC3, default=(512, 512, 64), show_default=True,
@@ -215,3 +215,39 @@ def roi(ctx, src, mip, suppress_faint, dust, max_axial_len, z_step):
         z_step=z_step), "roi")])
     for box in (done or [[]])[0]:
         click.echo(",".join(map(str, box)))
+@image.command()
+@click.argument("src")
+@click.argument("dest", type=OUTPUT)
+@click.option("--resolution", type=VEC3, default=(1, 1, 1), show_default=True, help="Voxel size X,Y,Z in nm.")
+@click.option("--offset", type=VEC3, default=(0, 0, 0), show_default=True, help="Voxel offset X,Y,Z.")
+@click.option("--chunk-size", type=VEC3, default=(128, 128, 64), show_default=True, help="Chunk size X,Y,Z.")
+@click.option("--layer-type", type=click.Choice(LAYER_TYPES), default="image", show_default=True,
+              help="segmentation needs unsigned integer labels.")
+@click.option("--seg", is_flag=True, help="Same as --layer-type segmentation (Igneous's flag).")
+@click.option("--shape", type=VEC3, default=None,
+              help="Task shape, a multiple of --chunk-size (default: whole x,y planes one chunk deep, "
+                   "split to fit --memory).")
+@click.option("--dataset", "--h5-dataset", "dataset", default=None,
+              help="The array inside an HDF5 file or a zarr/N5 group (default: an HDF5 file's only "
+                   "dataset; SRC itself for zarr/N5).")
+@click.option("--axes", type=click.Choice(AXES), default=None,
+              help="The source array's index order. Default: zyx for TIFF (pages are z) and zarr "
+                   "(OME-Zarr's order); xyz for .npy, HDF5 and crackle (as Igneous), NRRD, NIfTI and N5 "
+                   "(x first).")
+@add_options([compress_option, encoding_option, memory_option])
+@queue_option
+@click.pass_context
+def create(ctx, src, dest, resolution, offset, chunk_size, layer_type, seg, shape, dataset, axes,
+           compress, encoding, memory_target, queue):
+    """Make a new layer DEST from the array in SRC, box by box: .npy, .tif/.tiff (one file, or a
+    folder of 2-D slices sorted by name, numbers as numbers), .nrrd (raw or gzip), .h5/.hdf5,
+    .nii/.nii.gz, .ckl/.ckl.gz (crackle), a zarr (v2 or v3) or N5 array. SRC is a local path that
+    every worker must be able to read (a shared file system for a fleet). Build its pyramid
+    afterwards with image downsample.
+
+    Example: igneous-like image create stack.tif file:///data/em --resolution 4,4,40 --queue fq:///tmp/q
+    """
+    submit(ctx, [Stage("create_ingest_tasks", dict(
+        src=src, dest=dest, resolution=resolution, offset=offset, chunk_size=chunk_size,
+        layer_type="segmentation" if seg else layer_type, encoding=encoding, compress=compress, shape=shape,
+        dataset=dataset, axes=axes, memory_target=memory_target), "ingest")], queue, home=dest)

@@ -28,6 +28,7 @@ _MODULES = {
         "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
         "create_image_shard_transfer_tasks", "create_pyramid_tasks", "create_transfer_tasks",
     ),
+    "ingest": ("create_ingest_tasks",),
     "measure": (
         "clean_measure_files", "create_measure_merge_tasks", "create_measure_tasks", "export_measurements",
     ),
