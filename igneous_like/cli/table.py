@@ -165,3 +165,29 @@ def paint(ctx, seg, table_path, column, dest, mip, shape, encoding, compress, fi
     submit(ctx, [Stage("create_paint_tasks", dict(
         seg_path=seg, table_path=table_path, column=column, dest=dest, mip=mip, shape=shape,
         encoding=encoding, compress=compress, fill_missing=fill_missing), "paint")], queue)
+
+
+@table.command()
+@click.argument("seg")
+@click.argument("table_path", metavar="TABLE")
+@click.option("--label", default=None, help="Column shown beside each id (a name, a class).")
+@click.option("--tags", default=None,
+              help="Columns whose values tag the objects (categories, classes, clusters), e.g. "
+              "prediction,cluster.")
+@click.option("--numbers", default=None, help="Numeric columns, e.g. volume,sphericity.")
+@click.option("--replace", is_flag=True, help="Replace SEG's segment properties, not merge into them.")
+@click.pass_context
+def properties(ctx, seg, table_path, label, tags, numbers, replace):
+    """Write SEG's Neuroglancer segment properties from TABLE's columns (its `label` column names
+    SEG's objects): a label, tags to search and colour by (type #neuron in the segment list) and
+    numbers. They merge into the properties SEG has (a property of the same name, or the label or
+    tags, is replaced), unless --replace.
+
+    Example: igneous-like table properties file:///data/seg predicted.csv --tags prediction,category
+    """
+    done = submit(ctx, [Stage("write_table_properties", dict(
+        seg_path=seg, table_path=table_path, label=label, tags=tables.columns_list(tags),
+        numbers=tables.columns_list(numbers), replace=replace), "properties")])
+    if done:
+        click.echo(f"Segment properties of {done[0]['objects']} objects ({', '.join(done[0]['properties'])}) "
+                   f"written to {seg}", err=True)

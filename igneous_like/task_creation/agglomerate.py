@@ -23,6 +23,7 @@ from igneous_like.agglomeration import agglomerate, make_policy
 from igneous_like.errors import UserError
 from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
 from igneous_like.region_graph import RegionGraph, merge_graphs
+from igneous_like.segment_properties import write_properties
 from igneous_like.task_creation.ccl import default_encoding, fetch_all, segmentation_info
 from igneous_like.task_creation.common import (
     Grid,
@@ -39,7 +40,6 @@ from igneous_like.task_creation.common import (
     record_provenance,
 )
 from igneous_like.task_creation.image import open_destination
-from igneous_like.task_creation.measure import write_segment_properties
 from igneous_like.tasks.agglomerate import (
     MAPPING_TABLE,
     MERGE_FILE,
@@ -257,7 +257,7 @@ def mapping_relabel_tasks(frag: CloudVolume, mapping: str, dest: str, dtype: str
     grid = chunk_grid(out, mip, shape)
     commit(out, method)
     if properties is not None:
-        write_segment_properties(out, properties)
+        write_properties(out, properties)
     compress = compression(compress)
     make = lambda box: partial(AgglomerationRelabelTask, frag_path=frag.cloudpath, dest_path=out.cloudpath,
                                mip=mip, offset=ints(box.minpt), shape=ints(box.size3()), mapping=mapping,
