@@ -41,6 +41,7 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "apply_table_classifier": "igneous_like.tables",
     "merge_tables": "igneous_like.tables",
     "write_table_properties": "igneous_like.segment_properties",
+    "plot_table": "igneous_like.plots",
 }
 
 
