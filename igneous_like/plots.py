@@ -51,8 +51,6 @@ def coloured(plot: Plot, table, color: Optional[str], rows: np.ndarray) -> Plot:
     column holds more than MAX_CLASSES distinct numbers."""
     if color is None:
         return plot
-    if color not in table.columns:
-        raise UserError(f"no column {color}; the table has {', '.join(map(str, table.columns))}")
     cells = table[color].to_numpy()[rows]
     numeric = table[color].dtype.kind in "iuf"
     if numeric and np.unique(cells[np.isfinite(cells)]).size > MAX_CLASSES:
@@ -66,6 +64,9 @@ def coloured(plot: Plot, table, color: Optional[str], rows: np.ndarray) -> Plot:
 
 def hover(table, rows: np.ndarray, columns: Sequence[str]) -> List[str]:
     """Each row's label (when the table has one) and the plotted columns, as hover text."""
+    absent = [c for c in columns if c and c not in table.columns]
+    if absent:
+        raise UserError(f"no column {absent[0]}; the table has {', '.join(map(str, table.columns))}")
     shown = (["label"] if "label" in table.columns else []) + [c for c in dict.fromkeys(columns) if c]
     cells = table[shown].to_numpy()[rows]
     return [", ".join(f"{name} {value}" for name, value in zip(shown, row)) for row in cells.tolist()]
