@@ -30,6 +30,7 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "clean_agglomeration_files": "igneous_like.task_creation.agglomerate",
     "evaluation_scores": "igneous_like.task_creation.evaluation",
     "clean_evaluation_files": "igneous_like.task_creation.evaluation",
+    "threshold_sweep": "igneous_like.task_creation.evaluation",
     "train_classifier": "igneous_like.task_creation.classify",
     "clean_mesh_intermediates": "igneous_like.task_creation.mesh",
     "delete_meshes": "igneous_like.task_creation.mesh",

@@ -157,18 +157,23 @@ def read_model(path: str) -> MergeModel:
         raise UserError(f"{path}: {err}") from None
 
 
-def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float = 0.5, mip: int = 0,
-                          quantile: float = 0.5, model: Optional[str] = None) -> Tuple[int, int]:
-    """Step 2, run here: merge the whole graph and write the fragment -> segment mapping beside
-    the layer. Returns (fragments, segments)."""
+def merge_policy(policy: str, quantile: float = 0.5, model: Optional[str] = None):
+    """The merge policy named on the command line (the learned one reads its model file)."""
     if policy == "learned" and model is None:
         raise UserError("--policy learned needs --model FILE (made by `igneous-like agglomerate train`)")
     if model is not None and policy != "learned":
         raise UserError(f"--model is for --policy learned, not {policy}")
     try:
-        chosen = make_policy(policy, quantile, read_model(model) if model else None)
+        return make_policy(policy, quantile, read_model(model) if model else None)
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float = 0.5, mip: int = 0,
+                          quantile: float = 0.5, model: Optional[str] = None) -> Tuple[int, int]:
+    """Step 2, run here: merge the whole graph and write the fragment -> segment mapping beside
+    the layer. Returns (fragments, segments)."""
+    chosen = merge_policy(policy, quantile, model)
     frag, work, _ = recorded_graph(frag_path, mip)
     fragments, segments = agglomerate(load_region_graph(frag_path, mip), chosen, threshold)
     label_table.write(f"{work}/{MAPPING_TABLE}", fragments, segments)
