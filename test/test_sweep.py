@@ -18,6 +18,7 @@ from igneous_like.task_creation import (
     create_agglomeration_relabel_tasks,
     create_contingency_tasks,
     evaluation_scores,
+    threshold_sweep,
 )
 
 THRESHOLDS = [0.2, 0.35, 0.5, 0.65]
@@ -70,7 +71,6 @@ def test_cli_sweep_json_and_html_plot(layers, tmp_path):
                   "--plot", tmp_path / "sweep.html", "--boundary", layers["prob"]).stdout
     got = json.loads(out)
     run_locally(create_contingency_tasks(frag, gt, shape=SHAPE), quiet=True)
-    from igneous_like.task_creation.evaluation import threshold_sweep
     assert got == threshold_sweep(frag, gt, [0.2, 0.5])
     page = (tmp_path / "sweep.html").read_text()
     assert "http" not in page and page.count("<circle") == 2 and "<polyline" in page

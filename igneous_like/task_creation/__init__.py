@@ -17,7 +17,7 @@ _MODULES = {
     "classify": ("create_classification_tasks", "train_classifier"),
     "evaluation": (
         "accumulate_contingency", "clean_evaluation_files", "create_ceiling_tasks",
-        "create_contingency_tasks", "evaluation_scores",
+        "create_contingency_tasks", "evaluation_scores", "threshold_sweep",
     ),
     "image": (
         "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
