@@ -225,9 +225,9 @@ def evaluate(ctx, seg, gt, as_json, ignore_gt_zero, table, ceiling, mip, shape, 
         stages = sweep_stages(ctx, seg, gt, blocks, **sweep)
     done = submit(ctx, stages, queue, home=seg)
     if done and as_json:
-        click.echo(json.dumps(done[-1]))
+        click.echo(json.dumps(done[0]))
     elif done:
-        result = done[-1]
+        result = done[0]  # the scores; a --ceiling run ends with the clean-up count
         for found in result.get("sweep", [result]) + [dict(result["ceiling"], name="ceiling ")]:
             show_scores(found)
         if sweep["plot"]:
