@@ -100,16 +100,22 @@ def test_one_point_and_a_png_from_bytes():
 
 
 @pytest.mark.parametrize("options, message", [
-    (["{tmp}/out.svg", "--x", "volume", "--y", "area"], "plots are written as .png or .html"),
-    (["{tmp}/out.png", "--x", "volume"], "give --x and --y, or --embed"),
-    (["{tmp}/out.png", "--x", "volume", "--y", "area", "--embed", "pca"], "give --x and --y, or --embed"),
-    (["{tmp}/out.png", "--x", "volume", "--y", "size"], "no column size"),
-    (["{tmp}/out.png", "--x", "volume", "--y", "prediction"], "column prediction does not hold numbers"),
-    (["{tmp}/out.png", "--embed", "pca", "--columns", "volume"], "at least 2 columns"),
-    (["{tmp}/out.png", "--x", "volume", "--y", "area", "--color", "size"], "no column size"),
+    (dict(output="out.png", x="volume"), "give --x and --y, or --embed"),
+    (dict(output="out.png", x="volume", y="area", embed="pca"), "give --x and --y, or --embed"),
+    (dict(output="out.png", x="volume", y="size"), "no column size"),
+    (dict(output="out.png", x="volume", y="prediction"), "column prediction does not hold numbers"),
+    (dict(output="out.png", embed="pca", columns=["volume"]), "at least 2 columns"),
+    (dict(output="out.png", x="volume", y="area", color="size"), "no column size"),
 ])
-def test_mistakes_are_one_line_exit_2(cells, tmp_path, options, message):
-    result = run_cli("table", "plot", tmp_path / "cells.csv", *[o.format(tmp=tmp_path) for o in options],
-                     check=False)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+def test_mistakes_are_user_errors(cells, tmp_path, options, message):
+    options["output"] = str(tmp_path / options["output"])
+    with pytest.raises(UserError, match=message):
+        plots.plot_table(str(tmp_path / "cells.csv"), **options)
+    assert not list(tmp_path.glob("out.*"))
+
+
+def test_mistake_on_the_command_line_is_one_line_exit_2(cells, tmp_path):
+    result = run_cli("table", "plot", tmp_path / "cells.csv", tmp_path / "out.svg", "--x", "volume",
+                     "--y", "area", check=False)
+    assert result.returncode == 2 and "plots are written as .png or .html" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("out.*"))
