@@ -132,3 +132,14 @@ def best_reachable(seg: np.ndarray, gt: np.ndarray,
     fragments, truth = majority(seg, gt, counts)
     mapped = truth[np.searchsorted(fragments, seg)]
     return fragments, truth, merge_tables(mapped, gt, counts)
+
+
+def relabeled(seg: np.ndarray, gt: np.ndarray, counts: np.ndarray, fragments: np.ndarray,
+              segments: np.ndarray) -> Table:
+    """The table of SEG's labels replaced by a mapping (FRAGMENTS sorted -> SEGMENTS; labels it
+    lacks keep theirs), as relabeling the voxels and counting again would give."""
+    if fragments.size == 0:
+        return seg, gt, counts
+    position = np.minimum(np.searchsorted(fragments, seg), fragments.size - 1)
+    mapped = np.where(fragments[position] == seg, segments[position], seg).astype(seg.dtype)
+    return merge_tables(mapped, gt, counts)

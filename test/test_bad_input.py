@@ -30,6 +30,7 @@ FILES = {  # placeholder: (name, contents) of a file made in the case's director
     "binary_csv": ("binary.csv", bytes(range(256)) * 4),
     "text_csv": ("text.csv", b"Dear reader,\nthis is a letter, not a table\nat all, sorry, truly, yours\n"),
     "cells_csv": ("cells.csv", b"id,volume\n1,10\n2,20\n3,30\n4,40\n5,50\n6,60\n"),
+    "kinds_csv": ("kinds.csv", b"label,kind\n1,axon\n2,glia\n"),
 }
 INFOS = {  # placeholder: an info file that no layer could have
     "noscales": {"type": "image", "data_type": "uint8", "num_channels": 1},
@@ -174,6 +175,8 @@ CASES = [  # (id, command line, what the message must say); {seg} {img} {flt} {o
      r"is not a readable CSV table"),
     ("cluster-eps-0", "table cluster {cells_csv} {tmp}/out.csv --columns volume --method dbscan --eps 0",
      r"--eps.*0.0 is not in the range x>0"),
+    ("cluster-text-column", "table cluster {kinds_csv} {tmp}/out.csv --columns kind",
+     r"column kind does not hold numbers"),
     # numbers that are not finite
     ("ccl-threshold-nan", "image ccl faces {flt} --threshold-gte nan --queue {q}", r"'nan' is not a finite"),
     ("ccl-auto-threshold-inf", "image ccl auto {flt} {tmp}/cc --threshold-lte inf", r"'inf' is not a finite"),

@@ -220,30 +220,57 @@ def test_annotation_points_are_drawn(browser, layers):
     assert ndimage.label((r > 60) & (g < r / 4))[1] == len(SPHERES)
 
 
+def segment_tab(browser, layer, until, query=None):
+    """LAYER's segment tab in the browser (searched for QUERY), once its text shows UNTIL: the
+    page's words, the listed rows (id, label) and the server's log."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    name = layer.name
+    ng_viewer, server, _ = viewer.show([str(layer)])
+    try:
+        with ng_viewer.txn() as s:
+            s.selected_layer.layer, s.selected_layer.visible = name, True
+            s.layers[name].tab = "segments"
+            s.layers[name].segment_query = query
+        browser.get(ng_viewer.get_viewer_url())
+        page = lambda: browser.find_element("tag name", "body").text  # noqa: E731
+        WebDriverWait(browser, 30).until(lambda _: until in page())
+        rows = browser.execute_script(
+            "return [...document.querySelectorAll('.neuroglancer-segment-list-entry')].map(row => "
+            "['id', 'name'].map(part => row.querySelector('.neuroglancer-segment-list-entry-' + part))"
+            ".map(element => element ? element.textContent : null))")
+        words = page().split()
+    finally:
+        server.close()
+    no_client_errors(server.requests)
+    assert f"/{name}/segment_properties/info" in fetched(server.requests, 200)
+    return words, rows
+
+
 def test_segment_properties_are_listed(browser, layers):
     """The layer's segment tab lists every object and counts the numeric properties that
     `measure export` wrote (read here from the file itself)."""
     from cloudfiles import CloudFiles
-    from selenium.webdriver.support.ui import WebDriverWait
     properties = CloudFiles(f"file://{layers}/legacy/segment_properties").get_json("info")["inline"]
     numeric = [p for p in properties["properties"] if p["type"] in ("number", "float32", "int32")]
-    ng_viewer, server, _ = viewer.show([str(layers / "legacy")])
-    try:
-        with ng_viewer.txn() as s:
-            s.selected_layer.layer, s.selected_layer.visible = "legacy", True
-            s.layers["legacy"].tab = "segments"
-        browser.get(ng_viewer.get_viewer_url())
-        summary = f"{len(numeric)} numerical properties"
-        page = lambda: browser.find_element("tag name", "body").text  # noqa: E731
-        WebDriverWait(browser, 30).until(lambda _: summary in page())
-        shown = page().split()
-    finally:
-        server.close()
-    no_client_errors(server.requests)
-    assert "/legacy/segment_properties/info" in fetched(server.requests, 200)
+    shown, _ = segment_tab(browser, layers / "legacy", f"{len(numeric)} numerical properties")
     ids = [str(label) for label in np.unique(volumes()[1]) if label]
     assert len(numeric) > 3 and properties["ids"] == ids
     assert all(label in shown for label in ids), shown
+
+
+def test_segments_are_found_by_tag(browser, layers, tmp_path):
+    """`table properties` names and tags the objects by class: Neuroglancer's segment list,
+    searched for #neuron, lists exactly the neurons, each with its name."""
+    import pandas as pd
+    shutil.copytree(layers / "legacy", tmp_path / "tagged")
+    classes = {7: "neuron", 300: "glia", 5000: "neuron", TUBE: "axon"}
+    pd.DataFrame({"label": list(classes), "name": [f"cell{label}" for label in classes],
+                  "prediction": list(classes.values())}).to_csv(tmp_path / "classes.csv", index=False)
+    run_cli("table", "properties", f"file://{tmp_path}/tagged", tmp_path / "classes.csv", "--label", "name",
+            "--tags", "prediction")
+    _, rows = segment_tab(browser, tmp_path / "tagged", "2 match /4 total ids", "#neuron")
+    listed = sorted(row for row in rows if row[0].isdigit())  # the first row is the list's header
+    assert listed == [["5000", "cell5000 #neuron"], ["7", "cell7 #neuron"]], rows
 
 
 def test_remote_layers_go_to_neuroglancer_as_urls(aws_endpoint, tmp_path, monkeypatch, layers):

@@ -14,7 +14,7 @@ from igneous_like.cli.common import (
     queue_option,
     submit,
 )
-from igneous_like.cli.params import FLOAT, OUTPUT, TREES, Finite
+from igneous_like.cli.params import FLOAT, FLOATS, OUTPUT, TREES, Finite
 from igneous_like.pipeline import verbs
 from igneous_like.task_creation import agglomerate as tc
 from igneous_like.task_creation.common import Stage, layer_path
@@ -163,6 +163,21 @@ def clean(ctx, frag, mip):
         click.echo(f"Deleted {done[0]} files", err=True)
 
 
+sweep_options = [
+    click.option("--thresholds", type=FLOATS, default=None,
+                 help="SEG is fragments: score their agglomeration at each threshold, e.g. 0.2,0.3,0.4."),
+    click.option("--policy", type=click.Choice(POLICIES), default=None,
+                 help="Merge policy of the sweep [mean]."),
+    click.option("--quantile", type=Finite(0, 1), default=None,
+                 help="The quantile of --policy quantile [0.5]."),
+    click.option("--model", default=None, help="Model file of --policy learned."),
+    click.option("--boundary", default=None,
+                 help="Boundary map to make SEG's region graph from (else it must exist)."),
+    click.option("--plot", type=OUTPUT, default=None,
+                 help="Write the sweep's VI split against merge here (.png, .html)."),
+]
+
+
 @click.command()
 @click.argument("seg")
 @click.argument("gt")
@@ -175,12 +190,13 @@ def clean(ctx, frag, mip):
 @click.option("--ceiling", metavar="LAYER", default=None,
               help="Also write the best segmentation reachable from SEG's pieces (each given to its majority "
               "GT object) as a new layer here.")
+@add_options(sweep_options)
 @mip_option
 @click.option("--shape", type=VEC3, default=(512, 512, 512), show_default=True, help="Task shape X,Y,Z.")
 @fill_option
 @queue_option
 @click.pass_context
-def evaluate(ctx, seg, gt, as_json, ignore_gt_zero, table, ceiling, mip, shape, fill_missing, queue):
+def evaluate(ctx, seg, gt, as_json, ignore_gt_zero, table, ceiling, mip, shape, fill_missing, queue, **sweep):
     """Score SEG against ground truth GT: variation of information split = H(SEG|GT) and merge =
     H(GT|SEG) in bits, Rand index, adjusted Rand index, Fowlkes-Mallows, adapted Rand error, and the
     split/merge edit distance (the splits and merges a proofreader needs); every voxel counts,
@@ -190,19 +206,50 @@ def evaluate(ctx, seg, gt, as_json, ignore_gt_zero, table, ceiling, mip, shape, 
     Tasks count the overlaps (here, or through --queue, whose workers then compute the scores:
     `igneous-like pipeline status` shows them); the sum is exact.
 
+    With --thresholds, SEG is fragments and each threshold's agglomeration (as `agglomerate merge`
+    makes it) is scored exactly, from one region graph and one count of overlaps.
+
     Example: igneous-like evaluate file:///data/frag file:///data/gt --ignore-gt-zero --table errors.csv
+
+    Example: igneous-like evaluate file:///data/frag file:///data/gt --thresholds 0.2,0.3,0.4,0.5
+    --boundary file:///data/prob --plot sweep.png
     """
-    stages = verbs.evaluate(seg, gt, mip=mip, shape=shape, fill_missing=fill_missing,
-                            ignore_gt_zero=ignore_gt_zero, table=table, ceiling=ceiling)
+    blocks = dict(mip=mip, shape=shape, fill_missing=fill_missing, ignore_gt_zero=ignore_gt_zero)
+    if sweep["thresholds"] is None:
+        if any(given is not None for given in sweep.values()):
+            raise click.UsageError("--policy, --quantile, --model, --boundary and --plot need --thresholds")
+        stages = verbs.evaluate(seg, gt, table=table, ceiling=ceiling, **blocks)
+    elif table is not None or ceiling is not None:
+        raise click.UsageError("--table and --ceiling score one segmentation: leave them out of a sweep")
+    else:
+        stages = sweep_stages(ctx, seg, gt, blocks, **sweep)
     done = submit(ctx, stages, queue, home=seg)
-    if not done:
-        return
-    result = done[0]
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    for name, found in (("", result), ("ceiling ", result["ceiling"])):
-        click.echo(f"{name}VI split {found['vi_split']:.6f} bits, merge {found['vi_merge']:.6f} bits, "
-                   f"Rand {found['rand']:.6f}, ARI {found['ari']:.6f}, Fowlkes-Mallows "
-                   f"{found['fowlkes_mallows']:.6f}, adapted Rand error {found['adapted_rand_error']:.6f}, "
-                   f"{found['splits_needed']} splits and {found['merges_needed']} merges needed")
+    if done and as_json:
+        click.echo(json.dumps(done[0]))
+    elif done:
+        result = done[0]  # the scores; a --ceiling run ends with the clean-up count
+        for found in result.get("sweep", [result]) + [dict(result["ceiling"], name="ceiling ")]:
+            show_scores(found)
+        if sweep["plot"]:
+            click.echo(f"Plot: {sweep['plot']}", err=True)
+
+
+def show_scores(found: dict) -> None:
+    name = found.get("name", f"threshold {found['threshold']:g} ({found['segments']} segments) "
+                     if "threshold" in found else "")
+    click.echo(f"{name}VI split {found['vi_split']:.6f} bits, merge {found['vi_merge']:.6f} bits, "
+               f"Rand {found['rand']:.6f}, ARI {found['ari']:.6f}, Fowlkes-Mallows "
+               f"{found['fowlkes_mallows']:.6f}, adapted Rand error {found['adapted_rand_error']:.6f}, "
+               f"{found['splits_needed']} splits and {found['merges_needed']} merges needed")
+
+
+def sweep_stages(ctx, seg, gt, blocks, thresholds, policy, quantile, model, boundary, plot):
+    """The stages of `evaluate --thresholds`, once what can be checked before they run is."""
+    if not thresholds:
+        raise click.UsageError("--thresholds needs at least one number")
+    policy, quantile = policy or "mean", 0.5 if quantile is None else quantile
+    if not planning(ctx):
+        tc.merge_policy(policy, quantile, model)
+        if boundary is None:
+            tc.recorded_graph(seg, blocks["mip"])
+    return verbs.threshold_sweep(seg, gt, thresholds, policy, quantile, model, boundary, plot=plot, **blocks)

@@ -3,6 +3,7 @@ import click
 
 from igneous_like.cli.common import VEC3, planning, queue_option, submit
 from igneous_like.cli.params import OUTPUT
+from igneous_like.segment_properties import PROPERTIES_DIR
 from igneous_like.task_creation import measure as tc
 from igneous_like.task_creation.common import Stage, layer_path
 
@@ -80,7 +81,7 @@ def export(ctx, seg, output, mip, segment_properties):
         return
     click.echo(f"{done[0]} objects written to {output}", err=True)
     if segment_properties:
-        click.echo(f"Segment properties: {layer_path(seg).rstrip('/')}/{tc.PROPERTIES_DIR}/info", err=True)
+        click.echo(f"Segment properties: {layer_path(seg).rstrip('/')}/{PROPERTIES_DIR}/info", err=True)
 
 
 @measure.command()

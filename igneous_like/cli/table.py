@@ -5,6 +5,7 @@ from igneous_like import tables
 from igneous_like.cli.agglomerate import writing_options
 from igneous_like.cli.common import add_options, submit
 from igneous_like.cli.params import FLOATS, OUTPUT, SEED, TREES, Finite
+from igneous_like.plots import EMBEDDINGS
 from igneous_like.task_creation.common import Stage
 
 
@@ -165,3 +166,54 @@ def paint(ctx, seg, table_path, column, dest, mip, shape, encoding, compress, fi
     submit(ctx, [Stage("create_paint_tasks", dict(
         seg_path=seg, table_path=table_path, column=column, dest=dest, mip=mip, shape=shape,
         encoding=encoding, compress=compress, fill_missing=fill_missing), "paint")], queue)
+
+
+@table.command()
+@click.argument("seg")
+@click.argument("table_path", metavar="TABLE")
+@click.option("--label", default=None, help="Column shown beside each id (a name, a class).")
+@click.option("--tags", default=None,
+              help="Columns whose values tag the objects (categories, classes, clusters), e.g. "
+              "prediction,cluster.")
+@click.option("--numbers", default=None, help="Numeric columns, e.g. volume,sphericity.")
+@click.option("--replace", is_flag=True, help="Replace SEG's segment properties, not merge into them.")
+@click.pass_context
+def properties(ctx, seg, table_path, label, tags, numbers, replace):
+    """Write SEG's Neuroglancer segment properties from TABLE's columns (its `label` column names
+    SEG's objects): a label, tags to search and colour by (type #neuron in the segment list) and
+    numbers. They merge into the properties SEG has (a property of the same name, or the label or
+    tags, is replaced), unless --replace.
+
+    Example: igneous-like table properties file:///data/seg predicted.csv --tags prediction,category
+    """
+    done = submit(ctx, [Stage("write_table_properties", dict(
+        seg_path=seg, table_path=table_path, label=label, tags=tables.columns_list(tags),
+        numbers=tables.columns_list(numbers), replace=replace), "properties")])
+    if done:
+        click.echo(f"Segment properties of {done[0]['objects']} objects ({', '.join(done[0]['properties'])}) "
+                   f"written to {seg}", err=True)
+
+
+@table.command()
+@click.argument("table_path", metavar="TABLE")
+@click.argument("output", metavar="OUT.png|OUT.html", type=OUTPUT)
+@click.option("--x", "x", default=None, help="Column on the horizontal axis.")
+@click.option("--y", "y", default=None, help="Column on the vertical axis.")
+@click.option("--color", default=None, help="Column that colours the points (a class, cluster or number).")
+@click.option("--embed", type=click.Choice(EMBEDDINGS), default=None,
+              help="Plot the rows embedded in two dimensions instead (umap needs umap-learn).")
+@click.option("--columns", default=None, help="Numeric columns to embed (standardized), e.g. a,b,c.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of t-SNE and UMAP.")
+@click.pass_context
+def plot(ctx, table_path, output, x, y, color, embed, columns, seed):
+    """Plot --y against --x, or an embedding of --columns (PCA, t-SNE, UMAP), coloured by --color:
+    a PNG, or one self-contained HTML page (hover a point for its row, click a class to hide it).
+
+    Example: igneous-like table plot clustered.csv map.html --embed pca --columns volume,sphericity,
+    surface_area --color cluster
+    """
+    done = submit(ctx, [Stage("plot_table", dict(
+        table_path=table_path, output=output, x=x, y=y, color=color, embed=embed,
+        columns=tables.columns_list(columns), seed=seed), "plot")])
+    if done:
+        click.echo(f"{done[0]} points plotted in {output}", err=True)

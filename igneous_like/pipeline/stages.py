@@ -30,6 +30,7 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "clean_agglomeration_files": "igneous_like.task_creation.agglomerate",
     "evaluation_scores": "igneous_like.task_creation.evaluation",
     "clean_evaluation_files": "igneous_like.task_creation.evaluation",
+    "threshold_sweep": "igneous_like.task_creation.evaluation",
     "train_classifier": "igneous_like.task_creation.classify",
     "clean_mesh_intermediates": "igneous_like.task_creation.mesh",
     "delete_meshes": "igneous_like.task_creation.mesh",
@@ -41,6 +42,8 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "apply_table_classifier": "igneous_like.tables",
     "merge_tables": "igneous_like.tables",
     "find_roi": "igneous_like.task_creation.edit",
+    "write_table_properties": "igneous_like.segment_properties",
+    "plot_table": "igneous_like.plots",
 }
 
 

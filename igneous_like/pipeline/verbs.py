@@ -72,6 +72,26 @@ def evaluate(seg: str, gt: str, mip: int = 0, shape: Sequence[int] = (512, 512, 
     ]
 
 
+def threshold_sweep(frag: str, gt: str, thresholds: Sequence[float], policy: str = "mean",
+                    quantile: float = 0.5, model: Optional[str] = None, boundary: Optional[str] = None,
+                    mip: int = 0, shape: Sequence[int] = (512, 512, 512), fill_missing: bool = False,
+                    ignore_gt_zero: bool = False, plot: Optional[str] = None) -> List[Stage]:
+    """The region graph (with BOUNDARY, unless made from it already), the overlaps with GT, and
+    the scores at every threshold from them (and the plot)."""
+    from igneous_like.plots import check_output
+    if plot is not None:
+        check_output(plot)
+    blocks = dict(mip=mip, shape=list(shape), fill_missing=fill_missing)
+    graph = [Stage("create_region_graph_tasks", dict(frag_path=frag, boundary_path=boundary, reuse=True,
+                                                     **blocks), "graph")] if boundary is not None else []
+    return graph + [
+        Stage("create_contingency_tasks", dict(seg_path=frag, gt_path=gt, **blocks), "overlaps"),
+        Stage("threshold_sweep", dict(seg_path=frag, gt_path=gt, thresholds=list(thresholds), policy=policy,
+                                      quantile=quantile, model=model, mip=mip, ignore_gt_zero=ignore_gt_zero,
+                                      plot=plot), "sweep"),
+    ]
+
+
 def agglomerate_training(frag: str, boundary: str, gt: str, output: str, trees: int = 100, mip: int = 0,
                          shape: Sequence[int] = (512, 512, 512), fill_missing: bool = False) -> List[Stage]:
     """The region graph (unless made from this boundary map already), the overlaps with GT, and a

@@ -22,7 +22,7 @@ _MODULES = {
     "edit": ("create_blackout_tasks", "create_quantize_tasks", "create_reorder_tasks", "find_roi"),
     "evaluation": (
         "accumulate_contingency", "clean_evaluation_files", "create_ceiling_tasks",
-        "create_contingency_tasks", "evaluation_scores",
+        "create_contingency_tasks", "evaluation_scores", "threshold_sweep",
     ),
     "image": (
         "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",

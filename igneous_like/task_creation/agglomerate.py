@@ -23,6 +23,7 @@ from igneous_like.agglomeration import agglomerate, make_policy
 from igneous_like.errors import UserError
 from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
 from igneous_like.region_graph import RegionGraph, merge_graphs
+from igneous_like.segment_properties import write_properties
 from igneous_like.task_creation.ccl import default_encoding, fetch_all, segmentation_info
 from igneous_like.task_creation.common import (
     Grid,
@@ -40,7 +41,6 @@ from igneous_like.task_creation.common import (
     record_provenance,
 )
 from igneous_like.task_creation.image import open_destination
-from igneous_like.task_creation.measure import write_segment_properties
 from igneous_like.tasks.agglomerate import (
     MAPPING_TABLE,
     MERGE_FILE,
@@ -158,18 +158,23 @@ def read_model(path: str) -> MergeModel:
         raise UserError(f"{path}: {err}") from None
 
 
-def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float = 0.5, mip: int = 0,
-                          quantile: float = 0.5, model: Optional[str] = None) -> Tuple[int, int]:
-    """Step 2, run here: merge the whole graph and write the fragment -> segment mapping beside
-    the layer. Returns (fragments, segments)."""
+def merge_policy(policy: str, quantile: float = 0.5, model: Optional[str] = None):
+    """The merge policy named on the command line (the learned one reads its model file)."""
     if policy == "learned" and model is None:
         raise UserError("--policy learned needs --model FILE (made by `igneous-like agglomerate train`)")
     if model is not None and policy != "learned":
         raise UserError(f"--model is for --policy learned, not {policy}")
     try:
-        chosen = make_policy(policy, quantile, read_model(model) if model else None)
+        return make_policy(policy, quantile, read_model(model) if model else None)
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float = 0.5, mip: int = 0,
+                          quantile: float = 0.5, model: Optional[str] = None) -> Tuple[int, int]:
+    """Step 2, run here: merge the whole graph and write the fragment -> segment mapping beside
+    the layer. Returns (fragments, segments)."""
+    chosen = merge_policy(policy, quantile, model)
     frag, work, _ = recorded_graph(frag_path, mip)
     fragments, segments = agglomerate(load_region_graph(frag_path, mip), chosen, threshold)
     label_table.write(f"{work}/{MAPPING_TABLE}", fragments, segments)
@@ -250,7 +255,7 @@ def mapping_relabel_tasks(frag: CloudVolume, mapping: str, dest: str, dtype: str
     grid = chunk_grid(out, mip, shape)
     commit(out, method)
     if properties is not None:
-        write_segment_properties(out, properties)
+        write_properties(out, properties)
     compress = compression(compress)
     make = lambda box: partial(AgglomerationRelabelTask, frag_path=frag.cloudpath, dest_path=out.cloudpath,
                                mip=mip, offset=ints(box.minpt), shape=ints(box.size3()), mapping=mapping,

@@ -11,7 +11,14 @@ from cloudvolume.lib import Bbox, Vec
 
 from igneous_like import label_table
 from igneous_like.errors import UserError
-from igneous_like.evaluation import best_reachable, merge_tables, object_errors, scores, without_gt_zero
+from igneous_like.evaluation import (
+    best_reachable,
+    merge_tables,
+    object_errors,
+    relabeled,
+    scores,
+    without_gt_zero,
+)
 from igneous_like.tables import write_table
 from igneous_like.task_creation.agglomerate import (
     check_labels,
@@ -83,6 +90,40 @@ def _sum(tables) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return merge_tables(*(np.concatenate([empty] + [t[i] for t in tables]) for i in range(3)))
 
 
+def scored_part(table, ignore_gt_zero: bool, gt_path: str):
+    """The table's rows that count: all, or those of nonzero ground truth."""
+    counted = without_gt_zero(*table) if ignore_gt_zero else table
+    if counted[0].size == 0:
+        raise UserError(f"the ground truth {gt_path} is 0 everywhere, so --ignore-gt-zero leaves no voxel "
+                        "to score; drop --ignore-gt-zero or give a ground truth with objects")
+    return counted
+
+
+def threshold_sweep(seg_path: str, gt_path: str, thresholds: Sequence[float], policy: str = "mean",
+                    quantile: float = 0.5, model: Optional[str] = None, mip: int = 0,
+                    ignore_gt_zero: bool = False, plot: Optional[str] = None) -> Dict[str, Any]:
+    """The scores of SEG's fragments agglomerated at each threshold (its region graph made, every
+    contingency task run), each exact: the graph and the contingency table are read once, and
+    each threshold's mapping relabels the table as `agglomerate relabel` would the voxels.
+    `plot`: VI split against VI merge written there (.png or .html). Deletes the parts."""
+    from igneous_like.agglomeration import agglomerate
+    from igneous_like.task_creation.agglomerate import load_region_graph, merge_policy
+    chosen = merge_policy(policy, quantile, model)
+    graph = load_region_graph(seg_path, mip)
+    whole = accumulate_contingency(seg_path, gt_path, mip, clean=True)
+    sweep = []
+    for threshold in sorted(set(float(t) for t in thresholds)):
+        fragments, segments = agglomerate(graph, chosen, threshold)
+        counted = scored_part(relabeled(*whole, fragments, segments), ignore_gt_zero, gt_path)
+        sweep.append({"threshold": threshold, "segments": int(np.count_nonzero(np.unique(counted[0]))),
+                      **scores(*counted)})
+    if plot is not None:
+        from igneous_like import plots
+        plots.write(plots.sweep(sweep), plot)
+    ceiling = best_reachable(*scored_part(whole, ignore_gt_zero, gt_path))[2]
+    return {"sweep": sweep, "ceiling": scores(*ceiling)}
+
+
 def evaluation_scores(seg_path: str, gt_path: str, mip: int = 0, clean: bool = True,
                       ignore_gt_zero: bool = False, table: Optional[str] = None,
                       mapping: bool = False) -> Dict[str, Any]:
@@ -91,10 +132,7 @@ def evaluation_scores(seg_path: str, gt_path: str, mip: int = 0, clean: bool = T
     `table`: write the per-object table there (CSV or Parquet). `mapping`: keep each segment's
     majority object for create_ceiling_tasks (clean_evaluation_files deletes it)."""
     whole = accumulate_contingency(seg_path, gt_path, mip, clean=clean)
-    counted = without_gt_zero(*whole) if ignore_gt_zero else whole
-    if counted[0].size == 0:
-        raise UserError(f"the ground truth {gt_path} is 0 everywhere, so --ignore-gt-zero leaves no voxel "
-                        "to score; drop --ignore-gt-zero or give a ground truth with objects")
+    counted = scored_part(whole, ignore_gt_zero, gt_path)
     fragments, truth, ceiling = best_reachable(*counted)
     if table is not None:
         import pandas as pd

@@ -2,7 +2,6 @@
 range), export (one table, plus Neuroglancer segment properties). See igneous_like.measure for
 the statistics and igneous_like.tasks.measure for the files under SEG/KEY/measure/."""
 import io
-import json
 import math
 from functools import partial
 from typing import Optional, Sequence
@@ -13,6 +12,8 @@ from cloudvolume import CloudVolume
 
 from igneous_like import measure
 from igneous_like.errors import UserError
+from igneous_like.segment_properties import info as properties_info
+from igneous_like.segment_properties import number_property, write_properties
 from igneous_like.tables import check_format, write_table
 from igneous_like.task_creation.common import (
     Tasks,
@@ -34,7 +35,6 @@ from igneous_like.tasks.measure import (
 
 DEFAULT_SHAPE = (256, 256, 256)
 ROWS_PER_MERGE_TASK = 200_000  # part rows (a label counts once per block it touches) per merge task
-PROPERTIES_DIR = "segment_properties"
 VIEWER_COLUMNS = ("voxel_count", "volume", "surface_area", "sphericity", "equivalent_diameter",
                   "axis_major_length", "axis_minor_length", "intensity_mean", "intensity_median",
                   "nuclei_count", "cell_nucleus_volume_ratio")
@@ -179,34 +179,16 @@ def export_measurements(cloudpath: str, output: str, mip: int = 0, segment_prope
     cv, table = read_results(cloudpath, mip)
     write_table(table, output)
     if segment_properties:
-        write_segment_properties(cv, segment_properties_info(table))
+        write_properties(cv, segment_properties_info(table))
     return len(table)
 
 
 def segment_properties_info(table) -> dict:
-    """The info file of Neuroglancer's segment properties: ids as strings, numeric columns (those
-    without missing values) as lists, uint32 for counts that fit it, else float32."""
-    properties = []
-    for name in VIEWER_COLUMNS:
-        if name not in table or not np.isfinite(table[name].to_numpy(np.float64)).all():
-            continue
-        values = table[name].to_numpy()
-        if values.dtype.kind in "iu" and (values.size == 0 or (values.min() >= 0 and values.max() < 2**32)):
-            properties.append({"id": name, "type": "number", "data_type": "uint32",
-                               "values": [int(v) for v in values]})
-        else:
-            properties.append({"id": name, "type": "number", "data_type": "float32",
-                               "values": [float(v) for v in values.astype(np.float32)]})
-    return {"@type": "neuroglancer_segment_properties",
-            "inline": {"ids": [str(label) for label in table["label"]], "properties": properties}}
-
-
-def write_segment_properties(cv: CloudVolume, properties: dict) -> None:
-    """SEG/segment_properties/info, named in the layer's info so the viewer shows the properties."""
-    CloudFiles(cv.cloudpath).put(f"{PROPERTIES_DIR}/info", json.dumps(properties),
-                                 content_type="application/json", compress=None, cache_control="no-cache")
-    cv.info["segment_properties"] = PROPERTIES_DIR
-    cv.commit_info()
+    """The info file of Neuroglancer's segment properties: ids as strings, the viewer's numeric
+    columns (those without missing values) as numbers."""
+    shown = [name for name in VIEWER_COLUMNS
+             if name in table and np.isfinite(table[name].to_numpy(np.float64)).all()]
+    return properties_info(table["label"], [number_property(name, table[name].to_numpy()) for name in shown])
 
 
 def clean_measure_files(cloudpath: str, mip: int = 0) -> int:
