@@ -14,7 +14,7 @@ from igneous_like.cli.common import (
     queue_option,
     submit,
 )
-from igneous_like.cli.params import FLOAT, FLOATS, OUTPUT, TREES, Finite
+from igneous_like.cli.params import FLOAT, FLOATS, OUTPUT, OUTPUT_FILE, TREES, Finite
 from igneous_like.pipeline import verbs
 from igneous_like.task_creation import agglomerate as tc
 from igneous_like.task_creation.common import Stage, layer_path
@@ -88,7 +88,7 @@ def merge(ctx, frag, policy, threshold, quantile, model, mip):
 @click.argument("frag")
 @click.option("--boundary", required=True, help="Boundary map of FRAG.")
 @click.option("--gt", required=True, help="Ground-truth segmentation of the same voxels.")
-@click.option("--output", type=OUTPUT, required=True, help="Model file to write (path or cloud path).")
+@click.option("--output", type=OUTPUT_FILE, required=True, help="Model file to write (path or cloud path).")
 @click.option("--trees", type=TREES, default=100, show_default=True,
               help="Random forest size.")
 @mip_option
@@ -173,7 +173,7 @@ sweep_options = [
     click.option("--model", default=None, help="Model file of --policy learned."),
     click.option("--boundary", default=None,
                  help="Boundary map to make SEG's region graph from (else it must exist)."),
-    click.option("--plot", type=OUTPUT, default=None,
+    click.option("--plot", type=OUTPUT_FILE, default=None,
                  help="Write the sweep's VI split against merge here (.png, .html)."),
 ]
 
@@ -184,7 +184,7 @@ sweep_options = [
 @click.option("--json", "as_json", is_flag=True, help="Print every score as one JSON object.")
 @click.option("--ignore-gt-zero", is_flag=True,
               help="Leave out the voxels where GT is 0 (unlabeled), as connectomics challenges score.")
-@click.option("--table", type=OUTPUT, default=None,
+@click.option("--table", type=OUTPUT_FILE, default=None,
               help="Write each ground-truth object's and segment's errors here (.csv, .tsv, .parquet, "
               ".xlsx), worst first.")
 @click.option("--ceiling", metavar="LAYER", default=None,

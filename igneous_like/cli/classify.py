@@ -3,7 +3,7 @@ import click
 
 from igneous_like.classifier import METHODS
 from igneous_like.cli.common import INT_LIST, VEC3, compress_option, planning, queue_option, submit
-from igneous_like.cli.params import OUTPUT, SEED, TREES
+from igneous_like.cli.params import OUTPUT, OUTPUT_FILE, SEED, TREES
 from igneous_like.task_creation.classify import DEFAULT_SCALES, OUTPUT_DTYPES
 from igneous_like.task_creation.common import Stage, csv
 
@@ -20,7 +20,7 @@ def classify():
 @classify.command()
 @click.argument("image_path", metavar="IMG")
 @click.option("--annotations", required=True, help="Layer of 255 (positive) / 0 (negative) voxels.")
-@click.option("--output", type=OUTPUT, required=True, help="Model file to write (path or cloud URL).")
+@click.option("--output", type=OUTPUT_FILE, required=True, help="Model file to write (path or cloud URL).")
 @click.option("--mip", type=int, default=0, show_default=True, help="Image mip to train on.")
 @click.option("--method", type=click.Choice(METHODS), default="adaboost", show_default=True,
               help="adaboost: boosted depth-1 stumps; random-forest.")

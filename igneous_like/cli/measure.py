@@ -2,7 +2,7 @@
 import click
 
 from igneous_like.cli.common import VEC3, planning, queue_option, submit
-from igneous_like.cli.params import OUTPUT
+from igneous_like.cli.params import OUTPUT_FILE
 from igneous_like.segment_properties import PROPERTIES_DIR
 from igneous_like.task_creation import measure as tc
 from igneous_like.task_creation.common import Stage, layer_path
@@ -65,7 +65,7 @@ def merge(ctx, seg, mip, num_tasks, queue):
 
 @measure.command()
 @click.argument("seg")
-@click.argument("output", type=OUTPUT)
+@click.argument("output", type=OUTPUT_FILE)
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip that was measured.")
 @click.option("--segment-properties/--no-segment-properties", default=True, show_default=True,
               help="Also write SEG/segment_properties for Neuroglancer.")

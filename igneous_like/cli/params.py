@@ -67,13 +67,17 @@ class FiniteList(click.ParamType):
 
 
 class Writable(click.ParamType):
-    """A path or URL to write, checked while parsing where it is local: a file in the way or a folder
-    without write permission stops the command before it writes anything."""
+    """A path or URL to write, checked while parsing where it is local: a file in the way (of a
+    layer's folder) or a folder without write permission stops the command before it writes
+    anything; a `file` output replaces the file at its path."""
 
     name = "PATH"
 
+    def __init__(self, file: bool = False):
+        self.file = file
+
     def convert(self, value, param, ctx):
-        check_writable(value)
+        check_writable(value, self.file)
         return value
 
 
@@ -100,4 +104,5 @@ SEED = click.IntRange(0, 2**32 - 1)  # what numpy and scikit-learn take
 NUMBER = Number()
 FLOATS = FiniteList()
 OUTPUT = Writable()
+OUTPUT_FILE = Writable(file=True)
 INT_LIST = IntList()

@@ -4,7 +4,7 @@ import click
 from igneous_like import tables
 from igneous_like.cli.agglomerate import writing_options
 from igneous_like.cli.common import add_options, submit
-from igneous_like.cli.params import FLOATS, OUTPUT, SEED, TREES, Finite
+from igneous_like.cli.params import FLOATS, OUTPUT, OUTPUT_FILE, SEED, TREES, Finite
 from igneous_like.plots import EMBEDDINGS
 from igneous_like.task_creation.common import Stage
 
@@ -20,7 +20,7 @@ def table():
 
 @table.command("threshold")
 @click.argument("table_path", metavar="TABLE")
-@click.argument("output", type=OUTPUT)
+@click.argument("output", type=OUTPUT_FILE)
 @click.option("--column", required=True, help="Numeric column to cut.")
 @click.option("--thresholds", type=FLOATS, default=None, help="Increasing cut points, e.g. 1e6,1e8.")
 @click.option("--method", type=click.Choice(tables.THRESHOLD_METHODS), default=None,
@@ -50,7 +50,7 @@ def threshold_(ctx, table_path, output, column, thresholds, method, percentiles,
 
 @table.command("cluster")
 @click.argument("table_path", metavar="TABLE")
-@click.argument("output", type=OUTPUT)
+@click.argument("output", type=OUTPUT_FILE)
 @click.option("--columns", required=True, help="Numeric columns to cluster on (standardized).")
 @click.option("--method", type=click.Choice(tables.CLUSTER_METHODS), default="kmeans", show_default=True)
 @click.option("--k", "clusters", type=click.IntRange(min=1), default=3, show_default=True,
@@ -90,7 +90,7 @@ def classify():
 @click.argument("table_paths", metavar="TABLE...", nargs=-1, required=True)
 @click.option("--annotation", required=True, help="Column with the known classes (empty: unknown).")
 @click.option("--features", required=True, help="Numeric feature columns.")
-@click.option("--output", type=OUTPUT, required=True,
+@click.option("--output", type=OUTPUT_FILE, required=True,
               help="Model file to write (.npz of plain arrays, never a pickle).")
 @click.option("--classifier", "kind", type=click.Choice(tuple(tables.CLASSIFIERS)), default="forest",
               show_default=True, help="A random forest, or a logistic regression on standardized features.")
@@ -114,7 +114,7 @@ def train(ctx, table_paths, annotation, features, output, kind, trees, seed):
 @classify.command()
 @click.argument("table_path", metavar="TABLE")
 @click.argument("model_path", metavar="MODEL")
-@click.argument("output", type=OUTPUT)
+@click.argument("output", type=OUTPUT_FILE)
 @click.option("--name", default="prediction", show_default=True, help="The new column.")
 @click.pass_context
 def apply(ctx, table_path, model_path, output, name):
@@ -130,7 +130,7 @@ def apply(ctx, table_path, model_path, output, name):
 
 @table.command("merge")
 @click.argument("table_paths", metavar="TABLE TABLE...", nargs=-1, required=True)
-@click.argument("output", type=OUTPUT)
+@click.argument("output", type=OUTPUT_FILE)
 @click.option("--on", default="label", show_default=True, help="The column that names each row.")
 @click.option("--how", type=click.Choice(["inner", "left", "outer"]), default="inner", show_default=True,
               help="Keep rows in every table, in the first, or in any.")
@@ -196,7 +196,7 @@ def properties(ctx, seg, table_path, label, tags, numbers, replace):
 
 @table.command()
 @click.argument("table_path", metavar="TABLE")
-@click.argument("output", metavar="OUT.png|OUT.html", type=OUTPUT)
+@click.argument("output", metavar="OUT.png|OUT.html", type=OUTPUT_FILE)
 @click.option("--x", "x", default=None, help="Column on the horizontal axis.")
 @click.option("--y", "y", default=None, help="Column on the vertical axis.")
 @click.option("--color", default=None, help="Column that colours the points (a class, cluster or number).")
