@@ -1,7 +1,7 @@
 """The task grid: boxes of one shape laid from an anchor. Task creation lays tasks on it; merge
-tasks lay it again to find the files stage 1 wrote."""
+tasks lay it again to find the files stage 1 wrote. A task's own box and the box it reads."""
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from cloudvolume.lib import Bbox, Vec
@@ -36,3 +36,30 @@ class Grid:
                     box = Bbox.intersection(Bbox(start, start + self.shape), self.clip)
                     if not box.subvoxel():
                         yield box
+
+
+@dataclass(frozen=True)
+class TaskBox:
+    """The box a task writes and the box it reads: the written box grown by margins (voxels below
+    and above), cut to the volume. `reach` is the grown box before the cut."""
+    write: Bbox
+    read: Bbox
+    reach: Bbox
+
+    @classmethod
+    def at(cls, offset: Sequence[int], shape: Sequence[int], volume: Optional[Bbox] = None,
+           low: int = 0, high: int = 0) -> "TaskBox":
+        write = Bbox(offset, Vec(*offset) + Vec(*shape))
+        reach = Bbox(write.minpt - low, write.maxpt + high)
+        return cls(write, reach if volume is None else Bbox.intersection(reach, volume), reach)
+
+    @property
+    def own(self) -> Tuple[slice, ...]:
+        """Where the written box lies in an array of the read box."""
+        return (self.write - self.read.minpt).to_slices()
+
+    @property
+    def padding(self) -> List[Tuple[int, int]]:
+        """Per axis, the voxels of the reach outside the volume (below, above): np.pad widths that
+        turn an array of the read box into one of the reach."""
+        return list(zip(self.read.minpt - self.reach.minpt, self.reach.maxpt - self.read.maxpt))
