@@ -23,7 +23,8 @@ from igneous_like.agglomeration import agglomerate, make_policy
 from igneous_like.errors import UserError
 from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
 from igneous_like.region_graph import RegionGraph, merge_graphs
-from igneous_like.task_creation.ccl import default_encoding, fetch_all, segmentation_info
+from igneous_like.stage import WorkDir
+from igneous_like.task_creation.ccl import default_encoding, segmentation_info
 from igneous_like.task_creation.common import (
     Grid,
     Tasks,
@@ -128,8 +129,8 @@ def load_region_graph(frag_path: str, mip: int = 0) -> RegionGraph:
     """The whole graph: every task's part, summed exactly as the parts arrive."""
     _, work, params = recorded_graph(frag_path, mip)
     bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
-    names = (graph_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds))
-    parts = (RegionGraph(**arrays) for arrays in fetch_all(CloudFiles(work), names, "the region graph part"))
+    names = [graph_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds)]
+    parts = (RegionGraph(**arrays) for arrays in WorkDir(work).gather_arrays(names, "region graph tasks"))
     return merged_as_they_come(parts, merge_graphs, lambda graph: graph.num_edges)
 
 

@@ -10,13 +10,13 @@ from cloudvolume.lib import Bbox, Vec
 
 from igneous_like.errors import UserError
 from igneous_like.evaluation import merge_tables, scores
+from igneous_like.stage import WorkDir
 from igneous_like.task_creation.agglomerate import (
     check_labels,
     check_same_bounds,
     merged_as_they_come,
     task_grid,
 )
-from igneous_like.task_creation.ccl import fetch_all
 from igneous_like.task_creation.common import Grid, Tasks, delete_directory, ints, open_layer
 from igneous_like.tasks.evaluation import ContingencyTask, part_name
 
@@ -64,9 +64,9 @@ def accumulate_contingency(seg_path: str, gt_path: str, mip: int = 0,
         raise UserError(f"no contingency parts for {seg} against {gt_path} mip {mip}: run the evaluation's "
                         "tasks first")
     bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
-    names = (part_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds))
+    names = [part_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds)]
     parts = ((arrays["seg"], arrays["gt"], arrays["count"])
-             for arrays in fetch_all(files, names, "the contingency part"))
+             for arrays in WorkDir(files.cloudpath).gather_arrays(names, "contingency tasks"))
     total = merged_as_they_come(parts, _sum, lambda table: table[0].size)
     if clean:
         delete_directory(files.cloudpath)

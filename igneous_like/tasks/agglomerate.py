@@ -15,14 +15,13 @@ from typing import Sequence, Union
 
 import fastremap
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
 
 from igneous_like import label_table
 from igneous_like.region_graph import block_graph
-from igneous_like.tasks.ccl import put_arrays
+from igneous_like.stage import WorkDir
 
 PARAMS_FILE, MERGE_FILE, MAPPING_TABLE = "params.json", "merge.json", "mapping.ltab"
 
@@ -52,7 +51,7 @@ def RegionGraphTask(frag_path: str, boundary_path: str, mip: int, offset: Sequen
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     read = Bbox.intersection(Bbox(box.minpt, box.maxpt + 1), frag.meta.bounds(mip))
     graph = block_graph(read_box(frag, read, mip), read_box(boundary, read, mip), tuple(box.size3()))
-    put_arrays(CloudFiles(work), graph_name(box), **graph.arrays())
+    WorkDir(work).put_arrays(graph_name(box), **graph.arrays())
 
 
 @queueable
