@@ -18,6 +18,21 @@ class Grid:
     anchor: Vec
     clip: Bbox
 
+    @classmethod
+    def over(cls, volume: Bbox, shape: Sequence[int]) -> "Grid":
+        """Boxes of `shape` laid from the volume's corner, cut to it: the grid of most steps."""
+        return cls(volume, Vec(*shape), volume.minpt, volume)
+
+    def to_json(self) -> dict:
+        """The volume and shape of a grid `over` it, as a first step records them for the later ones."""
+        return {"offset": [int(v) for v in self.region.minpt], "size": [int(v) for v in self.region.size3()],
+                "shape": [int(v) for v in self.shape]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Grid":
+        """The grid of a record holding to_json's keys (it may hold others)."""
+        return cls.over(Bbox(data["offset"], Vec(*data["offset"]) + Vec(*data["size"])), data["shape"])
+
     def _index_range(self):
         lo = (self.region.minpt - self.anchor) // self.shape
         hi = -((self.anchor - self.region.maxpt) // self.shape)  # ceiling division

@@ -5,10 +5,7 @@ from functools import partial
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
-from cloudfiles import CloudFiles
-from cloudvolume.lib import Bbox, Vec
 
-from igneous_like.errors import UserError
 from igneous_like.evaluation import merge_tables, scores
 from igneous_like.stage import WorkDir
 from igneous_like.task_creation.agglomerate import (
@@ -17,7 +14,7 @@ from igneous_like.task_creation.agglomerate import (
     merged_as_they_come,
     task_grid,
 )
-from igneous_like.task_creation.common import Grid, Tasks, delete_directory, ints, open_layer
+from igneous_like.task_creation.common import Grid, Tasks, ints, open_layer
 from igneous_like.tasks.evaluation import ContingencyTask, part_name
 
 DEFAULT_SHAPE = (512, 512, 512)
@@ -40,14 +37,12 @@ def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: S
     check_labels(seg, "the segmentation")
     check_labels(gt, "the ground truth")
     check_same_bounds(seg, gt, mip)
-    grid, shape = task_grid(seg, mip, shape)
+    grid = task_grid(seg, mip, shape)
     _, parts = parts_dir(seg_path, gt_path, mip)
-    files = CloudFiles(parts)
-    delete_directory(parts)
-    bounds = seg.meta.bounds(mip)
-    files.put_json(PARAMS_FILE, {"segmentation": seg.cloudpath, "ground_truth": gt.cloudpath, "mip": mip,
-                                 "offset": ints(bounds.minpt), "size": ints(bounds.size3()),
-                                 "shape": ints(shape)})
+    work = WorkDir(parts)
+    work.clean()
+    work.save(PARAMS_FILE, {"segmentation": seg.cloudpath, "ground_truth": gt.cloudpath, "mip": mip,
+                            **grid.to_json()})
     make = lambda box: partial(ContingencyTask, seg_path=seg.cloudpath, gt_path=gt.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), parts=parts,
                                fill_missing=fill_missing)
@@ -58,18 +53,15 @@ def accumulate_contingency(seg_path: str, gt_path: str, mip: int = 0,
                            clean: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The whole contingency table (seg ids, gt ids, voxels), summed exactly from every part."""
     seg, parts = parts_dir(seg_path, gt_path, mip)
-    files = CloudFiles(parts)
-    params = files.get_json(PARAMS_FILE)
-    if params is None:
-        raise UserError(f"no contingency parts for {seg} against {gt_path} mip {mip}: run the evaluation's "
-                        "tasks first")
-    bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
-    names = [part_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds)]
-    parts = ((arrays["seg"], arrays["gt"], arrays["count"])
-             for arrays in WorkDir(files.cloudpath).gather_arrays(names, "contingency tasks"))
-    total = merged_as_they_come(parts, _sum, lambda table: table[0].size)
+    work = WorkDir(parts)
+    params = work.require(PARAMS_FILE, f"no contingency parts for {seg} against {gt_path} mip {mip}: run the "
+                                       "evaluation's tasks first")
+    names = [part_name(box) for box in Grid.from_json(params)]
+    tables = ((arrays["seg"], arrays["gt"], arrays["count"])
+              for arrays in work.gather_arrays(names, "contingency tasks"))
+    total = merged_as_they_come(tables, _sum, lambda table: table[0].size)
     if clean:
-        delete_directory(files.cloudpath)
+        work.clean()
     return total
 
 

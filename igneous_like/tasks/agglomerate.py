@@ -16,10 +16,11 @@ from typing import Sequence, Union
 import fastremap
 import numpy as np
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import label_table
+from igneous_like.grid import TaskBox
 from igneous_like.region_graph import block_graph
 from igneous_like.stage import WorkDir
 
@@ -48,10 +49,10 @@ def RegionGraphTask(frag_path: str, boundary_path: str, mip: int, offset: Sequen
     its high faces so the faces it shares with the next tasks are counted here and only here."""
     frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
     boundary = CloudVolume(boundary_path, mip=mip, fill_missing=fill_missing, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
-    read = Bbox.intersection(Bbox(box.minpt, box.maxpt + 1), frag.meta.bounds(mip))
-    graph = block_graph(read_box(frag, read, mip), read_box(boundary, read, mip), tuple(box.size3()))
-    WorkDir(work).put_arrays(graph_name(box), **graph.arrays())
+    box = TaskBox.at(offset, shape, frag.meta.bounds(mip), high=1)
+    labels, levels = read_box(frag, box.read, mip), read_box(boundary, box.read, mip)
+    graph = block_graph(labels, levels, tuple(box.write.size3()))
+    WorkDir(work).put_arrays(graph_name(box.write), **graph.arrays())
 
 
 @queueable
@@ -62,7 +63,7 @@ def AgglomerationRelabelTask(frag_path: str, dest_path: str, mip: int, offset: S
     mapping lacks, such as 0, keep their ids)."""
     frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     labels = read_box(frag, box, mip)
     present = fastremap.unique(labels)
     segments = label_table.Table(mapping).lookup(present, default=0)
@@ -94,6 +95,6 @@ def WatershedTask(prob_path: str, dest_path: str, mip: int, offset: Sequence[int
     since no box holds more fragments than `stride`, its voxel count)."""
     prob = CloudVolume(prob_path, mip=mip, fill_missing=fill_missing, progress=False)
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     fragments = seeded_watershed(read_box(prob, box, mip), seed_threshold, sigma)
     dest.image.upload(fragments + np.uint64(index * stride), box.minpt, mip)
