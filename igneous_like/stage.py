@@ -7,7 +7,7 @@ directory. Each area keeps its own arithmetic and file names; only this bookkeep
 """
 import io
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -16,6 +16,7 @@ from igneous_like.errors import UserError
 
 BATCH = 256  # parts fetched per request batch: parts can be megabytes, and requests run in parallel
 ADVICE = "run them (execute the queue) first"
+MERGE_ROWS = 1 << 22  # merge pending parts once they hold this many rows (or as many as the total)
 
 
 class Record:
@@ -115,6 +116,18 @@ class WorkDir:
         names = [name for name in files.list(prefix=prefix) if name.endswith(suffix)]
         files.delete(names)
         return len(names)
+
+
+def merged_as_they_come(parts: Iterable, merge: Callable, size: Callable, limit: int = MERGE_ROWS):
+    """merge(all parts), merging pending parts into the running total whenever they hold `limit`
+    rows or as many as the total: memory stays near a few times the result's size."""
+    total, pending, pending_size = merge([]), [], 0
+    for part in parts:
+        pending.append(part)
+        pending_size += size(part)
+        if pending_size >= max(limit, size(total)):
+            total, pending, pending_size = merge([total] + pending), [], 0
+    return merge([total] + pending)
 
 
 def npz(arrays: Dict[str, np.ndarray], compress: bool = True) -> bytes:

@@ -11,7 +11,7 @@ create_watershed_tasks makes fragments from a boundary map for those who have no
 """
 import logging
 from functools import partial
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -23,7 +23,7 @@ from igneous_like.agglomeration import agglomerate, make_policy
 from igneous_like.errors import UserError
 from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
 from igneous_like.region_graph import RegionGraph, merge_graphs
-from igneous_like.stage import WorkDir
+from igneous_like.stage import WorkDir, merged_as_they_come
 from igneous_like.task_creation.ccl import default_encoding, segmentation_info
 from igneous_like.task_creation.common import (
     Grid,
@@ -52,7 +52,6 @@ from igneous_like.tasks.agglomerate import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SHAPE = (256, 256, 256)
-MERGE_ROWS = 1 << 22  # sum pending parts once they hold this many rows (or the total so far)
 
 
 def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
@@ -126,18 +125,6 @@ def load_region_graph(frag_path: str, mip: int = 0) -> RegionGraph:
     names = [graph_name(box) for box in Grid.from_json(params)]
     parts = (RegionGraph(**arrays) for arrays in work.gather_arrays(names, "region graph tasks"))
     return merged_as_they_come(parts, merge_graphs, lambda graph: graph.num_edges)
-
-
-def merged_as_they_come(parts: Iterable, merge: Callable, size: Callable, limit: int = MERGE_ROWS):
-    """merge(all parts), merging pending parts into the running total whenever they hold `limit`
-    rows or as many as the total: memory stays near a few times the result's size."""
-    total, pending, pending_size = merge([]), [], 0
-    for part in parts:
-        pending.append(part)
-        pending_size += size(part)
-        if pending_size >= max(limit, size(total)):
-            total, pending, pending_size = merge([total] + pending), [], 0
-    return merge([total] + pending)
 
 
 def read_model(path: str) -> MergeModel:

@@ -7,11 +7,10 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from igneous_like.evaluation import merge_tables, scores
-from igneous_like.stage import WorkDir
+from igneous_like.stage import WorkDir, merged_as_they_come
 from igneous_like.task_creation.agglomerate import (
     check_labels,
     check_same_bounds,
-    merged_as_they_come,
     task_grid,
 )
 from igneous_like.task_creation.common import Grid, Tasks, ints, open_layer
