@@ -1,7 +1,7 @@
 """The task grid: boxes of one shape laid from an anchor. Task creation lays tasks on it; merge
 tasks lay it again to find the files stage 1 wrote. A task's own box and the box it reads."""
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from cloudvolume.lib import Bbox, Vec
@@ -63,9 +63,10 @@ class TaskBox:
 
     @classmethod
     def at(cls, offset: Sequence[int], shape: Sequence[int], volume: Optional[Bbox] = None,
-           low: int = 0, high: int = 0) -> "TaskBox":
+           low: Union[int, Sequence[int]] = 0, high: Union[int, Sequence[int]] = 0) -> "TaskBox":
+        """Margins are voxels, one number or one per axis; without a volume nothing is cut."""
         write = Bbox(offset, Vec(*offset) + Vec(*shape))
-        reach = Bbox(write.minpt - low, write.maxpt + high)
+        reach = Bbox(write.minpt - np.asarray(low), write.maxpt + np.asarray(high))
         return cls(write, reach if volume is None else Bbox.intersection(reach, volume), reach)
 
     @property

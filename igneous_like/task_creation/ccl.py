@@ -89,7 +89,7 @@ def ccl_options(cv: CloudVolume, mip: int, shape: Sequence[int], connectivity: i
 
 def task_grid(opts: CCLOptions, shape=None) -> Grid:
     bounds = opts.bounds
-    return Grid(bounds, Vec(*(opts.shape if shape is None else shape)), bounds.minpt, bounds)
+    return Grid.over(bounds, opts.shape if shape is None else shape)
 
 
 def create_ccl_face_tasks(

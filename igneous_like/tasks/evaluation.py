@@ -8,10 +8,11 @@ from typing import Sequence
 
 import numpy as np
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like.evaluation import contingency
+from igneous_like.grid import TaskBox
 from igneous_like.stage import WorkDir
 from igneous_like.tasks.agglomerate import read_box
 
@@ -24,7 +25,7 @@ def part_name(box: Bbox) -> str:
 def ContingencyTask(seg_path: str, gt_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
                     parts: str, fill_missing: bool = False) -> None:
     """The contingency rows of one box."""
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     seg = read_box(CloudVolume(seg_path, mip=mip, fill_missing=fill_missing, progress=False), box, mip)
     gt = read_box(CloudVolume(gt_path, mip=mip, fill_missing=fill_missing, progress=False), box, mip)
     seg_ids, gt_ids, counts = contingency(seg, gt)

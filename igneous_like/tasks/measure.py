@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import measure
@@ -55,7 +55,7 @@ class MeasureRecord(Record):
 
     @property
     def grid(self) -> Grid:
-        return Grid(self.box, Vec(*self.shape), self.box.minpt, self.box)
+        return Grid.over(self.box, self.shape)
 
 
 def part_name(box: Bbox) -> str:
