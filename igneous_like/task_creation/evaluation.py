@@ -20,13 +20,13 @@ DEFAULT_SHAPE = (512, 512, 512)
 PARAMS_FILE = "params.json"
 
 
-def parts_dir(seg_path: str, gt_path: str, mip: int) -> Tuple[str, str]:
+def parts_dir(seg_path: str, gt_path: str, mip: int) -> Tuple[str, WorkDir]:
     """(segmentation path, SEG/KEY/evaluation/G): G names the ground truth, so evaluations
     against different ground truths keep apart."""
     seg = open_layer(seg_path, mip)
     gt = open_layer(gt_path, mip)
     digest = hashlib.sha1(f"{gt.cloudpath.rstrip('/')} {mip}".encode()).hexdigest()[:16]
-    return seg.cloudpath, seg.meta.join(seg.cloudpath, seg.meta.key(mip), "evaluation", digest)
+    return seg.cloudpath, WorkDir.of(seg, mip, f"evaluation/{digest}")
 
 
 def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
@@ -37,13 +37,12 @@ def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: S
     check_labels(gt, "the ground truth")
     check_same_bounds(seg, gt, mip)
     grid = task_grid(seg, mip, shape)
-    _, parts = parts_dir(seg_path, gt_path, mip)
-    work = WorkDir(parts)
+    _, work = parts_dir(seg_path, gt_path, mip)
     work.clean()
     work.save(PARAMS_FILE, {"segmentation": seg.cloudpath, "ground_truth": gt.cloudpath, "mip": mip,
                             **grid.to_json()})
     make = lambda box: partial(ContingencyTask, seg_path=seg.cloudpath, gt_path=gt.cloudpath, mip=mip,
-                               offset=ints(box.minpt), shape=ints(box.size3()), parts=parts,
+                               offset=ints(box.minpt), shape=ints(box.size3()), parts=work.url,
                                fill_missing=fill_missing)
     return Tasks(grid, make, f"contingency of {seg.cloudpath} and {gt.cloudpath} mip {mip}")
 
@@ -51,8 +50,7 @@ def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: S
 def accumulate_contingency(seg_path: str, gt_path: str, mip: int = 0,
                            clean: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The whole contingency table (seg ids, gt ids, voxels), summed exactly from every part."""
-    seg, parts = parts_dir(seg_path, gt_path, mip)
-    work = WorkDir(parts)
+    seg, work = parts_dir(seg_path, gt_path, mip)
     params = work.require(PARAMS_FILE, f"no contingency parts for {seg} against {gt_path} mip {mip}: run the "
                                        "evaluation's tasks first")
     names = [part_name(box) for box in Grid.from_json(params)]
