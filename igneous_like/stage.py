@@ -71,6 +71,7 @@ class WorkDir:
         self.files.put(name, data, compress=None, content_type="application/octet-stream")
 
     def put_arrays(self, name: str, **arrays: np.ndarray) -> None:
+        """A part of arrays, as one compressed .npz."""
         self.put_part(name, npz(arrays))
 
     def missing(self, names: Sequence[str], prefix: Optional[str] = None) -> List[str]:
@@ -90,6 +91,7 @@ class WorkDir:
             raise self.incomplete(missing, len(names), what, advice)
 
     def incomplete(self, missing: Sequence[str], total: int, what: str, advice: str) -> UserError:
+        """One line: how many parts are missing, the first of them, and what to do."""
         return UserError(f"{len(missing)} of {total} {what} have not finished (the first: "
                          f"{self.url}/{missing[0]}); {advice}")
 
