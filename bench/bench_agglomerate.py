@@ -23,8 +23,8 @@ from cloudvolume.lib import Bbox
 from common import measure
 
 from igneous_like.region_graph import BIN_WIDTH, LEVELS, RegionGraph
+from igneous_like.stage import WorkDir
 from igneous_like.tasks.agglomerate import PARAMS_FILE, graph_name
-from igneous_like.tasks.ccl import put_arrays
 
 PARTS = 8
 
@@ -64,7 +64,7 @@ def write_graph(path: str, size: int) -> int:
     for part in range(PARTS):
         z0, z1 = part * slab, min((part + 1) * slab, size)
         graph = grid_graph(size, z0 * size * size + 1, z1 * size * size + 1)
-        put_arrays(work, graph_name(Bbox((0, 0, z0), (size, size, z1))), **graph.arrays())
+        WorkDir(work.cloudpath).put_arrays(graph_name(Bbox((0, 0, z0), (size, size, z1))), **graph.arrays())
         edges += graph.num_edges
     return edges
 

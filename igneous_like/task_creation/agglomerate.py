@@ -11,12 +11,12 @@ create_watershed_tasks makes fragments from a boundary map for those who have no
 """
 import logging
 from functools import partial
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Vec
 
 from igneous_like import label_table
 from igneous_like.agglomeration import agglomerate, make_policy
@@ -24,7 +24,8 @@ from igneous_like.errors import UserError
 from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
 from igneous_like.region_graph import RegionGraph, merge_graphs
 from igneous_like.segment_properties import write_properties
-from igneous_like.task_creation.ccl import default_encoding, fetch_all, segmentation_info
+from igneous_like.stage import WorkDir, merged_as_they_come
+from igneous_like.task_creation.ccl import default_encoding, segmentation_info
 from igneous_like.task_creation.common import (
     Grid,
     Tasks,
@@ -33,7 +34,6 @@ from igneous_like.task_creation.common import (
     chunk_grid,
     compression,
     csv,
-    delete_directory,
     ints,
     layer_path,
     new_layer_path,
@@ -54,12 +54,11 @@ from igneous_like.tasks.agglomerate import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SHAPE = (256, 256, 256)
-MERGE_ROWS = 1 << 22  # sum pending parts once they hold this many rows (or the total so far)
 
 
-def work_dir(cv: CloudVolume, mip: int) -> str:
+def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
     """Where the graph and mapping of a fragments layer's mip live."""
-    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "agglomeration")
+    return WorkDir.of(cv, mip, "agglomeration")
 
 
 def check_labels(cv: CloudVolume, what: str) -> None:
@@ -74,11 +73,11 @@ def check_same_bounds(cv: CloudVolume, other: CloudVolume, mip: int) -> None:
                         f"{cv.cloudpath} covers {cv.meta.bounds(mip)}; they must cover the same voxels")
 
 
-def task_grid(cv: CloudVolume, mip: int, shape: Sequence[int]) -> Tuple[Grid, Vec]:
+def task_grid(cv: CloudVolume, mip: int, shape: Sequence[int]) -> Grid:
     """The grid of boxes of `shape` (cut to the volume) laid from the volume's offset."""
     bounds = cv.meta.bounds(mip)
     shape = Vec(*np.minimum(check_vec("--shape", shape), bounds.size3()))
-    return Grid(bounds, shape, bounds.minpt, bounds), shape
+    return Grid.over(bounds, shape)
 
 
 def open_boundary(path: str, frag: CloudVolume, mip: int) -> CloudVolume:
@@ -99,52 +98,35 @@ def create_region_graph_tasks(frag_path: str, boundary_path: str, mip: int = 0,
     frag = open_layer(frag_path, mip)
     check_labels(frag, "the fragments")
     boundary = open_boundary(boundary_path, frag, mip)
-    grid, shape = task_grid(frag, mip, shape)
+    grid = task_grid(frag, mip, shape)
     work = work_dir(frag, mip)
-    files = CloudFiles(work)
     description = f"region graph of {frag.cloudpath} mip {mip}"
-    if reuse and (files.get_json(PARAMS_FILE) or {}).get("boundary") == boundary.cloudpath:
+    if reuse and (work.load(PARAMS_FILE) or {}).get("boundary") == boundary.cloudpath:
         return Tasks([], None, description + " (made already)")
-    delete_directory(work)
-    bounds = frag.meta.bounds(mip)
-    files.put_json(PARAMS_FILE, {"fragments": frag.cloudpath, "boundary": boundary.cloudpath, "mip": mip,
-                                 "offset": ints(bounds.minpt), "size": ints(bounds.size3()),
-                                 "shape": ints(shape)})
+    work.clean()
+    work.save(PARAMS_FILE, {"fragments": frag.cloudpath, "boundary": boundary.cloudpath, "mip": mip,
+                            **grid.to_json()})
     make = lambda box: partial(RegionGraphTask, frag_path=frag.cloudpath, boundary_path=boundary.cloudpath,
-                               mip=mip, offset=ints(box.minpt), shape=ints(box.size3()), work=work,
+                               mip=mip, offset=ints(box.minpt), shape=ints(box.size3()), work=work.url,
                                fill_missing=fill_missing)
     return Tasks(grid, make, description)
 
 
-def recorded_graph(frag_path: str, mip: int) -> Tuple[CloudVolume, str, dict]:
+def recorded_graph(frag_path: str, mip: int) -> Tuple[CloudVolume, WorkDir, dict]:
     frag = open_layer(frag_path, mip)
     work = work_dir(frag, mip)
-    params = CloudFiles(work).get_json(PARAMS_FILE)
-    if params is None:
-        raise UserError(f"no region graph for {frag.cloudpath} mip {mip}: run `igneous-like agglomerate "
-                        f"graph {frag.cloudpath} --boundary PROB --mip {mip}` first")
+    params = work.require(PARAMS_FILE, f"no region graph for {frag.cloudpath} mip {mip}: run `igneous-like "
+                                       f"agglomerate graph {frag.cloudpath} --boundary PROB --mip {mip}` "
+                                       "first")
     return frag, work, params
 
 
 def load_region_graph(frag_path: str, mip: int = 0) -> RegionGraph:
     """The whole graph: every task's part, summed exactly as the parts arrive."""
     _, work, params = recorded_graph(frag_path, mip)
-    bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
-    names = (graph_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds))
-    parts = (RegionGraph(**arrays) for arrays in fetch_all(CloudFiles(work), names, "the region graph part"))
+    names = [graph_name(box) for box in Grid.from_json(params)]
+    parts = (RegionGraph(**arrays) for arrays in work.gather_arrays(names, "region graph tasks"))
     return merged_as_they_come(parts, merge_graphs, lambda graph: graph.num_edges)
-
-
-def merged_as_they_come(parts: Iterable, merge: Callable, size: Callable, limit: int = MERGE_ROWS):
-    """merge(all parts), merging pending parts into the running total whenever they hold `limit`
-    rows or as many as the total: memory stays near a few times the result's size."""
-    total, pending, pending_size = merge([]), [], 0
-    for part in parts:
-        pending.append(part)
-        pending_size += size(part)
-        if pending_size >= max(limit, size(total)):
-            total, pending, pending_size = merge([total] + pending), [], 0
-    return merge([total] + pending)
 
 
 def read_model(path: str) -> MergeModel:
@@ -177,11 +159,10 @@ def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float
     chosen = merge_policy(policy, quantile, model)
     frag, work, _ = recorded_graph(frag_path, mip)
     fragments, segments = agglomerate(load_region_graph(frag_path, mip), chosen, threshold)
-    label_table.write(f"{work}/{MAPPING_TABLE}", fragments, segments)
+    label_table.write(f"{work.url}/{MAPPING_TABLE}", fragments, segments)
     count = int(np.unique(segments).size)
-    CloudFiles(work).put_json(MERGE_FILE, {"policy": policy, "threshold": threshold, "quantile": quantile,
-                                           "model": model, "fragments": int(fragments.size),
-                                           "segments": count})
+    work.save(MERGE_FILE, {"policy": policy, "threshold": threshold, "quantile": quantile, "model": model,
+                           "fragments": int(fragments.size), "segments": count})
     return int(fragments.size), count
 
 
@@ -234,11 +215,9 @@ def create_agglomeration_relabel_tasks(frag_path: str, dest: str, mip: int = 0,
                                        compress: Optional[str] = "gzip", fill_missing: bool = False) -> Tasks:
     """Step 3: tasks that write the segmentation (each fragment's segment id) into DEST."""
     frag, work, _ = recorded_graph(frag_path, mip)
-    merge = CloudFiles(work).get_json(MERGE_FILE)
-    if merge is None:
-        raise UserError(f"no merge mapping for {frag.cloudpath} mip {mip}: run `igneous-like agglomerate "
-                        f"merge {frag.cloudpath} --threshold T` first")
-    return mapping_relabel_tasks(frag, f"{work}/{MAPPING_TABLE}", dest, np.dtype(frag.dtype).name,
+    merge = work.require(MERGE_FILE, f"no merge mapping for {frag.cloudpath} mip {mip}: run `igneous-like "
+                                     f"agglomerate merge {frag.cloudpath} --threshold T` first")
+    return mapping_relabel_tasks(frag, f"{work.url}/{MAPPING_TABLE}", dest, np.dtype(frag.dtype).name,
                                  {"task": "AgglomerationRelabelTask", "fragments": frag.cloudpath, "mip": mip,
                                   **merge}, mip, shape, encoding, compress, fill_missing,
                                  f"agglomerated segmentation of {frag.cloudpath}")
@@ -297,4 +276,4 @@ def create_watershed_tasks(prob_path: str, dest: str, mip: int = 0, shape: Seque
 
 def clean_agglomeration_files(frag_path: str, mip: int = 0) -> int:
     """Delete FRAG/KEY/agglomeration/ (graph parts, mapping); returns how many files there were."""
-    return delete_directory(work_dir(open_layer(frag_path, mip), mip))
+    return work_dir(open_layer(frag_path, mip), mip).clean()

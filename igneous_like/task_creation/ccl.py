@@ -14,17 +14,16 @@ ones. `clean_ccl_files` deletes that directory.
 """
 import logging
 from functools import partial
-from itertools import islice
 from typing import Optional, Sequence
 
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.lib import Vec
 
 from igneous_like import label_table
 from igneous_like.ccl import CONNECTIVITIES, kept_by_histogram, plan_numbering
 from igneous_like.errors import UserError
+from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Grid,
     Tasks,
@@ -32,7 +31,6 @@ from igneous_like.task_creation.common import (
     check_vec,
     compression,
     csv,
-    delete_directory,
     ints,
     new_layer_path,
     open_layer,
@@ -49,7 +47,6 @@ from igneous_like.tasks.ccl import (
     CCLOptions,
     CCLRelabelTask,
     links_name,
-    parse_arrays,
     summary_name,
 )
 
@@ -57,12 +54,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHAPE = (512, 512, 512)
 LABEL_DTYPES = "biuf"  # cc3d labels booleans, integers and floats (equal values connect)
-BATCH = 1000  # intermediate files fetched per request batch in the global step
 
 
-def work_dir(cv: CloudVolume, mip: int) -> str:
+def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
     """Where the intermediate files of a labeling of this mip live."""
-    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "ccl")
+    return WorkDir.of(cv, mip, "ccl")
 
 
 def check_source(cv: CloudVolume) -> None:
@@ -93,7 +89,7 @@ def ccl_options(cv: CloudVolume, mip: int, shape: Sequence[int], connectivity: i
 
 def task_grid(opts: CCLOptions, shape=None) -> Grid:
     bounds = opts.bounds
-    return Grid(bounds, Vec(*(opts.shape if shape is None else shape)), bounds.minpt, bounds)
+    return Grid.over(bounds, opts.shape if shape is None else shape)
 
 
 def create_ccl_face_tasks(
@@ -111,15 +107,14 @@ def create_ccl_face_tasks(
     check_dust(dust_threshold)
     opts = ccl_options(cv, mip, shape, connectivity, threshold_gte, threshold_lte, fill_missing)
     work = work_dir(cv, mip)
-    files = CloudFiles(work)
-    recorded = files.get_json(PARAMS_FILE)
-    if recorded is not None and CCLOptions(**recorded["options"]) != opts:
-        log.info("deleting the intermediate files of an earlier labeling with other options in %s", work)
-        delete_directory(work)
-    files.put_json(PARAMS_FILE, {"layer": cv.cloudpath, "mip": mip, "dust": int(dust_threshold),
-                                 "options": opts.to_json()})
-    files.delete([LABELS_FILE, RELABEL_TABLE, STARTS_TABLE])  # any numbering is stale now
-    make = lambda box: partial(CCLFacesTask, layer_path=cv.cloudpath, mip=mip, work=work,
+    recorded = work.load(PARAMS_FILE)
+    if recorded is not None and CCLOptions.from_json(recorded["options"]) != opts:
+        log.info("deleting the intermediate files of an earlier labeling with other options in %s", work.url)
+        work.clean()
+    work.save(PARAMS_FILE, {"layer": cv.cloudpath, "mip": mip, "dust": int(dust_threshold),
+                            "options": opts.to_json()})
+    work.files.delete([LABELS_FILE, RELABEL_TABLE, STARTS_TABLE])  # any numbering is stale now
+    make = lambda box: partial(CCLFacesTask, layer_path=cv.cloudpath, mip=mip, work=work.url,
                                index=opts.index_of(box), options=opts.to_json())
     return Tasks(task_grid(opts), make, f"ccl faces of {cv.cloudpath} mip {mip}")
 
@@ -135,11 +130,9 @@ def recorded_labeling(cloudpath: str, mip: int, shape=None, threshold_gte=None, 
     here must agree with it."""
     cv = open_layer(cloudpath, mip)
     work = work_dir(cv, mip)
-    params = CloudFiles(work).get_json(PARAMS_FILE)
-    if params is None:
-        raise UserError(f"no connected-components faces for {cv.cloudpath} mip {mip}: run "
-                        f"`igneous-like image ccl faces {cv.cloudpath} --mip {mip}` first")
-    opts = CCLOptions(**params["options"])
+    params = work.require(PARAMS_FILE, f"no connected-components faces for {cv.cloudpath} mip {mip}: run "
+                                       f"`igneous-like image ccl faces {cv.cloudpath} --mip {mip}` first")
+    opts = CCLOptions.from_json(params["options"])
     given = {"--shape": None if shape is None else ints(np.minimum(check_vec("--shape", shape), opts.size)),
              "--threshold-gte": threshold_gte, "--threshold-lte": threshold_lte,
              "--connectivity": connectivity, "--fill-missing": fill_missing}
@@ -159,31 +152,14 @@ def create_ccl_equivalence_tasks(cloudpath: str, mip: int = 0, shape=None, thres
     """Step 2: tasks that link the labels touching across task faces; needs every faces task done."""
     cv, work, opts, _ = recorded_labeling(cloudpath, mip, shape, threshold_gte, threshold_lte,
                                           connectivity, fill_missing)
-    names = {summary_name(index) for index in range(opts.num_tasks)}
-    missing = len(names - set(CloudFiles(work).list(prefix="summary/")))  # by name: no temporary file
-    if missing:
-        raise UserError(f"{missing} of {opts.num_tasks} faces tasks of {cv.cloudpath} have not finished; "
-                        "run them (execute the queue) first")
-    make = lambda box: partial(CCLEquivalenceTask, work=work, index=opts.index_of(box),
+    work.check_complete(summaries(opts), "faces tasks", prefix="summary/")
+    make = lambda box: partial(CCLEquivalenceTask, work=work.url, index=opts.index_of(box),
                                options=opts.to_json())
     return Tasks(task_grid(opts), make, f"ccl links of {cv.cloudpath} mip {mip}")
 
 
-def fetch_all(files: CloudFiles, names, what: str):
-    """Parsed .npz files in order, fetched BATCH at a time."""
-    names = iter(names)
-    while True:
-        batch = list(islice(names, BATCH))
-        if not batch:
-            return
-        contents = files.get(batch, return_dict=True)
-        missing = [name for name in batch if contents.get(name) is None]
-        if missing:
-            raise UserError(f"{what} {files.cloudpath}/{missing[0]} is missing ({len(missing)} in this "
-                            "batch); run that step for every task first")
-        for name in batch:
-            yield parse_arrays(contents[name], name)
-
+def summaries(opts: CCLOptions) -> list:
+    return [summary_name(index) for index in range(opts.num_tasks)]
 
 def create_relabeling(cloudpath: str, mip: int = 0, dust_threshold: Optional[int] = None, shape=None,
                       threshold_gte=None, threshold_lte=None, connectivity=None, fill_missing=None) -> int:
@@ -197,16 +173,14 @@ def create_relabeling(cloudpath: str, mip: int = 0, dust_threshold: Optional[int
                                                connectivity, fill_missing)
     check_dust(dust_threshold)
     dust = int(params.get("dust", 0) if dust_threshold is None else dust_threshold)
-    files = CloudFiles(work)
     nodes, counts, tasks = [], [], []
     interior_kept = np.zeros(opts.num_tasks, dtype=np.uint64)
-    summaries = fetch_all(files, map(summary_name, range(opts.num_tasks)), "the faces summary")
-    for index, summary in enumerate(summaries):
+    for index, summary in enumerate(work.gather_arrays(summaries(opts), "faces tasks")):
         nodes.append(summary["face_labels"] + np.uint64(index * opts.stride))
         counts.append(summary["face_counts"])
         tasks.append(np.full(summary["face_labels"].size, index, dtype=np.int64))
         interior_kept[index] = kept_by_histogram(summary["sizes"], summary["frequency"], dust)
-    links = list(fetch_all(files, map(links_name, range(opts.num_tasks)), "the links file"))
+    links = list(work.gather_arrays([links_name(index) for index in range(opts.num_tasks)], "links tasks"))
     first = np.concatenate([np.zeros(0, np.uint64)] + [link["first"] for link in links])
     second = np.concatenate([np.zeros(0, np.uint64)] + [link["second"] for link in links])
     del links
@@ -214,9 +188,9 @@ def create_relabeling(cloudpath: str, mip: int = 0, dust_threshold: Optional[int
     finals, starts, total = plan_numbering(nodes, np.concatenate([np.zeros(0, np.uint64)] + counts),
                                            np.concatenate([np.zeros(0, np.int64)] + tasks), first, second,
                                            interior_kept, dust)
-    label_table.write(f"{work}/{RELABEL_TABLE}", nodes, finals)
-    label_table.write(f"{work}/{STARTS_TABLE}", np.arange(opts.num_tasks, dtype=np.uint64), starts)
-    files.put_json(LABELS_FILE, {"dust": dust, "components": total, "face_labels": int(nodes.size),
+    label_table.write(f"{work.url}/{RELABEL_TABLE}", nodes, finals)
+    label_table.write(f"{work.url}/{STARTS_TABLE}", np.arange(opts.num_tasks, dtype=np.uint64), starts)
+    work.save(LABELS_FILE, {"dust": dust, "components": total, "face_labels": int(nodes.size),
                                  "links": int(first.size)})
     return total
 
@@ -278,10 +252,8 @@ def create_ccl_relabel_tasks(
     """
     cv, work, opts, _ = recorded_labeling(src, mip, shape, threshold_gte, threshold_lte, connectivity,
                                           fill_missing)
-    numbering = CloudFiles(work).get_json(LABELS_FILE)
-    if numbering is None:
-        raise UserError(f"no numbering for {cv.cloudpath} mip {mip}: run "
-                        f"`igneous-like image ccl calc-labels {cv.cloudpath} --mip {mip}` first")
+    numbering = work.require(LABELS_FILE, f"no numbering for {cv.cloudpath} mip {mip}: run `igneous-like "
+                                          f"image ccl calc-labels {cv.cloudpath} --mip {mip}` first")
     check_dust(dust_threshold)
     if dust_threshold is not None and int(dust_threshold) != numbering["dust"]:
         raise UserError(f"calc-labels ran with --dust {numbering['dust']}; relabel with the same, or "
@@ -300,7 +272,7 @@ def create_ccl_relabel_tasks(
     compress = compression(compress)
     boxes = relabel_shape(opts, out.meta.chunk_size(mip))
     make = lambda box: partial(CCLRelabelTask, src_path=cv.cloudpath, dest_path=out.cloudpath, mip=mip,
-                               offset=ints(box.minpt), shape=ints(box.size3()), work=work,
+                               offset=ints(box.minpt), shape=ints(box.size3()), work=work.url,
                                options=opts.to_json(), dust=numbering["dust"], compress=compress)
     return Tasks(task_grid(opts, boxes), make, f"ccl relabel {cv.cloudpath} mip {mip} into {out.cloudpath}",
                  mips=range(mip, mip + 1))
@@ -308,4 +280,4 @@ def create_ccl_relabel_tasks(
 
 def clean_ccl_files(cloudpath: str, mip: int = 0) -> int:
     """Delete the intermediate files of a labeling (LAYER/KEY/ccl/); returns how many there were."""
-    return delete_directory(work_dir(open_layer(cloudpath, mip), mip))
+    return work_dir(open_layer(cloudpath, mip), mip).clean()

@@ -17,6 +17,7 @@ from cloudvolume.lib import Bbox
 from igneous_like import classifier
 from igneous_like.errors import UserError
 from igneous_like.features import FeatureSettings, halo
+from igneous_like.grid import TaskBox
 from igneous_like.task_creation.common import (
     Grid,
     Tasks,
@@ -29,7 +30,7 @@ from igneous_like.task_creation.common import (
     record_provenance,
 )
 from igneous_like.task_creation.image import checked_shape, open_destination
-from igneous_like.tasks.classify import ClassifyTask, padded_box
+from igneous_like.tasks.classify import ClassifyTask
 
 DEFAULT_SCALES = (40, 80, 160)  # nm
 DEFAULT_SHAPE = (256, 256, 64)
@@ -103,11 +104,11 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
         marks = np.asarray(annotations.download(labels_box, mip=level))[..., 0]
         box, region = labeled_region(marks, labels_box.minpt)
         labels = classifier.training_labels(marks[region], erode, dilate)
-        read = padded_box(box, halo(settings), image.meta.bounds(mip))
+        margin = halo(settings)
+        area = TaskBox.at(box.minpt, box.size3(), image.meta.bounds(mip), low=margin, high=margin)
         pixels = np.asarray(CloudVolume(image.cloudpath, mip=mip, fill_missing=fill_missing, progress=False)
-                            .download(read, mip=mip))[..., 0]
-        crop = tuple(slice(int(a), int(b)) for a, b in zip(box.minpt - read.minpt, box.maxpt - read.minpt))
-        model = classifier.fit(pixels, labels, settings, method, n_estimators, crop, max_samples, seed)
+                            .download(area.read, mip=mip))[..., 0]
+        model = classifier.fit(pixels, labels, settings, method, n_estimators, area.own, max_samples, seed)
     except ValueError as err:
         raise UserError(str(err)) from err
     model.training = {"image": image.cloudpath, "mip": mip, "annotations": annotations.cloudpath,
@@ -190,5 +191,5 @@ def create_classification_tasks(image_path: str, dest_path: str, model_path: str
                                model_path=model_path, model_sha256=sha256, mip=mip, offset=ints(box.minpt),
                                shape=ints(box.size3()), fill_missing=fill_missing,
                                compress=compression(compress))
-    return Tasks(Grid(bounds, shape, bounds.minpt, bounds), make,
+    return Tasks(Grid.over(bounds, shape), make,
                  f"classify {image.cloudpath} mip {mip} into {out.cloudpath}", mips=range(0, 1))

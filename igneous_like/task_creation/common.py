@@ -265,12 +265,3 @@ def record_provenance(cv: CloudVolume, method: dict) -> None:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M %Z"),
     })
     cv.commit_provenance()
-
-
-def delete_directory(url: str) -> int:
-    """Delete every file under a cloud directory (a stage's intermediates); returns how many."""
-    from cloudfiles import CloudFiles
-    files = CloudFiles(url)
-    names = list(files.list())
-    files.delete(names)
-    return len(names)

@@ -11,11 +11,11 @@ from functools import partial
 from typing import Optional, Sequence
 
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 
 from igneous_like.contrast import LEVELS
 from igneous_like.errors import UserError
+from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Stage,
     Tasks,
@@ -23,7 +23,6 @@ from igneous_like.task_creation.common import (
     chunk_grid,
     compression,
     csv,
-    delete_directory,
     ints,
     new_layer_path,
     open_layer,
@@ -43,9 +42,9 @@ from igneous_like.tasks.contrast import (
 DEFAULT_SHAPE = (512, 512, 64)
 
 
-def work_dir(cv: CloudVolume, mip: int) -> str:
+def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
     """SRC/KEY/contrast: where the histogram parts and each slice's levels live."""
-    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "contrast")
+    return WorkDir.of(cv, mip, "contrast")
 
 
 def open_image(path: str, mip: int, histogram: bool = True) -> CloudVolume:
@@ -65,19 +64,18 @@ def create_histogram_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] =
     grid = chunk_grid(cv, mip, shape)
     bounds, shape = grid.clip, grid.shape
     work = work_dir(cv, mip)
-    delete_directory(work)
-    record = {"mip": mip, "bounds": [ints(bounds.minpt), ints(bounds.maxpt)], "shape": ints(shape),
-              "dtype": np.dtype(cv.dtype).name}
-    CloudFiles(work).put_json(RECORD, record)
+    work.clean()
+    work.save(RECORD, {"mip": mip, "bounds": [ints(bounds.minpt), ints(bounds.maxpt)], "shape": ints(shape),
+                       "dtype": np.dtype(cv.dtype).name})
     make = lambda box: partial(HistogramTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
-                               shape=ints(box.size3()), work=work, fill_missing=fill_missing)
+                               shape=ints(box.size3()), work=work.url, fill_missing=fill_missing)
     then = (Stage("create_levels_tasks", {"layer_path": cv.cloudpath, "mip": mip}, "levels"),)
     return Tasks(grid, make, f"grey-level counts of {cv.cloudpath}", then=then)
 
 
 def recorded(cv: CloudVolume, mip: int) -> dict:
     """The histogram step's record, or what to run first."""
-    record = CloudFiles(work_dir(cv, mip)).get_json(RECORD)
+    record = work_dir(cv, mip).load(RECORD)
     if record is None or record.get("dtype") != np.dtype(cv.dtype).name:
         raise UserError(f"no grey-level histograms of {cv.cloudpath} mip {mip}: run `igneous-like image "
                         f"contrast histogram {cv.cloudpath} --mip {mip}` first")
@@ -88,7 +86,7 @@ def create_levels_tasks(layer_path: str, mip: int = 0) -> Tasks:
     """Step 1b: one task per row of histogram boxes sums their counts per slice."""
     cv = open_image(layer_path, mip)
     work = work_dir(cv, mip)
-    make = lambda row: partial(LevelsTask, work=work, z_start=row[0], z_stop=row[1])
+    make = lambda row: partial(LevelsTask, work=work.url, z_start=row[0], z_stop=row[1])
     return Tasks(slice_rows(recorded(cv, mip)), make, f"slice histograms of {cv.cloudpath}")
 
 
@@ -119,18 +117,15 @@ def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: st
                         f"second; got {minval} and {maxval}")
     work = work_dir(src, mip)
     record = recorded(src, mip)
-    present = set(CloudFiles(work).list(prefix="levels/"))
-    missing = [levels_name(*row) for row in slice_rows(record) if levels_name(*row) not in present]
-    if missing:
-        raise UserError(f"{len(missing)} slice histograms of {src.cloudpath} are missing "
-                        f"({work}/{missing[0]}): run `igneous-like image contrast histogram "
-                        f"{src.cloudpath} --mip {mip}` to the end")
+    work.check_complete([levels_name(*row) for row in slice_rows(record)], "levels tasks",
+                        f"run `igneous-like image contrast histogram {src.cloudpath} --mip {mip}` to the end",
+                        prefix="levels/")
     out = new_image(src, path, mip, encoding, {"task": "ContrastTask", "src": src.cloudpath, "mip": mip,
                                                "clip_fraction": clip_fraction, "minval": minval,
                                                "maxval": maxval})
     compress = compression(compress)
     make = lambda box: partial(ContrastTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
-                               offset=ints(box.minpt), shape=ints(box.size3()), work=work,
+                               offset=ints(box.minpt), shape=ints(box.size3()), work=work.url,
                                clip_fraction=float(clip_fraction), fill_missing=fill_missing,
                                compress=compress, minval=minval, maxval=maxval)
     return Tasks(chunk_grid(out, mip, shape), make,

@@ -6,8 +6,6 @@ from functools import partial
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
-from cloudfiles import CloudFiles
-from cloudvolume.lib import Bbox, Vec
 
 from igneous_like import label_table
 from igneous_like.errors import UserError
@@ -19,16 +17,15 @@ from igneous_like.evaluation import (
     scores,
     without_gt_zero,
 )
+from igneous_like.stage import WorkDir, merged_as_they_come
 from igneous_like.tables import write_table
 from igneous_like.task_creation.agglomerate import (
     check_labels,
     check_same_bounds,
     mapping_relabel_tasks,
-    merged_as_they_come,
     task_grid,
 )
-from igneous_like.task_creation.ccl import fetch_all
-from igneous_like.task_creation.common import Grid, Tasks, delete_directory, ints, open_layer
+from igneous_like.task_creation.common import Grid, Tasks, ints, open_layer
 from igneous_like.tasks.evaluation import ContingencyTask, part_name
 
 DEFAULT_SHAPE = (512, 512, 512)
@@ -36,13 +33,13 @@ PARAMS_FILE = "params.json"
 CEILING_TABLE = "ceiling.ltab"  # each segment's majority object, kept for create_ceiling_tasks
 
 
-def parts_dir(seg_path: str, gt_path: str, mip: int) -> Tuple[str, str]:
+def parts_dir(seg_path: str, gt_path: str, mip: int) -> Tuple[str, WorkDir]:
     """(segmentation path, SEG/KEY/evaluation/G): G names the ground truth, so evaluations
     against different ground truths keep apart."""
     seg = open_layer(seg_path, mip)
     gt = open_layer(gt_path, mip)
     digest = hashlib.sha1(f"{gt.cloudpath.rstrip('/')} {mip}".encode()).hexdigest()[:16]
-    return seg.cloudpath, seg.meta.join(seg.cloudpath, seg.meta.key(mip), "evaluation", digest)
+    return seg.cloudpath, WorkDir.of(seg, mip, f"evaluation/{digest}")
 
 
 def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
@@ -52,16 +49,13 @@ def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: S
     check_labels(seg, "the segmentation")
     check_labels(gt, "the ground truth")
     check_same_bounds(seg, gt, mip)
-    grid, shape = task_grid(seg, mip, shape)
-    _, parts = parts_dir(seg_path, gt_path, mip)
-    files = CloudFiles(parts)
-    delete_directory(parts)
-    bounds = seg.meta.bounds(mip)
-    files.put_json(PARAMS_FILE, {"segmentation": seg.cloudpath, "ground_truth": gt.cloudpath, "mip": mip,
-                                 "offset": ints(bounds.minpt), "size": ints(bounds.size3()),
-                                 "shape": ints(shape)})
+    grid = task_grid(seg, mip, shape)
+    _, work = parts_dir(seg_path, gt_path, mip)
+    work.clean()
+    work.save(PARAMS_FILE, {"segmentation": seg.cloudpath, "ground_truth": gt.cloudpath, "mip": mip,
+                            **grid.to_json()})
     make = lambda box: partial(ContingencyTask, seg_path=seg.cloudpath, gt_path=gt.cloudpath, mip=mip,
-                               offset=ints(box.minpt), shape=ints(box.size3()), parts=parts,
+                               offset=ints(box.minpt), shape=ints(box.size3()), parts=work.url,
                                fill_missing=fill_missing)
     return Tasks(grid, make, f"contingency of {seg.cloudpath} and {gt.cloudpath} mip {mip}")
 
@@ -69,19 +63,15 @@ def create_contingency_tasks(seg_path: str, gt_path: str, mip: int = 0, shape: S
 def accumulate_contingency(seg_path: str, gt_path: str, mip: int = 0,
                            clean: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The whole contingency table (seg ids, gt ids, voxels), summed exactly from every part."""
-    seg, parts = parts_dir(seg_path, gt_path, mip)
-    files = CloudFiles(parts)
-    params = files.get_json(PARAMS_FILE)
-    if params is None:
-        raise UserError(f"no contingency parts for {seg} against {gt_path} mip {mip}: run the evaluation's "
-                        "tasks first")
-    bounds = Bbox(params["offset"], Vec(*params["offset"]) + Vec(*params["size"]))
-    names = (part_name(box) for box in Grid(bounds, Vec(*params["shape"]), bounds.minpt, bounds))
-    parts = ((arrays["seg"], arrays["gt"], arrays["count"])
-             for arrays in fetch_all(files, names, "the contingency part"))
-    total = merged_as_they_come(parts, _sum, lambda table: table[0].size)
+    seg, work = parts_dir(seg_path, gt_path, mip)
+    params = work.require(PARAMS_FILE, f"no contingency parts for {seg} against {gt_path} mip {mip}: run the "
+                                       "evaluation's tasks first")
+    names = [part_name(box) for box in Grid.from_json(params)]
+    tables = ((arrays["seg"], arrays["gt"], arrays["count"])
+              for arrays in work.gather_arrays(names, "contingency tasks"))
+    total = merged_as_they_come(tables, _sum, lambda table: table[0].size)
     if clean:
-        delete_directory(files.cloudpath)
+        work.clean()
     return total
 
 
@@ -141,7 +131,7 @@ def evaluation_scores(seg_path: str, gt_path: str, mip: int = 0, clean: bool = T
         every = np.unique(whole[0])  # segments only on ground truth 0 (when ignored) get 0
         position = np.minimum(np.searchsorted(fragments, every), max(fragments.size - 1, 0))
         values = np.where(fragments[position] == every, truth[position], 0).astype(np.uint64)
-        label_table.write(f"{parts_dir(seg_path, gt_path, mip)[1]}/{CEILING_TABLE}", every, values)
+        label_table.write(f"{parts_dir(seg_path, gt_path, mip)[1].url}/{CEILING_TABLE}", every, values)
     return {**scores(*counted), "ceiling": scores(*ceiling)}
 
 
@@ -152,10 +142,10 @@ def create_ceiling_tasks(seg_path: str, gt_path: str, dest: str, mip: int = 0,
     object it overlaps most (the mapping evaluation_scores kept with mapping=True)."""
     seg, gt = open_layer(seg_path, mip), open_layer(gt_path, mip)
     _, parts = parts_dir(seg_path, gt_path, mip)
-    if not CloudFiles(parts).exists(CEILING_TABLE):
+    if not parts.files.exists(CEILING_TABLE):
         raise UserError(f"no best-segment mapping of {seg.cloudpath} against {gt.cloudpath} mip {mip}: run "
                         "`igneous-like evaluate SEG GT --ceiling DEST`")
-    return mapping_relabel_tasks(seg, f"{parts}/{CEILING_TABLE}", dest, np.dtype(gt.dtype).name,
+    return mapping_relabel_tasks(seg, f"{parts.url}/{CEILING_TABLE}", dest, np.dtype(gt.dtype).name,
                                  {"task": "AgglomerationRelabelTask", "fragments": seg.cloudpath,
                                   "ground_truth": gt.cloudpath, "mip": mip, "ceiling": True},
                                  mip, shape, encoding, compress, fill_missing,
@@ -164,4 +154,4 @@ def create_ceiling_tasks(seg_path: str, gt_path: str, dest: str, mip: int = 0,
 
 def clean_evaluation_files(seg_path: str, gt_path: str, mip: int = 0) -> int:
     """Delete the evaluation's files of SEG against GT; returns how many there were."""
-    return delete_directory(parts_dir(seg_path, gt_path, mip)[1])
+    return parts_dir(seg_path, gt_path, mip)[1].clean()

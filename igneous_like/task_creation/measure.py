@@ -1,30 +1,29 @@
 """Measurement of every object of a segmentation: forge (partials per block), merge (per label
 range), export (one table, plus Neuroglancer segment properties). See igneous_like.measure for
 the statistics and igneous_like.tasks.measure for the files under SEG/KEY/measure/."""
-import io
 import math
 from functools import partial
 from typing import Optional, Sequence
 
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 
 from igneous_like import measure
 from igneous_like.errors import UserError
 from igneous_like.segment_properties import info as properties_info
 from igneous_like.segment_properties import number_property, write_properties
+from igneous_like.stage import WorkDir, from_npz
 from igneous_like.tables import check_format, write_table
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
-    delete_directory,
     ints,
     open_layer,
     record_provenance,
 )
 from igneous_like.tasks.measure import (
     MERGE_RECORD,
+    RECORD,
     MeasureMergeTask,
     MeasureRecord,
     MeasureTask,
@@ -40,9 +39,9 @@ VIEWER_COLUMNS = ("voxel_count", "volume", "surface_area", "sphericity", "equiva
                   "nuclei_count", "cell_nucleus_volume_ratio")
 
 
-def work_dir(cv: CloudVolume, mip: int) -> str:
+def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
     """SEG/KEY/measure: where the parts, ranges and results of a measurement live."""
-    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "measure")
+    return WorkDir.of(cv, mip, "measure")
 
 
 def check_segmentation(cv: CloudVolume) -> None:
@@ -93,24 +92,22 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
         nuclei=None if nuclei_cv is None else nuclei_cv.cloudpath, integer_image=integer,
         fill_missing=bool(fill_missing))
     work = work_dir(cv, mip)
-    delete_directory(work)
-    files = CloudFiles(work)
-    record.save(files)
+    work.clean()
+    work.save(RECORD, record)
     record_provenance(cv, {"task": "MeasureTask", "mip": mip, "shape": list(record.shape),
                            "image": record.image, "nuclei": record.nuclei})
-    make = lambda box: partial(MeasureTask, layer_path=cv.cloudpath, work=work, offset=ints(box.minpt),
+    make = lambda box: partial(MeasureTask, layer_path=cv.cloudpath, work=work.url, offset=ints(box.minpt),
                                shape=ints(box.size3()))
     return Tasks(record.grid, make, f"measure {cv.cloudpath} mip {mip}")
 
 
 def load_record(cloudpath: str, mip: int):
     cv = open_layer(cloudpath, mip)
-    files = CloudFiles(work_dir(cv, mip))
-    record = MeasureRecord.load(files)
-    if record is None:
-        raise UserError(f"no measurement of {cv.cloudpath} mip {mip}: run "
-                        f"`igneous-like measure forge {cv.cloudpath} --mip {mip}` first")
-    return cv, files, record
+    work = work_dir(cv, mip)
+    advice = (f"no measurement of {cv.cloudpath} mip {mip}: run "
+              f"`igneous-like measure forge {cv.cloudpath} --mip {mip}` first")
+    record = work.require(RECORD, advice, MeasureRecord)
+    return cv, work, record
 
 
 def create_measure_merge_tasks(cloudpath: str, mip: int = 0, num_tasks: Optional[int] = None) -> Tasks:
@@ -119,21 +116,18 @@ def create_measure_merge_tasks(cloudpath: str, mip: int = 0, num_tasks: Optional
     Ranges come from label samples in the part headers, so each task gets about as many part
     rows; `num_tasks` defaults to one per ROWS_PER_MERGE_TASK part rows.
     """
-    cv, files, record = load_record(cloudpath, mip)
+    cv, work, record = load_record(cloudpath, mip)
     names = [part_name(box) for box in record.grid]
-    missing = len(set(names) - set(files.list(prefix="parts/")))  # by name: no temporary file
-    if missing:
-        raise UserError(f"{missing} of {len(names)} measure forge tasks of {cv.cloudpath} have not finished; "
-                        "run them (execute the queue) first")
+    work.check_complete(names, "measure forge tasks", prefix="parts/")
     if num_tasks is not None and num_tasks < 1:
         raise UserError(f"--tasks must be at least 1, got {num_tasks}")
-    headers = read_headers(files, names)
+    headers = read_headers(work.files, names)
     rows = sum(h.rows for h in headers)
     num_tasks = num_tasks or max(1, math.ceil(rows / ROWS_PER_MERGE_TASK))
     edges = range_edges(headers, num_tasks)
-    files.put_json(MERGE_RECORD, {"edges": [int(e) for e in edges]})
-    files.delete(list(files.list(prefix="results/")))
-    make = lambda span: partial(MeasureMergeTask, work=files.cloudpath, low=int(span[0]), high=int(span[1]))
+    work.save(MERGE_RECORD, {"edges": [int(e) for e in edges]})
+    work.clean("results/")
+    make = lambda span: partial(MeasureMergeTask, work=work.url, low=int(span[0]), high=int(span[1]))
     return Tasks(list(zip(edges[:-1], edges[1:])), make, f"measure merge {cv.cloudpath} mip {mip}")
 
 
@@ -156,19 +150,12 @@ def range_edges(headers, num_tasks: int) -> np.ndarray:
 def read_results(cloudpath: str, mip: int = 0):
     """Every merge result in label order, as one pandas DataFrame (label first)."""
     import pandas as pd
-    cv, files, record = load_record(cloudpath, mip)
-    merged = files.get_json(MERGE_RECORD)
-    if merged is None:
-        raise UserError(f"no merged measurement of {cv.cloudpath} mip {mip}: run "
-                        f"`igneous-like measure merge {cv.cloudpath} --mip {mip}` first")
-    edges = merged["edges"]
+    cv, work, _ = load_record(cloudpath, mip)
+    advice = (f"no merged measurement of {cv.cloudpath} mip {mip}: run "
+              f"`igneous-like measure merge {cv.cloudpath} --mip {mip}` first")
+    edges = work.require(MERGE_RECORD, advice)["edges"]
     names = [result_name(low, high) for low, high in zip(edges[:-1], edges[1:])]
-    contents = files.get(names, return_dict=True)
-    missing = [name for name in names if contents.get(name) is None]
-    if missing:
-        raise UserError(f"{len(missing)} of {len(names)} measure merge tasks have not finished (first: "
-                        f"{files.cloudpath}/{missing[0]}); run them first")
-    frames = [pd.DataFrame(dict(np.load(io.BytesIO(contents[name]), allow_pickle=False))) for name in names]
+    frames = [pd.DataFrame(from_npz(data)) for data in work.gather(names, "measure merge tasks")]
     return cv, pd.concat(frames, ignore_index=True)
 
 
@@ -193,5 +180,5 @@ def segment_properties_info(table) -> dict:
 
 def clean_measure_files(cloudpath: str, mip: int = 0) -> int:
     """Delete SEG/KEY/measure/ (parts, ranges, results); returns how many files there were."""
-    return delete_directory(work_dir(open_layer(cloudpath, mip), mip))
+    return work_dir(open_layer(cloudpath, mip), mip).clean()
 

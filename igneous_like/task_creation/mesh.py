@@ -11,13 +11,13 @@ from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, compute_shard_params_for_hashed
 from cloudvolume.lib import Bbox
 
 from igneous_like.errors import UserError
 from igneous_like.multires import MAX_LODS, QUANTIZATION_BITS
+from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
@@ -36,7 +36,7 @@ from igneous_like.tasks.mesh import (
     MeshShardTask,
     MeshTask,
     fragment_name,
-    mesh_dir_files,
+    mesh_work,
     pack_bits,
     read_fragment_index,
     shard_numbers,
@@ -103,44 +103,39 @@ def create_meshing_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = D
 
 def write_mesh_info(cv: CloudVolume, mesh_dir: str, record: ForgeRecord) -> None:
     """Point the layer at the mesh directory and describe it; stage 2 rewrites the format part."""
-    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
-    record.save(cf)
+    work = mesh_work(cv.cloudpath, mesh_dir)
+    work.save(FORGE_RECORD, record)
     info = {"@type": "neuroglancer_legacy_mesh", "mip": record.mip, "chunk_size": list(record.shape)}
     if record.mesh_options.spatial_index:
         info["spatial_index"] = {"resolution": list(record.resolution),
                                  "chunk_size": [s * r for s, r in zip(record.shape, record.resolution)]}
-    cf.put_json("info", info, cache_control="no-cache")
+    work.save("info", info)
     if cv.info.get("mesh") != mesh_dir:
         cv.info["mesh"] = mesh_dir
         cv.commit_info()
 
 
-def forged(layer_path: str, mesh_dir: Optional[str]) -> Tuple[CloudVolume, str, CloudFiles, ForgeRecord]:
+def forged(layer_path: str, mesh_dir: Optional[str]) -> Tuple[CloudVolume, str, WorkDir, ForgeRecord]:
     """The layer, its mesh directory (name and files) and stage 1's record, checking that every
     block finished."""
     cv = open_layer(layer_path)
     mesh_dir = mesh_dir or cv.info.get("mesh")
     if not mesh_dir:
         raise UserError(f"{cv.cloudpath} has no meshes; run `igneous-like mesh forge {cv.cloudpath}` first")
-    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
-    record = ForgeRecord.load(cf)
-    if record is None:
-        raise UserError(f"{cf.cloudpath} has no {FORGE_RECORD}: its meshes were not forged by "
-                        f"igneous-like; run `igneous-like mesh forge {cv.cloudpath}` first")
-    names = [fragment_name(box) for box in record.grid]
-    present = cf.exists(names)
-    missing = [name for name in names if not present[name]]
-    if missing:
-        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-        raise UserError(f"stage 1 is not finished: {len(missing)} of {len(names)} forge blocks have no "
-                        f"fragments in {cf.cloudpath} ({shown}); run `igneous-like execute` on the forge "
-                        "queue until it is empty (or forge again), then merge")
-    return cv, mesh_dir, cf, record
+    work = mesh_work(cv.cloudpath, mesh_dir)
+    record = work.require(FORGE_RECORD, f"{work.url} has no {FORGE_RECORD}: its meshes were not forged by "
+                                        f"igneous-like; run `igneous-like mesh forge {cv.cloudpath}` first",
+                          ForgeRecord)
+    work.check_complete([fragment_name(box) for box in record.grid], "forge blocks",
+                        "run `igneous-like execute` on the forge queue until it is empty (or forge again), "
+                        "then merge")
+    return cv, mesh_dir, work, record
 
 
-def label_blocks(cf, record: ForgeRecord) -> Tuple[np.ndarray, np.ndarray]:
+def label_blocks(work: WorkDir, record: ForgeRecord) -> Tuple[np.ndarray, np.ndarray]:
     """(labels, block indices): one pair per label piece, read from each block's index alone."""
     names = [fragment_name(box) for box in record.grid]
+    cf = work.files
     with ThreadPoolExecutor(max_workers=16) as pool:
         indexes = list(pool.map(lambda name: read_fragment_index(cf, name).index()[:, 0], names))
     labels = np.concatenate([np.zeros(0, np.uint64)] + indexes)
@@ -171,30 +166,30 @@ def create_mesh_manifest_tasks(layer_path: str, magnitude: int = 2, nlod: int = 
     if magnitude < 0:
         raise UserError("--magnitude must be at least 0")
     check_nlod(nlod)
-    cv, mesh_dir, cf, record = forged(layer_path, mesh_dir)
-    labels, blocks = label_blocks(cf, record)
+    cv, mesh_dir, work, record = forged(layer_path, mesh_dir)
+    labels, blocks = label_blocks(work, record)
     unique = np.unique(labels)
     count = max(1, min(10 ** magnitude, len(unique)))
     firsts = unique[np.linspace(0, len(unique), count, endpoint=False).astype(int)] if len(unique) else unique
     lasts = np.append(firsts[1:] - 1, np.iinfo(np.uint64).max) if len(unique) else unique
     groups = np.searchsorted(firsts, labels, side="right") - 1
     packed = group_blocks(groups, blocks, len(record.grid), np.arange(len(firsts)))
-    write_format_info(cf, record, nlod, sharding=None)
+    write_format_info(work, record, nlod, sharding=None)
     record_provenance(cv, {"task": "MeshMergeTask", "mesh_dir": mesh_dir, "nlod": nlod,
                            "magnitude": magnitude})
     ranges = [(int(a), int(b)) for a, b in zip(firsts, lasts)]
     make = lambda i: partial(MeshMergeTask, layer_path=cv.cloudpath, mesh_dir=mesh_dir, blocks=packed[i],
                              label_range=list(ranges[i]), nlod=nlod)
     kind = "legacy" if nlod == 0 else f"multi-resolution ({nlod} extra levels of detail)"
-    return Tasks(range(len(ranges)), make, f"merge {len(unique)} labels into {kind} meshes in {cf.cloudpath}")
+    return Tasks(range(len(ranges)), make, f"merge {len(unique)} labels into {kind} meshes in {work.url}")
 
 
 def create_sharded_multires_mesh_tasks(layer_path: str, nlod: int = 1, mesh_dir: Optional[str] = None,
                                        labels_per_shard: Optional[int] = None) -> Tasks:
     """Stage 2, sharded: one task per shard file, shard sizes chosen from the label count."""
     check_nlod(nlod)
-    cv, mesh_dir, cf, record = forged(layer_path, mesh_dir)
-    labels, blocks = label_blocks(cf, record)
+    cv, mesh_dir, work, record = forged(layer_path, mesh_dir)
+    labels, blocks = label_blocks(work, record)
     unique = np.unique(labels)
     min_shards = 1 if not labels_per_shard else math.ceil(len(unique) / labels_per_shard)
     shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(
@@ -208,16 +203,16 @@ def create_sharded_multires_mesh_tasks(layer_path: str, nlod: int = 1, mesh_dir:
     groups = label_shards[np.searchsorted(unique, labels)]
     shards = np.unique(label_shards)
     packed = group_blocks(groups, blocks, len(record.grid), shards)
-    write_format_info(cf, record, nlod, sharding=spec.to_dict())
+    write_format_info(work, record, nlod, sharding=spec.to_dict())
     record_provenance(cv, {"task": "MeshShardTask", "mesh_dir": mesh_dir, "nlod": nlod})
     make = lambda i: partial(MeshShardTask, layer_path=cv.cloudpath, mesh_dir=mesh_dir, blocks=packed[i],
                              shard=int(shards[i]), nlod=nlod)
     return Tasks(range(len(shards)), make, f"merge {len(unique)} labels into {len(shards)} mesh shards "
-                                        f"({nlod} extra levels of detail) in {cf.cloudpath}")
+                                        f"({nlod} extra levels of detail) in {work.url}")
 
 
-def write_format_info(cf, record: ForgeRecord, nlod: int, sharding: Optional[dict]) -> None:
-    info = cf.get_json("info")
+def write_format_info(work: WorkDir, record: ForgeRecord, nlod: int, sharding: Optional[dict]) -> None:
+    info = work.load("info")
     for key in ("vertex_quantization_bits", "transform", "lod_scale_multiplier", "sharding"):
         info.pop(key, None)
     if nlod == 0 and sharding is None:
@@ -229,16 +224,13 @@ def write_format_info(cf, record: ForgeRecord, nlod: int, sharding: Optional[dic
                      "lod_scale_multiplier": 1.0})
         if sharding:
             info["sharding"] = sharding
-    cf.put_json("info", info, cache_control="no-cache")
+    work.save("info", info)
 
 
 def clean_mesh_intermediates(layer_path: str, mesh_dir: Optional[str] = None) -> int:
     """Delete stage 1's fragment files (keeping meshes, spatial index and forge record); returns count."""
     cv = open_layer(layer_path)
-    cf = mesh_dir_files(cv.cloudpath, mesh_dir or cv.info.get("mesh") or "mesh")
-    names = [name for name in cf.list() if name.endswith(FRAGMENTS)]
-    cf.delete(names)
-    return len(names)
+    return mesh_work(cv.cloudpath, mesh_dir or cv.info.get("mesh") or "mesh").clean(suffix=FRAGMENTS)
 
 
 def delete_meshes(layer_path: str, mesh_dir: Optional[str] = None) -> int:
@@ -247,11 +239,9 @@ def delete_meshes(layer_path: str, mesh_dir: Optional[str] = None) -> int:
     mesh_dir = mesh_dir or cv.info.get("mesh")
     if not mesh_dir:
         raise UserError(f"{cv.cloudpath} has no meshes (its info names no mesh directory)")
-    cf = mesh_dir_files(cv.cloudpath, mesh_dir)
-    names = list(cf.list())
-    cf.delete(names)
+    deleted = mesh_work(cv.cloudpath, mesh_dir).clean()
     if cv.info.get("mesh") == mesh_dir:
         del cv.info["mesh"]
         cv.commit_info()
-    return len(names)
+    return deleted
 

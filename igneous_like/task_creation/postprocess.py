@@ -5,7 +5,6 @@ runs in steps (see igneous_like.postprocess and igneous_like.tasks.postprocess):
 background's connected components (the CCL steps, thresholded at 0, 6-connected), a survey of
 every block, a plan made here from the surveys, and the filling tasks.
 """
-import io
 from functools import partial
 from typing import Optional, Sequence, Tuple
 
@@ -17,12 +16,12 @@ from cloudvolume.lib import Vec
 from igneous_like import label_table, postprocess
 from igneous_like.errors import UserError
 from igneous_like.grid import Grid
+from igneous_like.stage import WorkDir
 from igneous_like.task_creation import ccl as ccl_steps
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
     compression,
-    delete_directory,
     ints,
     new_layer_path,
     open_layer,
@@ -33,7 +32,6 @@ from igneous_like.tasks.postprocess import HOLES_TABLE, DustTask, FillHolesTask,
 
 DEFAULT_SHAPE = (512, 512, 512)
 PARAMS = "params.json"
-BATCH = 500  # survey files fetched per request batch
 
 
 def source(cloudpath: str, mip: int, shape: Sequence[int]) -> Tuple[CloudVolume, Grid]:
@@ -45,7 +43,7 @@ def source(cloudpath: str, mip: int, shape: Sequence[int]) -> Tuple[CloudVolume,
     bounds, chunk = cv.meta.bounds(mip), cv.meta.chunk_size(mip)
     shape = check_vec("--shape", shape)
     shape = Vec(*[min(-(-s // c) * c, n) for s, c, n in zip(shape, chunk, bounds.size3())])
-    return cv, Grid(bounds, shape, bounds.minpt, bounds)
+    return cv, Grid.over(bounds, shape)
 
 
 def open_output(cv: CloudVolume, dest: str, mip: int) -> CloudVolume:
@@ -92,16 +90,16 @@ def create_dust_tasks(src: str, dest: str, min_size: int, mip: int = 0, shape: S
                      min_size=int(min_size), compress=compression(compress))
 
 
-def work_dir(cv: CloudVolume, mip: int) -> str:
+def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
     """SRC/KEY/fill_holes: the background labeling, surveys and hole table."""
-    return cv.meta.join(cv.cloudpath, cv.meta.key(mip), "fill_holes")
+    return WorkDir.of(cv, mip, "fill_holes")
 
 
 def create_background_relabel_tasks(src: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE) -> Tasks:
     """The background's connected components (after the ccl faces, links and calc-labels steps with
     threshold_lte=0, 6-connected) written as WORK/background, which the survey reads."""
     cv, _ = source(src, mip, shape)
-    return ccl_steps.create_ccl_relabel_tasks(cv.cloudpath, f"{work_dir(cv, mip)}/background", mip=mip,
+    return ccl_steps.create_ccl_relabel_tasks(cv.cloudpath, f"{work_dir(cv, mip).url}/background", mip=mip,
                                               shape=list(shape), threshold_lte=0, connectivity=6,
                                               fill_missing=False, encoding="raw")
 
@@ -110,39 +108,27 @@ def create_hole_survey_tasks(src: str, mip: int = 0, shape: Sequence[int] = DEFA
     """Tasks that survey each block's background components (after create_background_relabel_tasks)."""
     cv, grid = source(src, mip, shape)
     work = work_dir(cv, mip)
-    files = CloudFiles(work)
-    files.delete(list(files.list(prefix="survey/")))
-    files.put_json(PARAMS, {"shape": ints(grid.shape)})
+    work.clean("survey/")
+    work.save(PARAMS, {"shape": ints(grid.shape)})
     return box_tasks(grid, HoleSurveyTask, f"survey the background of {cv.cloudpath}", src_path=cv.cloudpath,
-                     work=work, mip=mip)
+                     work=work.url, mip=mip)
 
 
 def plan_hole_filling(src: str, max_hole_size: int, mip: int = 0) -> int:
     """Merge every survey here and write the hole table; returns how many holes will be filled."""
     cv = open_layer(src, mip)
-    files = CloudFiles(work_dir(cv, mip))
-    params = files.get_json(PARAMS)
-    if params is None:
-        raise UserError(f"no hole survey of {cv.cloudpath} mip {mip}: run `igneous-like postprocess "
-                        f"fill-holes {cv.cloudpath} DEST` (it runs every step)")
+    work = work_dir(cv, mip)
+    params = work.require(PARAMS, f"no hole survey of {cv.cloudpath} mip {mip}: run `igneous-like "
+                                  f"postprocess fill-holes {cv.cloudpath} DEST` (it runs every step)")
     _, grid = source(src, mip, params["shape"])
-    names = [survey_name(box) for box in grid]
     parts = {key: [] for key in ("ids", "counts", "edge", "first", "second")}
-    for start in range(0, len(names), BATCH):
-        batch = names[start:start + BATCH]
-        contents = files.get(batch, return_dict=True)
-        missing = [name for name in batch if contents.get(name) is None]
-        if missing:
-            raise UserError(f"{len(missing)} hole survey tasks have not finished (first {files.cloudpath}/"
-                            f"{missing[0]}); run them first")
-        for name in batch:
-            with np.load(io.BytesIO(contents[name]), allow_pickle=False) as arrays:
-                for key in parts:
-                    parts[key].append(arrays[key])
+    for arrays in work.gather_arrays([survey_name(box) for box in grid], "hole survey tasks"):
+        for key in parts:
+            parts[key].append(arrays[key])
     joined = {key: np.concatenate(value or [np.zeros(0, np.uint64)]) for key, value in parts.items()}
     holes, fills = postprocess.plan_fills((joined["ids"], joined["counts"]), joined["edge"],
                                           (joined["first"], joined["second"]), max_hole_size)
-    label_table.write(f"{files.cloudpath}/{HOLES_TABLE}", holes, fills)
+    label_table.write(f"{work.url}/{HOLES_TABLE}", holes, fills)
     return int(holes.size)
 
 
@@ -151,15 +137,15 @@ def create_fill_holes_tasks(src: str, dest: str, mip: int = 0, shape: Sequence[i
     """Tasks that write DEST: SRC with every planned hole filled."""
     cv, grid = source(src, mip, shape)
     work = work_dir(cv, mip)
-    if not CloudFiles(work).exists(HOLES_TABLE):
+    if not work.files.exists(HOLES_TABLE):
         raise UserError(f"no hole plan for {cv.cloudpath} mip {mip}: run `igneous-like postprocess "
                         f"fill-holes {cv.cloudpath} DEST` (it runs every step)")
     out = destination(cv, dest, mip, {"task": "FillHolesTask"})
     return box_tasks(grid, FillHolesTask, f"fill holes of {cv.cloudpath} into {out.cloudpath}",
-                     src_path=cv.cloudpath, dest_path=out.cloudpath, work=work, mip=mip,
+                     src_path=cv.cloudpath, dest_path=out.cloudpath, work=work.url, mip=mip,
                      compress=compression(compress))
 
 
 def clean_fill_holes_files(src: str, mip: int = 0) -> int:
     """Delete SRC/KEY/fill_holes/ (background labeling, surveys, plan); returns how many files."""
-    return delete_directory(work_dir(open_layer(src, mip), mip))
+    return work_dir(open_layer(src, mip), mip).clean()

@@ -6,6 +6,7 @@ joins components across seams (igneous_like.skeletons.join_pieces), drops whole-
 components of dust_threshold voxels or fewer, names each object (its segment label, or 1..N
 in grid order for a thresholded image), and writes one manifest per merge task.
 """
+import json
 import posixpath
 import re
 from collections import defaultdict
@@ -24,6 +25,7 @@ from cloudvolume.lib import Bbox
 
 from igneous_like.errors import UserError
 from igneous_like.skeletons import join_pieces, to_swc, vertex_attributes
+from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Grid,
     Tasks,
@@ -162,41 +164,36 @@ def write_forge_info(cv: CloudVolume, mip: int, attributes: List[dict], run: For
     if not cv.info.get("skeletons"):
         cv.info["skeletons"] = f"skeletons_mip_{mip}"
         cv.commit_info()
-    cf = CloudFiles(skeleton_dir(cv))
-    cf.put_json("info", {
+    work = WorkDir(skeleton_dir(cv))
+    work.save("info", {
         "@type": "neuroglancer_skeletons",
         "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0],
         "vertex_attributes": attributes,
         "mip": int(mip),
-    }, cache_control="no-cache")
-    cf.put_json(FORGE_FILE, run.to_json(), cache_control="no-cache")
+    })
+    work.save(FORGE_FILE, run)
 
 
 def read_forge(layer_path: str):
-    """The layer, its skeleton directory's CloudFiles and the forge run recorded there."""
+    """The layer, its skeleton directory and the forge run recorded there."""
     cv = open_layer(layer_path)
-    forge = None
-    if cv.info.get("skeletons"):
-        cf = CloudFiles(skeleton_dir(cv))
-        forge = cf.get_json(FORGE_FILE)
+    work = WorkDir(skeleton_dir(cv)) if cv.info.get("skeletons") else None
+    forge = None if work is None else work.load(FORGE_FILE)
     if forge is None:
         raise UserError(f"no skeleton fragments in {cv.cloudpath}: run igneous-like skeleton forge first "
                         "(or they were removed by skeleton clean)")
     if set(forge) != {f.name for f in fields(ForgeRun)}:
         raise UserError(f"the skeleton fragments in {cv.cloudpath} were forged by another version of "
                         "igneous-like; run igneous-like skeleton forge again")
-    return cv, cf, ForgeRun.from_json(forge)
+    return cv, work, ForgeRun.from_json(forge)
 
 
-def gather_objects(cf: CloudFiles, run: ForgeRun) -> dict:
+def gather_objects(work: WorkDir, run: ForgeRun) -> dict:
     """{label: [[box, key, component], ...]}: every object above the dust threshold and its
     fragments, with the whole-volume connected component each belongs to."""
-    names = [box.to_filename() for box in forge_grid(run)]
-    indexes = cf.get_json([f"{FRAGMENTS}/{name}.index" for name in names])
-    missing = [name for name, index in zip(names, indexes) if index is None]
-    if missing:
-        raise UserError(f"{len(missing)} of {len(names)} forge tasks have not finished (the first is box "
-                        f"{missing[0]}); run the forge queue until it is empty, then merge")
+    names = [f"{FRAGMENTS}/{box.to_filename()}.index" for box in forge_grid(run)]
+    indexes = map(json.loads, work.gather(names, "forge tasks", "run the forge queue until it is empty, "
+                                                                "then merge"))
     pieces = [(index["box"], *piece) for index in indexes for piece in index["pieces"]]
     groups = join_pieces([piece[4] for piece in pieces])
     sizes = np.bincount(groups, weights=[piece[3] for piece in pieces]) if pieces else np.zeros(0)
@@ -209,8 +206,8 @@ def gather_objects(cf: CloudFiles, run: ForgeRun) -> dict:
     return dict(sorted(objects.items()))
 
 
-def write_manifests(cf: CloudFiles, batches: dict) -> None:
-    cf.put_jsons(((f"{FRAGMENTS}/merge/{name}", {"labels": [int(label) for label in objects],
+def write_manifests(work: WorkDir, batches: dict) -> None:
+    work.files.put_jsons(((f"{FRAGMENTS}/merge/{name}", {"labels": [int(label) for label in objects],
                                                   "fragments": list(objects.values())})
                   for name, objects in batches.items()), compress="gzip", cache_control="no-cache")
 
@@ -229,12 +226,12 @@ def merge_tasks(cv: CloudVolume, names: Iterable[str], sharded: bool, descriptio
     return Tasks(names, make, description)
 
 
-def update_skeleton_info(cf: CloudFiles, sharding: Optional[dict]) -> None:
-    info = cf.get_json("info")
+def update_skeleton_info(work: WorkDir, sharding: Optional[dict]) -> None:
+    info = work.load("info")
     info.pop("sharding", None)
     if sharding is not None:
         info["sharding"] = sharding
-    cf.put_json("info", info, cache_control="no-cache")
+    work.save("info", info)
 
 
 def create_unsharded_skeleton_merge_tasks(
@@ -246,15 +243,15 @@ def create_unsharded_skeleton_merge_tasks(
     check_merge_thresholds(dust_threshold, tick_threshold, max_cable_length)
     if magnitude < 0:
         raise UserError(f"--magnitude must be at least 0, got {magnitude}")
-    cv, cf, run = read_forge(layer_path)
-    objects = gather_objects(cf, run)
+    cv, work, run = read_forge(layer_path)
+    objects = gather_objects(work, run)
     labels = list(objects)
     batches = {}
     parts = np.array_split(np.array(labels, dtype=np.uint64), max(min(10 ** magnitude, len(labels)), 1))
     for n, part in enumerate(p for p in parts if len(p)):
         batches[f"unsharded-{n}.json"] = {int(label): objects[int(label)] for label in part}
-    write_manifests(cf, batches)
-    update_skeleton_info(cf, None)
+    write_manifests(work, batches)
+    update_skeleton_info(work, None)
     return merge_tasks(cv, batches, False, f"merge {len(labels)} skeletons of {cv.cloudpath}",
                        dust_threshold=float(dust_threshold), tick_threshold=float(tick_threshold),
                        max_cable_length=None if max_cable_length is None else float(max_cable_length))
@@ -275,8 +272,8 @@ def create_sharded_skeleton_merge_tasks(
             raise UserError(f"{name} {encoding!r}: choose {' or '.join(SHARD_ENCODINGS)}")
     if min(shard_index_bytes, minishard_index_bytes, min_shards) < 1 or (max_labels_per_shard or 1) < 1:
         raise UserError("index sizes, --min-shards and --max-labels-per-shard must be at least 1")
-    cv, cf, run = read_forge(layer_path)
-    objects = gather_objects(cf, run)
+    cv, work, run = read_forge(layer_path)
+    objects = gather_objects(work, run)
     if max_labels_per_shard is not None:
         min_shards = max(min_shards, int(np.ceil(len(objects) / max_labels_per_shard)))
     shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(
@@ -289,8 +286,8 @@ def create_sharded_skeleton_merge_tasks(
     batches = defaultdict(dict)
     for label, parts in objects.items():
         batches[f"shard-{spec.compute_shard_location(label).shard_number}.json"][label] = parts
-    write_manifests(cf, batches)
-    update_skeleton_info(cf, spec.to_dict())
+    write_manifests(work, batches)
+    update_skeleton_info(work, spec.to_dict())
     return merge_tasks(cv, batches, True, f"merge {len(objects)} skeletons of {cv.cloudpath} into "
                        f"{len(batches)} shards", dust_threshold=float(dust_threshold),
                        tick_threshold=float(tick_threshold),
@@ -299,10 +296,8 @@ def create_sharded_skeleton_merge_tasks(
 
 def delete_skeleton_fragments(layer_path: str) -> int:
     """Delete the forge fragments, indexes and merge manifests; returns how many files went."""
-    cv, cf, _ = read_forge(layer_path)
-    files = list(cf.list(prefix=f"{FRAGMENTS}/"))
-    cf.delete(files)
-    return len(files)
+    _, work, _ = read_forge(layer_path)
+    return work.clean(f"{FRAGMENTS}/")
 
 
 LABEL_FILE = re.compile(r"^(\d+)(?:\.gz|\.br|\.zstd)?$")

@@ -3,23 +3,19 @@
 Read the result with igneous_like.label_table.read_voxel_counts.
 """
 from functools import partial
-from itertools import islice
 from typing import Sequence
 
 import numpy as np
-from cloudfiles import CloudFiles
-from cloudvolume.lib import Bbox, Vec
 
 from igneous_like import label_table
 from igneous_like.ccl import merge_counts
 from igneous_like.errors import UserError
-from igneous_like.task_creation.common import Grid, Tasks, check_vec, delete_directory, ints, open_layer
+from igneous_like.stage import WorkDir, merged_as_they_come
+from igneous_like.task_creation.common import Grid, Tasks, check_vec, ints, open_layer
 from igneous_like.tasks.voxels import VoxelCountTask, part_name
 
 DEFAULT_SHAPE = (512, 512, 512)
 GRID_FILE = "grid.json"
-BATCH = 256  # part files fetched per request batch
-MERGE_ENTRIES = 1 << 22  # merge pending parts once they hold this many entries (or the total so far)
 
 
 def create_voxel_counting_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
@@ -32,18 +28,13 @@ def create_voxel_counting_tasks(cloudpath: str, mip: int = 0, shape: Sequence[in
     if cv.num_channels != 1 or np.dtype(cv.dtype).kind not in "ub":
         raise UserError(f"voxel counts need one channel of unsigned integer labels; {cv.cloudpath} has "
                         f"{cv.num_channels} channel(s) of {cv.dtype}")
-    size = cv.meta.volume_size(mip)
-    shape = np.minimum(check_vec("--shape", shape), size)
-    bounds = cv.meta.bounds(mip)
-    grid = Grid(bounds, shape, bounds.minpt, bounds)
-    parts = label_table.voxel_counts_url(cv, mip, parts=True)
-    files = CloudFiles(parts)
-    layout = {"offset": ints(bounds.minpt), "size": ints(size), "shape": ints(shape)}
-    if files.get_json(GRID_FILE) not in (None, layout):
-        delete_directory(parts)
-    files.put_json(GRID_FILE, layout)
+    grid = Grid.over(cv.meta.bounds(mip), np.minimum(check_vec("--shape", shape), cv.meta.volume_size(mip)))
+    work = WorkDir(label_table.voxel_counts_url(cv, mip, parts=True))
+    if work.load(GRID_FILE) not in (None, grid.to_json()):
+        work.clean()
+    work.save(GRID_FILE, grid.to_json())
     make = lambda box: partial(VoxelCountTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
-                               shape=ints(box.size3()), parts=parts, fill_missing=fill_missing)
+                               shape=ints(box.size3()), parts=work.url, fill_missing=fill_missing)
     return Tasks(grid, make, f"count voxels of {cv.cloudpath} mip {mip}")
 
 
@@ -54,35 +45,19 @@ def accumulate_voxel_counts(cloudpath: str, mip: int = 0, clean: bool = False) -
     a few times the size of the result. `clean` deletes the parts afterwards.
     """
     cv = open_layer(cloudpath, mip)
-    parts = label_table.voxel_counts_url(cv, mip, parts=True)
-    files = CloudFiles(parts)
-    layout = files.get_json(GRID_FILE)
-    if layout is None:
-        raise UserError(f"no voxel counts to sum for {cv.cloudpath} mip {mip}: run "
-                        f"`igneous-like image voxels count {cv.cloudpath} --mip {mip}` first")
-    bounds = Bbox(layout["offset"], Vec(*layout["offset"]) + Vec(*layout["size"]))
-    names = (part_name(box) for box in Grid(bounds, Vec(*layout["shape"]), bounds.minpt, bounds))
-    total_labels, total_counts = np.zeros(0, np.uint64), np.zeros(0, np.uint64)
-    pending, pending_size = [], 0
-    while True:
-        batch = list(islice(names, BATCH))
-        contents = files.get(batch, return_dict=True) if batch else {}
-        missing = [name for name in batch if contents.get(name) is None]
-        if missing:
-            raise UserError(f"{len(missing)} voxel count parts are missing (first {parts}/{missing[0]}); "
-                            "run every count task first")
-        for name in batch:
-            pending.append(label_table.decode(contents[name]))
-            pending_size += pending[-1][0].size
-        if batch and pending_size < max(MERGE_ENTRIES, total_labels.size):
-            continue
-        pending.append((total_labels, total_counts))
-        total_labels, total_counts = merge_counts(np.concatenate([p[0] for p in pending]),
-                                                  np.concatenate([p[1] for p in pending]))
-        pending, pending_size = [], 0
-        if not batch:
-            break
-    label_table.write(label_table.voxel_counts_url(cv, mip), total_labels, total_counts)
+    work = WorkDir(label_table.voxel_counts_url(cv, mip, parts=True))
+    layout = work.require(GRID_FILE, f"no voxel counts to sum for {cv.cloudpath} mip {mip}: run "
+                                     f"`igneous-like image voxels count {cv.cloudpath} --mip {mip}` first")
+    names = [part_name(box) for box in Grid.from_json(layout)]
+    parts = map(label_table.decode, work.gather(names, "voxel count tasks"))
+    labels, counts = merged_as_they_come(parts, sum_counts, lambda part: part[0].size)
+    label_table.write(label_table.voxel_counts_url(cv, mip), labels, counts)
     if clean:
-        delete_directory(parts)
-    return int(total_labels.size)
+        work.clean()
+    return int(labels.size)
+
+
+def sum_counts(parts):
+    """(labels, counts) of several (labels, counts) parts, each label's counts added up."""
+    empty = np.zeros(0, np.uint64)
+    return merge_counts(*(np.concatenate([empty] + [part[k] for part in parts]) for k in range(2)))

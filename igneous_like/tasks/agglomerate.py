@@ -15,14 +15,14 @@ from typing import Sequence, Union
 
 import fastremap
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import label_table
+from igneous_like.grid import TaskBox
 from igneous_like.region_graph import block_graph
-from igneous_like.tasks.ccl import put_arrays
+from igneous_like.stage import WorkDir
 
 PARAMS_FILE, MERGE_FILE, MAPPING_TABLE = "params.json", "merge.json", "mapping.ltab"
 
@@ -49,10 +49,10 @@ def RegionGraphTask(frag_path: str, boundary_path: str, mip: int, offset: Sequen
     its high faces so the faces it shares with the next tasks are counted here and only here."""
     frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
     boundary = CloudVolume(boundary_path, mip=mip, fill_missing=fill_missing, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
-    read = Bbox.intersection(Bbox(box.minpt, box.maxpt + 1), frag.meta.bounds(mip))
-    graph = block_graph(read_box(frag, read, mip), read_box(boundary, read, mip), tuple(box.size3()))
-    put_arrays(CloudFiles(work), graph_name(box), **graph.arrays())
+    box = TaskBox.at(offset, shape, frag.meta.bounds(mip), high=1)
+    labels, levels = read_box(frag, box.read, mip), read_box(boundary, box.read, mip)
+    graph = block_graph(labels, levels, tuple(box.write.size3()))
+    WorkDir(work).put_arrays(graph_name(box.write), **graph.arrays())
 
 
 @queueable
@@ -64,7 +64,7 @@ def AgglomerationRelabelTask(frag_path: str, dest_path: str, mip: int, offset: S
     become 0 without keep_unmapped."""
     frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     labels = read_box(frag, box, mip)
     present = fastremap.unique(labels)
     absent = np.iinfo(np.uint64).max
@@ -97,6 +97,6 @@ def WatershedTask(prob_path: str, dest_path: str, mip: int, offset: Sequence[int
     since no box holds more fragments than `stride`, its voxel count)."""
     prob = CloudVolume(prob_path, mip=mip, fill_missing=fill_missing, progress=False)
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     fragments = seeded_watershed(read_box(prob, box, mip), seed_threshold, sigma)
     dest.image.upload(fragments + np.uint64(index * stride), box.minpt, mip)

@@ -14,12 +14,10 @@ Intermediate files live under LAYER/KEY/ccl/ (KEY: the mip's key), named by task
 `image ccl clean` deletes the directory. Every file is written whole, so a task run twice
 leaves the same files.
 """
-import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
@@ -39,13 +37,15 @@ from igneous_like.ccl import (
     task_lookup,
     unique_pairs,
 )
+from igneous_like.grid import TaskBox
 from igneous_like.layers import upload
+from igneous_like.stage import Record, WorkDir
 
 Number = Union[int, float]
 
 
 @dataclass(frozen=True)
-class CCLOptions:
+class CCLOptions(Record):
     """What defines a labeling: the volume, the task grid and how voxels connect; JSON in tasks."""
     offset: Tuple[int, int, int]  # the volume's voxel offset at the mip
     size: Tuple[int, int, int]  # the volume's size
@@ -58,9 +58,6 @@ class CCLOptions:
     def __post_init__(self):
         for name in ("offset", "size", "shape"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
     @property
     def thresholded(self) -> bool:
@@ -137,24 +134,9 @@ RELABEL_TABLE, STARTS_TABLE = "relabel.ltab", "starts.ltab"
 PARAMS_FILE, LABELS_FILE = "params.json", "labels.json"
 
 
-def put_arrays(files: CloudFiles, name: str, **arrays: np.ndarray) -> None:
-    """Store arrays as one compressed .npz (never pickle)."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    files.put(name, buffer.getvalue(), compress=None, content_type="application/octet-stream")
-
-
-def parse_arrays(data: Optional[bytes], what: str) -> Dict[str, np.ndarray]:
-    if data is None:
-        raise FileNotFoundError(f"{what} is missing; run the earlier ccl step for every task first")
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
-
-
-def get_arrays(files: CloudFiles, names: List[str]) -> Dict[str, Dict[str, np.ndarray]]:
-    """Fetch several .npz files at once; a missing one names itself."""
-    contents = files.get(names, return_dict=True) if names else {}
-    return {name: parse_arrays(contents.get(name), f"{files.cloudpath}/{name}") for name in names}
+def get_faces(work: WorkDir, names: List[str]) -> Dict[str, Dict[str, np.ndarray]]:
+    """Fetch several face files at once; a missing one names itself."""
+    return dict(zip(names, work.gather_arrays(names, "faces tasks")))
 
 
 def read_image(cv: CloudVolume, box: Bbox, mip: int) -> np.ndarray:
@@ -169,17 +151,17 @@ def label_image(image: np.ndarray, opts: CCLOptions) -> Tuple[np.ndarray, int]:
 @queueable
 def CCLFacesTask(layer_path: str, mip: int, work: str, index: int, options: dict) -> None:
     """Label task `index`'s box; store its shared faces and what the global step needs of it."""
-    opts = CCLOptions(**options)
+    opts = CCLOptions.from_json(options)
     cv = CloudVolume(layer_path, mip=mip, fill_missing=opts.fill_missing, progress=False)
     image = read_image(cv, opts.box(index), mip)
     labels, count = label_image(image, opts)
-    files = CloudFiles(work)
+    work = WorkDir(work)
     on_faces = [np.zeros(0, labels.dtype)]
     for axis, side in opts.shared_faces(index):
         arrays = {"labels": face(labels, axis, side)}
         if not opts.thresholded:
             arrays["values"] = face(image, axis, side)
-        put_arrays(files, face_name(index, axis, side), **arrays)
+        work.put_arrays(face_name(index, axis, side), **arrays)
         on_faces.append(arrays["labels"].ravel())
     face_labels = np.unique(np.concatenate(on_faces))
     face_labels = face_labels[face_labels != 0].astype(np.uint64)
@@ -188,14 +170,14 @@ def CCLFacesTask(layer_path: str, mip: int, work: str, index: int, options: dict
     interior[0] = False
     interior[face_labels.astype(np.int64)] = False
     sizes, frequency = size_histogram(counts[interior])
-    put_arrays(files, summary_name(index), num_labels=np.uint64(count), face_labels=face_labels,
+    work.put_arrays(summary_name(index), num_labels=np.uint64(count), face_labels=face_labels,
                face_counts=counts[face_labels.astype(np.int64)], sizes=sizes, frequency=frequency)
 
 
 @queueable
 def CCLEquivalenceTask(work: str, index: int, options: dict) -> None:
     """Link task `index`'s low faces with the faces its lower neighbors stored."""
-    opts = CCLOptions(**options)
+    opts = CCLOptions.from_json(options)
     position = opts.position(index)
     wanted = []  # (direction, neighbor index, own face file, neighbor face file)
     for direction in half_directions(opts.connectivity):
@@ -203,8 +185,8 @@ def CCLEquivalenceTask(work: str, index: int, options: dict) -> None:
         if opts.contains(neighbor):
             axis, other = lead_axis(direction), opts.index(neighbor)
             wanted.append((direction, other, face_name(index, axis, "lo"), face_name(other, axis, "hi")))
-    files = CloudFiles(work)
-    faces = get_arrays(files, sorted({name for w in wanted for name in w[2:]}))
+    work = WorkDir(work)
+    faces = get_faces(work, sorted({name for w in wanted for name in w[2:]}))
     firsts, seconds = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)]
     for direction, other, own_name, other_name in wanted:
         own, theirs = faces[own_name], faces[other_name]
@@ -213,15 +195,15 @@ def CCLEquivalenceTask(work: str, index: int, options: dict) -> None:
         firsts.append(a + np.uint64(index * opts.stride))
         seconds.append(b + np.uint64(other * opts.stride))
     first, second = unique_pairs(np.concatenate(firsts), np.concatenate(seconds))
-    put_arrays(files, links_name(index), first=first, second=second)
+    work.put_arrays(links_name(index), first=first, second=second)
 
 
 @queueable
 def CCLRelabelTask(src_path: str, dest_path: str, mip: int, offset: List[int], shape: List[int], work: str,
                    options: dict, dust: int, compress: Union[str, bool, None] = None) -> None:
     """Write the final labels of one destination box (whole chunks) from the tasks overlapping it."""
-    opts = CCLOptions(**options)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    opts = CCLOptions.from_json(options)
+    box = TaskBox.at(offset, shape).write
     src = CloudVolume(src_path, mip=mip, fill_missing=opts.fill_missing, progress=False)
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)
     dtype = np.dtype(dest.dtype)

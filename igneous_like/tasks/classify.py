@@ -10,11 +10,11 @@ from typing import Sequence, Union
 import numpy as np
 from cloudfiles import CloudFile
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
 
 from igneous_like import classifier
 from igneous_like.features import halo
+from igneous_like.grid import TaskBox
 
 
 @lru_cache(maxsize=4)
@@ -29,11 +29,6 @@ def load_model(model_path: str, sha256: str) -> classifier.Model:
     return classifier.Model.from_bytes(data)
 
 
-def padded_box(box: Bbox, margin: Sequence[int], bounds: Bbox) -> Bbox:
-    """`box` grown by `margin` voxels per side, clipped to the volume."""
-    return Bbox.clamp(Bbox(box.minpt - Vec(*margin), box.maxpt + Vec(*margin)), bounds)
-
-
 @queueable
 def ClassifyTask(image_path: str, dest_path: str, model_path: str, model_sha256: str, mip: int,
                  offset: Sequence[int], shape: Sequence[int], fill_missing: bool = False,
@@ -42,10 +37,9 @@ def ClassifyTask(image_path: str, dest_path: str, model_path: str, model_sha256:
     model = load_model(model_path, model_sha256)
     source = CloudVolume(image_path, mip=mip, fill_missing=fill_missing, progress=False)
     dest = CloudVolume(dest_path, mip=0, compress=compress, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
-    read = padded_box(box, halo(model.settings), source.meta.bounds(mip))
-    image = np.asarray(source.image.download(read, mip))[..., 0]
-    crop = tuple(slice(int(a), int(b)) for a, b in zip(box.minpt - read.minpt, box.maxpt - read.minpt))
-    probability = classifier.predict(model, image, crop)
+    margin = halo(model.settings)
+    box = TaskBox.at(offset, shape, source.meta.bounds(mip), low=margin, high=margin)
+    image = np.asarray(source.image.download(box.read, mip))[..., 0]
+    probability = classifier.predict(model, image, box.own)
     out = classifier.to_uint8(probability) if dest.dtype == np.uint8 else probability
-    dest.image.upload(out[..., np.newaxis], box.minpt, 0)
+    dest.image.upload(out[..., np.newaxis], box.write.minpt, 0)

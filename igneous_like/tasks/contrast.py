@@ -3,7 +3,6 @@ histogram, stretch one box between its slices' levels, or equalize whole slices 
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
@@ -11,7 +10,7 @@ from taskqueue import queueable
 from igneous_like import contrast
 from igneous_like.grid import Grid
 from igneous_like.layers import upload
-from igneous_like.tasks.ccl import get_arrays, put_arrays
+from igneous_like.stage import WorkDir
 
 RECORD = "record.json"
 
@@ -48,24 +47,23 @@ def HistogramTask(layer_path: str, mip: int, offset: Sequence[int], shape: Seque
     """Store the grey-level counts of each z slice of one box."""
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     histograms = contrast.slice_histograms(read_box(layer_path, box, mip, fill_missing))
-    put_arrays(CloudFiles(work), part_name(box), histograms=histograms)
+    WorkDir(work).put_arrays(part_name(box), histograms=histograms)
 
 
 @queueable
 def LevelsTask(work: str, z_start: int, z_stop: int) -> None:
     """Sum the counts of one row of boxes into its slices' histograms (a missing part fails the task)."""
-    files = CloudFiles(work)
-    names = [part_name(box) for box in row_boxes(files.get_json(RECORD), z_start, z_stop)]
-    parts = get_arrays(files, names)
-    total = sum(part["histograms"] for part in parts.values())
-    put_arrays(files, levels_name(z_start, z_stop), histograms=total)
+    parts = WorkDir(work)
+    names = [part_name(box) for box in row_boxes(parts.load(RECORD), z_start, z_stop)]
+    total = sum(part["histograms"] for part in parts.gather_arrays(names, "histogram tasks"))
+    parts.put_arrays(levels_name(z_start, z_stop), histograms=total)
 
 
 def slice_levels(work: str, record: dict, z_start: int, z_stop: int) -> np.ndarray:
     """The histograms of slices z_start..z_stop-1, from the levels files that hold them."""
     rows = [row for row in slice_rows(record) if row[0] < z_stop and row[1] > z_start]
-    files = get_arrays(CloudFiles(work), [levels_name(*row) for row in rows])
-    histograms = np.concatenate([files[levels_name(*row)]["histograms"] for row in rows])
+    levels = WorkDir(work).gather_arrays([levels_name(*row) for row in rows], "levels tasks")
+    histograms = np.concatenate([level["histograms"] for level in levels])
     first = rows[0][0]
     return histograms[z_start - first:z_stop - first]
 
@@ -78,7 +76,7 @@ def ContrastTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
     """Write one box stretched between its slices' clip levels (or minval and maxval, where given)."""
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     img = read_box(src_path, box, mip, fill_missing)
-    record = CloudFiles(work).get_json(RECORD)
+    record = WorkDir(work).load(RECORD)
     lower, upper = contrast.clip_levels(slice_levels(work, record, int(box.minpt.z), int(box.maxpt.z)),
                                         clip_fraction)
     if minval is not None:

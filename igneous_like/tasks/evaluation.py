@@ -7,14 +7,14 @@ adds them up exactly and deletes them.
 from typing import Sequence
 
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like.evaluation import contingency
+from igneous_like.grid import TaskBox
+from igneous_like.stage import WorkDir
 from igneous_like.tasks.agglomerate import read_box
-from igneous_like.tasks.ccl import put_arrays
 
 
 def part_name(box: Bbox) -> str:
@@ -25,8 +25,8 @@ def part_name(box: Bbox) -> str:
 def ContingencyTask(seg_path: str, gt_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
                     parts: str, fill_missing: bool = False) -> None:
     """The contingency rows of one box."""
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     seg = read_box(CloudVolume(seg_path, mip=mip, fill_missing=fill_missing, progress=False), box, mip)
     gt = read_box(CloudVolume(gt_path, mip=mip, fill_missing=fill_missing, progress=False), box, mip)
     seg_ids, gt_ids, counts = contingency(seg, gt)
-    put_arrays(CloudFiles(parts), part_name(box), seg=seg_ids, gt=gt_ids, count=counts.astype(np.uint64))
+    WorkDir(parts).put_arrays(part_name(box), seg=seg_ids, gt=gt_ids, count=counts.astype(np.uint64))

@@ -13,6 +13,7 @@ from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
 
 from igneous_like.downsample import downsample
+from igneous_like.grid import TaskBox
 from igneous_like.layers import upload
 from igneous_like.paths import check_info
 
@@ -83,7 +84,7 @@ def DownsampleTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequ
                    num_mips: int, options: dict) -> None:
     """Read one box at `mip` and write mips mip+1 .. mip+num_mips of it."""
     opts = PyramidOptions(**options)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     cv = open_volume(layer_path, opts)
     write_pyramid(cv, read_box(cv, box, mip), box, mip, num_mips, opts, write_first=False)
 
@@ -94,7 +95,7 @@ def TransferTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
                  options: dict) -> None:
     """Copy one destination box from the source (shifted by `translate`), then downsample it."""
     opts = PyramidOptions(**options)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     img = read_box(open_volume(src_path, opts), box - Vec(*translate), mip)
     write_pyramid(open_volume(dest_path, opts), img, box, mip, num_mips, opts, write_first=True)
 
@@ -105,7 +106,7 @@ def DeleteTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence
     """Delete the chunks (or shard files) of one box at mips mip .. mip+num_mips-1."""
     cv = CloudVolume(layer_path, progress=False)
     check_info(cv.info, cv.cloudpath)  # a scale key must not lead into another layer
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     for level in range(mip, mip + num_mips):
         level_box = mip_box(cv, box, mip, level)
         if cv.image.is_sharded(level):

@@ -14,19 +14,19 @@ float64 by column), hist_start[N], pair_start[N], hist_values[H], hist_counts[H]
 pair_nuclei[P], pair_counts[P]. A merge task reads the header and the labels of each part, then
 only the rows, histogram and pairs of its own range, with byte-range reads.
 """
-import io
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import measure
-from igneous_like.grid import Grid
+from igneous_like.grid import Grid, TaskBox
+from igneous_like.stage import Record, WorkDir, npz
 
 RECORD = "measure.json"
 MERGE_RECORD = "merge.json"
@@ -37,7 +37,7 @@ _U8 = np.dtype("<u8")
 
 
 @dataclass(frozen=True)
-class MeasureRecord:
+class MeasureRecord(Record):
     """What the forge step did, so merge and export find every part and know the columns."""
     mip: int
     bounds: Tuple[int, ...]  # x0,y0,z0,x1,y1,z1 voxels
@@ -55,16 +55,7 @@ class MeasureRecord:
 
     @property
     def grid(self) -> Grid:
-        return Grid(self.box, Vec(*self.shape), self.box.minpt, self.box)
-
-    def save(self, files: CloudFiles) -> None:
-        files.put_json(RECORD, asdict(self), cache_control="no-cache")
-
-    @classmethod
-    def load(cls, files: CloudFiles) -> Optional["MeasureRecord"]:
-        record = files.get_json(RECORD)
-        return None if record is None else cls(**{k: tuple(v) if isinstance(v, list) else v
-                                                  for k, v in record.items()})
+        return Grid.over(self.box, self.shape)
 
 
 def part_name(box: Bbox) -> str:
@@ -199,35 +190,31 @@ def MeasureTask(layer_path: str, work: str, offset: Sequence[int], shape: Sequen
     """Partial statistics of one block (its mesh read with one voxel of overlap on the high
     faces for the surface area); written whole as the block's part file."""
     from igneous_like.tasks.mesh import MeshOptions, read_labels
-    files = CloudFiles(work)
-    record = MeasureRecord.load(files)
+    work = WorkDir(work)
+    record = work.load(RECORD, MeasureRecord)
     cv = CloudVolume(layer_path, mip=record.mip, fill_missing=record.fill_missing, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     padded, padded_box = read_labels(cv, box, record.mip, MeshOptions(fill_missing=record.fill_missing))
     own = padded[(box - padded_box.minpt).to_slices()]
     image = None if record.image is None else read_box(record.image, record.mip, box, record.fill_missing)
     nuclei = None if record.nuclei is None else read_box(record.nuclei, record.mip, box, record.fill_missing)
     areas = measure.surface_areas(padded, record.resolution)
     partial = measure.block_partial(own, box.minpt - record.box.minpt, image, nuclei, areas)
-    files.put(part_name(box), encode_part(partial, record.columns), compress=None,
-              content_type="application/octet-stream")
+    work.put_part(part_name(box), encode_part(partial, record.columns))
 
 
 @queueable
 def MeasureMergeTask(work: str, low: int, high: int) -> None:
     """Merge every part's rows of the labels low <= label < high into their final columns."""
-    files = CloudFiles(work)
-    record = MeasureRecord.load(files)
-    headers = read_headers(files, [part_name(box) for box in record.grid])
-    parts = read_range(files, headers, record.columns, low, high)
+    work = WorkDir(work)
+    record = work.load(RECORD, MeasureRecord)
+    headers = read_headers(work.files, [part_name(box) for box in record.grid])
+    parts = read_range(work.files, headers, record.columns, low, high)
     merged = measure.merge(parts) if parts else empty_partial(record.columns)
     merged = measure.select(merged, merged.columns["count"] > 0)
     table = measure.statistics(merged, record.resolution, record.box.minpt, image=record.image is not None,
                                nuclei=record.nuclei is not None)
-    buffer = io.BytesIO()
-    np.savez(buffer, **table)
-    files.put(result_name(low, high), buffer.getvalue(), compress=None,
-              content_type="application/octet-stream")
+    work.put_part(result_name(low, high), npz(table, compress=False))
 
 
 def empty_partial(columns: Sequence[str]) -> measure.Partial:

@@ -10,7 +10,7 @@ grid and options so stage 2 can find and check every block.
 """
 import base64
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fastremap
@@ -24,9 +24,10 @@ from mapbuffer import MapBuffer
 from taskqueue import queueable
 
 from igneous_like import meshes
-from igneous_like.grid import Grid
+from igneous_like.grid import Grid, TaskBox
 from igneous_like.multires import multires_fragments
 from igneous_like.paths import inside_layer
+from igneous_like.stage import Record, WorkDir
 
 FORGE_RECORD = "forge.json"
 FRAGMENTS = ".frags"
@@ -34,7 +35,7 @@ LABELS_PER_BATCH = 1000  # labels whose pieces a merge task holds at once
 
 
 @dataclass(frozen=True)
-class MeshOptions:
+class MeshOptions(Record):
     """How blocks are meshed and which labels are kept; stored in forge.json for the merge."""
     max_error: float = 40.0
     reduction_factor: int = 100  # 0: no simplification
@@ -45,12 +46,9 @@ class MeshOptions:
     encoding: str = "precomputed"
     spatial_index: bool = True
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ForgeRecord:
+class ForgeRecord(Record):
     """Stage 1's grid (at `mip`) and options: what stage 2 needs to find and read every block."""
     mip: int
     resolution: Tuple[float, float, float]
@@ -76,29 +74,21 @@ class ForgeRecord:
             return None
         return meshes.draco_grid(self.bounds[:3], self.bounds[3:], self.resolution)
 
-    def save(self, cf: CloudFiles) -> None:
-        cf.put_json(FORGE_RECORD, asdict(self), cache_control="no-cache")
-
-    @classmethod
-    def load(cls, cf: CloudFiles) -> Optional["ForgeRecord"]:
-        record = cf.get_json(FORGE_RECORD)
-        return None if record is None else cls(**record)
-
 
 def fragment_name(box: Bbox) -> str:
     return box.to_filename() + FRAGMENTS
 
 
-def mesh_dir_files(layer_path: str, mesh_dir: str) -> CloudFiles:
-    """The files of a layer's mesh directory (`--dir` or the info's `mesh`), never outside the layer."""
-    return CloudFiles(layer_path.rstrip("/") + "/" + inside_layer(mesh_dir, "the mesh directory"),
-                      progress=False)
+def mesh_work(layer_path: str, mesh_dir: str) -> WorkDir:
+    """A layer's mesh directory (`--dir` or the info's `mesh`), never outside the layer: stage 1's
+    record and parts live beside the meshes."""
+    return WorkDir(layer_path.rstrip("/") + "/" + inside_layer(mesh_dir, "the mesh directory"))
 
 
 def read_labels(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> Tuple[np.ndarray, Bbox]:
     """The block plus one voxel on its high faces, zero-padded where the volume ends."""
     bounds = cv.meta.bounds(mip)
-    read = Bbox.intersection(Bbox(box.minpt, box.maxpt + 1), bounds)
+    read = TaskBox.at(box.minpt, box.size3(), bounds, high=1).read
     labels = np.asarray(cv.image.download(read, mip=mip))[..., 0]
     if options.labels is not None:
         labels = fastremap.mask_except(labels, list(options.labels), in_place=True)
@@ -116,12 +106,12 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
     """Mesh every label of one block; pieces from neighbouring blocks meet exactly on the seam."""
     opts = MeshOptions(**options)
     cv = CloudVolume(layer_path, mip=mip, fill_missing=opts.fill_missing, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     labels, padded = read_labels(cv, box, mip, opts)
     own = box - padded.minpt  # the block's own voxels (no overlap or padding) count towards dust
     counts = meshes.voxel_counts(labels[own.to_slices()])
-    cf = mesh_dir_files(layer_path, mesh_dir)
-    record = ForgeRecord.load(cf)
+    work = mesh_work(layer_path, mesh_dir)
+    record = work.load(FORGE_RECORD, ForgeRecord)
     resolution = Vec(*record.resolution)
     draco = record.draco_grid()
     pieces, extents = {}, {}
@@ -133,11 +123,11 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
     for label, count in counts.items():  # voxels but no surface here: the count still matters for dust
         pieces[label] = meshes.encode_fragment(meshes.concatenate([]), count)
     if opts.spatial_index:
-        index = SpatialIndex(cf.cloudpath, cv.meta.bounds(mip), Vec(*shape) * resolution, config=cv.config,
+        index = SpatialIndex(work.url, cv.meta.bounds(mip), Vec(*shape) * resolution, config=cv.config,
                              resolution=record.resolution)
         physical = Bbox(box.minpt * resolution, box.maxpt * resolution)
-        cf.put_json(next(iter(index.index_file_paths_for_bbox(physical))), extents)
-    cf.put(fragment_name(box), MapBuffer(pieces).tobytes(), compress=None)
+        work.files.put_json(next(iter(index.index_file_paths_for_bbox(physical))), extents)
+    work.put_part(fragment_name(box), MapBuffer(pieces).tobytes())
 
 
 class RangedFile:
@@ -260,11 +250,16 @@ def multires_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str, wanted,
             yield (label, *written)
 
 
+def forged(layer_path: str, mesh_dir: str) -> Tuple[CloudFiles, ForgeRecord]:
+    """The mesh directory's files and stage 1's record, for a merge task."""
+    work = mesh_work(layer_path, mesh_dir)
+    return work.files, work.load(FORGE_RECORD, ForgeRecord)
+
+
 @queueable
 def MeshMergeTask(layer_path: str, mesh_dir: str, blocks: str, label_range: Sequence[int], nlod: int) -> None:
     """Write the meshes of labels in [first, last]: legacy files (nlod 0) or multi-resolution ones."""
-    cf = mesh_dir_files(layer_path, mesh_dir)
-    record = ForgeRecord.load(cf)
+    cf, record = forged(layer_path, mesh_dir)
     first, last = label_range
     wanted = lambda labels: (labels >= first) & (labels <= last)
     if nlod == 0:
@@ -280,8 +275,7 @@ def MeshMergeTask(layer_path: str, mesh_dir: str, blocks: str, label_range: Sequ
 @queueable
 def MeshShardTask(layer_path: str, mesh_dir: str, blocks: str, shard: int, nlod: int) -> None:
     """Write one whole shard file of multi-resolution meshes: the labels that hash to `shard`."""
-    cf = mesh_dir_files(layer_path, mesh_dir)
-    record = ForgeRecord.load(cf)
+    cf, record = forged(layer_path, mesh_dir)
     spec = ShardingSpecification.from_dict(cf.get_json("info")["sharding"])
     wanted = lambda labels: shard_numbers(spec, labels) == shard
     stored, manifest_sizes = {}, {}

@@ -6,17 +6,17 @@ Hole filling keeps its files under SRC/KEY/fill_holes/:
     survey/BOX.npz        one block's component sizes, edge contacts and neighbour pairs
     holes.ltab            hole component -> the label that fills it (a label table)
 """
-import io
 from typing import Sequence, Union
 
 import fastremap
 import numpy as np
-from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import label_table, postprocess
+from igneous_like.grid import TaskBox
+from igneous_like.stage import WorkDir, npz
 
 HOLES_TABLE = "holes.ltab"
 
@@ -38,7 +38,7 @@ def write(path: str, mip: int, box: Bbox, data: np.ndarray, compress: Union[str,
 def DustTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
              counts: str, min_size: int, compress: Union[str, bool, None] = None) -> None:
     """Copy one box, zeroing the labels with fewer than `min_size` voxels in the whole volume."""
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     labels = read(src_path, mip, box)
     sizes = label_table.Table(counts).lookup(fastremap.unique(labels))
     write(dest_path, mip, box, postprocess.remove_small(labels, sizes, min_size), compress)
@@ -47,24 +47,21 @@ def DustTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int], sha
 @queueable
 def HoleSurveyTask(src_path: str, work: str, mip: int, offset: Sequence[int], shape: Sequence[int]) -> None:
     """Sizes, edge contacts and neighbouring labels of the background components in one box."""
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
     bounds = CloudVolume(src_path, mip=mip, progress=False).meta.bounds(mip)
-    wide = Bbox.intersection(Bbox(box.minpt - 1, box.maxpt + 1), bounds)
-    pad_low, pad_high = wide.minpt - (box.minpt - 1), (box.maxpt + 1) - wide.maxpt
-    neighbours = np.pad(read(src_path, mip, wide), list(zip(pad_low, pad_high)))
-    background = read(f"{work}/background", mip, box)
-    on_edge = [(box.minpt[k] == bounds.minpt[k], box.maxpt[k] == bounds.maxpt[k]) for k in range(3)]
+    box = TaskBox.at(offset, shape, bounds, low=1, high=1)
+    neighbours = np.pad(read(src_path, mip, box.read), box.padding)
+    background = read(f"{work}/background", mip, box.write)
+    on_edge = [(low > 0, high > 0) for low, high in box.padding]  # the margin left the volume there
     (ids, counts), edge, (first, second) = postprocess.hole_survey(background, neighbours, on_edge)
-    buffer = io.BytesIO()
-    np.savez(buffer, ids=ids, counts=counts, edge=edge.astype(np.uint64), first=first, second=second)
-    CloudFiles(work).put(survey_name(box), buffer.getvalue(), content_type="application/octet-stream")
+    survey = dict(ids=ids, counts=counts, edge=edge.astype(np.uint64), first=first, second=second)
+    WorkDir(work).put_part(survey_name(box.write), npz(survey, compress=False))
 
 
 @queueable
 def FillHolesTask(src_path: str, dest_path: str, work: str, mip: int, offset: Sequence[int],
                   shape: Sequence[int], compress: Union[str, bool, None] = None) -> None:
     """Copy one box with its holes filled by the labels that surround them."""
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     labels = read(src_path, mip, box)
     background = read(f"{work}/background", mip, box)
     present = fastremap.unique(background)

@@ -48,6 +48,7 @@ from igneous_like.skeletons import (
     to_global,
     unique_counts,
 )
+from igneous_like.stage import Record
 
 FRAGMENTS = "fragments"
 FORGE_FILE = f"{FRAGMENTS}/forge.json"
@@ -90,7 +91,7 @@ class ForgeOptions:
 
 
 @dataclass(frozen=True)
-class ForgeRun:
+class ForgeRun(Record):
     """A forge run: its task grid and what merging needs to know of its settings; stored as
     fragments/forge.json."""
     mip: int
@@ -104,13 +105,6 @@ class ForgeRun:
     soma_accept: float  # ... or, at a soma's root (radius above this), soma_scale * radius + soma_const
     soma_scale: float
     soma_const: float
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ForgeRun":
-        return cls(**data)
 
     def reach(self, radius: np.ndarray) -> np.ndarray:
         """TEASAR's invalidation radius (nm) around vertices of these radii (nm)."""

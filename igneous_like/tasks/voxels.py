@@ -7,11 +7,12 @@ from typing import Sequence
 
 import numpy as np
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import label_table
 from igneous_like.ccl import merge_counts
+from igneous_like.grid import TaskBox
 from igneous_like.layers import chunk_parts
 
 
@@ -32,7 +33,7 @@ def VoxelCountTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequ
     """Count the voxels of each label in one box, chunk by chunk; write the counts as the box's part
     under `parts`."""
     cv = CloudVolume(layer_path, mip=mip, fill_missing=fill_missing, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     labels, counts = zip(*(count_voxels(part) for part in chunk_parts(cv, box, mip)))
     labels, counts = merge_counts(np.concatenate(labels), np.concatenate(counts))
     label_table.write(f"{parts}/{part_name(box)}", labels, counts)
