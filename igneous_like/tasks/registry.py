@@ -15,7 +15,7 @@ from taskqueue import queueablefns
 from igneous_like import settings
 
 TASK_MODULES = frozenset([f"igneous_like.tasks.{area}" for area in (
-    "agglomerate", "ccl", "classify", "evaluation", "image", "measure", "mesh", "postprocess",
+    "agglomerate", "annotate", "ccl", "classify", "evaluation", "image", "measure", "mesh", "postprocess",
     "skeleton", "voxels")] + ["igneous_like.pipeline.tasks"])
 OPERATOR_MODULES = frozenset(settings.task_modules())
 
