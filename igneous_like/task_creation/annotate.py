@@ -58,7 +58,8 @@ def table_source(source: str, kind: str, coordinates, id_column, properties):
     table = read_table(source)
     if len(table) == 0:
         raise UserError(f"{source} has no rows; there is nothing to annotate")
-    positions = numeric_columns(table, coordinates)
+    positions = numeric_columns(table, list(dict.fromkeys(coordinates)))  # a column may serve both ends
+    positions = table[list(coordinates)].to_numpy(np.float64)
     if not np.isfinite(positions).all():
         raise UserError(f"{source}: columns {', '.join(coordinates)} have missing or infinite values")
     if id_column is None and "label" in table:
