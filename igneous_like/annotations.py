@@ -51,11 +51,12 @@ class Layout:
 
 def encode_bodies(layout: Layout, geometry: np.ndarray, properties: dict) -> np.ndarray:
     """(n, body bytes) uint8: each annotation's geometry and property values, zero padded."""
-    records = np.zeros(len(geometry), layout.body_dtype())
+    dtype = layout.body_dtype()
+    records = np.zeros(len(geometry), dtype)
     records["geometry"] = geometry
     for name, _ in layout.properties:
         records[name] = properties[name]
-    return records.view(np.uint8).reshape(len(geometry), -1)
+    return records.view(np.uint8).reshape(len(geometry), dtype.itemsize)
 
 
 def encode_single(body: np.ndarray, related: Sequence[np.ndarray]) -> bytes:

@@ -106,8 +106,8 @@ def AnnotateGatherTask(dest: str, part: int) -> None:
     record = AnnotateRecord.load(files)
     columns = read_rows(record, part)
     nm = np.stack([np.asarray(columns[c], np.float64) for c in record.coordinates], axis=1)
-    ends = nm.reshape(len(nm), -1, 3)
-    geometry = (ends / np.asarray(record.resolution) + 0.5).reshape(len(nm), -1)
+    ends = nm.reshape(len(nm), len(record.coordinates) // 3, 3)
+    geometry = (ends / np.asarray(record.resolution) + 0.5).reshape(len(nm), len(record.coordinates))
     relations = np.zeros((len(nm), len(record.relate), ends.shape[1]), np.uint64)
     for k, layer in enumerate(record.relate):
         for end in range(ends.shape[1]):
@@ -133,7 +133,7 @@ def index_keys(record: AnnotateRecord, plan: dict, index: str, part: Dict[str, n
         return ids, np.arange(len(ids))
     kind, number = index.split("/")
     if kind == "rel":
-        values = part["relations"][:, int(number)].reshape(len(ids), -1)
+        values = part["relations"][:, int(number)]
         rows = np.repeat(np.arange(len(ids)), values.shape[1])
         values = values.ravel()
         pairs = np.unique(np.stack([values, rows.astype(np.uint64)], axis=1)[values != 0], axis=0)

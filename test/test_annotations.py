@@ -1,0 +1,194 @@
+"""`annotate`: Neuroglancer precomputed annotations, decoded by a reader written here from the
+format's published description (neuroglancer's src/datasource/precomputed/annotation.rst and
+sharded.md), not with the writer's code: the info, the by-id index, each relationship's index and
+every spatial level, sharded or not."""
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_cli, write_layer
+
+from igneous_like.queues import run_locally
+from igneous_like.task_creation import create_measure_merge_tasks, create_measure_tasks
+
+SIZES = {"uint32": 4, "int32": 4, "float32": 4, "uint16": 2, "int16": 2, "uint8": 1, "int8": 1}
+
+
+# ---- the reader ----------------------------------------------------------------------------------
+def shard_entries(directory: Path, spec: dict) -> dict:
+    """key -> bytes of every entry of every shard file in `directory`."""
+    unzip = lambda data, encoding: gzip.decompress(data) if encoding == "gzip" else data
+    out = {}
+    index_end = 16 << spec["minishard_bits"]
+    for shard in directory.glob("*.shard"):
+        data = shard.read_bytes()
+        for start, end in np.frombuffer(data[:index_end], "<u8").reshape(-1, 2):
+            if end == start:
+                continue
+            table = np.frombuffer(unzip(data[index_end + start:index_end + end],
+                                        spec["minishard_index_encoding"]), "<u8").reshape(3, -1)
+            keys, sizes = np.cumsum(table[0]), table[2]
+            starts = index_end + np.cumsum(table[1]) + np.r_[0, np.cumsum(sizes)[:-1]]
+            for key, a, size in zip(keys, starts, sizes):
+                out[int(key)] = unzip(data[int(a):int(a + size)], spec["data_encoding"])
+    return out
+
+
+def index_files(root: Path, entry: dict) -> dict:
+    """name (unsharded) or uint64 key (sharded) -> bytes of one index."""
+    directory = root / entry["key"]
+    if "sharding" in entry:
+        return shard_entries(directory, entry["sharding"])
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
+
+
+def decode_body(info: dict, data: bytes, at: int):
+    """(geometry, properties, offset after the padding) of one annotation at byte `at`."""
+    rank = {"point": 3, "line": 6}[info["annotation_type"]]
+    geometry = np.frombuffer(data, "<f4", rank, at)
+    at += 4 * rank
+    properties = {}
+    for size in (4, 2, 1):
+        for prop in info["properties"]:
+            if SIZES[prop["type"]] == size:
+                properties[prop["id"]] = np.frombuffer(data, np.dtype(prop["type"]).newbyteorder("<"), 1, at)[0]
+                at += size
+    return geometry, properties, at + (-at) % 4
+
+
+def decode_list(info: dict, data: bytes) -> dict:
+    """id -> (geometry, properties) of a multiple-annotation encoding."""
+    count = int(np.frombuffer(data, "<u8", 1)[0])
+    at, bodies = 8, []
+    for _ in range(count):
+        geometry, properties, at = decode_body(info, data, at)
+        bodies.append((geometry, properties))
+    ids = np.frombuffer(data, "<u8", count, at)
+    assert at + 8 * count == len(data)
+    return dict(zip(map(int, ids), bodies))
+
+
+def morton_cell(code: int, grid) -> tuple:
+    cell, j = [0, 0, 0], 0
+    for i in range(max(int(g - 1).bit_length() for g in grid)):
+        for d in range(3):
+            if 2**i < grid[d]:
+                cell[d] |= ((code >> j) & 1) << i
+                j += 1
+    return tuple(cell)
+
+
+def read_layer(root: Path) -> dict:
+    """Everything in an annotation layer: info, by_id {id: (geometry, properties, relations)},
+    related {relationship: {object: {ids}}}, spatial [{cell: {id: (geometry, properties)}}]."""
+    info = json.loads((root / "info").read_text())
+    assert info["@type"] == "neuroglancer_annotations_v1"
+    by_id = {}
+    for key, data in index_files(root, info["by_id"]).items():
+        geometry, properties, at = decode_body(info, data, 0)
+        relations = []
+        for _ in info["relationships"]:
+            count = int(np.frombuffer(data, "<u4", 1, at)[0])
+            relations.append(set(map(int, np.frombuffer(data, "<u8", count, at + 4))))
+            at += 4 + 8 * count
+        assert at == len(data)
+        by_id[int(key)] = (geometry, properties, relations)
+    related = {rel["id"]: {int(key): set(decode_list(info, data)) for key, data in index_files(root, rel).items()}
+               for rel in info["relationships"]}
+    spatial = []
+    for level in info["spatial"]:
+        cells = {}
+        for key, data in index_files(root, level).items():
+            cell = (morton_cell(key, level["grid_shape"]) if "sharding" in level
+                    else tuple(int(c) for c in key.split("_")))
+            cells[cell] = decode_list(info, data)
+        spatial.append(cells)
+    return {"info": info, "by_id": by_id, "related": related, "spatial": spatial}
+
+
+# ---- checks on what was read ---------------------------------------------------------------------
+def check_spatial_levels(layer: dict) -> None:
+    """Every point in exactly one cell of one level, inside that cell, with the same body as by id;
+    each level emits what remains with the format's probability min(1, limit / fullest cell)."""
+    info, by_id, spatial = layer["info"], layer["by_id"], layer["spatial"]
+    lower, upper = np.array(info["lower_bound"], float), np.array(info["upper_bound"], float)
+    seen = {}
+    for level, (entry, cells) in enumerate(zip(info["spatial"], spatial)):
+        chunk, grid = np.array(entry["chunk_size"]), np.array(entry["grid_shape"])
+        assert np.allclose(chunk * grid, upper - lower)
+        for cell, members in cells.items():
+            for annotation, (geometry, properties) in members.items():
+                assert annotation not in seen, f"{annotation} in level {seen[annotation]} and {level}"
+                seen[annotation] = level
+                assert np.array_equal(geometry, by_id[annotation][0])
+                assert properties == by_id[annotation][1]
+                low = lower + np.array(cell) * chunk
+                assert np.all(low <= geometry) and np.all(geometry <= low + chunk), (geometry, cell, level)
+    assert set(seen) == set(by_id)
+    levels = np.array([seen[a] for a in by_id])
+    position = np.array([by_id[a][0] for a in by_id])
+    for level, entry in enumerate(info["spatial"]):
+        remaining = levels >= level
+        cell = np.floor((position[remaining] - lower) / np.array(entry["chunk_size"])).astype(int)
+        most = np.unique(cell, axis=0, return_counts=True)[1].max()
+        emitted, p = (levels == level).sum(), min(1.0, entry["limit"] / most)
+        if p == 1:
+            assert emitted == remaining.sum()
+        else:
+            n = remaining.sum()
+            assert abs(emitted - p * n) <= 5 * np.sqrt(n * p * (1 - p)) + 1, (level, emitted, p, n)
+
+
+def check_related(layer: dict) -> None:
+    """Each relationship's index lists exactly the annotations that name each object by id."""
+    for k, rel in enumerate(layer["info"]["relationships"]):
+        expected = {}
+        for annotation, (_, _, relations) in layer["by_id"].items():
+            for segment in relations[k]:
+                expected.setdefault(segment, set()).add(annotation)
+        assert layer["related"][rel["id"]] == expected
+
+
+def run(tasks):
+    run_locally(tasks, 1, True, tasks.description)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, real_seg):
+    """A real-data crop, measured with task blocks that cut objects."""
+    out = tmp_path_factory.mktemp("annotate")
+    crop = np.asfortranarray(real_seg[:96, 384:480, 384:432])
+    write_layer(f"file://{out}/seg", crop, "segmentation", chunk=(32, 32, 16))
+    run(create_measure_tasks(f"file://{out}/seg", shape=(40, 40, 20)))
+    run(create_measure_merge_tasks(f"file://{out}/seg", num_tasks=3))
+    return out, crop
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_points_are_the_objects_exact_centroids(measured, sharded):
+    out, crop = measured
+    dest = out / f"points{int(sharded)}"
+    args = ["annotate", "points", f"file://{out}/seg", dest, "--relate", f"file://{out}/seg", "--limit", "8"]
+    run_cli(*args, *(["--sharded"] if sharded else []))
+    layer = read_layer(dest)
+    assert not [path for path in (dest / "_work").rglob("*") if path.is_file()]  # cleaned
+    labels, counts = np.unique(crop[crop > 0], return_counts=True)
+    assert sorted(layer["by_id"]) == labels.tolist()
+    index = np.nonzero(crop)
+    values = crop[index]
+    for label, count in zip(labels[::7], counts[::7]):  # every 7th object: whole-array numpy
+        mine = values == label
+        centroid = np.array([axis[mine].mean() for axis in index])
+        geometry, properties, relations = layer["by_id"][int(label)]
+        assert np.allclose(geometry, centroid + 0.5, atol=1e-3), label  # the voxel centres' mean
+        assert properties["voxel_count"] == count
+        at = tuple(np.rint(centroid).astype(int))
+        assert relations == [{int(crop[at])} - {0}]
+    assert len(layer["info"]["spatial"]) >= 3
+    check_spatial_levels(layer)
+    check_related(layer)
+    assert (dest / "by_id" / "0.shard").exists() if sharded else (dest / "by_id" / str(labels[0])).exists()
