@@ -70,10 +70,12 @@ def table_source(source: str, kind: str, coordinates, id_column, properties):
             raise UserError(f"{source}: ids in {id_column!r} must be distinct non-negative integers")
     if properties is None:
         skip = set(coordinates) | {id_column}
-        properties = [c for c in table.columns if c not in skip and table[c].dtype.kind in "iufb"
+        from pandas.api.types import is_numeric_dtype
+        properties = [c for c in table.columns if c not in skip and is_numeric_dtype(table[c])
                       and PROPERTY_ID.match(str(c))]
     properties = check_properties(properties, [str(c) for c in table.columns])
-    numeric_columns(table, list(properties))  # a UserError for a text column
+    if properties:
+        numeric_columns(table, list(properties))  # a UserError for a text column
     parts = [(a, min(a + ROWS_PER_PART, len(table))) for a in range(0, len(table), ROWS_PER_PART)]
     ends = positions.reshape(-1, 3)
     return parts, id_column, properties, (ends.min(axis=0), ends.max(axis=0))
@@ -164,9 +166,9 @@ def bounds(reference, extent, resolution: np.ndarray):
         box = reference.meta.bounds(0)
         scale = np.asarray(reference.meta.resolution(0), np.float64) / resolution
         low, high = np.asarray(box.minpt) * scale, np.asarray(box.maxpt) * scale
-    if extent is not None:
-        low = np.minimum(low, extent[0] / resolution)
-        high = np.maximum(high, extent[1] / resolution + 1)
+    if extent is not None:  # voxel i's centre, at i * resolution nm, lies at i + 0.5
+        low = np.minimum(low, extent[0] / resolution + 0.5)
+        high = np.maximum(high, np.floor(extent[1] / resolution + 0.5) + 1)
     return [int(v) for v in np.floor(low)], [int(v) for v in np.ceil(high)]
 
 
