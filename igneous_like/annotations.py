@@ -196,6 +196,14 @@ def unmorton(codes: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     return cell.astype(np.int64)
 
 
+def shard_numbers(keys: np.ndarray, sharding: dict) -> np.ndarray:
+    """The shard of each key under an identity-hash sharding: bits [minishard_bits, minishard_bits +
+    shard_bits) of key >> preshift_bits (vectorized, unlike a hash per key)."""
+    assert sharding["hash"] == "identity"
+    hashed = np.asarray(keys, np.uint64) >> np.uint64(sharding["preshift_bits"])
+    return (hashed >> np.uint64(sharding["minishard_bits"])) & np.uint64((1 << sharding["shard_bits"]) - 1)
+
+
 def property_type(values: np.ndarray) -> str:
     """The narrowest 4-byte type that holds a column exactly: uint32, int32, else float32."""
     if values.dtype.kind in "iub" and values.size:

@@ -13,7 +13,12 @@ import pytest
 from conftest import run_cli, write_layer
 
 from igneous_like.queues import run_locally
-from igneous_like.task_creation import create_measure_merge_tasks, create_measure_tasks
+from igneous_like.task_creation import (
+    create_annotation_index_tasks,
+    create_annotation_tasks,
+    create_measure_merge_tasks,
+    create_measure_tasks,
+)
 
 SIZES = {"uint32": 4, "int32": 4, "float32": 4, "uint16": 2, "int16": 2, "uint8": 1, "int8": 1}
 
@@ -269,14 +274,22 @@ def check_lines_in_cells(layer: dict) -> None:
     assert set(seen) == set(layer["by_id"])
 
 
-def test_points_from_a_table_take_its_resolution_and_ids(tmp_path):
-    """Without a layer: --resolution, the row number as id when there is no label column."""
+@pytest.mark.parametrize("sharded", [False, True])
+def test_points_from_a_table_in_many_index_tasks(tmp_path, sharded):
+    """Without a layer: --resolution, the row number as id when there is no label column; each
+    index split over several tasks (each owning whole shards when sharded)."""
     rng = np.random.default_rng(3)
     points = rng.uniform(0, 1000, (500, 3))
     pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "z": points[:, 2],
                   "size": rng.integers(1, 2**33, 500)}).to_parquet(tmp_path / "p.parquet")
-    run_cli("annotate", "points", tmp_path / "p.parquet", tmp_path / "out", "--position", "x,y,z",
-            "--resolution", "4,4,4", "--limit", "30", "--sharded")
+    dest = f"file://{tmp_path}/out"
+    run(create_annotation_tasks(str(tmp_path / "p.parquet"), dest, coordinates=["x", "y", "z"],
+                                resolution=[4, 4, 4], limit=30, sharded=sharded))
+    tasks = create_annotation_index_tasks(dest, keys_per_task=37)
+    assert sum(1 for task in tasks if task.keywords["index"] == "by_id") == 14
+    run(tasks)
+    if sharded:
+        assert len(list((tmp_path / "out" / "by_id").glob("*.shard"))) == 16
     layer = read_layer(tmp_path / "out")
     assert layer["info"]["properties"] == [{"id": "size", "type": "float32"}]
     assert sorted(layer["by_id"]) == list(range(1, 501))

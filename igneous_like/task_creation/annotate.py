@@ -190,9 +190,13 @@ def plan_levels(record: AnnotateRecord, parts) -> tuple:
     return probabilities, occupied, grids[:len(probabilities)]
 
 
-def sharding(keys: int) -> dict:
-    shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(max(keys, 1))
-    return {"@type": "neuroglancer_uint64_sharded_v1", "hash": "murmurhash3_x86_128",
+def sharding(keys: int, tasks: int) -> dict:
+    """Identity hash: ids (mostly consecutive labels) and Morton codes spread over the shards by
+    their low bits, nearby cells share a shard, and tasks find a key's shard in numpy."""
+    shards = 2 ** math.ceil(math.log2(tasks))  # a shard per task at least: tasks own whole shards
+    shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(max(keys, 1),
+                                                                                min_shards=shards)
+    return {"@type": "neuroglancer_uint64_sharded_v1", "hash": "identity",
             "preshift_bits": preshift_bits, "minishard_bits": minishard_bits, "shard_bits": shard_bits,
             "minishard_index_encoding": "gzip", "data_encoding": "gzip"}
 
@@ -218,9 +222,10 @@ def property_types(record: AnnotateRecord, files: CloudFiles) -> tuple:
     return types, parts, pairs
 
 
-def create_annotation_index_tasks(dest: str) -> Tasks:
+def create_annotation_index_tasks(dest: str, keys_per_task: int = KEYS_PER_TASK) -> Tasks:
     """Stage 2: plan the spatial levels over every gathered part, write the info, then tasks that
-    each write one share of one index (by id, by related object, spatial level)."""
+    each write one share of one index (by id, by related object, spatial level): about
+    `keys_per_task` ids, related objects or cells each."""
     dest = layer_path(dest)
     files = CloudFiles(work_path(dest))
     record = AnnotateRecord.load(files)
@@ -238,21 +243,16 @@ def create_annotation_index_tasks(dest: str) -> Tasks:
             **{f"spatial/{level}": f"spatial{level}" for level in range(len(grids))}}
     plan = {"types": types, "probabilities": probabilities, "keys": keys,
             "levels": [[list(map(float, chunk)), list(map(int, grid))] for chunk, grid in grids],
-            "sharding": {index: sharding(n) for index, n in sizes.items()} if record.sharded else {}}
+            "sharding": {}}
+    counts = {index: max(1, math.ceil(n / keys_per_task)) for index, n in sizes.items()}
+    if record.sharded:
+        plan["sharding"] = {index: sharding(n, counts[index]) for index, n in sizes.items()}
     files.put_json(PLAN, plan, cache_control="no-cache")
     CloudFiles(dest).put_json("info", info(record, plan), cache_control="no-cache")
-    counts = {index: task_count(plan, index, n) for index, n in sizes.items()}
     items = [(index, task) for index, n in counts.items() for task in range(n)]
     make = lambda item: partial(AnnotateIndexTask, dest=dest, index=item[0], task=item[1],
                                 tasks=counts[item[0]])
     return Tasks(items, make, f"annotate index {dest}")
-
-
-def task_count(plan: dict, index: str, keys: int) -> int:
-    """About KEYS_PER_TASK keys per task, and no more tasks than shards."""
-    wanted = max(1, math.ceil(keys / KEYS_PER_TASK))
-    spec = plan["sharding"].get(index)
-    return wanted if spec is None else min(wanted, 2 ** spec["shard_bits"])
 
 
 def info(record: AnnotateRecord, plan: dict) -> dict:

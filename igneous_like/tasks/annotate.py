@@ -150,9 +150,7 @@ def owner(plan: dict, index: str, keys: np.ndarray, tasks: int) -> np.ndarray:
     spec = plan["sharding"].get(index)
     if spec is None:
         return (ann.mix(keys, 99) % np.uint64(tasks)).astype(np.int64)
-    spec = ShardingSpecification.from_dict(spec)
-    shards = [int(spec.compute_shard_location(int(key)).shard_number, 16) for key in keys]
-    return np.asarray(shards, np.int64) % tasks
+    return (ann.shard_numbers(keys, spec) % np.uint64(tasks)).astype(np.int64)
 
 
 def encode_index(index: str, level_grid, keys, ids, bodies, relations) -> Dict[str, Tuple[int, bytes]]:
