@@ -83,19 +83,8 @@ def table_source(source: str, kind: str, coordinates, id_column, properties):
 
 def segmentation_source(source: str, properties):
     """(parts, properties, layer) of a measured segmentation: one part per measure result file."""
-    from igneous_like.task_creation.measure import load_record
-    from igneous_like.tasks.measure import MERGE_RECORD, result_name
-    cv, files, _ = load_record(source, 0)
-    merged = files.get_json(MERGE_RECORD)
-    if merged is None:
-        raise UserError(f"{cv.cloudpath} is measured but not merged: run "
-                        f"`igneous-like measure merge {cv.cloudpath}` first")
-    edges = merged["edges"]
-    names = [result_name(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    missing = [name for name, found in files.exists(names).items() if not found]
-    if missing:
-        raise UserError(f"{len(missing)} measure merge tasks of {cv.cloudpath} have not finished; "
-                        "run them first")
+    from igneous_like.task_creation.measure import merged_results
+    cv, files, names = merged_results(source, 0)
     columns = list(np.load(io.BytesIO(files.get(names[0])), allow_pickle=False).keys())
     if properties is None:
         properties = [name for name in SEGMENT_PROPERTIES if name in columns]

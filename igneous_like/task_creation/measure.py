@@ -153,21 +153,28 @@ def range_edges(headers, num_tasks: int) -> np.ndarray:
     return np.unique(np.r_[np.uint64(0), inner[inner > 0], np.uint64(2**64 - 1)]).astype(np.uint64)
 
 
-def read_results(cloudpath: str, mip: int = 0):
-    """Every merge result in label order, as one pandas DataFrame (label first)."""
-    import pandas as pd
-    cv, files, record = load_record(cloudpath, mip)
+def merged_results(cloudpath: str, mip: int = 0):
+    """(layer, files of the measurement, names of its merge results in label order), all present."""
+    cv, files, _ = load_record(cloudpath, mip)
     merged = files.get_json(MERGE_RECORD)
     if merged is None:
         raise UserError(f"no merged measurement of {cv.cloudpath} mip {mip}: run "
                         f"`igneous-like measure merge {cv.cloudpath} --mip {mip}` first")
     edges = merged["edges"]
     names = [result_name(low, high) for low, high in zip(edges[:-1], edges[1:])]
-    contents = files.get(names, return_dict=True)
-    missing = [name for name in names if contents.get(name) is None]
+    found = files.exists(names)
+    missing = [name for name in names if not found[name]]
     if missing:
         raise UserError(f"{len(missing)} of {len(names)} measure merge tasks have not finished (first: "
                         f"{files.cloudpath}/{missing[0]}); run them first")
+    return cv, files, names
+
+
+def read_results(cloudpath: str, mip: int = 0):
+    """Every merge result in label order, as one pandas DataFrame (label first)."""
+    import pandas as pd
+    cv, files, names = merged_results(cloudpath, mip)
+    contents = files.get(names, return_dict=True)
     frames = [pd.DataFrame(dict(np.load(io.BytesIO(contents[name]), allow_pickle=False))) for name in names]
     return cv, pd.concat(frames, ignore_index=True)
 
