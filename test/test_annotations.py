@@ -177,10 +177,15 @@ def measured(tmp_path_factory, real_seg):
 
 @pytest.mark.parametrize("sharded", [False, True])
 def test_points_are_the_objects_exact_centroids(measured, sharded):
+    """Against whole-array numpy: ids, centroids, voxel counts and the segment under each point."""
     out, crop = measured
     dest = out / f"points{int(sharded)}"
     args = ["annotate", "points", f"file://{out}/seg", dest, "--relate", f"file://{out}/seg", "--limit", "8"]
-    run_cli(*args, *(["--sharded"] if sharded else []))
+    if sharded:  # through a queue and a worker: the three stages as a pipeline
+        run_cli(*args, "--sharded", "--queue", f"fq://{out}/queue")
+        run_cli("execute", "-x", f"fq://{out}/queue")
+    else:
+        run_cli(*args)
     layer = read_layer(dest)
     assert not [path for path in (dest / "_work").rglob("*") if path.is_file()]  # cleaned
     labels, counts = np.unique(crop[crop > 0], return_counts=True)

@@ -4,7 +4,7 @@ import click
 from igneous_like.cli.common import queue_option, submit
 from igneous_like.cli.params import FLOATS
 from igneous_like.tables import columns_list
-from igneous_like.task_creation.common import Stage
+from igneous_like.task_creation.common import Stage, layer_path
 
 
 @click.group()
@@ -41,7 +41,7 @@ def run(ctx, queue, source, dest, **kwargs) -> None:
     kwargs["relate"] = list(kwargs["relate"])
     submit(ctx, [Stage("create_annotation_tasks", dict(source=source, dest=dest, **kwargs), "gather"),
                  Stage("create_annotation_index_tasks", dict(dest=dest), "index"),
-                 Stage("clean_annotation_files", dict(dest=dest), "clean")], queue)
+                 Stage("clean_annotation_files", dict(dest=dest), "clean")], queue, home=layer_path(dest))
 
 
 @annotate.command()

@@ -88,12 +88,11 @@ def segments_at(layer: str, nm: np.ndarray) -> np.ndarray:
     inside = np.all((voxel >= bounds.minpt) & (voxel < bounds.maxpt), axis=1)
     chunk = np.asarray(cv.meta.chunk_size(0), np.int64)
     corner = (voxel - bounds.minpt) // chunk * chunk + bounds.minpt
-    keys, which = np.unique(corner[inside], axis=0, return_inverse=True)
-    rows = np.flatnonzero(inside)
-    for k, low in enumerate(keys):
+    keys, which, counts = np.unique(corner[inside], axis=0, return_inverse=True, return_counts=True)
+    rows = np.flatnonzero(inside)[np.argsort(which.ravel(), kind="stable")]
+    for low, mine in zip(keys, np.split(rows, np.cumsum(counts)[:-1])):
         box = Bbox.intersection(Bbox(low, low + chunk), bounds)
         block = np.asarray(cv.download(box, mip=0))[..., 0]
-        mine = rows[which.ravel() == k]
         local = voxel[mine] - box.minpt
         out[mine] = block[local[:, 0], local[:, 1], local[:, 2]]
     return out
