@@ -304,10 +304,8 @@ def test_points_from_a_table_in_many_index_tasks(tmp_path, sharded):
 
 @pytest.mark.parametrize("args, message", [
     (["points", "{out}/seg", "{tmp}/a", "--properties", "nope"], "no column 'nope'"),
-    (["points", "{tmp}/t.csv", "{tmp}/a", "--position", "x,y,z"], "--resolution"),
     (["points", "{tmp}/t.csv", "{tmp}/a", "--position", "x,y,z", "--resolution", "1,1,1",
-      "--properties", "name"], "name"),
-    (["lines", "{out}/seg", "{tmp}/a", "--a", "x,y,z", "--b", "x,y,z"], "from a table"),
+      "--properties", "name"], "column name does not hold numbers"),
     (["points", "{tmp}/unmeasured", "{tmp}/a"], "measure forge"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(measured, tmp_path, args, message):
@@ -319,4 +317,25 @@ def test_bad_input_is_one_line_and_writes_nothing(measured, tmp_path, args, mess
     result = run_cli("annotate", *args, check=False)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and re.search(message, result.stderr), result.stderr
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(source="{tmp}/t.csv", coordinates=["x", "y", "z"]), "--resolution"),
+    (dict(source="{tmp}/t.csv", coordinates=["x", "y"], resolution=[1, 1, 1]), "needs 3 coordinate"),
+    (dict(source="{out}/seg", kind="line"), "from a table"),
+    (dict(source="{tmp}/t.csv", coordinates=["x", "y", "z"], relate=["{tmp}/no"]), "no Neuroglancer"),
+    (dict(source="{tmp}/t.csv", coordinates=["x", "y", "z"], resolution=[1, 1, 1], properties=["Y"]),
+     "'Y' is not a Neuroglancer property id"),
+    (dict(source="{tmp}/t.csv", coordinates=["x", "y", "z"], resolution=[1, 1, 1], id_column="x"),
+     "distinct non-negative integers"),
+])
+def test_bad_arguments_raise_user_errors_before_writing(measured, tmp_path, kwargs, message):
+    from igneous_like.errors import UserError
+    out, _ = measured
+    (tmp_path / "t.csv").write_text("x,y,z,Y\n1,2,3,4\n1,5,6,7\n")
+    kwargs = {k: [v.format(out=out, tmp=tmp_path) for v in value] if k == "relate" else
+              value.format(out=out, tmp=tmp_path) if k == "source" else value for k, value in kwargs.items()}
+    with pytest.raises(UserError, match=message):
+        create_annotation_tasks(dest=f"file://{tmp_path}/a", **kwargs)
     assert not (tmp_path / "a").exists()

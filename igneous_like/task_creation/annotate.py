@@ -105,6 +105,8 @@ def create_annotation_tasks(source: str, dest: str, kind: str = "point",
     i's centre at i * resolution, as `measure export` writes them)."""
     if kind not in ann.GEOMETRY:
         raise UserError(f"annotation kind must be point or line, not {kind!r}")
+    if kind != "point" and not is_table(source):
+        raise UserError("lines come from a table with two coordinate sets, not from a segmentation")
     coordinates = tuple(coordinates or CENTROID)
     if len(coordinates) != ann.GEOMETRY[kind]:
         raise UserError(f"a {kind} needs {ann.GEOMETRY[kind]} coordinate columns, got "
@@ -123,8 +125,6 @@ def create_annotation_tasks(source: str, dest: str, kind: str = "point",
         parts, id_column, properties, extent = table_source(source, kind, coordinates, id_column, properties)
         reference = layers[0] if layers else None
     else:
-        if kind != "point":
-            raise UserError("lines come from a table with two coordinate sets, not from a segmentation")
         parts, properties, reference = segmentation_source(source, properties)
         extent = None
     if resolution is None and reference is None:
