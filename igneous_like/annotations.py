@@ -21,7 +21,6 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 GEOMETRY = {"point": 3, "line": 6}  # float32 values per annotation
-TYPES = ("uint32", "int32", "float32", "uint16", "int16", "uint8", "int8")
 MAX_LEVELS = 24  # the last level emits whatever remains (only many points at one spot get there)
 _U8 = np.dtype("<u8")
 

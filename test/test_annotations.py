@@ -339,3 +339,22 @@ def test_bad_arguments_raise_user_errors_before_writing(measured, tmp_path, kwar
     with pytest.raises(UserError, match=message):
         create_annotation_tasks(dest=f"file://{tmp_path}/a", **kwargs)
     assert not (tmp_path / "a").exists()
+
+
+def test_bodies_order_properties_by_size_and_pad():
+    """Mixed property sizes (the writer's own tables give 4-byte types only): 4-byte values first,
+    then 2-byte, then 1-byte, zero padding to a multiple of 4, as the reader here expects."""
+    from igneous_like import annotations
+    properties = (("a", "uint8"), ("b", "float32"), ("c", "int16"), ("e", "uint32"))
+    layout = annotations.Layout("line", properties)
+    geometry = np.arange(12, dtype=np.float32).reshape(2, 6)
+    values = {"a": [1, 255], "b": [0.5, -2.0], "c": [-300, 7], "e": [2**32 - 1, 9]}
+    bodies = annotations.encode_bodies(layout, geometry, values)
+    assert bodies.shape == (2, 36)  # 24 + 4 + 4 + 2 + 1 = 35 bytes and one of padding
+    info = {"annotation_type": "line", "properties": [{"id": n, "type": t} for n, t in properties]}
+    for k in range(2):
+        decoded, found, end = decode_body(info, bodies[k].tobytes(), 0)
+        assert end == 36 and bodies[k, 35] == 0
+        assert bodies[k, 34] == values["a"][k]  # the 1-byte value last
+        assert np.array_equal(decoded, geometry[k])
+        assert found == {name: np.array(values[name][k]).astype(t) for name, t in properties}
