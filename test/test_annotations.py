@@ -358,3 +358,28 @@ def test_bodies_order_properties_by_size_and_pad():
         assert bodies[k, 34] == values["a"][k]  # the 1-byte value last
         assert np.array_equal(decoded, geometry[k])
         assert found == {name: np.array(values[name][k]).astype(t) for name, t in properties}
+
+
+def test_points_from_a_measure_export_table_match_the_segmentation_source(measured, tmp_path):
+    """`measure export`'s table as the source: its label ids, centroids and numeric columns, the
+    resolution and bounds of the --relate layer; the same points as from the segmentation."""
+    from igneous_like.task_creation.annotate import clean_annotation_files
+    from igneous_like.task_creation.measure import export_measurements
+    out, crop = measured
+    export_measurements(f"file://{out}/seg", str(tmp_path / "cells.csv"), segment_properties=False)
+    for source, name in ((str(tmp_path / "cells.csv"), "table"), (f"file://{out}/seg", "seg")):
+        dest = f"file://{tmp_path}/{name}"
+        run(create_annotation_tasks(source, dest, relate=[f"file://{out}/seg"], limit=10))
+        run(create_annotation_index_tasks(dest))
+        clean_annotation_files(dest)
+    table, seg = read_layer(tmp_path / "table"), read_layer(tmp_path / "seg")
+    columns = pd.read_csv(tmp_path / "cells.csv").columns
+    assert [p["id"] for p in table["info"]["properties"]] == [c for c in columns if c not in (
+        "label", "centroid_x", "centroid_y", "centroid_z")]
+    assert table["info"]["lower_bound"] == [0, 0, 0] and table["info"]["upper_bound"] == list(crop.shape)
+    assert sorted(table["by_id"]) == sorted(seg["by_id"])
+    for label, (geometry, properties, relations) in seg["by_id"].items():
+        assert np.array_equal(table["by_id"][label][0], geometry)
+        assert table["by_id"][label][2] == relations
+        assert table["by_id"][label][1]["voxel_count"] == properties["voxel_count"]
+    check_spatial_levels(table)
