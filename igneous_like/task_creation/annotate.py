@@ -136,7 +136,7 @@ def create_annotation_tasks(source: str, dest: str, kind: str = "point",
         raise UserError(f"--resolution needs three positive numbers, got {list(resolution)}")
     lower, upper = bounds(reference, extent, resolution)
     record = AnnotateRecord(
-        kind=kind, source=source if is_table(source) else layer_path(source), table=is_table(source),
+        kind=kind, source=layer_path(source), table=is_table(source),  # workers may run elsewhere
         id_column=id_column, coordinates=coordinates if is_table(source) else CENTROID,
         properties=tuple(properties), relate=tuple(cv.cloudpath for cv in layers), relationships=tuple(names),
         resolution=tuple(float(r) for r in resolution), lower=tuple(lower), upper=tuple(upper),
