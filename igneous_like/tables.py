@@ -77,7 +77,8 @@ def numeric_columns(table, columns: Sequence[str]) -> np.ndarray:
     if not columns:
         raise UserError("name at least one column")
     values = table[list(columns)]
-    wrong = [c for c in columns if values[c].dtype.kind not in "iuf"]  # pandas' string dtypes: no numpy one
+    from pandas.api.types import is_numeric_dtype  # also answers for pandas' own (string) dtypes
+    wrong = [c for c in columns if not is_numeric_dtype(values[c])]
     if wrong:
         raise UserError(f"column {', '.join(wrong)} does not hold numbers")
     return values.to_numpy(np.float64)

@@ -31,6 +31,11 @@ from igneous_like.task_creation import (
     create_skeletonizing_tasks,
     create_unsharded_skeleton_merge_tasks,
 )
+from igneous_like.task_creation.annotate import (
+    clean_annotation_files,
+    create_annotation_index_tasks,
+    create_annotation_tasks,
+)
 from igneous_like.task_creation.measure import export_measurements
 
 SHAPE, BLOCK = (96, 96, 48), (48, 48, 24)
@@ -79,6 +84,11 @@ def layers(tmp_path_factory):
     run(create_measure_merge_tasks(f"file://{out}/legacy"))
     export_measurements(f"file://{out}/legacy", str(out / "cells.csv"))
     write_points(out / "points")
+    for name, sharded in (("objects", False), ("objects_sharded", True)):
+        run(create_annotation_tasks(f"file://{out}/legacy", f"file://{out}/{name}", sharded=sharded,
+                                    relate=[f"file://{out}/legacy"]))
+        run(create_annotation_index_tasks(f"file://{out}/{name}"))
+        clean_annotation_files(f"file://{out}/{name}")
     return out
 
 
@@ -208,16 +218,31 @@ def test_selected_skeleton_is_drawn(browser, layers, name, expected):
     assert extent[1] > 5 * max(extent[0], 1), f"a line along x, rows x columns {extent}"
 
 
-def test_annotation_points_are_drawn(browser, layers):
-    """Points from neuroglancer's own writer (this project's annotation writer is still to come):
-    one red dot per sphere centre in the 3-D view."""
+def red_dots(picture: np.ndarray) -> int:
     from scipy import ndimage
+    r, g = picture[..., 0], picture[..., 1]
+    return ndimage.label((r > 60) & (g < r / 4))[1]
+
+
+def test_annotation_points_are_drawn(browser, layers):
+    """Points from neuroglancer's own writer: one red dot per sphere centre in the 3-D view."""
     picture, log = look(browser, [layers / "image", layers / "points"])
     no_client_errors(log)
     assert "/points/info" in fetched(log, 200)
     assert any(path.startswith("/points/spatial0/") for path in fetched(log, 200)), log
-    r, g = picture[..., 0], picture[..., 1]
-    assert ndimage.label((r > 60) & (g < r / 4))[1] == len(SPHERES)
+    assert red_dots(picture) == len(SPHERES)
+
+
+@pytest.mark.parametrize("name, expected", [("objects", "/objects/spatial0/0_0_0"),
+                                            ("objects_sharded", "/objects_sharded/spatial0/0.shard")])
+def test_annotations_written_here_are_drawn(browser, layers, name, expected):
+    """`annotate points` of the segmentation, unsharded and sharded: one red dot per object
+    (the three spheres and the tube) at its centroid."""
+    picture, log = look(browser, [layers / "image", layers / name])
+    no_client_errors(log)
+    assert f"/{name}/info" in fetched(log, 200)
+    assert expected in fetched(log), log
+    assert red_dots(picture) == len(SPHERES) + 1
 
 
 def segment_tab(browser, layer, until, query=None):

@@ -18,6 +18,7 @@ AREAS = {
     "mesh": "igneous_like.cli.mesh:mesh",
     "skeleton": "igneous_like.cli.skeleton:skeleton",
     "measure": "igneous_like.cli.measure:measure",
+    "annotate": "igneous_like.cli.annotate:annotate",
     "postprocess": "igneous_like.cli.postprocess:postprocess",
     "table": "igneous_like.cli.table:table",
     "agglomerate": "igneous_like.cli.agglomerate:agglomerate",

@@ -27,7 +27,8 @@ from igneous_like.errors import UserError
 from igneous_like.pipeline.flow import Flow
 from igneous_like.progress import format_seconds
 
-STEP_AREAS = ("image", "mesh", "skeleton", "measure", "postprocess", "table", "agglomerate", "evaluate")
+STEP_AREAS = ("image", "mesh", "skeleton", "measure", "annotate", "postprocess", "table", "agglomerate",
+              "evaluate")
 KEYS = {"queue", "state", "vars", "steps"}
 STEP_KEYS = {"name", "run", "after"}
 

@@ -10,6 +10,7 @@ _MODULES = {
         "agglomerate_fragments", "clean_agglomeration_files", "create_agglomeration_relabel_tasks",
         "create_region_graph_tasks", "create_watershed_tasks", "load_region_graph", "train_merge_model",
     ),
+    "annotate": ("clean_annotation_files", "create_annotation_index_tasks", "create_annotation_tasks"),
     "ccl": (
         "clean_ccl_files", "create_ccl_equivalence_tasks", "create_ccl_face_tasks",
         "create_ccl_relabel_tasks", "create_relabeling",

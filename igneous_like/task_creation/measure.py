@@ -147,14 +147,22 @@ def range_edges(headers, num_tasks: int) -> np.ndarray:
     return np.unique(np.r_[np.uint64(0), inner[inner > 0], np.uint64(2**64 - 1)]).astype(np.uint64)
 
 
-def read_results(cloudpath: str, mip: int = 0):
-    """Every merge result in label order, as one pandas DataFrame (label first)."""
-    import pandas as pd
+def merged_results(cloudpath: str, mip: int = 0):
+    """(layer, its measurement's work directory, names of the merge results in label order), all
+    present."""
     cv, work, _ = load_record(cloudpath, mip)
     advice = (f"no merged measurement of {cv.cloudpath} mip {mip}: run "
               f"`igneous-like measure merge {cv.cloudpath} --mip {mip}` first")
     edges = work.require(MERGE_RECORD, advice)["edges"]
     names = [result_name(low, high) for low, high in zip(edges[:-1], edges[1:])]
+    work.check_complete(names, "measure merge tasks")
+    return cv, work, names
+
+
+def read_results(cloudpath: str, mip: int = 0):
+    """Every merge result in label order, as one pandas DataFrame (label first)."""
+    import pandas as pd
+    cv, work, names = merged_results(cloudpath, mip)
     frames = [pd.DataFrame(from_npz(data)) for data in work.gather(names, "measure merge tasks")]
     return cv, pd.concat(frames, ignore_index=True)
 

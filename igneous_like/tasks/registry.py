@@ -15,8 +15,8 @@ from taskqueue import queueablefns
 from igneous_like import settings
 
 TASK_MODULES = frozenset([f"igneous_like.tasks.{area}" for area in (
-    "agglomerate", "ccl", "classify", "contrast", "edit", "evaluation", "image", "ingest", "measure",
-    "mesh", "postprocess", "skeleton", "voxels")] + ["igneous_like.pipeline.tasks"])
+    "agglomerate", "annotate", "ccl", "classify", "contrast", "edit", "evaluation", "image", "ingest",
+    "measure", "mesh", "postprocess", "skeleton", "voxels")] + ["igneous_like.pipeline.tasks"])
 OPERATOR_MODULES = frozenset(settings.task_modules())
 
 
