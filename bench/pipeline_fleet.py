@@ -127,7 +127,8 @@ def show_fleet(args, chaos: dict, here_data: Path) -> None:
     runs = chaos["runs"]
     print(f"tasks recorded done {runs['recorded done']}; runs begun {runs['runs']}, ended recorded done "
           f"{runs['is recorded done']}; tasks begun more than once (killed half way, or two copies at once) "
-          f"{runs['run more than once']}; copies skipped as done {runs['is done already']}; "
+          f"{runs['run more than once']}, recorded done more than once (two copies at once) "
+          f"{runs['recorded done more than once']}; copies skipped as done {runs['is done already']}; "
           f"runs begun after their task was recorded done: {runs['run after recorded done']}", flush=True)
 
 

@@ -104,7 +104,9 @@ def run_with_kills(fleet: Fleet, until: Callable[[], bool], rng, pause: Sequence
     while not until():
         fleet.keep(workers)
         time.sleep(rng.uniform(*pause))
-        fleet.workers[rng.integers(len(fleet.workers))].kill()
+        victim = fleet.workers[rng.integers(len(fleet.workers))]
+        victim.kill()
+        victim.wait()
         kills += 1
         if kills >= most:
             raise RuntimeError(f"{kills} workers killed and the pipeline has not got there")
@@ -132,12 +134,13 @@ def finish(fleet: Fleet, job: Path, workers: int = 3, rounds: int = 3, timeout: 
 
 
 def task_runs(logs: Sequence[Path], state: Path) -> Counter:
-    """From the workers' logs and the done markers under `state`: tasks recorded done, runs begun,
-    tasks run more than once (killed half way, or two copies at once), copies skipped as done, and
-    runs begun at or after the moment their task was first recorded done (to the log's millisecond)."""
+    """From the workers' logs and the done markers under `state`: tasks recorded done, runs begun and
+    ended, tasks begun more than once (killed half way, or two copies at once) and recorded done more
+    than once (two copies at once), copies skipped as done, and runs begun at or after the moment
+    their task was first recorded done (to the log's millisecond)."""
     done = {"/".join(p.parts[-5:-3] + p.parts[-1:]): p.stat().st_mtime for p in state.glob("*/*/done/*/*")}
     first_done, runs = {key: int(t * 1000) / 1000 for key, t in done.items()}, []
-    counts = Counter({"recorded done": len(done)})
+    counts, recorded = Counter({"recorded done": len(done)}), Counter()
     for log in logs:
         for stamp, key, what in LOG.findall(log.read_text(errors="replace")):
             moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
@@ -145,8 +148,10 @@ def task_runs(logs: Sequence[Path], state: Path) -> Counter:
             if what == "runs":
                 runs.append((key, moment))
             elif what == "is recorded done":
+                recorded[key] += 1
                 first_done[key] = min(first_done.get(key, moment), moment)
     counts["run more than once"] = sum(n > 1 for n in Counter(key for key, _ in runs).values())
+    counts["recorded done more than once"] = sum(n > 1 for n in recorded.values())
     counts["run after recorded done"] = sum(moment >= first_done.get(key, float("inf"))
                                             for key, moment in runs)
     return counts
