@@ -95,14 +95,23 @@ class Fleet:
     def log_files(self) -> List[Path]:
         return sorted(self.logs.glob("worker*.log"))
 
+    def recorded(self) -> int:
+        """How many task runs the workers have recorded done."""
+        return sum(log.read_text(errors="replace").count(" is recorded done\n") for log in self.log_files())
+
 
 def run_with_kills(fleet: Fleet, until: Callable[[], bool], rng, pause: Sequence[float] = (0.2, 1.0),
                    workers: int = 3, most: int = 1000) -> int:
-    """Keep `workers` running and SIGKILL one at random every `pause` seconds (drawn between the two)
-    until `until()`; then kill them all. Returns how many were killed at random."""
-    kills = 0
+    """Keep `workers` running and, each time one more task is recorded done, SIGKILL one at random
+    `pause` seconds later (drawn between the two), until `until()`; then kill them all. Waiting for a
+    task to end first keeps a busy machine's slow start-ups from stopping all progress. Returns how
+    many were killed at random."""
+    kills, seen = 0, 0
     while not until():
         fleet.keep(workers)
+        while fleet.recorded() <= seen and not until() and any(w.poll() is None for w in fleet.workers):
+            time.sleep(0.1)
+        seen = fleet.recorded()
         time.sleep(rng.uniform(*pause))
         victim = fleet.workers[rng.integers(len(fleet.workers))]
         victim.kill()
