@@ -111,6 +111,8 @@ def run_with_kills(fleet: Fleet, until: Callable[[], bool], rng, pause: Sequence
         fleet.keep(workers)
         while fleet.recorded() <= seen and not until() and any(w.poll() is None for w in fleet.workers):
             time.sleep(0.1)
+        if until():
+            break
         seen = fleet.recorded()
         time.sleep(rng.uniform(*pause))
         victim = fleet.workers[rng.integers(len(fleet.workers))]
