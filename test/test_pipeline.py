@@ -6,69 +6,18 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import read_mip, run_cli, write_layer
-from taskqueue import TaskQueue
+from fleet import Fleet, finish, job_file, purge_and_run, run_with_kills, task_runs, tree
 
 from igneous_like import pipeline
 from igneous_like.pipeline.flow import Flow
 from igneous_like.pipeline.status import queued_tasks
 from igneous_like.queues import status
-
-JOB = """\
-{queue}
-state: {state}
-vars: {{D: "{data}"}}
-steps:
-  - name: pyramid
-    run: image downsample ${{D}}/seg --num-mips 1 --shape 64,64,64
-  - name: cc
-    run: image ccl auto ${{D}}/seg ${{D}}/cc --shape 64,64,64 --dust 50 --compress none
-    after: []
-  - name: mesh-forge
-    run: mesh forge ${{D}}/cc --shape 64,64,32
-  - name: meshes
-    run: mesh merge-sharded ${{D}}/cc --nlod 1
-  - name: skeleton-forge
-    run: skeleton forge ${{D}}/cc --shape 64,64,64 --dust-threshold 100
-    after: [cc]
-  - name: skeletons
-    run: skeleton merge ${{D}}/cc
-  - name: measure-forge
-    run: measure forge ${{D}}/cc --shape 64,64,64
-    after: [cc]
-  - name: measure-merge
-    run: measure merge ${{D}}/cc
-  - name: table
-    run: measure export ${{D}}/cc {table}
-"""
-
-
-def tree(root: Path) -> dict:
-    """Every output file's bytes (provenance records hosts and times; pipelines/ its own progress)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "provenance" and "pipelines" not in p.parts}
-
-
-def job_file(tmp_path, name, queue):
-    data = tmp_path / name
-    data.mkdir()
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(JOB.format(queue=f"queue: {queue}" if queue else "", data=f"file://{data}",
-                               state=f"file://{tmp_path}/{name}.state", table=data / "cells.csv"))
-    return path, data
-
-
-def start_worker(queue: str, log=subprocess.DEVNULL) -> subprocess.Popen:
-    """An `execute -x` worker with a short lease (so a killed one's task soon comes back)."""
-    command = [sys.executable, "-m", "igneous_like", "execute", "-x", "--lease-sec", "8",
-               "--retry-delay", "0"]
-    return subprocess.Popen(command + [queue], stdout=subprocess.DEVNULL, stderr=log)
 
 
 @pytest.fixture
@@ -84,35 +33,22 @@ def test_a_job_survives_killed_workers_and_a_purged_queue_and_equals_the_run_her
     write_layer(f"file://{here_data}/seg", crop, "segmentation", chunk=(32, 32, 32))
     run_cli("-p", "2", "pipeline", "run", here)
 
-    job, data = job_file(tmp_path, "fleet", f"fq://{tmp_path}/q")
     queue = f"fq://{tmp_path}/q"
+    job, data = job_file(tmp_path, "fleet", queue)
     write_layer(f"file://{data}/seg", crop, "segmentation", chunk=(32, 32, 32))
     run_cli("pipeline", "run", job)
-    rng, workers, kills = np.random.default_rng(5), [], 0
-    flow = Flow(f"file://{tmp_path}/fleet.state")
-    while not flow.state.exists("measure-forge/done"):  # until the job is half way
-        workers = [w for w in workers if w.poll() is None]
-        while len(workers) < 3:
-            workers.append(start_worker(queue))
-        time.sleep(rng.uniform(0.2, 1.0))
-        workers[rng.integers(len(workers))].kill()
-        kills += 1
-        assert kills < 200
-    for worker in workers:
-        worker.kill()
-        worker.wait()
-    TaskQueue(queue).purge()
-    assert status(queue)["enqueued"] == 0
-    again = run_cli("pipeline", "run", job)
+    flow, fleet = Flow(f"file://{tmp_path}/fleet.state"), Fleet(queue, tmp_path / "logs")
+    kills = run_with_kills(fleet, lambda: flow.state.exists("measure-forge/done"),  # half way
+                           np.random.default_rng(5), most=200)
+    again = purge_and_run(queue, job)
     assert "started on" in again.stderr
     waiting = queued_tasks(queue, flow.state.url)
     assert waiting and not [task for task in waiting if flow.is_done(*task)]  # only what is not done
-    logs = [tmp_path / f"finisher{i}.log" for i in range(2)]
-    finishers = [start_worker(queue, log.open("w")) for log in logs]
-    assert [worker.wait(timeout=600) for worker in finishers] == [0, 0], [log.read_text() for log in logs]
-    report = run_cli("pipeline", "status", job).stdout
+    report = finish(fleet, job, workers=2, rounds=1, timeout=600)
     assert report.count(" done ") == 9 and "failed" not in report, report
     assert kills >= 3
+    runs = task_runs(fleet.log_files(), tmp_path / "fleet.state")
+    assert runs["run after recorded done"] == 0 and runs["runs"] >= runs["recorded done"] > 50, runs
     assert tree(data) == tree(here_data)
     assert read_mip(f"file://{data}/cc", 0).max() == read_mip(f"file://{here_data}/cc", 0).max() > 10
 

@@ -23,12 +23,14 @@ def PipelineTask(state: str, step: str, stage: int, index: int, total: int, task
     record = flow.Flow(state)
     if record.is_done(step, stage, index):
         log.info("pipeline task %s/%d/%d is done already; not run again", step, stage, index)
-    else:
+    else:  # each run and its record logged (-v), so that runs of a task recorded done can be counted
+        log.debug("pipeline task %s/%d/%d runs", step, stage, index)
         result = execute_task(runnable({"payload": [*task[:3], None]}))
         if result is not None:  # a one-process step's answer (a count, scores): kept for status
             answer = json.loads(json.dumps(result, default=str))
             record.state.put_json(f"{step}/{stage}/results/{index}.json", answer)
         record.mark_done(step, stage, index)
+        log.debug("pipeline task %s/%d/%d is recorded done", step, stage, index)
     record.finish(step, stage, index, total, owner=ORIGIN.get() or uuid.uuid4().hex)
 
 
