@@ -151,17 +151,21 @@ def same_meshes(paths: Dict[str, str], max_error: float = 40) -> str:
 
 
 def same_skeletons(paths: Dict[str, str]) -> str:
-    """Share of labels whose cable length is within 5% of kimimaro run on the whole crop at once."""
-    reference = kimimaro.skeletonize(skeleton_crop(), TEASAR, anisotropy=(16, 16, 40), dust_threshold=1000,
-                                     progress=False)
-    shares = []
-    for path in paths.values():
-        cv = CloudVolume(path, progress=False)
-        labels = sorted(set(reference) & set(skeleton_labels(cv)))
-        cable = {s.id: s.cable_length() for s in cv.skeleton.get(labels) if not s.empty()}
-        ratios = np.array([cable[label] / reference[label].cable_length() for label in cable])
-        shares.append(f"{len(cable)} skeletons, {np.mean(np.abs(ratios - 1) <= 0.05):.0%} within 5%")
-    return "cable vs one kimimaro call: " + " | ".join(shares)
+    """Share of labels whose cable length is within 5% of kimimaro run on the whole crop at once,
+    with fix_borders off (igneous_like's default) and on (Igneous's)."""
+    found = []
+    for fix_borders in (False, True):
+        reference = kimimaro.skeletonize(skeleton_crop(), TEASAR, anisotropy=(16, 16, 40),
+                                         dust_threshold=1000, fix_borders=fix_borders, progress=False)
+        shares = []
+        for path in paths.values():
+            cv = CloudVolume(path, progress=False)
+            labels = sorted(set(reference) & set(skeleton_labels(cv)))
+            cable = {s.id: s.cable_length() for s in cv.skeleton.get(labels) if not s.empty()}
+            ratios = np.array([cable[label] / reference[label].cable_length() for label in cable])
+            shares.append(f"{len(cable)} skeletons, {np.mean(np.abs(ratios - 1) <= 0.05):.0%} within 5%")
+        found.append(f"fix_borders {'on' if fix_borders else 'off'}: " + " | ".join(shares))
+    return "cable vs one kimimaro call, " + "; ".join(found)
 
 
 def agglomerate_commands(program: str, src: str, queue: str) -> List[List[str]]:

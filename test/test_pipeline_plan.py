@@ -80,6 +80,8 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "table cluster": "table cluster /tmp/t.csv /tmp/c.csv --columns a,b --method dbscan --eps 0.3",
     "table merge": "table merge /tmp/t.csv /tmp/t.csv /tmp/m.tsv --how outer",
     "table paint": f"table paint {L} /tmp/t.csv kind file:///tmp/painted",
+    "table plot": "table plot /tmp/t.csv /tmp/p.png --x a --y b --color kind",
+    "table properties": f"table properties {L} /tmp/t.csv --label kind --numbers a,b",
     "table threshold": "table threshold /tmp/t.csv /tmp/c.csv --column a --percentiles 50",
 }
 
