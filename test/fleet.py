@@ -40,6 +40,7 @@ steps:
     run: measure export ${{D}}/cc {table}
 """
 STEPS = 9
+MTIME_SLACK = 0.011  # seconds: a file's time of change can trail the clock by one tick (HZ >= 100)
 LOG = re.compile(r"^(\S+ \S+) \w+ pipeline task (\S+/\d+/\d+) (runs|is recorded done|is done already)", re.M)
 
 
@@ -147,10 +148,12 @@ def finish(fleet: Fleet, job: Path, workers: int = 3, rounds: int = 3, timeout: 
 def task_runs(logs: Sequence[Path], state: Path) -> Counter:
     """From the workers' logs and the done markers under `state`: tasks recorded done, runs begun and
     ended, tasks begun more than once (killed half way, or two copies at once) and recorded done more
-    than once (two copies at once), copies skipped as done, and runs begun at or after the moment
-    their task was first recorded done (to the log's millisecond)."""
+    than once (two copies at once), copies skipped as done, and runs begun after the moment their
+    task was first recorded done: as its worker logged it (the same clock as the runs, to the
+    millisecond), or, for a worker killed between the record and its log line, the done marker's
+    time of change plus MTIME_SLACK (file times lag the clock by up to a kernel tick)."""
     done = {"/".join(p.parts[-5:-3] + p.parts[-1:]): p.stat().st_mtime for p in state.glob("*/*/done/*/*")}
-    first_done, runs = {key: int(t * 1000) / 1000 for key, t in done.items()}, []
+    marked, logged, runs = {key: t + MTIME_SLACK for key, t in done.items()}, {}, []
     counts, recorded = Counter({"recorded done": len(done)}), Counter()
     for log in logs:
         for stamp, key, what in LOG.findall(log.read_text(errors="replace")):
@@ -160,9 +163,10 @@ def task_runs(logs: Sequence[Path], state: Path) -> Counter:
                 runs.append((key, moment))
             elif what == "is recorded done":
                 recorded[key] += 1
-                first_done[key] = min(first_done.get(key, moment), moment)
+                logged[key] = min(logged.get(key, moment), moment)
     counts["run more than once"] = sum(n > 1 for n in Counter(key for key, _ in runs).values())
     counts["recorded done more than once"] = sum(n > 1 for n in recorded.values())
-    counts["run after recorded done"] = sum(moment >= first_done.get(key, float("inf"))
+    first_done = {**marked, **logged}
+    counts["run after recorded done"] = sum(moment > first_done.get(key, float("inf"))
                                             for key, moment in runs)
     return counts
