@@ -19,16 +19,14 @@ from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Stage,
     Tasks,
-    check_encoding,
     chunk_grid,
     compression,
     csv,
     ints,
     new_layer_path,
     open_layer,
-    record_provenance,
 )
-from igneous_like.task_creation.image import destination_info, open_destination
+from igneous_like.task_creation.edit import new_copy
 from igneous_like.tasks.contrast import (
     RECORD,
     ClaheTask,
@@ -90,15 +88,6 @@ def create_levels_tasks(layer_path: str, mip: int = 0) -> Tasks:
     return Tasks(slice_rows(recorded(cv, mip)), make, f"slice histograms of {cv.cloudpath}")
 
 
-def new_image(src: CloudVolume, path: str, mip: int, encoding: Optional[str], method: dict) -> CloudVolume:
-    """The layer at `path` with the source's geometry at `mip`, its info and the job recorded."""
-    check_encoding(encoding, src.layer_type, src.dtype, src.num_channels)
-    out = open_destination(path, destination_info(src, mip, src.meta.bounds(mip), None, encoding), mip)
-    out.commit_info()
-    record_provenance(out, method)
-    return out
-
-
 def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
                                         clip_fraction: float = 0.01, shape: Sequence[int] = DEFAULT_SHAPE,
                                         fill_missing: bool = False, encoding: Optional[str] = None,
@@ -120,7 +109,7 @@ def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: st
     work.check_complete([levels_name(*row) for row in slice_rows(record)], "levels tasks",
                         f"run `igneous-like image contrast histogram {src.cloudpath} --mip {mip}` to the end",
                         prefix="levels/")
-    out = new_image(src, path, mip, encoding, {"task": "ContrastTask", "src": src.cloudpath, "mip": mip,
+    out = new_copy(src, path, mip, encoding, {"task": "ContrastTask", "src": src.cloudpath, "mip": mip,
                                                "clip_fraction": clip_fraction, "minval": minval,
                                                "maxval": maxval})
     compress = compression(compress)
@@ -142,7 +131,7 @@ def create_clahe_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
     if not 0 < clip_limit <= 1 or nbins < 2 or (kernel_size is not None and kernel_size < 2):
         raise UserError("--clip-limit must lie in (0, 1], --nbins be at least 2 and --kernel-size at "
                         f"least 2; got {clip_limit}, {nbins} and {kernel_size}")
-    out = new_image(src, path, mip, encoding, {
+    out = new_copy(src, path, mip, encoding, {
         "task": "ClaheTask", "src": src.cloudpath, "mip": mip, "kernel_size": kernel_size,
         "clip_limit": clip_limit, "nbins": nbins})
     size = bounds.size3()
