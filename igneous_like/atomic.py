@@ -10,10 +10,13 @@ CloudVolume's chunks and infos, meshes, skeletons, tables and our own puts, `.gz
 included. `install` (called by `import igneous_like`) does so as soon as cloudfiles is imported,
 without importing it: that costs half a second the CLI and workers must not pay up front.
 
-Only a killed process leaves a temporary file behind: a hidden name ending in TEMPORARY, which
-directory removals delete and checks for finished tasks ignore (they look for exact names). No
+The new bytes go into an unnamed file (O_TMPFILE), named only once whole, so a process killed
+while writing leaves nothing behind. Where the filesystem has no unnamed files, they go to a
+hidden name ending in TEMPORARY instead, which a killed process leaves behind: directory
+removals delete it and checks for finished tasks ignore it (they look for exact names). No
 fsync: the rename protects against a dead process, not against the machine losing power.
 """
+import errno
 import importlib.abc
 import os
 import secrets
@@ -23,6 +26,7 @@ import sys
 MODULE = "cloudfiles.interfaces"
 TEMPORARY = ".igneous-like-partial"
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+UNNAMED = getattr(os, "O_TMPFILE", 0) if os.path.isdir("/proc/self/fd") else 0
 ENCODINGS = ("", ".gz", ".br", ".zstd", ".xz", ".bz2")  # the names cloudfiles gives compressed files
 
 
@@ -51,24 +55,53 @@ def drop_other_encodings(base: str, kept: str) -> None:
 
 
 def write_whole(path: str, content) -> None:
-    """Write bytes (or a readable file) to a new temporary file beside `path`, then rename it."""
+    """Write bytes (or a readable file) to a new file beside `path`, then put it under the name."""
     directory, name = os.path.split(path)
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}{TEMPORARY}")
     try:
-        descriptor = os.open(temporary, CREATE, 0o666)  # 0o666 less the umask, as open() makes files
+        descriptor, named = new_file(directory, temporary)
     except FileNotFoundError:
         os.makedirs(directory, exist_ok=True)
-        descriptor = os.open(temporary, CREATE, 0o666)
+        descriptor, named = new_file(directory, temporary)
     try:
-        with open(descriptor, "wb") as file:
+        with open(descriptor, "wb", closefd=False) as file:
             if hasattr(content, "read"):
                 shutil.copyfileobj(content, file)
             else:
                 file.write(content)
+        if not named:  # the unnamed file gets its temporary name only now, whole
+            give_name(descriptor, temporary)
+            named = True
         os.replace(temporary, path)
     except BaseException:  # an exception, not a kill: leave nothing behind, and re-raise
-        os.unlink(temporary)
+        if named:
+            os.unlink(temporary)
         raise
+    finally:
+        os.close(descriptor)
+
+
+def give_name(descriptor: int, name: str) -> None:
+    """Link an unnamed file to `name`: linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N. (os.link calls
+    plain link(), which does not follow that link, unless given a directory descriptor.)"""
+    descriptors = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(str(descriptor), name, src_dir_fd=descriptors, follow_symlinks=True)
+    finally:
+        os.close(descriptors)
+
+
+def new_file(directory: str, temporary: str) -> tuple:
+    """(descriptor, whether the file has a name): an unnamed file in `directory` (O_TMPFILE) where
+    the filesystem makes one, so a writer killed mid-write leaves nothing behind; else a new file
+    under the hidden `temporary` name (O_TMPFILE is Linux's, and NFS, for one, lacks it)."""
+    if UNNAMED:
+        try:
+            return os.open(directory, UNNAMED | os.O_WRONLY, 0o666), False  # 0o666 less the umask
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    return os.open(temporary, CREATE, 0o666), True
 
 
 class PatchOnImport(importlib.abc.MetaPathFinder):
