@@ -143,6 +143,19 @@ def test_every_task_module_is_registered():
     assert [key for key in ours if not registry.is_allowed(key)] == []
 
 
+def test_every_task_creator_is_reachable_from_the_package():
+    """`igneous_like.task_creation.NAME` loads NAME's module on first use from a table of names: every
+    create_*/accumulate_* function defined in a module must be in it, and every name in it must exist."""
+    import igneous_like.task_creation as tc
+    package = [info.name for info in pkgutil.iter_modules(tc.__path__)]
+    defined = {name for module in package
+               for name, value in vars(importlib.import_module(f"{tc.__name__}.{module}")).items()
+               if inspect.isfunction(value) and value.__module__ == f"{tc.__name__}.{module}"
+               and name.startswith(("create_", "accumulate_"))}
+    assert defined - set(tc.__all__) == set()
+    assert [name for name in tc.__all__ if not callable(getattr(tc, name))] == []
+
+
 def test_the_first_stage_of_every_verb_made_for_a_dry_run_writes_nothing(tmp_path, real_seg):
     """A dry run calls task creators, which commit info files and provenance, record their options
     and clear what earlier runs left: with every verb's first stage made on real layers, no byte,

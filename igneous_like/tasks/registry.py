@@ -2,21 +2,25 @@
 
 A task's module is imported when a worker first meets one of its tasks, not up front: each area
 pulls in heavy libraries (kimimaro, scikit-learn, scipy.ndimage) that most commands never use,
-and importing them all cost every command and worker about 0.3 s. Only the modules listed here,
-and those an operator names in IGNEOUS_LIKE_TASK_MODULES (comma-separated, importable by the
-workers, imported at once), can be imported this way, and only their functions run
-(`is_allowed`): a queue message cannot name arbitrary code, nor another library's tasks.
+and importing them all cost every command and worker about 0.3 s. Only the modules of this
+package (found by listing its folder, so a new area is registered by existing; nothing is
+imported to find them), the pipeline's tasks, and those an operator names in
+IGNEOUS_LIKE_TASK_MODULES (comma-separated, importable by the workers, imported at once) can be
+imported this way, and only their functions run (`is_allowed`): a queue message cannot name
+arbitrary code, nor another library's tasks.
 """
 import importlib
+import pkgutil
 from typing import Tuple
 
 from taskqueue import queueablefns
 
+import igneous_like.tasks
 from igneous_like import settings
 
-TASK_MODULES = frozenset([f"igneous_like.tasks.{area}" for area in (
-    "agglomerate", "annotate", "ccl", "classify", "contrast", "edit", "evaluation", "image", "ingest",
-    "measure", "mesh", "postprocess", "skeleton", "voxels")] + ["igneous_like.pipeline.tasks"])
+TASK_MODULES = frozenset([f"igneous_like.tasks.{module.name}" for module in
+                          pkgutil.iter_modules(igneous_like.tasks.__path__) if module.name != "registry"]
+                         + ["igneous_like.pipeline.tasks"])
 OPERATOR_MODULES = frozenset(settings.task_modules())
 
 
