@@ -16,12 +16,14 @@ from igneous_like.stage import WorkDir, from_npz
 from igneous_like.task_creation.common import Tasks, layer_path, open_layer
 from igneous_like.tasks.annotate import (
     PLAN,
+    RECORD,
     AnnotateGatherTask,
     AnnotateIndexTask,
     AnnotateRecord,
-    load_part,
+    gather_parts,
+    load_record,
     part_name,
-    work_path,
+    work_dir,
 )
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".xlsx")
@@ -142,8 +144,9 @@ def create_annotation_tasks(source: str, dest: str, kind: str = "point",
         resolution=tuple(float(r) for r in resolution), lower=tuple(lower), upper=tuple(upper),
         parts=tuple(parts), limit=int(limit), sharded=bool(sharded))
     dest = layer_path(dest)
-    WorkDir(work_path(dest)).clean()
-    record.save(CloudFiles(work_path(dest)))
+    work = work_dir(dest)
+    work.clean()
+    work.save(RECORD, record)
     make = lambda number: partial(AnnotateGatherTask, dest=dest, part=number)
     return Tasks(range(len(parts)), make, f"annotate gather {source}")
 
@@ -190,12 +193,11 @@ def sharding(keys: int, tasks: int) -> dict:
             "minishard_index_encoding": "gzip", "data_encoding": "gzip"}
 
 
-def property_types(record: AnnotateRecord, files: CloudFiles) -> tuple:
+def property_types(record: AnnotateRecord, work: WorkDir) -> tuple:
     """Each property's type over all parts, the annotations' (ids, geometry) and related-pair counts."""
     low, high, floats = {}, {}, set()
     parts, pairs = [], np.zeros(len(record.relate), np.int64)
-    for number in range(len(record.parts)):
-        part = load_part(files, number)
+    for part in gather_parts(work, record):
         parts.append((part["ids"], part["geometry"]))
         pairs += (part["relations"] != 0).sum(axis=(0, 2))
         for name in record.properties:
@@ -216,14 +218,10 @@ def create_annotation_index_tasks(dest: str, keys_per_task: int = KEYS_PER_TASK)
     each write one share of one index (by id, by related object, spatial level): about
     `keys_per_task` ids, related objects or cells each."""
     dest = layer_path(dest)
-    files = CloudFiles(work_path(dest))
-    record = AnnotateRecord.load(files)
-    names = [part_name(number) for number in range(len(record.parts))]
-    missing = [name for name, found in files.exists(names).items() if not found]
-    if missing:
-        raise UserError(f"{len(missing)} of {len(names)} annotate gather tasks have not finished; "
-                        "run them first")
-    types, parts, pairs = property_types(record, files)
+    work = work_dir(dest)
+    record = load_record(work)
+    work.check_complete([part_name(number) for number in range(len(record.parts))], "annotate gather tasks")
+    types, parts, pairs = property_types(record, work)
     probabilities, occupied, grids = plan_levels(record, parts)
     total = sum(len(ids) for ids, _ in parts)
     sizes = {"by_id": total, **{f"rel/{k}": int(n) for k, n in enumerate(pairs)},
@@ -236,7 +234,7 @@ def create_annotation_index_tasks(dest: str, keys_per_task: int = KEYS_PER_TASK)
     counts = {index: max(1, math.ceil(n / keys_per_task)) for index, n in sizes.items()}
     if record.sharded:
         plan["sharding"] = {index: sharding(n, counts[index]) for index, n in sizes.items()}
-    files.put_json(PLAN, plan, cache_control="no-cache")
+    work.save(PLAN, plan)
     CloudFiles(dest).put_json("info", info(record, plan), cache_control="no-cache")
     items = [(index, task) for index, n in counts.items() for task in range(n)]
     make = lambda item: partial(AnnotateIndexTask, dest=dest, index=item[0], task=item[1],
@@ -263,4 +261,4 @@ def info(record: AnnotateRecord, plan: dict) -> dict:
 
 def clean_annotation_files(dest: str) -> int:
     """Delete DEST/_work/ (the record, plan and gathered parts); returns how many files there were."""
-    return WorkDir(work_path(layer_path(dest))).clean()
+    return work_dir(layer_path(dest)).clean()

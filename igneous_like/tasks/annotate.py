@@ -7,8 +7,7 @@ Files under DEST/_work/:
     plan.json           the levels' probabilities, property types and sharding (index stage)
     parts/NNNNN.npz     one part's ids, geometry (voxels), relations (rows x layers x ends), properties
 """
-import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -19,6 +18,7 @@ from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import annotations as ann
+from igneous_like.stage import Record, WorkDir, from_npz
 
 WORK = "_work"
 RECORD = "annotate.json"
@@ -26,7 +26,7 @@ PLAN = "plan.json"
 
 
 @dataclass(frozen=True)
-class AnnotateRecord:
+class AnnotateRecord(Record):
     """What the gather step reads: `parts` are row ranges of a table or measure result files."""
     kind: str
     source: str
@@ -43,21 +43,17 @@ class AnnotateRecord:
     limit: int
     sharded: bool
 
-    def save(self, files: CloudFiles) -> None:
-        files.put_json(RECORD, asdict(self), cache_control="no-cache")
-
-    @classmethod
-    def load(cls, files: CloudFiles) -> "AnnotateRecord":
-        record = files.get_json(RECORD)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
-
     def layout(self, types: Dict[str, str]) -> ann.Layout:
         properties = tuple((name, types[name]) for name in self.properties)
         return ann.Layout(self.kind, properties, self.relationships)
 
 
-def work_path(dest: str) -> str:
-    return f"{dest.rstrip('/')}/{WORK}"
+def work_dir(dest: str) -> WorkDir:
+    return WorkDir(f"{dest.rstrip('/')}/{WORK}")
+
+
+def load_record(work: WorkDir) -> AnnotateRecord:
+    return work.require(RECORD, "run `annotate points` or `annotate lines` first", AnnotateRecord)
 
 
 def part_name(index: int) -> str:
@@ -74,8 +70,7 @@ def read_rows(record: AnnotateRecord, part: int) -> Dict[str, np.ndarray]:
         if record.id_column is None:
             columns["_id"] = np.arange(start + 1, stop + 1, dtype=np.uint64)
         return columns
-    data = CloudFile(record.parts[part]).get()
-    return dict(np.load(io.BytesIO(data), allow_pickle=False))
+    return from_npz(CloudFile(record.parts[part]).get())
 
 
 def segments_at(layer: str, nm: np.ndarray) -> np.ndarray:
@@ -101,8 +96,8 @@ def segments_at(layer: str, nm: np.ndarray) -> np.ndarray:
 @queueable
 def AnnotateGatherTask(dest: str, part: int) -> None:
     """One part's annotations: ids, voxel coordinates, relations to each layer, raw properties."""
-    files = CloudFiles(work_path(dest))
-    record = AnnotateRecord.load(files)
+    work = work_dir(dest)
+    record = load_record(work)
     columns = read_rows(record, part)
     nm = np.stack([np.asarray(columns[c], np.float64) for c in record.coordinates], axis=1)
     ends = nm.reshape(len(nm), len(record.coordinates) // 3, 3)
@@ -115,13 +110,13 @@ def AnnotateGatherTask(dest: str, part: int) -> None:
     arrays = {"ids": np.asarray(ids, np.uint64), "geometry": geometry.astype(np.float32),
               "relations": relations}
     arrays.update({f"p_{name}": np.asarray(columns[name]) for name in record.properties})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    files.put(part_name(part), buffer.getvalue(), compress=None, content_type="application/octet-stream")
+    work.put_arrays(part_name(part), **arrays)
 
 
-def load_part(files: CloudFiles, index: int) -> Dict[str, np.ndarray]:
-    return dict(np.load(io.BytesIO(files.get(part_name(index))), allow_pickle=False))
+def gather_parts(work: WorkDir, record: AnnotateRecord):
+    """Every gathered part's arrays, in order, a batch in memory at a time."""
+    return work.gather_arrays([part_name(number) for number in range(len(record.parts))],
+                              "annotate gather tasks")
 
 
 def index_keys(record: AnnotateRecord, plan: dict, index: str, part: Dict[str, np.ndarray]):
@@ -174,9 +169,9 @@ def encode_index(index: str, level_grid, keys, ids, bodies, relations) -> Dict[s
 @queueable
 def AnnotateIndexTask(dest: str, index: str, task: int, tasks: int) -> None:
     """Write this task's share of one index (by_id, rel/K or spatial/L): its files, or its shards."""
-    work = CloudFiles(work_path(dest))
-    record = AnnotateRecord.load(work)
-    plan = work.get_json(PLAN)
+    work = work_dir(dest)
+    record = load_record(work)
+    plan = work.load(PLAN)
     keys, ids, bodies, relations = read_own(work, record, plan, index, task, tasks)
     grid = plan["levels"][int(index.split("/")[1])][1] if index.startswith("spatial") else None
     entries = encode_index(index, grid, keys, ids, bodies, relations)
@@ -191,12 +186,11 @@ def AnnotateIndexTask(dest: str, index: str, task: int, tasks: int) -> None:
     out.puts(list(shards.items()), compress=None, content_type="application/octet-stream")
 
 
-def read_own(work: CloudFiles, record: AnnotateRecord, plan: dict, index: str, task: int, tasks: int):
+def read_own(work: WorkDir, record: AnnotateRecord, plan: dict, index: str, task: int, tasks: int):
     """This task's (keys, ids, bodies, relations) of one index, streamed part by part."""
     layout = record.layout(plan["types"])
     found: List[List[np.ndarray]] = [[], [], [], []]
-    for number in range(len(record.parts)):
-        part = load_part(work, number)
+    for part in gather_parts(work, record):
         key, rows = index_keys(record, plan, index, part)
         mine = owner(plan, index, key, tasks) == task
         key, rows = key[mine], rows[mine]
