@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import read_mip, run_cli, write_layer
-from fleet import Fleet, finish, job_file, purge_and_run, run_with_kills, task_runs, tree
+from fleet import JOB, Fleet, finish, job_file, purge_and_run, run_with_kills, task_runs, tree
 
 from igneous_like import pipeline
 from igneous_like.pipeline.flow import Flow
@@ -135,40 +135,22 @@ def test_a_starter_that_died_after_its_claim_is_finished_by_its_own_retry(tmp_pa
     assert status(queue)["enqueued"] == 3
 
 
-SMALL_JOB = """\
-{queue}
-state: {state}
-steps:
-  - name: pyramid
-    run: image downsample {data}/seg --num-mips 1 --compress none
-  - name: cc
-    run: image ccl auto {data}/seg {data}/cc --shape 32,32,32 --connectivity 26 --compress none
-  - name: count
-    run: image voxels count {data}/cc --shape 32,32,32
-  - name: sum
-    run: image voxels sum {data}/cc
-"""
-
-
 def test_a_job_on_sqs_and_s3_runs_with_two_workers_and_no_driver(tmp_path, sqs_env, crop):
-    """The same file on s3:// with its state there and sqs:// as the queue: `pipeline run` only starts
-    it and exits; two workers alone run every step; the outputs equal a run here on file://."""
+    """The nine-step job on s3:// with its state there and sqs:// as the queue: `pipeline run` only
+    starts it and exits; two workers alone run every step; every output file (pyramid, components,
+    sharded meshes, skeletons, measurements, table) equals a run here on file://."""
     import boto3
-    from cloudvolume import CloudVolume
-
-    from igneous_like.label_table import read_voxel_counts
+    from cloudfiles import CloudFiles
     seg = np.asfortranarray(crop[:, :, :32])
-    here = tmp_path / "here.yaml"
-    here.write_text(SMALL_JOB.format(queue="", state=f"file://{tmp_path}/here.state",
-                                     data=f"file://{tmp_path}"))
-    write_layer(f"file://{tmp_path}/seg", seg, "segmentation", chunk=(32, 32, 32))
+    here, here_data = job_file(tmp_path, "here", None)
+    write_layer(f"file://{here_data}/seg", seg, "segmentation", chunk=(32, 32, 32))
     run_cli("pipeline", "run", here)
 
     boto3.client("s3", endpoint_url=sqs_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                  aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="lab")
     cloud = tmp_path / "cloud.yaml"
-    cloud.write_text(SMALL_JOB.format(queue="queue: sqs://igneous-like-test", state="s3://lab/job",
-                                      data="s3://lab"))
+    cloud.write_text(JOB.format(queue="queue: sqs://igneous-like-test", state="s3://lab/job", data="s3://lab",
+                                table=tmp_path / "cloud.csv", box=64, half=32))
     np.save(tmp_path / "seg.npy", seg)
     write = ("import sys, numpy; from igneous_like.layers import write_array; "
              "write_array('s3://lab/seg', numpy.load(sys.argv[1]), 'segmentation', chunk=(32, 32, 32))")
@@ -179,16 +161,18 @@ def test_a_job_on_sqs_and_s3_runs_with_two_workers_and_no_driver(tmp_path, sqs_e
     command = [sys.executable, "-m", "igneous_like", "execute", "-x", "sqs://igneous-like-test"]
     workers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True) for _ in range(2)]
-    errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    errors = [worker.communicate(timeout=600)[1] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], errors
-    assert run_cli("pipeline", "status", cloud, env=sqs_env).stdout.count(" done ") == 4
+    assert run_cli("pipeline", "status", cloud, env=sqs_env).stdout.count(" done ") == 9
+    assert (tmp_path / "cloud.csv").read_bytes() == (here_data / "cells.csv").read_bytes()
+    local = CloudFiles(f"file://{here_data}")  # finds NAME.gz for NAME, as S3 keeps no suffix
     with pytest.MonkeyPatch.context() as patch:
         for key, value in sqs_env.items():
             patch.setenv(key, value)
-        for layer, mips in (("seg", 2), ("cc", 1)):
-            for mip in range(mips):
-                cv = CloudVolume(f"s3://lab/{layer}", mip=mip, progress=False)
-                assert np.array_equal(cv[cv.bounds][..., 0], read_mip(f"file://{tmp_path}/{layer}", mip))
-        theirs = read_voxel_counts("s3://lab/cc")
-    ours = read_voxel_counts(f"file://{tmp_path}/cc")
-    assert all(np.array_equal(a, b) for a, b in zip(theirs, ours)) and len(ours[0]) > 10
+        remote = CloudFiles("s3://lab")
+        names = [name for name in remote.list() if not name.startswith(("job/", "pipelines/"))
+                 and not name.endswith("provenance") and name != "seg.npy"]
+        theirs = remote.get(names, return_dict=True)
+    outputs = [name for name in tree(here_data) if name != "cells.csv"]
+    assert len(names) == len(outputs) > 80 and {name.split("/")[0] for name in names} == {"seg", "cc"}
+    assert theirs == local.get(names, return_dict=True)
