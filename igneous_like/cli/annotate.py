@@ -3,8 +3,9 @@ import click
 
 from igneous_like.cli.common import queue_option, submit
 from igneous_like.cli.params import FLOATS
+from igneous_like.pipeline import verbs
 from igneous_like.tables import columns_list
-from igneous_like.task_creation.common import Stage, layer_path
+from igneous_like.task_creation.common import layer_path
 
 
 @click.group()
@@ -39,9 +40,7 @@ def common(function):
 def run(ctx, queue, source, dest, **kwargs) -> None:
     kwargs["properties"] = None if kwargs["properties"] is None else columns_list(kwargs["properties"])
     kwargs["relate"] = list(kwargs["relate"])
-    submit(ctx, [Stage("create_annotation_tasks", dict(source=source, dest=dest, **kwargs), "gather"),
-                 Stage("create_annotation_index_tasks", dict(dest=dest), "index"),
-                 Stage("clean_annotation_files", dict(dest=dest), "clean")], queue, home=layer_path(dest))
+    submit(ctx, verbs.annotate(source, dest, **kwargs), queue, home=layer_path(dest))
 
 
 @annotate.command()

@@ -26,6 +26,14 @@ def ccl(src: str, dest: str, mip: int = 0, shape: Optional[Sequence[int]] = None
     return stages + ([Stage("clean_ccl_files", dict(cloudpath=src, mip=mip), "clean")] if clean else [])
 
 
+def annotate(source: str, dest: str, **options) -> List[Stage]:
+    """A Neuroglancer annotation layer at DEST from SOURCE's objects or rows (options: those of
+    create_annotation_tasks): gather the parts, index them, delete the parts."""
+    return [Stage("create_annotation_tasks", dict(source=source, dest=dest, **options), "gather"),
+            Stage("create_annotation_index_tasks", dict(dest=dest), "index"),
+            Stage("clean_annotation_files", dict(dest=dest), "clean")]
+
+
 def fill_holes(src: str, dest: str, max_hole_size: int, mip: int = 0, shape: Sequence[int] = (512, 512, 512),
                compress: Optional[str] = "gzip", clean: bool = True) -> List[Stage]:
     """SRC with every small cavity enclosed by one object filled, into DEST: label the background
