@@ -308,6 +308,8 @@ def test_points_from_a_table_in_many_index_tasks(tmp_path, sharded):
     (["points", "{tmp}/t.csv", "{tmp}/a", "--position", "x,y,z", "--resolution", "1,1,1",
       "--properties", "name"], "column name does not hold numbers"),
     (["points", "{tmp}/unmeasured", "{tmp}/a"], "measure forge"),
+    (["boxes", "{tmp}/t.csv", "{tmp}/a", "--resolution", "1,1,1"], "boxes from a table need their 6"),
+    (["ellipsoids", "{tmp}/t.csv", "{tmp}/a", "--center", "x,y,z"], "give both coordinate sets"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(measured, tmp_path, args, message):
     out, _ = measured
