@@ -190,6 +190,9 @@ def show(paths: Sequence[str], bind: str = "127.0.0.1", port: int = 0, segments:
     """Serve `paths` and open them in a Neuroglancer viewer: (viewer, LayerServer, layers).
     The viewer listens on `port` (any free one for 0), the layers' server on any free port.
     `colors` (tag -> colour), `every_tag` and `select_tagged`: see `tagged_segments`."""
+    if select_tagged and not (colors or every_tag):
+        raise UserError("--select-tagged selects the objects that get a tag colour: give --colors or "
+                        "--color-by-tag")
     server = LayerServer({}, bind)
     try:
         layers = open_layers(paths, f"http://{public_host(bind)}:{server.server_address[1]}")

@@ -456,6 +456,7 @@ def test_view_bad_input(layers, tmp_path, path, message):
     (["{tagged}", "--colors", "astrocyte=red"], "no segmentation has tag astrocyte; the tags are axon, glia"),
     (["{tagged}", "--colors", "neuron=nocolour"], "--colors wants TAG=COLOR pairs"),
     (["{layers}/legacy", "{layers}/image", "--color-by-tag"], "no segmentation among the layers has tags"),
+    (["{tagged}", "--select-tagged"], "give --colors or --color-by-tag"),
 ])
 def test_view_colour_by_tag_bad_input(layers, tagged, args, message):
     result = run_cli("view", *[arg.format(tagged=tagged, layers=layers) for arg in args], "--no-browser",
