@@ -1,7 +1,8 @@
 """Neuroglancer's precomputed annotations (`neuroglancer_annotations_v1`): pure numpy, no storage.
 
 The format (neuroglancer's src/datasource/precomputed/annotation.rst): each annotation has a uint64
-id, its geometry as float32 (a point: x, y, z; a line: both end points), its property values
+id, its geometry as float32 (a point: x, y, z; a line: both end points; an axis-aligned box: two
+opposite corners; an ellipsoid: centre, then radii), its property values
 (4-byte types first, then 2-byte, then 1-byte, zero padding to a multiple of 4 bytes) and, in the
 by-id index only, for each relationship a uint32 count and that many uint64 related ids. Lists
 (related-object index, spatial cells) are a uint64 count, the bodies, then the uint64 ids.
@@ -11,8 +12,8 @@ dimensions that keep them nearest to isotropic (in nm). Each level emits, in eve
 annotations still remaining there with probability min(1, limit / (most remaining in any cell of
 that level)), as the format describes. The draw is a hash of (id, level), so an annotation's level
 depends only on its id and the levels' probabilities: any task can place any annotation, and a
-line emitted at a level is emitted in every cell it crosses there. Points lie in exactly one cell
-of one level.
+line, box or ellipsoid emitted at a level is emitted in every cell it meets there. Points lie in
+exactly one cell of one level.
 """
 import math
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-GEOMETRY = {"point": 3, "line": 6}  # float32 values per annotation
+GEOMETRY = {"point": 3, "line": 6, "axis_aligned_bounding_box": 6, "ellipsoid": 6}  # float32 values each
 MAX_LEVELS = 24  # the last level emits whatever remains (only many points at one spot get there)
 _U8 = np.dtype("<u8")
 
@@ -46,6 +47,40 @@ class Layout:
                     offset += size
         return np.dtype({"names": names, "formats": formats, "offsets": offsets,
                          "itemsize": -(-offset // 4) * 4})
+
+
+def table_geometry(kind: str, nm: np.ndarray, resolution) -> Tuple[np.ndarray, np.ndarray]:
+    """(geometry in voxels, anchors in nm) of table rows in nm: positions move to voxel units,
+    where voxel i's centre (at i * resolution nm) lies at i + 0.5; an ellipsoid's radii only scale.
+    Anchors (n, ends, 3) are where related segments are looked up: a point, both ends of a line,
+    the centre of a box or ellipsoid."""
+    res = np.asarray(resolution, np.float64)
+    ends = nm.reshape(len(nm), -1, 3)
+    geometry = ends / res + np.array([0.5, 0.0 if kind == "ellipsoid" else 0.5])[:ends.shape[1], None]
+    anchors = ends[:, :1] if kind == "ellipsoid" else ends.mean(axis=1, keepdims=True)
+    return geometry.reshape(len(nm), -1), ends if kind in ("point", "line") else anchors
+
+
+def object_geometry(kind: str, columns: np.ndarray, resolution) -> Tuple[np.ndarray, np.ndarray]:
+    """(geometry in voxels, anchors in nm) of measured objects from their centroid (nm) and, for a
+    box or an ellipsoid, their bounding box (voxels, max exclusive): the box holds exactly the
+    object's voxels; the ellipsoid, at the centroid, has half the box's extent as radii. The
+    related segments are looked up at the centroid."""
+    point, anchors = table_geometry("point", columns[:, :3], resolution)
+    if kind == "point":
+        return point, anchors
+    low, high = columns[:, 3:6], columns[:, 6:9]
+    return np.concatenate([low, high] if kind == "axis_aligned_bounding_box" else [point, (high - low) / 2],
+                          axis=1), anchors
+
+
+def extent(kind: str, nm: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest positions (nm) that table rows of `kind` reach."""
+    ends = nm.reshape(len(nm), -1, 3)
+    if kind == "ellipsoid":
+        ends = np.concatenate([ends[:, :1] - np.abs(ends[:, 1:]), ends[:, :1] + np.abs(ends[:, 1:])], axis=1)
+    ends = ends.reshape(-1, 3)
+    return ends.min(axis=0), ends.max(axis=0)
 
 
 def encode_bodies(layout: Layout, geometry: np.ndarray, properties: dict) -> np.ndarray:
@@ -107,15 +142,22 @@ def level_grids(lower: Sequence[float], upper: Sequence[float], scale: Sequence[
 
 
 def cells(kind: str, geometry: np.ndarray, lower, chunk, grid) -> Tuple[np.ndarray, np.ndarray]:
-    """(annotation index, cell) pairs: the cell of each point; for a line, every cell it
-    crosses (clipped to the grid)."""
+    """(annotation index, cell) pairs, clipped to the grid: the cell of each point; every cell a
+    line crosses; every cell whose span [low, high) meets a box's [min, max) (a box flat along an
+    axis: the cell of its corner there, as for a point); every cell an ellipsoid meets."""
     lower, chunk, grid = (np.asarray(v, np.float64) for v in (lower, chunk, grid))
     start = (np.asarray(geometry[:, :3], np.float64) - lower) / chunk
     if kind == "point":
         return np.arange(len(geometry)), np.clip(np.floor(start), 0, grid - 1).astype(np.int64)
-    end = (np.asarray(geometry[:, 3:], np.float64) - lower) / chunk
-    low = np.clip(np.floor(np.minimum(start, end)), 0, grid - 1).astype(np.int64)
-    high = np.clip(np.floor(np.maximum(start, end)), 0, grid - 1).astype(np.int64)
+    tail = np.asarray(geometry[:, 3:], np.float64)
+    if kind == "ellipsoid":
+        radii = np.abs(tail) / chunk
+        first, last = np.floor(start - radii), np.floor(start + radii)
+    else:
+        end = (tail - lower) / chunk
+        first, last = np.floor(np.minimum(start, end)), np.maximum(start, end)
+        last = np.maximum(first, np.ceil(last) - 1) if kind == "axis_aligned_bounding_box" else np.floor(last)
+    low, high = (np.clip(v, 0, grid - 1).astype(np.int64) for v in (first, last))
     counts = np.prod(high - low + 1, axis=1)
     index = np.repeat(np.arange(len(geometry)), counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -123,7 +165,12 @@ def cells(kind: str, geometry: np.ndarray, lower, chunk, grid) -> Tuple[np.ndarr
     step = np.stack([offsets % span[:, 0], offsets // span[:, 0] % span[:, 1],
                      offsets // (span[:, 0] * span[:, 1])], axis=1)
     candidate = low[index] + step
-    keep = crosses(start[index], end[index], candidate)
+    if kind == "axis_aligned_bounding_box":
+        return index, candidate
+    if kind == "ellipsoid":
+        keep = meets_ellipsoid(start[index], radii[index], candidate)
+    else:
+        keep = crosses(start[index], end[index], candidate)
     return index[keep], candidate[keep]
 
 
@@ -137,6 +184,15 @@ def crosses(start: np.ndarray, end: np.ndarray, cell: np.ndarray) -> np.ndarray:
     enter = np.where(flat, np.where(inside, -np.inf, np.inf), np.minimum(t0, t1)).max(axis=1)
     leave = np.where(flat, np.where(inside, np.inf, -np.inf), np.maximum(t0, t1)).min(axis=1)
     return (enter <= leave) & (leave >= 0) & (enter <= 1)
+
+
+def meets_ellipsoid(centre: np.ndarray, radii: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Whether each ellipsoid (in cell units) meets its closed unit cell: the cell's point nearest
+    the centre lies inside. A zero radius is a flat ellipsoid (the cell must hold the centre there)."""
+    gap = np.clip(centre, cell, cell + 1) - centre
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = np.where(radii > 0, gap / radii, np.where(gap == 0, 0.0, np.inf))
+    return (scaled ** 2).sum(axis=1) <= 1
 
 
 def levels_of(ids: np.ndarray, probabilities: Sequence[float]) -> np.ndarray:

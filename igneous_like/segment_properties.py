@@ -19,6 +19,8 @@ PROPERTIES_DIR = "segment_properties"
 INFO_TYPE = "neuroglancer_segment_properties"
 ONE_PER_LAYER = ("label", "description", "tags")  # property types Neuroglancer allows once
 BLANK = {"label": "", "description": "", "string": "", "tags": []}  # values of ids a property lacks
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")  # matplotlib's tab10: tags in a list's order, wrapping around
 
 
 def number_property(name: str, values) -> dict:
@@ -179,3 +181,30 @@ def write_table_properties(seg_path: str, table_path: str, label: Optional[str] 
     write_properties(cv, properties)
     inline = properties["inline"]
     return {"objects": len(inline["ids"]), "properties": [p["id"] for p in inline["properties"]]}
+
+
+def layer_tags(properties: Optional[dict]) -> List[str]:
+    """The tags of a segment properties info (none without a tags property)."""
+    found = [p for p in ((properties or {}).get("inline") or {}).get("properties", []) if p["type"] == "tags"]
+    return list(found[0]["tags"]) if found else []
+
+
+def tag_colors(properties: Optional[dict], colors: dict, every_tag: bool = False) -> dict:
+    """{segment id: colour} of the objects carrying a tag that has a colour: those of `colors`
+    (tag -> colour, tags matched ignoring case, as Neuroglancer does) and, with `every_tag`, the
+    rest from PALETTE by the tag's place in the layer's list. An object with several coloured tags
+    takes the first of `colors` it carries, else its first in the list."""
+    tags = layer_tags(properties)
+    if not tags:
+        return {}
+    chosen = {tag.lower(): color for tag, color in colors.items()}
+    colour_of = {k: chosen[tag.lower()] for k, tag in enumerate(tags) if tag.lower() in chosen}
+    if every_tag:
+        colour_of.update({k: PALETTE[k % len(PALETTE)] for k in range(len(tags)) if k not in colour_of})
+    order = {tag: rank for rank, tag in enumerate(chosen)}
+    rank = lambda k: (order.get(tags[k].lower(), len(order)), k)  # noqa: E731
+    inline = properties["inline"]
+    values = next(p["values"] for p in inline["properties"] if p["type"] == "tags")
+    return {int(segment): colour_of[min(carried, key=rank)]
+            for segment, carried in zip(inline["ids"], ([k for k in v if k in colour_of] for v in values))
+            if carried}

@@ -185,30 +185,77 @@ def public_host(bind: str) -> str:
     return socket.getfqdn() if bind in ("0.0.0.0", "::", "") else bind
 
 
-def show(paths: Sequence[str], bind: str = "127.0.0.1", port: int = 0, segments: Sequence[int] = ()):
+def show(paths: Sequence[str], bind: str = "127.0.0.1", port: int = 0, segments: Sequence[int] = (),
+         colors: Optional[dict] = None, every_tag: bool = False, select_tagged: bool = False):
     """Serve `paths` and open them in a Neuroglancer viewer: (viewer, LayerServer, layers).
-    The viewer listens on `port` (any free one for 0), the layers' server on any free port."""
+    The viewer listens on `port` (any free one for 0), the layers' server on any free port.
+    `colors` (tag -> colour), `every_tag` and `select_tagged`: see `tagged_segments`."""
+    if select_tagged and not (colors or every_tag):
+        raise UserError("--select-tagged selects the objects that get a tag colour: give --colors or "
+                        "--color-by-tag")
     server = LayerServer({}, bind)
     try:
         layers = open_layers(paths, f"http://{public_host(bind)}:{server.server_address[1]}")
         server.roots.update({layer.name: layer.root for layer in layers if layer.root})
+        tinted = tagged_segments(paths, layers, colors or {}, every_tag) if colors or every_tag else {}
         import neuroglancer  # after the checks: it takes a second to import
         neuroglancer.set_server_bind_address(bind, port)
         viewer = neuroglancer.Viewer()
         with viewer.txn() as state:
             for layer in layers:
-                state.layers[layer.name] = viewer_layer(neuroglancer, layer, segments)
+                colours = tinted.get(layer.name, {})
+                state.layers[layer.name] = viewer_layer(neuroglancer, layer, segments, colours, select_tagged)
     except BaseException:
         server.close()
         raise
     return viewer, server, layers
 
 
-def viewer_layer(neuroglancer, layer: Layer, segments: Sequence[int]):
+def tagged_segments(paths: Sequence[str], layers: Sequence[Layer], colors: dict, every_tag: bool) -> dict:
+    """{layer name: {segment id: colour}} of each segmentation's objects by the tags in its segment
+    properties (igneous_like.segment_properties.tag_colors); a UserError where no segmentation has
+    tags, or a tag of `colors` is in none of them."""
+    from igneous_like.segment_properties import layer_tags, tag_colors
+    found, tinted = set(), {}
+    for path, layer in zip(paths, layers):
+        if layer.kind != "segmentation":
+            continue
+        directory = read_info(path).get("segment_properties")
+        properties = read_info(f"{path.rstrip('/')}/{directory}") if directory else None
+        found.update(tag.lower() for tag in layer_tags(properties))
+        tinted[layer.name] = tag_colors(properties, colors, every_tag)
+    if not found:
+        raise UserError("no segmentation among the layers has tags in its segment properties: add them "
+                        "with `igneous-like table properties SEG TABLE --tags COLUMN`")
+    unknown = [tag for tag in colors if tag.lower() not in found]
+    if unknown:
+        raise UserError(f"no segmentation has tag {', '.join(unknown)}; the tags are "
+                        f"{', '.join(sorted(found))}")
+    return tinted
+
+
+def parse_colors(text: str) -> dict:
+    """TAG=COLOR,... (a colour name or #rrggbb, as matplotlib reads them) as {tag: '#rrggbb'}."""
+    from matplotlib.colors import to_hex
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        tag, _, color = item.partition("=")
+        try:
+            out[tag.strip().lstrip("#")] = to_hex(color.strip())
+        except ValueError:
+            raise UserError(f"--colors wants TAG=COLOR pairs such as neuron=red,glia=#00ff00; "
+                            f"{item!r} has no colour") from None
+    return out
+
+
+def viewer_layer(neuroglancer, layer: Layer, segments: Sequence[int], colors: dict, select_tagged: bool):
     """The Neuroglancer layer for one of ours: its meshes, skeletons and segment properties
-    come along, since the client finds them from the segmentation's info."""
+    come along, since the client finds them from the segmentation's info; `colors` is its
+    segment colour map, whose segments are selected too with `select_tagged`."""
     if layer.kind == "image":
         return neuroglancer.ImageLayer(source=layer.source)
     if layer.kind == "segmentation":
-        return neuroglancer.SegmentationLayer(source=layer.source, segments=[int(s) for s in segments])
+        chosen = [int(s) for s in segments]
+        chosen += [s for s in colors if select_tagged and s not in chosen]
+        return neuroglancer.SegmentationLayer(source=layer.source, segments=chosen, segment_colors=colors)
     return neuroglancer.AnnotationLayer(source=layer.source)

@@ -53,7 +53,7 @@ def index_files(root: Path, entry: dict) -> dict:
 
 def decode_body(info: dict, data: bytes, at: int):
     """(geometry, properties, offset after the padding) of one annotation at byte `at`."""
-    rank = {"point": 3, "line": 6}[info["annotation_type"]]
+    rank = {"point": 3, "line": 6, "axis_aligned_bounding_box": 6, "ellipsoid": 6}[info["annotation_type"]]
     geometry = np.frombuffer(data, "<f4", rank, at)
     at += 4 * rank
     properties = {}
@@ -215,8 +215,9 @@ def check_with_neuroglancer(dest: Path, layer: dict) -> None:
     assert set(found) == set(layer["by_id"])
     for annotation, (geometry, properties, _) in layer["by_id"].items():
         theirs = found[annotation]
-        point = layer["info"]["annotation_type"] == "point"
-        ends = [theirs.point] if point else [theirs.point_a, theirs.point_b]
+        kind = layer["info"]["annotation_type"]
+        ends = ([theirs.point] if kind == "point" else [theirs.center, theirs.radii] if kind == "ellipsoid"
+                else [theirs.point_a, theirs.point_b])
         assert np.array_equal(np.concatenate(ends), geometry)
         assert theirs.props == pytest.approx([properties[p["id"]] for p in layer["info"]["properties"]])
 
@@ -307,6 +308,8 @@ def test_points_from_a_table_in_many_index_tasks(tmp_path, sharded):
     (["points", "{tmp}/t.csv", "{tmp}/a", "--position", "x,y,z", "--resolution", "1,1,1",
       "--properties", "name"], "column name does not hold numbers"),
     (["points", "{tmp}/unmeasured", "{tmp}/a"], "measure forge"),
+    (["boxes", "{tmp}/t.csv", "{tmp}/a", "--resolution", "1,1,1"], "boxes from a table need their 6"),
+    (["ellipsoids", "{tmp}/t.csv", "{tmp}/a", "--center", "x,y,z"], "give both coordinate sets"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(measured, tmp_path, args, message):
     out, _ = measured
@@ -383,3 +386,114 @@ def test_points_from_a_measure_export_table_match_the_segmentation_source(measur
         assert table["by_id"][label][2] == relations
         assert table["by_id"][label][1]["voxel_count"] == properties["voxel_count"]
     check_spatial_levels(table)
+
+
+# ---- boxes and ellipsoids ------------------------------------------------------------------------
+def cells_met(kind: str, geometry: np.ndarray, lower, chunk, grid) -> set:
+    """Every cell of the grid that a box or ellipsoid meets, by brute force over all cells, per the
+    format: a box [min, max) meets a cell [low, low + chunk) where they overlap (a box flat along an
+    axis: the cell holding it); an ellipsoid where the cell's point nearest the centre is inside."""
+    edges = [lower[d] + np.arange(grid[d] + 1) * chunk[d] for d in range(3)]
+    if kind == "axis_aligned_bounding_box":
+        a, b = np.minimum(geometry[:3], geometry[3:]), np.maximum(geometry[:3], geometry[3:])
+        hit = [np.flatnonzero(((a[d] < edges[d][1:]) & (b[d] > edges[d][:-1])) |
+                              ((a[d] == b[d]) & (edges[d][:-1] <= a[d]) & (a[d] < edges[d][1:])))
+               for d in range(3)]
+        return {(x, y, z) for x in hit[0] for y in hit[1] for z in hit[2]}
+    centre, radii = geometry[:3].astype(float), geometry[3:].astype(float)
+    gaps = [((np.clip(centre[d], edges[d][:-1], edges[d][1:]) - centre[d]) / radii[d]) ** 2 for d in range(3)]
+    inside = gaps[0][:, None, None] + gaps[1][None, :, None] + gaps[2][None, None, :] <= 1
+    return set(map(tuple, np.argwhere(inside)))
+
+
+def check_cells_met(layer: dict) -> None:
+    """Each annotation at one level only, there in exactly the cells it meets (and the same body as
+    by id); each level emits what remains with the format's probability, counting an annotation
+    in every cell it meets."""
+    info, by_id, kind = layer["info"], layer["by_id"], layer["info"]["annotation_type"]
+    lower = np.array(info["lower_bound"], float)
+    seen = {}
+    for level, (entry, cells) in enumerate(zip(info["spatial"], layer["spatial"])):
+        listed = {}
+        for cell, members in cells.items():
+            for annotation, (geometry, properties) in members.items():
+                assert seen.setdefault(annotation, level) == level, annotation
+                assert np.array_equal(geometry, by_id[annotation][0]) and properties == by_id[annotation][1]
+                listed.setdefault(annotation, set()).add(cell)
+        for annotation, where in listed.items():
+            met = cells_met(kind, by_id[annotation][0], lower, entry["chunk_size"], entry["grid_shape"])
+            assert where == met, (annotation, level, where ^ met)
+    assert set(seen) == set(by_id)
+    for level, entry in enumerate(info["spatial"]):
+        remaining = [a for a in by_id if seen[a] >= level]
+        per_cell = {}
+        for annotation in remaining:
+            met = cells_met(kind, by_id[annotation][0], lower, entry["chunk_size"], entry["grid_shape"])
+            for cell in met:
+                per_cell[cell] = per_cell.get(cell, 0) + 1
+        p, n = min(1.0, entry["limit"] / max(per_cell.values())), len(remaining)
+        emitted = sum(seen[a] == level for a in by_id)
+        assert abs(emitted - p * n) <= 5 * np.sqrt(n * p * (1 - p)) + 1 - (p == 1), (level, emitted, p, n)
+
+
+@pytest.mark.parametrize("verb", ["boxes", "ellipsoids"])
+def test_boxes_and_ellipsoids_of_a_segmentations_objects(measured, verb):
+    """Against whole-array numpy: each object's bounding box exactly around its voxels (or the
+    ellipsoid at its centroid with half that box's extent as radii), its voxel count, the segment
+    at its centroid related; each in exactly the spatial cells it meets."""
+    out, crop = measured
+    dest = out / verb
+    run_cli("annotate", verb, f"file://{out}/seg", dest, "--relate", f"file://{out}/seg", "--limit", "6")
+    layer = read_layer(dest)
+    assert layer["info"]["annotation_type"] == {"boxes": "axis_aligned_bounding_box",
+                                                "ellipsoids": "ellipsoid"}[verb]
+    labels, counts = np.unique(crop[crop > 0], return_counts=True)
+    assert sorted(layer["by_id"]) == labels.tolist()
+    index = np.nonzero(crop)
+    values = crop[index]
+    for label, count in zip(labels[::5], counts[::5]):
+        mine = values == label
+        low = np.array([axis[mine].min() for axis in index])
+        high = np.array([axis[mine].max() + 1 for axis in index])
+        centroid = np.array([axis[mine].mean() for axis in index])
+        geometry, properties, relations = layer["by_id"][int(label)]
+        expected = np.r_[low, high] if verb == "boxes" else np.r_[centroid + 0.5, (high - low) / 2]
+        assert np.allclose(geometry, expected, atol=1e-3), label
+        assert properties["voxel_count"] == count
+        assert relations == [{int(crop[tuple(np.rint(centroid).astype(int))])} - {0}]
+    assert len(layer["info"]["spatial"]) >= 3
+    check_cells_met(layer)
+    check_related(layer)
+    check_with_neuroglancer(dest, layer)
+
+
+@pytest.mark.parametrize("verb", ["boxes", "ellipsoids"])
+def test_boxes_and_ellipsoids_from_a_table(measured, tmp_path, verb):
+    """Two corners or a centre and radii per row in nm, sharded: the geometry in voxels, the
+    segment at each centre related, each in exactly the cells it meets."""
+    out, crop = measured
+    rng = np.random.default_rng(11)
+    n, res = 200, np.array([16, 16, 40])
+    centre = rng.uniform(8, [88, 88, 40], (n, 3))
+    half = rng.uniform(0.5, 8, (n, 3))
+    table = pd.DataFrame({"score": rng.uniform(0, 1, n)})
+    first, second = (centre - half, centre + half) if verb == "boxes" else (centre, half)
+    for k, axis in enumerate("xyz"):
+        table[f"a_{axis}"] = (first[:, k] - 0.5) * res[k]
+        table[f"b_{axis}"] = (second[:, k] - (0.5 if verb == "boxes" else 0)) * res[k]
+    table.to_csv(tmp_path / "t.csv", index=False)
+    options = ["--a", "a_x,a_y,a_z", "--b", "b_x,b_y,b_z"] if verb == "boxes" else [
+        "--center", "a_x,a_y,a_z", "--radii", "b_x,b_y,b_z"]
+    dest = tmp_path / "out"
+    run_cli("annotate", verb, tmp_path / "t.csv", dest, *options, "--relate", f"file://{out}/seg",
+            "--limit", "15", "--sharded")
+    layer = read_layer(dest)
+    assert sorted(layer["by_id"]) == list(range(1, n + 1))
+    for k in range(n):
+        geometry, properties, relations = layer["by_id"][k + 1]
+        assert np.allclose(geometry, np.r_[first[k], second[k]], atol=1e-3)
+        assert properties["score"] == np.float32(table["score"][k])
+        assert relations == [{int(crop[tuple(np.floor(centre[k]).astype(int))])} - {0}]
+    check_cells_met(layer)
+    check_related(layer)
+    check_with_neuroglancer(dest, layer)

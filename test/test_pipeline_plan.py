@@ -28,6 +28,9 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "agglomerate relabel": f"agglomerate relabel {L} file:///tmp/out --shape 64,64,64 --compress none",
     "agglomerate train": f"agglomerate train {L} --boundary {M} --gt {L} --output /tmp/m.npz --trees 5",
     "agglomerate watershed": f"agglomerate watershed {M} file:///tmp/out --seed-threshold 0.1 --sigma 2",
+    "annotate boxes": f"annotate boxes {L} file:///tmp/boxes --relate {L} --properties volume --limit 50",
+    "annotate ellipsoids": "annotate ellipsoids /tmp/t.csv file:///tmp/ellipsoids --center a,b,label "
+                           "--radii b,a,a --resolution 16,16,40 --sharded",
     "annotate lines": "annotate lines /tmp/t.csv file:///tmp/pairs --a a,b,label --b b,a,label "
                       "--resolution 16,16,40 --properties a --id label --limit 100",
     "annotate points": f"annotate points {L} file:///tmp/points --relate {L} --sharded --properties volume",

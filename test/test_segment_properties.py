@@ -123,3 +123,18 @@ def test_mistakes_are_user_errors(cells, tmp_path, options, message):
     with pytest.raises(UserError, match=message):
         write_table_properties(f"file://{seg}", str(tmp_path / "cells.csv"), **options)
     assert not (seg / "segment_properties").exists()
+
+
+def test_tag_colours_follow_the_order_asked():
+    """Objects with several tags: the first of the colours asked that they carry (tags matched
+    ignoring case), else with every tag their first tag's palette colour; untagged ones none."""
+    from igneous_like.segment_properties import PALETTE, table_properties, tag_colors
+    table = pd.DataFrame({"label": [1, 2, 3, 4], "kind": ["Neuron", "glia", "neuron", None],
+                          "region": ["cortex", "cortex", "Glia", None]})
+    properties = table_properties(table, tags=["kind", "region"])
+    assert tag_colors(properties, {"GLIA": "#0000ff", "neuron": "#ff0000"}) == {
+        1: "#ff0000", 2: "#0000ff", 3: "#0000ff"}  # 3 is a neuron in the glia region
+    assert tag_colors(properties, {"cortex": "#00ff00"}) == {1: "#00ff00", 2: "#00ff00"}
+    assert tag_colors(properties, {"cortex": "#00ff00"}, every_tag=True) == {  # cortex, glia, Neuron
+        1: "#00ff00", 2: "#00ff00", 3: PALETTE[1]}
+    assert tag_colors(table_properties(table, label="kind"), {}, every_tag=True) == {}

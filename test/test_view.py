@@ -41,7 +41,8 @@ from igneous_like.task_creation.measure import export_measurements
 SHAPE, BLOCK = (96, 96, 48), (48, 48, 24)
 SPHERES = {7: (30, 30, 20, 16), 300: (66, 60, 24, 20), 5000: (28, 72, 30, 12)}  # x, y, z, radius
 TUBE = 900  # along x: a skeleton long enough to see
-RED = "#ff0000"
+RED, BLUE = "#ff0000", "#0000ff"
+CLASSES = {7: "neuron", 300: "glia", 5000: "neuron", TUBE: "axon"}
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--window-size=800,600")
@@ -89,6 +90,9 @@ def layers(tmp_path_factory):
                                     relate=[f"file://{out}/legacy"]))
         run(create_annotation_index_tasks(f"file://{out}/{name}"))
         clean_annotation_files(f"file://{out}/{name}")
+    boxes = f"file://{out}/boxes"
+    run(create_annotation_tasks(f"file://{out}/legacy", boxes, kind="axis_aligned_bounding_box"))
+    run(create_annotation_index_tasks(boxes))
     return out
 
 
@@ -122,19 +126,33 @@ def browser():
     driver.quit()
 
 
-def look(browser, paths, segments=(), subsources=None, layout="3d"):
-    """Open `paths` in the browser with `segments` and annotations in red, in `layout` without
-    slices or axis lines (`subsources` switches a segmentation's mesh, skeletons ... on or off);
-    returns the screenshot (rows, columns, RGB) and the server's log."""
+@pytest.fixture(scope="module")
+def tagged(layers, tmp_path_factory):
+    """The legacy segmentation, its objects named and tagged by class with `table properties`."""
+    import pandas as pd
+    out = tmp_path_factory.mktemp("tagged")
+    shutil.copytree(layers / "legacy", out / "tagged")
+    pd.DataFrame({"label": list(CLASSES), "name": [f"cell{label}" for label in CLASSES],
+                  "prediction": list(CLASSES.values())}).to_csv(out / "classes.csv", index=False)
+    run_cli("table", "properties", f"file://{out}/tagged", out / "classes.csv", "--label", "name",
+            "--tags", "prediction")
+    return out / "tagged"
+
+
+def look(browser, paths, segments=(), subsources=None, layout="3d", **options):
+    """Open `paths` in the browser with `segments` (if any) and annotations in red, in `layout`
+    without slices or axis lines (`subsources` switches a segmentation's mesh, skeletons ... on
+    or off; `options` go to viewer.show); returns the screenshot (rows, columns, RGB) and the
+    server's log."""
     import neuroglancer
-    ng_viewer, server, opened = viewer.show([str(path) for path in paths], segments=segments)
+    ng_viewer, server, opened = viewer.show([str(path) for path in paths], segments=segments, **options)
     try:
         with ng_viewer.txn() as s:
             s.layout, s.show_slices, s.show_axis_lines = layout, False, False
             for layer in opened:
                 if layer.kind == "annotation":
                     s.layers[layer.name].annotation_color = RED
-                if layer.kind == "segmentation":
+                if layer.kind == "segmentation" and segments:
                     s.layers[layer.name].segment_colors = {segment: RED for segment in segments}
                     if subsources:
                         s.layers[layer.name].source = neuroglancer.LayerDataSource(
@@ -163,10 +181,11 @@ def settled_screenshot(ng_viewer, timeout: float):
     return replies[0]
 
 
-def red_pixels(picture: np.ndarray) -> int:
-    """Pixels of the selected segments' colour, shaded darker or lighter by the lighting."""
-    r, g, b = picture[..., 0], picture[..., 1], picture[..., 2]
-    return int(((r > 60) & (g < r / 4) & (b < r / 4)).sum())
+def red_pixels(picture: np.ndarray, channel: int = 0) -> int:
+    """Pixels of the selected segments' colour (pure red, or pure green or blue by `channel`),
+    shaded darker or lighter by the lighting."""
+    main, others = picture[..., channel], np.delete(picture, channel, axis=2)
+    return int(((main > 60) & (others < main[..., None] / 4).all(axis=2)).sum())
 
 
 def fetched(log, status=None):
@@ -245,6 +264,36 @@ def test_annotations_written_here_are_drawn(browser, layers, name, expected):
     assert red_dots(picture) == len(SPHERES) + 1
 
 
+def test_annotation_boxes_written_here_are_drawn(browser, layers):
+    """`annotate boxes` of the segmentation in the xy view at the volume's middle (z 24): the
+    outlines of the two bounding boxes that reach it (spheres 7 and 300, from the volume here)
+    drawn in red where they belong, and nothing else red."""
+    from scipy import ndimage
+    picture, log = look(browser, [layers / "boxes"], layout="xy")
+    no_client_errors(log)
+    assert "/boxes/info" in fetched(log, 200) and "/boxes/spatial0/0_0_0" in fetched(log, 200), log
+    r, g = picture[..., 0], picture[..., 1]
+    red = (r > 60) & (g < r / 4)
+    _, seg = volumes()
+    boxes = [(where.min(axis=0)[:2], where.max(axis=0)[:2] + 1)
+             for where in (np.argwhere(seg == label) for label in (7, 300))]
+    low, high = np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
+    rows, columns = np.nonzero(red)
+    scale = np.array([columns.max() - columns.min(), rows.max() - rows.min()]) / (high - low)
+    assert abs(scale[0] - scale[1]) < 0.05 * scale[0], scale  # x and y both 16 nm
+    expected = np.zeros_like(red)
+    for box_low, box_high in boxes:  # the four edges, in screen pixels
+        corners = [np.array([columns.min(), rows.min()]) + (np.array(c) - low) * scale
+                   for c in ((box_low[0], box_low[1]), (box_high[0], box_low[1]),
+                             (box_high[0], box_high[1]), (box_low[0], box_high[1]))]
+        for start, end in zip(corners, corners[1:] + corners[:1]):
+            along = start + np.linspace(0, 1, 200)[:, None] * (end - start)
+            expected[np.rint(along[:, 1]).astype(int), np.rint(along[:, 0]).astype(int)] = True
+    near = lambda mask: ndimage.binary_dilation(mask, iterations=2)  # noqa: E731
+    assert expected.sum() > 200 and not (expected & ~near(red)).any(), "an edge is missing"
+    assert not (red & ~near(expected)).any(), "red where no box edge is"
+
+
 def segment_tab(browser, layer, until, query=None):
     """LAYER's segment tab in the browser (searched for QUERY), once its text shows UNTIL: the
     page's words, the listed rows (id, label) and the server's log."""
@@ -283,19 +332,39 @@ def test_segment_properties_are_listed(browser, layers):
     assert all(label in shown for label in ids), shown
 
 
-def test_segments_are_found_by_tag(browser, layers, tmp_path):
+def test_segments_are_found_by_tag(browser, tagged):
     """`table properties` names and tags the objects by class: Neuroglancer's segment list,
     searched for #neuron, lists exactly the neurons, each with its name."""
-    import pandas as pd
-    shutil.copytree(layers / "legacy", tmp_path / "tagged")
-    classes = {7: "neuron", 300: "glia", 5000: "neuron", TUBE: "axon"}
-    pd.DataFrame({"label": list(classes), "name": [f"cell{label}" for label in classes],
-                  "prediction": list(classes.values())}).to_csv(tmp_path / "classes.csv", index=False)
-    run_cli("table", "properties", f"file://{tmp_path}/tagged", tmp_path / "classes.csv", "--label", "name",
-            "--tags", "prediction")
-    _, rows = segment_tab(browser, tmp_path / "tagged", "2 match /4 total ids", "#neuron")
+    _, rows = segment_tab(browser, tagged, "2 match /4 total ids", "#neuron")
     listed = sorted(row for row in rows if row[0].isdigit())  # the first row is the list's header
     assert listed == [["5000", "cell5000 #neuron"], ["7", "cell7 #neuron"]], rows
+
+
+def test_objects_are_drawn_in_their_tag_colours(browser, tagged):
+    """--colors neuron=red,GLIA=blue --select-tagged: the two neurons' meshes drawn red, the glia's
+    blue (tags matched ignoring case); the untagged-by-colour axon neither selected nor fetched."""
+    picture, log = look(browser, [tagged], colors={"neuron": RED, "GLIA": BLUE}, select_tagged=True)
+    no_client_errors(log)
+    meshes = {path.rsplit("/", 1)[1].split(":")[0] for path in fetched(log, 200)
+              if "/mesh_mip_0_err_40/" in path}
+    assert meshes == {"info", "7", "300", "5000"}, log
+    assert red_pixels(picture) > 3000 and red_pixels(picture, 2) > 2000
+    assert red_pixels(picture, 1) == 0
+
+
+def test_tag_colours_in_the_layer_state(tagged):
+    """Neuroglancer's segment colour map and selection as asked: every tag its palette colour,
+    nothing selected; or only the named tags' objects, selected."""
+    from igneous_like.segment_properties import PALETTE
+    by_class = {"axon": PALETTE[0], "glia": PALETTE[1], "neuron": PALETTE[2]}  # the tags' sorted order
+    for options, colours, selected in (
+            (dict(every_tag=True), {label: by_class[name] for label, name in CLASSES.items()}, set()),
+            (dict(colors={"Neuron": RED}, select_tagged=True), {7: RED, 5000: RED}, {7, 5000})):
+        ng_viewer, server, _ = viewer.show([str(tagged)], segments=[300], **options)
+        server.close()
+        state = ng_viewer.state.to_json()["layers"][0]
+        assert state["segmentColors"] == {str(k): v for k, v in colours.items()}
+        assert set(map(int, state["segments"])) == selected | {300}
 
 
 def test_remote_layers_go_to_neuroglancer_as_urls(aws_endpoint, tmp_path, monkeypatch, layers):
@@ -380,4 +449,17 @@ def test_view_command_serves_until_interrupted(layers):
 def test_view_bad_input(layers, tmp_path, path, message):
     result = run_cli("view", path.format(tmp=tmp_path, layers=layers), "--no-browser", check=False)
     assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tagged}", "--colors", "astrocyte=red"], "no segmentation has tag astrocyte; the tags are axon, glia"),
+    (["{tagged}", "--colors", "neuron=nocolour"], "--colors wants TAG=COLOR pairs"),
+    (["{layers}/legacy", "{layers}/image", "--color-by-tag"], "no segmentation among the layers has tags"),
+    (["{tagged}", "--select-tagged"], "give --colors or --color-by-tag"),
+])
+def test_view_colour_by_tag_bad_input(layers, tagged, args, message):
+    result = run_cli("view", *[arg.format(tagged=tagged, layers=layers) for arg in args], "--no-browser",
+                     check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,8 +1,10 @@
-"""`igneous-like annotate ...`: Neuroglancer annotation layers (points, lines) from objects or tables."""
+"""`igneous-like annotate ...`: Neuroglancer annotation layers (points, lines, boxes, ellipsoids) from
+objects or tables."""
 import click
 
 from igneous_like.cli.common import queue_option, submit
 from igneous_like.cli.params import FLOATS
+from igneous_like.errors import UserError
 from igneous_like.pipeline import verbs
 from igneous_like.tables import columns_list
 from igneous_like.task_creation.common import layer_path
@@ -10,9 +12,9 @@ from igneous_like.task_creation.common import layer_path
 
 @click.group()
 def annotate():
-    """Neuroglancer precomputed annotations: points from a segmentation's objects or a table, lines
-    from a table; numeric properties, relationships to segmentations, the by-id index and a
-    multi-level spatial index, unsharded or sharded, built in tasks.
+    """Neuroglancer precomputed annotations: points, boxes and ellipsoids from a segmentation's
+    objects or a table, lines from a table; numeric properties, relationships to segmentations,
+    the by-id index and a multi-level spatial index, unsharded or sharded, built in tasks.
 
     Example: igneous-like annotate points file:///data/synapses file:///data/synapse_points --relate file:///data/cells
     """
@@ -76,3 +78,46 @@ def lines(ctx, table_path, dest, a, b, relate, properties, id_column, resolution
     run(ctx, queue, table_path, dest, kind="line", coordinates=columns_list(a) + columns_list(b),
         relate=relate, properties=properties, id_column=id_column, resolution=resolution, limit=limit,
         sharded=sharded)
+
+
+def pair(first: str, second: str):
+    """A table's two coordinate sets, or None for a segmentation's own (both or neither given)."""
+    if (first is None) != (second is None):
+        raise UserError("give both coordinate sets of the table or neither (a segmentation)")
+    return None if first is None else columns_list(first) + columns_list(second)
+
+
+@annotate.command()
+@click.argument("source")
+@click.argument("dest")
+@click.option("--a", "a", default=None, help="Table columns of one corner in nm, e.g. min_x,min_y,min_z.")
+@click.option("--b", "b", default=None, help="Table columns of the opposite corner in nm.")
+@common
+def boxes(ctx, source, dest, a, b, relate, properties, id_column, resolution, limit, sharded, queue):
+    """One axis-aligned box per object of a measured segmentation (its bounding box, exactly around
+    its voxels; related segments at its centroid) or per table row between two corners (related
+    segments at the box's centre).
+
+    Example: igneous-like annotate boxes file:///data/cells file:///data/cell_boxes
+    """
+    run(ctx, queue, source, dest, kind="axis_aligned_bounding_box", coordinates=pair(a, b), relate=relate,
+        properties=properties, id_column=id_column, resolution=resolution, limit=limit, sharded=sharded)
+
+
+@annotate.command()
+@click.argument("source")
+@click.argument("dest")
+@click.option("--center", default=None, help="Table columns of the centre in nm, e.g. x,y,z.")
+@click.option("--radii", default=None, help="Table columns of the radii along x, y, z in nm.")
+@common
+def ellipsoids(ctx, source, dest, center, radii, relate, properties, id_column, resolution, limit, sharded,
+               queue):
+    """One axis-aligned ellipsoid per object of a measured segmentation (at its centroid, with half
+    its bounding box's extent as radii) or per table row (centre and radii); related segments at
+    the centre.
+
+    Example: igneous-like annotate ellipsoids nuclei.csv file:///data/nuclei --center x,y,z --radii rx,ry,rz
+    --resolution 8,8,40
+    """
+    run(ctx, queue, source, dest, kind="ellipsoid", coordinates=pair(center, radii), relate=relate,
+        properties=properties, id_column=id_column, resolution=resolution, limit=limit, sharded=sharded)

@@ -31,6 +31,8 @@ ROWS_PER_PART = 100_000
 KEYS_PER_TASK = 100_000
 LIMIT = 500
 CENTROID = ("centroid_x", "centroid_y", "centroid_z")
+BOUNDING_BOX = tuple(f"bbox_{end}_{axis}" for end in ("min", "max") for axis in "xyz")
+KINDS = {"point": "points", "line": "lines", "axis_aligned_bounding_box": "boxes", "ellipsoid": "ellipsoids"}
 SEGMENT_PROPERTIES = ("voxel_count", "volume", "surface_area", "sphericity", "equivalent_diameter",
                       "intensity_mean")
 PROPERTY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
@@ -64,6 +66,8 @@ def table_source(source: str, kind: str, coordinates, id_column, properties):
     positions = table[list(coordinates)].to_numpy(np.float64)
     if not np.isfinite(positions).all():
         raise UserError(f"{source}: columns {', '.join(coordinates)} have missing or infinite values")
+    if kind == "ellipsoid" and (positions[:, 3:] < 0).any():
+        raise UserError(f"{source}: radii in {', '.join(coordinates[3:])} must not be negative")
     if id_column is None and "label" in table:
         id_column = "label"
     if id_column is not None:
@@ -79,8 +83,7 @@ def table_source(source: str, kind: str, coordinates, id_column, properties):
     if properties:
         numeric_columns(table, list(properties))  # a UserError for a text column
     parts = [(a, min(a + ROWS_PER_PART, len(table))) for a in range(0, len(table), ROWS_PER_PART)]
-    ends = positions.reshape(-1, 3)
-    return parts, id_column, properties, (ends.min(axis=0), ends.max(axis=0))
+    return parts, id_column, properties, ann.extent(kind, positions)
 
 
 def segmentation_source(source: str, properties):
@@ -102,15 +105,19 @@ def create_annotation_tasks(source: str, dest: str, kind: str = "point",
     """Stage 1: check everything, then tasks that each gather one part of the rows (positions in
     voxels, relations looked up in each `relate` layer, raw property values).
 
-    A segmentation gives one point per object at its exact centroid, from its measurement (run
-    `measure forge` and `measure merge` first); a table gives its rows (coordinates in nm, voxel
-    i's centre at i * resolution, as `measure export` writes them)."""
+    A segmentation gives one annotation per object from its measurement (run `measure forge` and
+    `measure merge` first): a point at its exact centroid, its bounding box, or an ellipsoid at the
+    centroid with half the box's extent as radii; a table gives its rows (coordinates in nm, voxel
+    i's centre at i * resolution, as `measure export` writes them; an ellipsoid's radii in nm)."""
     if kind not in ann.GEOMETRY:
-        raise UserError(f"annotation kind must be point or line, not {kind!r}")
-    if kind != "point" and not is_table(source):
+        raise UserError(f"annotation kind must be one of {', '.join(ann.GEOMETRY)}, not {kind!r}")
+    if kind == "line" and not is_table(source):
         raise UserError("lines come from a table with two coordinate sets, not from a segmentation")
+    if coordinates is None and is_table(source) and kind != "point":
+        raise UserError(f"{KINDS[kind]} from a table need their {ann.GEOMETRY[kind]} coordinate columns "
+                        "(nm); name them")
     coordinates = tuple(coordinates or CENTROID)
-    if len(coordinates) != ann.GEOMETRY[kind]:
+    if is_table(source) and len(coordinates) != ann.GEOMETRY[kind]:
         raise UserError(f"a {kind} needs {ann.GEOMETRY[kind]} coordinate columns, got "
                         f"{', '.join(coordinates)}")
     if limit < 1:
@@ -139,7 +146,8 @@ def create_annotation_tasks(source: str, dest: str, kind: str = "point",
     lower, upper = bounds(reference, extent, resolution)
     record = AnnotateRecord(
         kind=kind, source=layer_path(source), table=is_table(source),  # workers may run elsewhere
-        id_column=id_column, coordinates=coordinates if is_table(source) else CENTROID,
+        id_column=id_column,
+        coordinates=coordinates if is_table(source) else CENTROID + (BOUNDING_BOX if kind != "point" else ()),
         properties=tuple(properties), relate=tuple(cv.cloudpath for cv in layers), relationships=tuple(names),
         resolution=tuple(float(r) for r in resolution), lower=tuple(lower), upper=tuple(upper),
         parts=tuple(parts), limit=int(limit), sharded=bool(sharded))

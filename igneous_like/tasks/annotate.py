@@ -32,7 +32,7 @@ class AnnotateRecord(Record):
     source: str
     table: bool
     id_column: Optional[str]
-    coordinates: Tuple[str, ...]  # 3 (points) or 6 (lines) columns, nm
+    coordinates: Tuple[str, ...]  # a table's 3 or 6 columns in nm; an object's centroid (and bbox)
     properties: Tuple[str, ...]
     relate: Tuple[str, ...]
     relationships: Tuple[str, ...]
@@ -95,17 +95,17 @@ def segments_at(layer: str, nm: np.ndarray) -> np.ndarray:
 
 @queueable
 def AnnotateGatherTask(dest: str, part: int) -> None:
-    """One part's annotations: ids, voxel coordinates, relations to each layer, raw properties."""
+    """One part's annotations: ids, geometry in voxels, relations to each layer, raw properties."""
     work = work_dir(dest)
     record = load_record(work)
     columns = read_rows(record, part)
-    nm = np.stack([np.asarray(columns[c], np.float64) for c in record.coordinates], axis=1)
-    ends = nm.reshape(len(nm), len(record.coordinates) // 3, 3)
-    geometry = (ends / np.asarray(record.resolution) + 0.5).reshape(len(nm), len(record.coordinates))
-    relations = np.zeros((len(nm), len(record.relate), ends.shape[1]), np.uint64)
+    values = np.stack([np.asarray(columns[c], np.float64) for c in record.coordinates], axis=1)
+    place = ann.table_geometry if record.table else ann.object_geometry
+    geometry, anchors = place(record.kind, values, record.resolution)
+    relations = np.zeros((len(values), len(record.relate), anchors.shape[1]), np.uint64)
     for k, layer in enumerate(record.relate):
-        for end in range(ends.shape[1]):
-            relations[:, k, end] = segments_at(layer, ends[:, end])
+        for end in range(anchors.shape[1]):
+            relations[:, k, end] = segments_at(layer, anchors[:, end])
     ids = columns[record.id_column or "_id"] if record.table else columns["label"]
     arrays = {"ids": np.asarray(ids, np.uint64), "geometry": geometry.astype(np.float32),
               "relations": relations}
