@@ -29,10 +29,12 @@ import fastremap
 import kimimaro
 import numpy as np
 from cloudvolume import Skeleton
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.spatial import cKDTree
+
+from igneous_like.grid import TaskBox
 
 RADIUS = {"id": "radius", "data_type": "float32", "num_components": 1}
 CROSS_SECTION = {"id": "cross_sectional_area", "data_type": "float32", "num_components": 1}
@@ -49,7 +51,8 @@ class Cutout:
     """One forge task's boxes, in voxels of its mip.
 
     owned: the grid cell; crop: the owned box plus the shared plane of each upper neighbour;
-    read: the crop grown by the context, all clipped to the volume.
+    read: the crop grown by the context (a TaskBox's read box around the crop), all clipped to
+    the volume.
     """
     owned: Bbox
     crop: Bbox
@@ -59,8 +62,7 @@ class Cutout:
     @classmethod
     def around(cls, owned: Bbox, volume: Bbox, margin: Sequence[int]) -> "Cutout":
         crop = Bbox.clamp(Bbox(owned.minpt, owned.maxpt + 1), volume)
-        read = Bbox.clamp(Bbox(crop.minpt - Vec(*margin), crop.maxpt + Vec(*margin)), volume)
-        return cls(owned, crop, read, volume)
+        return cls(owned, crop, TaskBox.at(crop.minpt, crop.size3(), volume, margin, margin).read, volume)
 
     def local(self, box: Bbox) -> Tuple[slice, slice, slice]:
         """Slices of the read array that hold `box`."""
