@@ -34,9 +34,9 @@ from igneous_like.tasks.measure import (
 
 DEFAULT_SHAPE = (256, 256, 256)
 ROWS_PER_MERGE_TASK = 200_000  # part rows (a label counts once per block it touches) per merge task
-VIEWER_COLUMNS = ("voxel_count", "volume", "surface_area", "sphericity", "equivalent_diameter",
-                  "axis_major_length", "axis_minor_length", "intensity_mean", "intensity_median",
-                  "nuclei_count", "cell_nucleus_volume_ratio")
+VIEWER_COLUMNS = ("voxel_count", "volume", "surface_area", "sphericity", "area", "perimeter", "circularity",
+                  "eccentricity", "solidity", "equivalent_diameter", "axis_major_length", "axis_minor_length",
+                  "intensity_mean", "intensity_median", "nuclei_count", "cell_nucleus_volume_ratio")
 
 
 def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
@@ -83,14 +83,18 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
     if int(np.prod(shape)) * int(shape.max()) ** 2 >= measure.MAX_BLOCK_MOMENT:
         raise UserError(f"--shape {','.join(map(str, ints(shape)))} is too large for exact moment sums; "
                         "use blocks of fewer than about 1,500 voxels per side")
+    if int(bounds.size3().max()) > measure.MAX_HULL_EXTENT:
+        raise UserError(f"{cv.cloudpath} mip {mip} is {list(ints(bounds.size3()))} voxels; measurement "
+                        f"handles at most {measure.MAX_HULL_EXTENT} voxels per side: measure a higher mip")
     integer = image_cv is not None and np.dtype(image_cv.dtype).kind in "iub"
+    planar = int(bounds.size3()[2]) == 1
     record = MeasureRecord(
         mip=mip, bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)), shape=tuple(ints(shape)),
         resolution=tuple(float(r) for r in cv.meta.resolution(mip)),
-        columns=tuple(measure.column_names(image_cv is not None, nuclei_cv is not None)),
+        columns=tuple(measure.column_names(image_cv is not None, nuclei_cv is not None, planar)),
         image=None if image_cv is None else image_cv.cloudpath,
         nuclei=None if nuclei_cv is None else nuclei_cv.cloudpath, integer_image=integer,
-        fill_missing=bool(fill_missing))
+        fill_missing=bool(fill_missing), planar=planar)
     work = work_dir(cv, mip)
     work.clean()
     work.save(RECORD, record)
