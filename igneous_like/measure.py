@@ -19,8 +19,9 @@ Conventions:
 * Surface area: zmesh marching cubes without simplification, each block meshed with one voxel
   of overlap on its high faces (zero padding at the volume's edges), triangle areas summed per
   label; the pieces add up to the whole-volume mesh. Sphericity = pi^(1/3) (6V)^(2/3) / A.
-* Percentiles and the median of integer images are exact, numpy's default ('linear') method
-  on the object's voxel values; intensity std is the population std (ddof 0).
+* Intensity statistics come from each object's exact (label, value) histogram: percentiles and
+  the median are numpy's default ('linear') method on the object's voxel values; std is the
+  population std (ddof 0).
 * Solidity: voxel count / volume of the convex hull of the object's voxel *corners* (every voxel
   a unit cube, voxel units; the ratio does not depend on the resolution). Each block keeps, per
   label, only the hull vertices of its part (from the corners of the voxels that start or end a
@@ -37,8 +38,8 @@ Conventions:
   sorts as the float does, so the (label, value) histogram is exact; it holds one entry per
   distinct value of an object (up to one per voxel), unlike an 8-bit image's at most 256.
 * Nuclei: a cell's `nuclei_count` is the number of distinct nucleus ids that overlap it; its
-  nucleus volume and intensity are those of its voxels that lie in any nucleus, the cytoplasm
-  is the rest of the cell.
+  nucleus volume and intensity statistics are those of its voxels that lie in any nucleus, the
+  cytoplasm is the rest of the cell.
 """
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -49,18 +50,16 @@ import numpy as np
 SUMS = ("count", "sx", "sy", "sz", "sxx", "syy", "szz", "sxy", "sxz", "syz")
 MINS = ("minx", "miny", "minz")
 MAXS = ("maxx", "maxy", "maxz")
-IMAGE_SUMS = ("isum", "isumsq")
-NUCLEI_SUMS = ("nvox", "nisum")
 PERIMETER = ("perim_edge", "perim_diagonal", "perim_corner")  # pixels of weight 1, sqrt 2, (1+sqrt 2)/2
 PERIMETER_WEIGHTS = (1.0, np.sqrt(2), (1 + np.sqrt(2)) / 2)
-SPARSE = ("hist", "pairs", "hull")
-FLOAT_COLUMNS = ("area", "isum", "isumsq", "imin", "imax", "nisum")
+SPARSE = ("hist", "pairs", "hull", "nhist")
+FLOAT_COLUMNS = ("area",)
 HULL_BITS = 21  # bits per axis of a packed hull corner: layers up to 2**21 - 1 voxels per side
 MAX_HULL_EXTENT = (1 << HULL_BITS) - 1
 PERCENTILES = (10, 25, 75, 90)
 MAX_BLOCK_MOMENT = 2**53  # voxels x (longest side)^2 of a block must stay below: float64 sums exact
-REDUCERS = {**{name: np.minimum for name in MINS + ("imin",)},
-            **{name: np.maximum for name in MAXS + ("imax",)}}
+VALUE_STATISTICS = ("mean", "std", "min", "max", "median") + tuple(f"p{q}" for q in PERCENTILES)
+REDUCERS = {**{name: np.minimum for name in MINS}, **{name: np.maximum for name in MAXS}}
 Sparse = Tuple[np.ndarray, np.ndarray, np.ndarray]  # (label, key, count), sorted by both
 _BIG = np.iinfo(np.int64).max
 _SMALL = np.iinfo(np.int64).min
@@ -70,10 +69,8 @@ _PRODUCTS = (("xx", 0, 0), ("yy", 1, 1), ("zz", 2, 2), ("xy", 0, 1), ("xz", 0, 2
 def column_names(image: bool, nuclei: bool, planar: bool = False) -> List[str]:
     """The columns of a partial, in a fixed order (stored in the part files)."""
     names = list(SUMS + MINS + MAXS) + ["area"] + (list(PERIMETER) if planar else [])
-    if image:
-        names += list(IMAGE_SUMS) + ["imin", "imax"]
     if nuclei:
-        names += list(NUCLEI_SUMS)
+        names += ["nvox"]
     return names
 
 
@@ -85,12 +82,14 @@ def column_dtype(name: str) -> np.dtype:
 class Partial:
     """Per-label partial statistics: `columns[name][i]` belongs to `labels[i]` (sorted, unique);
     `hist` is (label, value, count), `pairs` (label, nucleus, count) and `hull` (label, packed
-    hull corner, count), sorted by both keys."""
+    hull corner, count) and `nhist` the histogram of the voxels inside nuclei, sorted by both keys;
+    float image values are `float_keys`."""
     labels: np.ndarray
     columns: Dict[str, np.ndarray]
     hist: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
     pairs: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
     hull: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
+    nhist: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
 
     def __len__(self) -> int:
         return int(self.labels.size)
@@ -139,10 +138,11 @@ def block_partial(labels: np.ndarray, origin: Sequence[int], image: Optional[np.
         classes = perimeter_classes(halo).ravel(order="F")
         for k, name in enumerate(PERIMETER):
             columns[name] = np.bincount(flat[classes == k + 1], minlength=n_rows).astype(np.int64)
-    if image is not None:
-        _add_intensity(partial, rows, image.ravel(order="F")[fg], n_rows)
+    values = None if image is None else image.ravel(order="F")[fg]
+    if values is not None:
+        partial.hist = histogram(ids, rows, values)
     if nuclei is not None:
-        _add_nuclei(partial, rows, nuclei.ravel(order="F")[fg], image, fg)
+        _add_nuclei(partial, rows, nuclei.ravel(order="F")[fg], values)
     partial = merge([select(partial, ids != 0)])  # renumbering went by first appearance: sort
     return with_areas(partial, areas)
 
@@ -268,33 +268,13 @@ def _bounding_boxes(renumbered: np.ndarray, n_rows: int, origin) -> Dict[str, np
             **{f"max{a}": high[:, k] for k, a in enumerate("xyz")}}
 
 
-def _add_intensity(partial: Partial, rows: np.ndarray, values: np.ndarray, n_rows: int) -> None:
-    """Intensity sums and range; for integer images also the (label, value) histogram."""
-    from scipy import ndimage
-    cols = partial.columns
-    as_float = values.astype(np.float64)
-    cols["isum"] = np.bincount(rows, weights=as_float, minlength=n_rows)
-    cols["isumsq"] = np.bincount(rows, weights=as_float * as_float, minlength=n_rows)
-    cols["imin"], cols["imax"] = np.full(n_rows, np.inf), np.full(n_rows, -np.inf)
+def histogram(ids: np.ndarray, rows: np.ndarray, values: np.ndarray) -> Sparse:
+    """(label, value, voxels) of one block's image values (floats as `float_keys`)."""
     if rows.size == 0:
-        return
-    if values.dtype.kind in "f":
-        hist = sparse_counts(rows, float_keys(values))
-        partial.hist = (partial.labels[hist[0].astype(np.int64)], hist[1], hist[2])
-    else:
-        hist = value_histogram(rows, values.astype(np.int64))
-        partial.hist = (partial.labels[hist[0].astype(np.int64)], hist[1], hist[2])
-        starts = np.flatnonzero(np.r_[True, hist[0][1:] != hist[0][:-1]])
-        ends = np.r_[starts[1:], hist[0].size] - 1
-        present = hist[0][starts].astype(np.int64)
-        cols["imin"][present] = hist[1][starts]
-        cols["imax"][present] = hist[1][ends]
-        return
-    index = np.arange(n_rows)
-    cols["imin"] = np.asarray(ndimage.minimum(as_float, rows, index), np.float64)
-    cols["imax"] = np.asarray(ndimage.maximum(as_float, rows, index), np.float64)
-    absent = cols["count"] == 0
-    cols["imin"][absent], cols["imax"][absent] = np.inf, -np.inf
+        return empty_sparse()
+    keys = float_keys(values) if values.dtype.kind == "f" else values.astype(np.int64)
+    hist = value_histogram(rows, keys)
+    return ids[hist[0].astype(np.int64)], hist[1], hist[2]
 
 
 def float_keys(values: np.ndarray) -> np.ndarray:
@@ -320,16 +300,12 @@ def value_histogram(rows: np.ndarray, values: np.ndarray):
     return sparse_counts(rows, values)
 
 
-def _add_nuclei(partial: Partial, rows: np.ndarray, nuclei: np.ndarray, image, fg: np.ndarray) -> None:
-    """Voxels (and intensity) of each cell inside nuclei, and the (cell, nucleus) overlaps."""
-    n_rows = partial.labels.size
+def _add_nuclei(partial: Partial, rows: np.ndarray, nuclei: np.ndarray, values: Optional[np.ndarray]) -> None:
+    """Voxels (and image histogram) of each cell inside nuclei, and the (cell, nucleus) overlaps."""
     inside = nuclei != 0
-    partial.columns["nvox"] = np.bincount(rows[inside], minlength=n_rows).astype(np.int64)
-    if image is not None:
-        values = image.ravel(order="F")[fg][inside].astype(np.float64)
-        partial.columns["nisum"] = np.bincount(rows[inside], weights=values, minlength=n_rows)
-    else:
-        partial.columns["nisum"] = np.zeros(n_rows)
+    partial.columns["nvox"] = np.bincount(rows[inside], minlength=partial.labels.size).astype(np.int64)
+    if values is not None:
+        partial.nhist = histogram(partial.labels, rows[inside], values[inside])
     cells, nucleus, counts = sparse_counts(rows[inside], nuclei[inside].astype(np.int64))
     partial.pairs = (partial.labels[cells.astype(np.int64)], nucleus, counts)
 
@@ -366,8 +342,6 @@ def empty_column(name: str, size: int) -> np.ndarray:
         return np.full(size, _BIG, np.int64)
     if name in MAXS:
         return np.full(size, _SMALL, np.int64)
-    if name in ("imin", "imax"):
-        return np.full(size, np.inf if name == "imin" else -np.inf)
     return np.zeros(size, column_dtype(name))
 
 
@@ -417,7 +391,7 @@ def statistics(partial: Partial, resolution: Sequence[float], voxel_offset: Sequ
     if image:
         out.update(intensity_columns(partial, float_image))
     if nuclei:
-        out.update(nuclei_columns(partial, float(np.prod(res)), image))
+        out.update(nuclei_columns(partial, float(np.prod(res)), image, float_image))
     return out
 
 
@@ -464,26 +438,34 @@ def covariance_eigenvalues(cols: Dict[str, np.ndarray], res: np.ndarray) -> np.n
 
 
 def intensity_columns(partial: Partial, float_image: bool = False) -> Dict[str, np.ndarray]:
-    """Mean, std, min, max, and from the histogram exact median and percentiles."""
-    cols = partial.columns
-    n = cols["count"].astype(np.float64)
-    out = {}
-    hist_labels, values, counts = partial.hist
-    values = key_values(values) if float_image else values
-    if hist_labels.size:
-        starts = np.searchsorted(hist_labels, partial.labels)
-        weighted = np.add.reduceat(counts * values, starts)
-        out["intensity_mean"] = weighted / n
-        deviation = values - np.repeat(out["intensity_mean"], np.diff(np.r_[starts, values.size]))
-        out["intensity_std"] = np.sqrt(np.add.reduceat(counts * deviation ** 2, starts) / n)
-    else:
-        out["intensity_mean"] = cols["isum"] / n
-        out["intensity_std"] = np.sqrt(np.maximum(cols["isumsq"] / n - out["intensity_mean"] ** 2, 0))
-    out["intensity_min"], out["intensity_max"] = cols["imin"].copy(), cols["imax"].copy()
+    """Intensity statistics of each object, exact from its histogram."""
+    return value_statistics(partial.labels, decoded(partial.hist, float_image), "intensity_")
+
+
+def decoded(hist: Sparse, float_image: bool) -> Sparse:
+    """A histogram with float64 values (from `float_keys` for a float image)."""
+    return hist[0], key_values(hist[1]) if float_image else hist[1].astype(np.float64), hist[2]
+
+
+def value_statistics(labels: np.ndarray, hist: Sparse, prefix: str) -> Dict[str, np.ndarray]:
+    """PREFIX + VALUE_STATISTICS of each label's values, from a histogram whose labels are among
+    `labels`: population std, numpy 'linear' median and percentiles; NaN for labels without values."""
+    hist_labels, values, counts = hist
+    low, high = np.searchsorted(hist_labels, labels), np.searchsorted(hist_labels, labels, "right")
+    present = high > low
+    out = {prefix + name: np.full(labels.size, np.nan) for name in VALUE_STATISTICS}
+    if not present.any():
+        return out
+    starts, lengths = low[present], (high - low)[present]
+    totals = np.add.reduceat(counts, starts)
+    mean = np.add.reduceat(counts * values, starts) / totals
+    deviation = values - np.repeat(mean, lengths)
+    found = {"mean": mean, "std": np.sqrt(np.add.reduceat(counts * deviation ** 2, starts) / totals),
+             "min": values[starts], "max": values[high[present] - 1]}
     for q in (50,) + PERCENTILES:
-        name = "intensity_median" if q == 50 else f"intensity_p{q}"
-        out[name] = (histogram_percentile(partial.labels, (hist_labels, values, counts), cols["count"], q)
-                     if hist_labels.size else np.full(n.size, np.nan))
+        found["median" if q == 50 else f"p{q}"] = histogram_percentile(labels[present], hist, totals, q)
+    for name in VALUE_STATISTICS:
+        out[prefix + name][present] = found[name]
     return out
 
 
@@ -501,9 +483,11 @@ def histogram_percentile(labels: np.ndarray, hist, totals: np.ndarray, q: float)
     return np.where(gamma >= 0.5, high - (high - low) * (1 - gamma), low + (high - low) * gamma)
 
 
-def nuclei_columns(partial: Partial, voxel_volume: float, image: bool) -> Dict[str, np.ndarray]:
-    """Nuclei per cell, nucleus volume and cell/nucleus volume ratio, and with an image the mean
-    intensity inside nuclei and in the rest of the cell (cytoplasm), and their ratio."""
+def nuclei_columns(partial: Partial, voxel_volume: float, image: bool,
+                   float_image: bool = False) -> Dict[str, np.ndarray]:
+    """Nuclei per cell, nucleus volume and cell/nucleus volume ratio, and with an image the
+    intensity statistics inside nuclei and in the rest of the cell (cytoplasm: the cell's
+    histogram less its nuclei's), and the ratio of their means."""
     cols = partial.columns
     cells = partial.pairs[0]
     count, nvox = cols["count"], cols["nvox"]
@@ -512,12 +496,14 @@ def nuclei_columns(partial: Partial, voxel_volume: float, image: bool) -> Dict[s
     out["nucleus_volume"] = nvox * voxel_volume
     with np.errstate(divide="ignore", invalid="ignore"):
         out["cell_nucleus_volume_ratio"] = np.where(nvox > 0, count / nvox, np.nan)
-        if image:
-            out["nucleus_intensity_mean"] = np.where(nvox > 0, cols["nisum"] / nvox, np.nan)
-            cyto = count - nvox
-            cyto_mean = np.where(cyto > 0, (cols["isum"] - cols["nisum"]) / cyto, np.nan)
-            out["cytoplasm_intensity_mean"] = cyto_mean
-            out["cytoplasm_nucleus_intensity_ratio"] = cyto_mean / out["nucleus_intensity_mean"]
+    if image:
+        nhist = partial.nhist
+        cytoplasm = merge_sparse([partial.hist, (nhist[0], nhist[1], -nhist[2])])
+        cytoplasm = tuple(a[cytoplasm[2] != 0] for a in cytoplasm)
+        out.update(value_statistics(partial.labels, decoded(nhist, float_image), "nucleus_intensity_"))
+        out.update(value_statistics(partial.labels, decoded(cytoplasm, float_image), "cytoplasm_intensity_"))
+        means = out["cytoplasm_intensity_mean"], out["nucleus_intensity_mean"]
+        out["cytoplasm_nucleus_intensity_ratio"] = means[0] / means[1]
     return out
 
 

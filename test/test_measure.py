@@ -153,10 +153,17 @@ def test_nuclei_per_cell(measured, arrays):
         row = table.loc[cell]
         assert row["nucleus_volume"] == nucleus.sum() * RES.prod()
         assert row["cell_nucleus_volume_ratio"] == pytest.approx(mine.sum() / nucleus.sum(), rel=1e-12)
+        for part, voxels in (("nucleus", nucleus), ("cytoplasm", mine & (nuclei == 0))):
+            values = image[voxels].astype(np.float64)
+            expected = {"mean": values.mean(), "std": values.std(), "min": values.min(), "max": values.max(),
+                        "median": np.median(values)}
+            expected.update({f"p{q}": np.percentile(values, q) for q in measure.PERCENTILES})
+            for name, value in expected.items():
+                np.testing.assert_allclose(row[f"{part}_intensity_{name}"], value, rtol=1e-12, err_msg=name)
         inner, outer = image[nucleus].mean(), image[mine & (nuclei == 0)].mean()
-        assert row["nucleus_intensity_mean"] == pytest.approx(inner, rel=1e-12)
         assert row["cytoplasm_nucleus_intensity_ratio"] == pytest.approx(outer / inner, rel=1e-12)
     assert np.isnan(table.loc[~table.index.isin(cells), "cell_nucleus_volume_ratio"]).all()
+    assert np.isnan(table.loc[~table.index.isin(cells), "nucleus_intensity_median"]).all()
 
 
 def test_cli_through_queue_and_segment_properties(measured, tmp_path):

@@ -8,10 +8,10 @@ Files live under SEG/KEY/measure/ (KEY: the mip's key):
     results/LO-HI.npz     final columns of the labels LO <= label < HI (20-digit, zero-padded)
 
 A part file (all integers little-endian, 8 bytes each): magic b"IGMEAS02", N rows, K columns,
-H histogram entries, P nucleus pairs, C hull corners, SAMPLES labels spread over the sorted
-labels (the first and the last among them), then the sections labels[N], columns[N*K] (row-major,
-int64 or float64 by column), hist_start[N], pair_start[N], hull_start[N], hist_values[H],
-hist_counts[H], pair_nuclei[P], pair_counts[P], hull_corners[C], hull_counts[C]. A merge task
+the entries of each sparse table of measure.SPARSE (histogram, nucleus pairs, hull corners,
+nucleus histogram), SAMPLES labels spread over the sorted labels (the first and the last among
+them), then the sections labels[N], columns[N*K] (row-major, int64 or float64 by column), each
+table's starts[N], then each table's keys and counts. A merge task
 reads the header and the labels of each part, then only the rows and sparse entries of its own
 range, with byte-range reads.
 """
@@ -33,7 +33,7 @@ RECORD = "measure.json"
 MERGE_RECORD = "merge.json"
 MAGIC = b"IGMEAS02"
 SAMPLES = 17
-HEADER = struct.Struct("<8s5Q" + "Q" * SAMPLES)
+HEADER = struct.Struct("<8s" + "Q" * (2 + len(measure.SPARSE) + SAMPLES))
 _U8 = np.dtype("<u8")
 
 
