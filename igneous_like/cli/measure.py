@@ -12,9 +12,11 @@ from igneous_like.task_creation.common import Stage, layer_path
 def measure():
     """Per-object statistics: forge, merge, export, clean.
 
-    Per label: voxel count, volume, bounding box, centroid, principal axes, surface area and
-    sphericity; with --image intensity statistics (exact median and percentiles of integer
-    images); with --nuclei nuclei per cell and cell/nucleus ratios. Files live in SEG/KEY/measure/.
+    Per label: voxel count, volume, bounding box, centroid, principal axes, surface area,
+    sphericity and solidity (single-slice layers: area, perimeter, circularity, eccentricity);
+    with --image exact intensity statistics (mean, std, min, max, median, percentiles); with
+    --nuclei nuclei per cell, cell/nucleus ratios and nucleus and cytoplasm intensity statistics.
+    Files live in SEG/KEY/measure/.
 
     Example: igneous-like measure forge file:///data/seg --image file:///data/em --queue fq:///tmp/q
     """
