@@ -507,6 +507,43 @@ def nuclei_columns(partial: Partial, voxel_volume: float, image: bool,
     return out
 
 
+def ring_reach(resolution: Sequence[float], width: float) -> np.ndarray:
+    """Voxels per axis that a ring of `width` nm reaches past its object."""
+    return np.floor(width / np.asarray(resolution, np.float64)).astype(int)
+
+
+def ring_labels(labels: np.ndarray, resolution: Sequence[float], width: float) -> np.ndarray:
+    """The ring of each object: every background voxel within `width` nm (Euclidean, voxel centres)
+    of an object gets the id of the nearest object, ties to the smallest id; other voxels 0.
+
+    labels: the block with `ring_reach` voxels more on each side (zeros outside the layer); the
+    answer is the block alone. Offsets in the ball are tried nearest first, so the cost is the
+    ball's voxels times the block's.
+    """
+    res = np.asarray(resolution, np.float64)
+    reach = ring_reach(res, width)
+    ball = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
+    squared = ((ball * res) ** 2).sum(axis=1)
+    inside = (squared <= width * width) & (squared > 0)
+    ball, squared = ball[inside], squared[inside]
+    core = tuple(slice(r, n - r) for r, n in zip(reach, labels.shape))
+    own = labels[core]
+    out = np.zeros_like(own)
+    todo = own == 0
+    for distance in np.unique(squared):
+        best = np.zeros_like(own)
+        for offset in ball[squared == distance]:
+            shifted = labels[tuple(slice(r + d, n - r + d) for r, d, n in zip(reach, offset, labels.shape))]
+            better = (shifted != 0) & ((best == 0) | (shifted < best))
+            best[better] = shifted[better]
+        hit = todo & (best != 0)
+        out[hit] = best[hit]
+        todo &= ~hit
+        if not todo.any():
+            break
+    return out
+
+
 def surface_areas(padded: np.ndarray, resolution: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
     """(labels, surface area in nm^2) of the marching-cubes pieces of a block (with its overlap)."""
     import zmesh

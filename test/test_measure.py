@@ -315,3 +315,31 @@ def test_forge_checks_companion_layers(arrays, measured, tmp_path):
         create_measure_tasks(paths["seg"], image=other)
     with pytest.raises(UserError, match="measure forge"):
         create_measure_merge_tasks(paths["image"])
+
+
+def test_ring_layer_and_its_intensity(arrays, tmp_path):
+    """`measure ring` on nuclei (128x128x64 of the real crop, 50x60x30 tasks, chunks 25x30x15):
+    each background voxel within 100 nm of a nucleus carries the nearest nucleus's id (ties to the
+    smallest id), as from one scipy distance transform per nucleus on the whole array; measured
+    with --image, the ring's mean intensity is the image's mean there."""
+    seg, image, nuclei = (np.asfortranarray(a[:128, :128, :64]) for a in arrays)
+    res, width = np.array([16.0, 16.0, 40.0]), 100.0
+    paths = {name: write_layer(f"file://{tmp_path / name}", data, kind, offset=OFFSET, chunk=(25, 30, 15))
+             for name, data, kind in (("nuclei", nuclei, "segmentation"), ("image", image, "image"))}
+    ring = f"file://{tmp_path / 'ring'}"
+    run_cli("measure", "ring", paths["nuclei"], ring, "--width", width, "--shape", "50,60,30")
+    got = CloudVolume(ring, progress=False)[:, :, :][..., 0]
+    best, nearest = np.full(nuclei.shape, np.inf), np.zeros(nuclei.shape, np.uint32)
+    for label in np.unique(nuclei[nuclei != 0]):  # increasing ids: a tie keeps the smaller one
+        distance = ndimage.distance_transform_edt(nuclei != label, sampling=res)
+        closer = distance < best
+        best[closer], nearest[closer] = distance[closer], label
+    expected = np.where((nuclei == 0) & (best <= width), nearest, 0)
+    assert (expected != 0).sum() > 10_000 and len(np.unique(expected)) > 4
+    np.testing.assert_array_equal(got, expected)
+    run_locally(create_measure_tasks(ring, shape=(50, 60, 30), image=paths["image"]), parallel=1, quiet=True)
+    run_locally(create_measure_merge_tasks(ring), parallel=1, quiet=True)
+    export_measurements(ring, str(tmp_path / "ring.csv"), segment_properties=False)
+    table = pd.read_csv(tmp_path / "ring.csv").set_index("label")
+    for label, row in table.iterrows():
+        np.testing.assert_allclose(row["intensity_mean"], image[expected == label].mean(), rtol=1e-12)

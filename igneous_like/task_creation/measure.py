@@ -27,6 +27,7 @@ from igneous_like.tasks.measure import (
     MeasureMergeTask,
     MeasureRecord,
     MeasureTask,
+    RingTask,
     part_name,
     read_headers,
     result_name,
@@ -188,6 +189,29 @@ def segment_properties_info(table) -> dict:
     shown = [name for name in VIEWER_COLUMNS
              if name in table and np.isfinite(table[name].to_numpy(np.float64)).all()]
     return properties_info(table["label"], [number_property(name, table[name].to_numpy()) for name in shown])
+
+
+MAX_RING_OFFSETS = 20_000  # voxels in the ball of a ring's width: the cost per voxel of a ring task
+
+
+def create_ring_tasks(src: str, dest: str, width: float, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                      compress: Optional[str] = "gzip") -> Tasks:
+    """Tasks that write DEST: a band of `width` nm outside each object of SRC, with the object's id
+    (see measure.ring_labels); measure it with --image for the intensity next to each object."""
+    from igneous_like.task_creation.common import compression
+    from igneous_like.task_creation.postprocess import box_tasks, destination, source
+    cv, grid = source(src, mip, shape)
+    resolution = np.asarray(cv.meta.resolution(mip), np.float64)
+    if not width > 0:
+        raise UserError(f"--width must be a positive number of nm, got {width}")
+    if np.prod(2 * measure.ring_reach(resolution, width) + 1) > MAX_RING_OFFSETS:
+        raise UserError(f"--width {width} nm spans more than {MAX_RING_OFFSETS} voxels at "
+                        f"{list(resolution)} nm; use a narrower ring or a higher mip")
+    compress = compression(compress)
+    out = destination(cv, dest, mip, {"task": "RingTask", "width": float(width)})
+    return box_tasks(grid, RingTask, f"rings of {width} nm around {cv.cloudpath} into {out.cloudpath}",
+                     src_path=cv.cloudpath, dest_path=out.cloudpath, mip=mip, width=float(width),
+                     compress=compress)
 
 
 def clean_measure_files(cloudpath: str, mip: int = 0) -> int:

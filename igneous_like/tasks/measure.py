@@ -17,7 +17,7 @@ range, with byte-range reads.
 """
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -228,6 +228,19 @@ def MeasureMergeTask(work: str, low: int, high: int) -> None:
                                nuclei=record.nuclei is not None, planar=record.planar,
                                float_image=record.float_image)
     work.put_part(result_name(low, high), npz(table, compress=False))
+
+
+@queueable
+def RingTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+             width: float, compress: Union[str, bool, None] = None) -> None:
+    """One box of the rings layer: the box read with the ring's reach around it."""
+    from igneous_like.tasks.postprocess import read, write
+    cv = CloudVolume(src_path, mip=mip, progress=False)
+    resolution = cv.meta.resolution(mip)
+    box = TaskBox.at(offset, shape, cv.meta.bounds(mip), low=measure.ring_reach(resolution, width),
+                     high=measure.ring_reach(resolution, width))
+    labels = np.pad(read(src_path, mip, box.read), box.padding)
+    write(dest_path, mip, box.write, measure.ring_labels(labels, resolution, width), compress)
 
 
 def empty_partial(columns: Sequence[str]) -> measure.Partial:
