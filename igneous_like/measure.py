@@ -183,15 +183,19 @@ def hull_corners(renumbered: np.ndarray, ids: np.ndarray, origin) -> Sparse:
     hull as all corners; qhull then keeps only the vertices.
     """
     from scipy.spatial import ConvexHull
+    renumbered = np.asfortranarray(renumbered)
     starts = renumbered != 0
     starts[1:] &= renumbered[1:] != renumbered[:-1]
     ends = renumbered != 0
     ends[:-1] &= renumbered[:-1] != renumbered[1:]
     rows, keys = [], []
     o = np.asarray(origin, np.int64)
+    size_x, size_y = renumbered.shape[:2]
+    flat = renumbered.ravel(order="F")
     for mask, dx in ((starts, 0), (ends, 1)):
-        x, y, z = (c.astype(np.int64) for c in np.nonzero(mask))
-        row = renumbered[x, y, z].astype(np.int64)
+        where = np.flatnonzero(mask.ravel(order="F"))  # x fastest; a view of Fortran-ordered masks
+        x, y, z = where % size_x, where // size_x % size_y, where // (size_x * size_y)
+        row = flat[where].astype(np.int64)
         for dy in (0, 1):
             for dz in (0, 1):
                 rows.append(row)
