@@ -19,11 +19,27 @@ Conventions:
 * Surface area: zmesh marching cubes without simplification, each block meshed with one voxel
   of overlap on its high faces (zero padding at the volume's edges), triangle areas summed per
   label; the pieces add up to the whole-volume mesh. Sphericity = pi^(1/3) (6V)^(2/3) / A.
-* Percentiles and the median of integer images are exact, numpy's default ('linear') method
-  on the object's voxel values; intensity std is the population std (ddof 0).
+* Intensity statistics come from each object's exact (label, value) histogram: percentiles and
+  the median are numpy's default ('linear') method on the object's voxel values; std is the
+  population std (ddof 0).
+* Solidity: voxel count / volume of the convex hull of the object's voxel *corners* (every voxel
+  a unit cube, voxel units; the ratio does not depend on the resolution). Each block keeps, per
+  label, only the hull vertices of its part (from the corners of the voxels that start or end a
+  run along x); the hull of the union of the parts' vertices is the whole object's hull.
+  scikit-image's `solidity` differs: it counts the voxels whose centres lie in the hull of the
+  voxel centres' squares (`convex_hull_image`), so it is 1 for a line or a box.
+* Single-slice layers (z size 1) get 2-D columns instead of volumes: `area` (nm^2),
+  `perimeter` (scikit-image's 4-connected `perimeter`, a sum of per-pixel pattern weights; a
+  block counts its own pixels, looking 2 pixels past its edges, in three integer counts per
+  weight class), `circularity` 4 pi area / perimeter^2, `eccentricity`, 2-D axis lengths
+  (4 sqrt(eigenvalue), as scikit-image's 2-D regionprops) and `equivalent_diameter` of the disc.
+  The perimeter needs square pixels (res_x == res_y, as scikit-image); otherwise it is NaN.
+* Float images: exact median and percentiles too: each value is turned into an int64 key that
+  sorts as the float does, so the (label, value) histogram is exact; it holds one entry per
+  distinct value of an object (up to one per voxel), unlike an 8-bit image's at most 256.
 * Nuclei: a cell's `nuclei_count` is the number of distinct nucleus ids that overlap it; its
-  nucleus volume and intensity are those of its voxels that lie in any nucleus, the cytoplasm
-  is the rest of the cell.
+  nucleus volume and intensity statistics are those of its voxels that lie in any nucleus, the
+  cytoplasm is the rest of the cell.
 """
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -34,25 +50,27 @@ import numpy as np
 SUMS = ("count", "sx", "sy", "sz", "sxx", "syy", "szz", "sxy", "sxz", "syz")
 MINS = ("minx", "miny", "minz")
 MAXS = ("maxx", "maxy", "maxz")
-IMAGE_SUMS = ("isum", "isumsq")
-NUCLEI_SUMS = ("nvox", "nisum")
-FLOAT_COLUMNS = ("area", "isum", "isumsq", "imin", "imax", "nisum")
+PERIMETER = ("perim_edge", "perim_diagonal", "perim_corner")  # pixels of weight 1, sqrt 2, (1+sqrt 2)/2
+PERIMETER_WEIGHTS = (1.0, np.sqrt(2), (1 + np.sqrt(2)) / 2)
+SPARSE = ("hist", "pairs", "hull", "nhist")
+FLOAT_COLUMNS = ("area",)
+HULL_BITS = 21  # bits per axis of a packed hull corner: layers up to 2**21 - 1 voxels per side
+MAX_HULL_EXTENT = (1 << HULL_BITS) - 1
 PERCENTILES = (10, 25, 75, 90)
 MAX_BLOCK_MOMENT = 2**53  # voxels x (longest side)^2 of a block must stay below: float64 sums exact
-REDUCERS = {**{name: np.minimum for name in MINS + ("imin",)},
-            **{name: np.maximum for name in MAXS + ("imax",)}}
+VALUE_STATISTICS = ("mean", "std", "min", "max", "median") + tuple(f"p{q}" for q in PERCENTILES)
+REDUCERS = {**{name: np.minimum for name in MINS}, **{name: np.maximum for name in MAXS}}
+Sparse = Tuple[np.ndarray, np.ndarray, np.ndarray]  # (label, key, count), sorted by both
 _BIG = np.iinfo(np.int64).max
 _SMALL = np.iinfo(np.int64).min
 _PRODUCTS = (("xx", 0, 0), ("yy", 1, 1), ("zz", 2, 2), ("xy", 0, 1), ("xz", 0, 2), ("yz", 1, 2))
 
 
-def column_names(image: bool, nuclei: bool) -> List[str]:
+def column_names(image: bool, nuclei: bool, planar: bool = False) -> List[str]:
     """The columns of a partial, in a fixed order (stored in the part files)."""
-    names = list(SUMS + MINS + MAXS) + ["area"]
-    if image:
-        names += list(IMAGE_SUMS) + ["imin", "imax"]
+    names = list(SUMS + MINS + MAXS) + ["area"] + (list(PERIMETER) if planar else [])
     if nuclei:
-        names += list(NUCLEI_SUMS)
+        names += ["nvox"]
     return names
 
 
@@ -63,17 +81,21 @@ def column_dtype(name: str) -> np.dtype:
 @dataclass
 class Partial:
     """Per-label partial statistics: `columns[name][i]` belongs to `labels[i]` (sorted, unique);
-    `hist` is (label, value, count) and `pairs` (label, nucleus, count), sorted by both keys."""
+    `hist` is (label, value, count), `pairs` (label, nucleus, count) and `hull` (label, packed
+    hull corner, count) and `nhist` the histogram of the voxels inside nuclei, sorted by both keys;
+    float image values are `float_keys`."""
     labels: np.ndarray
     columns: Dict[str, np.ndarray]
     hist: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
     pairs: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
+    hull: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
+    nhist: Tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=lambda: empty_sparse())
 
     def __len__(self) -> int:
         return int(self.labels.size)
 
 
-def empty_sparse() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def empty_sparse() -> Sparse:
     return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 
@@ -91,11 +113,14 @@ def sparse_counts(first: np.ndarray, second: np.ndarray, counts: Optional[np.nda
 
 def block_partial(labels: np.ndarray, origin: Sequence[int], image: Optional[np.ndarray] = None,
                   nuclei: Optional[np.ndarray] = None,
-                  areas: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Partial:
+                  areas: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                  halo: Optional[np.ndarray] = None) -> Partial:
     """The partial statistics of one block's own voxels (background 0 left out).
 
     origin: the block's first voxel, counted from the layer's bounds. areas: (labels, surface
     area) of this block's mesh pieces; labels that only occur there get rows with no voxels.
+    halo: for a single-slice layer, the block's slice with 2 pixels more on each side in x and y
+    (zeros outside the layer), for the perimeter.
     """
     renumbered, remap = fastremap.renumber(np.asfortranarray(labels), preserve_zero=True, in_place=False)
     ids = np.zeros(len(remap) + 1, np.uint64)
@@ -108,11 +133,16 @@ def block_partial(labels: np.ndarray, origin: Sequence[int], image: Optional[np.
     columns = {"count": np.bincount(rows, minlength=n_rows).astype(np.int64)}
     columns.update(_moments(renumbered, n_rows, columns["count"], origin))
     columns.update(_bounding_boxes(renumbered, n_rows, origin))
-    partial = Partial(ids, columns)
-    if image is not None:
-        _add_intensity(partial, rows, image.ravel(order="F")[fg], n_rows)
+    partial = Partial(ids, columns, hull=hull_corners(renumbered, ids, origin))
+    if halo is not None:
+        classes = perimeter_classes(halo).ravel(order="F")
+        for k, name in enumerate(PERIMETER):
+            columns[name] = np.bincount(flat[classes == k + 1], minlength=n_rows).astype(np.int64)
+    values = None if image is None else image.ravel(order="F")[fg]
+    if values is not None:
+        partial.hist = histogram(ids, rows, values)
     if nuclei is not None:
-        _add_nuclei(partial, rows, nuclei.ravel(order="F")[fg], image, fg)
+        _add_nuclei(partial, rows, nuclei.ravel(order="F")[fg], values)
     partial = merge([select(partial, ids != 0)])  # renumbering went by first appearance: sort
     return with_areas(partial, areas)
 
@@ -145,6 +175,88 @@ def _moments(renumbered: np.ndarray, n_rows: int, count: np.ndarray, origin,
     return out
 
 
+def hull_corners(renumbered: np.ndarray, ids: np.ndarray, origin) -> Sparse:
+    """(label, packed corner, 1) for the convex hull vertices of each label's voxel corners.
+
+    A row of voxels along x is the box from its first voxel's low-x face to its last voxel's
+    high-x face, so the low-x corners of run starts and high-x corners of run ends span the same
+    hull as all corners; qhull then keeps only the vertices.
+    """
+    from scipy.spatial import ConvexHull
+    renumbered = np.asfortranarray(renumbered)
+    starts = renumbered != 0
+    starts[1:] &= renumbered[1:] != renumbered[:-1]
+    ends = renumbered != 0
+    ends[:-1] &= renumbered[:-1] != renumbered[1:]
+    rows, keys = [], []
+    o = np.asarray(origin, np.int64)
+    size_x, size_y = renumbered.shape[:2]
+    flat = renumbered.ravel(order="F")
+    for mask, dx in ((starts, 0), (ends, 1)):
+        where = np.flatnonzero(mask.ravel(order="F"))  # x fastest; a view of Fortran-ordered masks
+        x, y, z = where % size_x, where // size_x % size_y, where // (size_x * size_y)
+        row = flat[where].astype(np.int64)
+        for dy in (0, 1):
+            for dz in (0, 1):
+                rows.append(row)
+                keys.append(pack_corners(x + dx + o[0], y + dy + o[1], z + dz + o[2]))
+    rows, keys, _ = sparse_counts(np.concatenate(rows), np.concatenate(keys))
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if rows.size else np.zeros(0, int)
+    kept = []
+    for a, b in zip(starts, np.r_[starts[1:], rows.size].astype(int)):
+        kept.append(keys[a:b][ConvexHull(unpack_corners(keys[a:b])).vertices])
+    lengths = [k.size for k in kept]
+    kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    labels = np.repeat(ids[rows[starts].astype(np.int64)], lengths)
+    return sparse_counts(labels, kept)
+
+
+def pack_corners(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    return x | (y << HULL_BITS) | (z << (2 * HULL_BITS))
+
+
+def unpack_corners(keys: np.ndarray) -> np.ndarray:
+    mask = np.int64(MAX_HULL_EXTENT)
+    xyz = [keys & mask, (keys >> HULL_BITS) & mask, keys >> (2 * HULL_BITS)]
+    return np.stack(xyz, axis=1).astype(np.float64)
+
+
+def hull_volumes(partial: Partial) -> np.ndarray:
+    """Volume (voxels) of the convex hull of each label's corners; NaN without corners."""
+    from scipy.spatial import ConvexHull
+    labels, keys, _ = partial.hull
+    low, high = np.searchsorted(labels, partial.labels), np.searchsorted(labels, partial.labels, "right")
+    return np.array([ConvexHull(unpack_corners(keys[a:b])).volume if b > a else np.nan
+                     for a, b in zip(low, high)])
+
+
+def perimeter_classes(halo: np.ndarray) -> np.ndarray:
+    """Per pixel of the slice without its 2-pixel halo: the weight class (1, 2, 3 for PERIMETER's
+    weights, 0 for none) of scikit-image's `perimeter(..., 4)` of the pixel's own label.
+
+    A border pixel has a 4-neighbour of another label; its pattern is 1 + 2 per border
+    4-neighbour + 10 per border diagonal neighbour, both of its own label.
+    """
+    h = halo[:, :, 0] if halo.ndim == 3 else halo
+    inner = h[1:-1, 1:-1]
+    border = (inner != 0) & ((h[:-2, 1:-1] != inner) | (h[2:, 1:-1] != inner) | (h[1:-1, :-2] != inner)
+                             | (h[1:-1, 2:] != inner))
+    own = inner[1:-1, 1:-1]
+    code = border[1:-1, 1:-1].astype(np.int64)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            if dx or dy:
+                near = (slice(1 + dx, border.shape[0] - 1 + dx), slice(1 + dy, border.shape[1] - 1 + dy))
+                same = border[near] & (inner[near] == own)
+                code += same * (2 if dx == 0 or dy == 0 else 10)
+    classes = np.zeros(code.shape, np.int8)
+    classes[np.isin(code, (5, 7, 15, 17, 25, 27))] = 1
+    classes[np.isin(code, (21, 33))] = 2
+    classes[np.isin(code, (13, 23))] = 3
+    classes[~border[1:-1, 1:-1]] = 0
+    return classes[:, :, None]
+
+
 def _bounding_boxes(renumbered: np.ndarray, n_rows: int, origin) -> Dict[str, np.ndarray]:
     from scipy import ndimage
     low = np.full((n_rows, 3), _BIG, np.int64)
@@ -160,30 +272,23 @@ def _bounding_boxes(renumbered: np.ndarray, n_rows: int, origin) -> Dict[str, np
             **{f"max{a}": high[:, k] for k, a in enumerate("xyz")}}
 
 
-def _add_intensity(partial: Partial, rows: np.ndarray, values: np.ndarray, n_rows: int) -> None:
-    """Intensity sums and range; for integer images also the (label, value) histogram."""
-    from scipy import ndimage
-    cols = partial.columns
-    as_float = values.astype(np.float64)
-    cols["isum"] = np.bincount(rows, weights=as_float, minlength=n_rows)
-    cols["isumsq"] = np.bincount(rows, weights=as_float * as_float, minlength=n_rows)
-    cols["imin"], cols["imax"] = np.full(n_rows, np.inf), np.full(n_rows, -np.inf)
+def histogram(ids: np.ndarray, rows: np.ndarray, values: np.ndarray) -> Sparse:
+    """(label, value, voxels) of one block's image values (floats as `float_keys`)."""
     if rows.size == 0:
-        return
-    if values.dtype.kind in "iub":
-        hist = value_histogram(rows, values.astype(np.int64))
-        partial.hist = (partial.labels[hist[0].astype(np.int64)], hist[1], hist[2])
-        starts = np.flatnonzero(np.r_[True, hist[0][1:] != hist[0][:-1]])
-        ends = np.r_[starts[1:], hist[0].size] - 1
-        present = hist[0][starts].astype(np.int64)
-        cols["imin"][present] = hist[1][starts]
-        cols["imax"][present] = hist[1][ends]
-        return
-    index = np.arange(n_rows)
-    cols["imin"] = np.asarray(ndimage.minimum(as_float, rows, index), np.float64)
-    cols["imax"] = np.asarray(ndimage.maximum(as_float, rows, index), np.float64)
-    absent = cols["count"] == 0
-    cols["imin"][absent], cols["imax"][absent] = np.inf, -np.inf
+        return empty_sparse()
+    keys = float_keys(values) if values.dtype.kind == "f" else values.astype(np.int64)
+    hist = value_histogram(rows, keys)
+    return ids[hist[0].astype(np.int64)], hist[1], hist[2]
+
+
+def float_keys(values: np.ndarray) -> np.ndarray:
+    """int64 keys that sort as the float values do (-0.0 and 0.0 share key 0); `key_values` inverts."""
+    bits = values.astype(np.float64).view(np.int64)
+    return np.where(bits < 0, -(bits & np.int64(_BIG)), bits)
+
+
+def key_values(keys: np.ndarray) -> np.ndarray:
+    return np.where(keys < 0, (-keys) | np.int64(_SMALL), keys).view(np.float64)
 
 
 def value_histogram(rows: np.ndarray, values: np.ndarray):
@@ -199,16 +304,12 @@ def value_histogram(rows: np.ndarray, values: np.ndarray):
     return sparse_counts(rows, values)
 
 
-def _add_nuclei(partial: Partial, rows: np.ndarray, nuclei: np.ndarray, image, fg: np.ndarray) -> None:
-    """Voxels (and intensity) of each cell inside nuclei, and the (cell, nucleus) overlaps."""
-    n_rows = partial.labels.size
+def _add_nuclei(partial: Partial, rows: np.ndarray, nuclei: np.ndarray, values: Optional[np.ndarray]) -> None:
+    """Voxels (and image histogram) of each cell inside nuclei, and the (cell, nucleus) overlaps."""
     inside = nuclei != 0
-    partial.columns["nvox"] = np.bincount(rows[inside], minlength=n_rows).astype(np.int64)
-    if image is not None:
-        values = image.ravel(order="F")[fg][inside].astype(np.float64)
-        partial.columns["nisum"] = np.bincount(rows[inside], weights=values, minlength=n_rows)
-    else:
-        partial.columns["nisum"] = np.zeros(n_rows)
+    partial.columns["nvox"] = np.bincount(rows[inside], minlength=partial.labels.size).astype(np.int64)
+    if values is not None:
+        partial.nhist = histogram(partial.labels, rows[inside], values[inside])
     cells, nucleus, counts = sparse_counts(rows[inside], nuclei[inside].astype(np.int64))
     partial.pairs = (partial.labels[cells.astype(np.int64)], nucleus, counts)
 
@@ -221,7 +322,7 @@ def select(partial: Partial, keep: np.ndarray) -> Partial:
     def sparse(table):
         inside = np.isin(table[0], labels)
         return tuple(a[inside] for a in table)
-    return Partial(labels, columns, sparse(partial.hist), sparse(partial.pairs))
+    return Partial(labels, columns, *(sparse(getattr(partial, name)) for name in SPARSE))
 
 
 def with_areas(partial: Partial, areas: Optional[Tuple[np.ndarray, np.ndarray]]) -> Partial:
@@ -245,8 +346,6 @@ def empty_column(name: str, size: int) -> np.ndarray:
         return np.full(size, _BIG, np.int64)
     if name in MAXS:
         return np.full(size, _SMALL, np.int64)
-    if name in ("imin", "imax"):
-        return np.full(size, np.inf if name == "imin" else -np.inf)
     return np.zeros(size, column_dtype(name))
 
 
@@ -264,44 +363,70 @@ def merge(parts: Sequence[Partial]) -> Partial:
         col = np.concatenate([p.columns[name] for p in parts])[order]
         reduce = REDUCERS.get(name, np.add)
         columns[name] = reduce.reduceat(col, starts) if col.size else col
-    return Partial(labels[starts], columns, merge_sparse([p.hist for p in parts]),
-                   merge_sparse([p.pairs for p in parts]))
+    return Partial(labels[starts], columns,
+                   *(merge_sparse([getattr(p, name) for p in parts]) for name in SPARSE))
 
 
-def merge_sparse(tables) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_sparse(tables) -> Sparse:
     return sparse_counts(*(np.concatenate([t[k] for t in tables]) for k in range(3)))
 
 
 def statistics(partial: Partial, resolution: Sequence[float], voxel_offset: Sequence[int],
-               image: bool = False, nuclei: bool = False) -> Dict[str, np.ndarray]:
-    """The final columns of fully merged partials, `label` first (one row per label)."""
+               image: bool = False, nuclei: bool = False, planar: bool = False,
+               float_image: bool = False) -> Dict[str, np.ndarray]:
+    """The final columns of fully merged partials, `label` first (one row per label).
+
+    planar: a single-slice layer (2-D columns, see the module docstring); float_image: the
+    histogram holds `float_keys`."""
     res = np.asarray(resolution, np.float64)
     cols = partial.columns
     n = cols["count"].astype(np.float64)
     out = {"label": partial.labels.astype(np.uint64), "voxel_count": cols["count"].copy()}
-    out["volume"] = n * float(np.prod(res))
+    if not planar:
+        out["volume"] = n * float(np.prod(res))
     offset = np.asarray(voxel_offset, np.int64)
     for k, axis in enumerate("xyz"):
         out[f"bbox_min_{axis}"] = cols[f"min{axis}"] + offset[k]
         out[f"bbox_max_{axis}"] = cols[f"max{axis}"] + offset[k]
     for k, axis in enumerate("xyz"):
         out[f"centroid_{axis}"] = (offset[k] + cols[f"s{axis}"] / n) * res[k]
-    lengths = axis_lengths(cols, res)
-    for k, name in enumerate(("major", "medium", "minor")):
-        out[f"axis_{name}_length"] = lengths[:, k]
-    out["equivalent_diameter"] = np.cbrt(6 * out["volume"] / np.pi)
-    out["surface_area"] = cols["area"].copy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["sphericity"] = np.cbrt(np.pi) * np.cbrt(6 * out["volume"]) ** 2 / out["surface_area"]
+    out.update(planar_columns(cols, res) if planar else solid_columns(cols, res, out["volume"]))
+    out["solidity"] = n / hull_volumes(partial)
     if image:
-        out.update(intensity_columns(partial))
+        out.update(intensity_columns(partial, float_image))
     if nuclei:
-        out.update(nuclei_columns(partial, float(np.prod(res)), image))
+        out.update(nuclei_columns(partial, float(np.prod(res)), image, float_image))
     return out
 
 
-def axis_lengths(cols: Dict[str, np.ndarray], res: np.ndarray) -> np.ndarray:
-    """2 sqrt(5 eigenvalue) of each label's covariance in nm, largest first, shape (labels, 3).
+def solid_columns(cols: Dict[str, np.ndarray], res: np.ndarray, volume: np.ndarray) -> Dict[str, np.ndarray]:
+    """Axis lengths (2 sqrt(5 eigenvalue)), equivalent diameter, surface area and sphericity."""
+    out = {}
+    lengths = 2 * np.sqrt(5 * covariance_eigenvalues(cols, res))
+    for k, name in enumerate(("major", "medium", "minor")):
+        out[f"axis_{name}_length"] = lengths[:, k]
+    out["equivalent_diameter"] = np.cbrt(6 * volume / np.pi)
+    out["surface_area"] = cols["area"].copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["sphericity"] = np.cbrt(np.pi) * np.cbrt(6 * volume) ** 2 / out["surface_area"]
+    return out
+
+
+def planar_columns(cols: Dict[str, np.ndarray], res: np.ndarray) -> Dict[str, np.ndarray]:
+    """Area, perimeter, circularity, eccentricity, 2-D axis lengths and equivalent diameter."""
+    area = cols["count"] * float(res[0] * res[1])
+    weights = sum(cols[name] * w for name, w in zip(PERIMETER, PERIMETER_WEIGHTS))
+    perimeter = weights * res[0] if res[0] == res[1] else np.full(area.size, np.nan)
+    eigen = covariance_eigenvalues(cols, res)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"area": area, "perimeter": perimeter, "circularity": 4 * np.pi * area / perimeter ** 2,
+                "eccentricity": np.where(eigen[:, 0] > 0, np.sqrt(1 - eigen[:, 1] / eigen[:, 0]), 0.0),
+                "axis_major_length": 4 * np.sqrt(eigen[:, 0]), "axis_minor_length": 4 * np.sqrt(eigen[:, 1]),
+                "equivalent_diameter": np.sqrt(4 * area / np.pi)}
+
+
+def covariance_eigenvalues(cols: Dict[str, np.ndarray], res: np.ndarray) -> np.ndarray:
+    """Eigenvalues (nm^2, at least 0) of each label's covariance, largest first, shape (labels, 3).
 
     The integer sums are first moved to the bounding box's corner (exactly, in int64) so the
     float covariance does not lose digits to large coordinates."""
@@ -313,30 +438,38 @@ def axis_lengths(cols: Dict[str, np.ndarray], res: np.ndarray) -> np.ndarray:
         raw = cols[f"s{name}"] - corner[j] * first[i] - corner[i] * first[j] - n * corner[i] * corner[j]
         value = (raw - first[i].astype(np.float64) * first[j] / n) / n * res[i] * res[j]
         cov[:, i, j] = cov[:, j, i] = value
-    eigen = np.linalg.eigvalsh(cov)[:, ::-1]
-    return 2 * np.sqrt(5 * np.maximum(eigen, 0))
+    return np.maximum(np.linalg.eigvalsh(cov)[:, ::-1], 0)
 
 
-def intensity_columns(partial: Partial) -> Dict[str, np.ndarray]:
-    """Mean, std, min, max, and for integer images (a histogram) exact median and percentiles."""
-    cols = partial.columns
-    n = cols["count"].astype(np.float64)
-    out = {}
-    hist_labels, values, counts = partial.hist
-    if hist_labels.size:
-        starts = np.searchsorted(hist_labels, partial.labels)
-        weighted = np.add.reduceat(counts * values, starts)
-        out["intensity_mean"] = weighted / n
-        deviation = values - np.repeat(out["intensity_mean"], np.diff(np.r_[starts, values.size]))
-        out["intensity_std"] = np.sqrt(np.add.reduceat(counts * deviation ** 2, starts) / n)
-    else:
-        out["intensity_mean"] = cols["isum"] / n
-        out["intensity_std"] = np.sqrt(np.maximum(cols["isumsq"] / n - out["intensity_mean"] ** 2, 0))
-    out["intensity_min"], out["intensity_max"] = cols["imin"].copy(), cols["imax"].copy()
+def intensity_columns(partial: Partial, float_image: bool = False) -> Dict[str, np.ndarray]:
+    """Intensity statistics of each object, exact from its histogram."""
+    return value_statistics(partial.labels, decoded(partial.hist, float_image), "intensity_")
+
+
+def decoded(hist: Sparse, float_image: bool) -> Sparse:
+    """A histogram with float64 values (from `float_keys` for a float image)."""
+    return hist[0], key_values(hist[1]) if float_image else hist[1].astype(np.float64), hist[2]
+
+
+def value_statistics(labels: np.ndarray, hist: Sparse, prefix: str) -> Dict[str, np.ndarray]:
+    """PREFIX + VALUE_STATISTICS of each label's values, from a histogram whose labels are among
+    `labels`: population std, numpy 'linear' median and percentiles; NaN for labels without values."""
+    hist_labels, values, counts = hist
+    low, high = np.searchsorted(hist_labels, labels), np.searchsorted(hist_labels, labels, "right")
+    present = high > low
+    out = {prefix + name: np.full(labels.size, np.nan) for name in VALUE_STATISTICS}
+    if not present.any():
+        return out
+    starts, lengths = low[present], (high - low)[present]
+    totals = np.add.reduceat(counts, starts)
+    mean = np.add.reduceat(counts * values, starts) / totals
+    deviation = values - np.repeat(mean, lengths)
+    found = {"mean": mean, "std": np.sqrt(np.add.reduceat(counts * deviation ** 2, starts) / totals),
+             "min": values[starts], "max": values[high[present] - 1]}
     for q in (50,) + PERCENTILES:
-        name = "intensity_median" if q == 50 else f"intensity_p{q}"
-        out[name] = (histogram_percentile(partial.labels, partial.hist, cols["count"], q) if hist_labels.size
-                     else np.full(n.size, np.nan))
+        found["median" if q == 50 else f"p{q}"] = histogram_percentile(labels[present], hist, totals, q)
+    for name in VALUE_STATISTICS:
+        out[prefix + name][present] = found[name]
     return out
 
 
@@ -354,9 +487,11 @@ def histogram_percentile(labels: np.ndarray, hist, totals: np.ndarray, q: float)
     return np.where(gamma >= 0.5, high - (high - low) * (1 - gamma), low + (high - low) * gamma)
 
 
-def nuclei_columns(partial: Partial, voxel_volume: float, image: bool) -> Dict[str, np.ndarray]:
-    """Nuclei per cell, nucleus volume and cell/nucleus volume ratio, and with an image the mean
-    intensity inside nuclei and in the rest of the cell (cytoplasm), and their ratio."""
+def nuclei_columns(partial: Partial, voxel_volume: float, image: bool,
+                   float_image: bool = False) -> Dict[str, np.ndarray]:
+    """Nuclei per cell, nucleus volume and cell/nucleus volume ratio, and with an image the
+    intensity statistics inside nuclei and in the rest of the cell (cytoplasm: the cell's
+    histogram less its nuclei's), and the ratio of their means."""
     cols = partial.columns
     cells = partial.pairs[0]
     count, nvox = cols["count"], cols["nvox"]
@@ -365,12 +500,51 @@ def nuclei_columns(partial: Partial, voxel_volume: float, image: bool) -> Dict[s
     out["nucleus_volume"] = nvox * voxel_volume
     with np.errstate(divide="ignore", invalid="ignore"):
         out["cell_nucleus_volume_ratio"] = np.where(nvox > 0, count / nvox, np.nan)
-        if image:
-            out["nucleus_intensity_mean"] = np.where(nvox > 0, cols["nisum"] / nvox, np.nan)
-            cyto = count - nvox
-            cyto_mean = np.where(cyto > 0, (cols["isum"] - cols["nisum"]) / cyto, np.nan)
-            out["cytoplasm_intensity_mean"] = cyto_mean
-            out["cytoplasm_nucleus_intensity_ratio"] = cyto_mean / out["nucleus_intensity_mean"]
+    if image:
+        nhist = partial.nhist
+        cytoplasm = merge_sparse([partial.hist, (nhist[0], nhist[1], -nhist[2])])
+        cytoplasm = tuple(a[cytoplasm[2] != 0] for a in cytoplasm)
+        out.update(value_statistics(partial.labels, decoded(nhist, float_image), "nucleus_intensity_"))
+        out.update(value_statistics(partial.labels, decoded(cytoplasm, float_image), "cytoplasm_intensity_"))
+        means = out["cytoplasm_intensity_mean"], out["nucleus_intensity_mean"]
+        out["cytoplasm_nucleus_intensity_ratio"] = means[0] / means[1]
+    return out
+
+
+def ring_reach(resolution: Sequence[float], width: float) -> np.ndarray:
+    """Voxels per axis that a ring of `width` nm reaches past its object."""
+    return np.floor(width / np.asarray(resolution, np.float64)).astype(int)
+
+
+def ring_labels(labels: np.ndarray, resolution: Sequence[float], width: float) -> np.ndarray:
+    """The ring of each object: every background voxel within `width` nm (Euclidean, voxel centres)
+    of an object gets the id of the nearest object, ties to the smallest id; other voxels 0.
+
+    labels: the block with `ring_reach` voxels more on each side (zeros outside the layer); the
+    answer is the block alone. Offsets in the ball are tried nearest first, so the cost is the
+    ball's voxels times the block's.
+    """
+    res = np.asarray(resolution, np.float64)
+    reach = ring_reach(res, width)
+    ball = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
+    squared = ((ball * res) ** 2).sum(axis=1)
+    inside = (squared <= width * width) & (squared > 0)
+    ball, squared = ball[inside], squared[inside]
+    core = tuple(slice(r, n - r) for r, n in zip(reach, labels.shape))
+    own = labels[core]
+    out = np.zeros_like(own)
+    todo = own == 0
+    for distance in np.unique(squared):
+        best = np.zeros_like(own)
+        for offset in ball[squared == distance]:
+            shifted = labels[tuple(slice(r + d, n - r + d) for r, d, n in zip(reach, offset, labels.shape))]
+            better = (shifted != 0) & ((best == 0) | (shifted < best))
+            best[better] = shifted[better]
+        hit = todo & (best != 0)
+        out[hit] = best[hit]
+        todo &= ~hit
+        if not todo.any():
+            break
     return out
 
 

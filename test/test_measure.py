@@ -153,10 +153,17 @@ def test_nuclei_per_cell(measured, arrays):
         row = table.loc[cell]
         assert row["nucleus_volume"] == nucleus.sum() * RES.prod()
         assert row["cell_nucleus_volume_ratio"] == pytest.approx(mine.sum() / nucleus.sum(), rel=1e-12)
+        for part, voxels in (("nucleus", nucleus), ("cytoplasm", mine & (nuclei == 0))):
+            values = image[voxels].astype(np.float64)
+            expected = {"mean": values.mean(), "std": values.std(), "min": values.min(), "max": values.max(),
+                        "median": np.median(values)}
+            expected.update({f"p{q}": np.percentile(values, q) for q in measure.PERCENTILES})
+            for name, value in expected.items():
+                np.testing.assert_allclose(row[f"{part}_intensity_{name}"], value, rtol=1e-12, err_msg=name)
         inner, outer = image[nucleus].mean(), image[mine & (nuclei == 0)].mean()
-        assert row["nucleus_intensity_mean"] == pytest.approx(inner, rel=1e-12)
         assert row["cytoplasm_nucleus_intensity_ratio"] == pytest.approx(outer / inner, rel=1e-12)
     assert np.isnan(table.loc[~table.index.isin(cells), "cell_nucleus_volume_ratio"]).all()
+    assert np.isnan(table.loc[~table.index.isin(cells), "nucleus_intensity_median"]).all()
 
 
 def test_cli_through_queue_and_segment_properties(measured, tmp_path):
@@ -190,9 +197,90 @@ def test_cli_through_queue_and_segment_properties(measured, tmp_path):
     assert not [f for f in work.rglob("*") if f.is_file()]
 
 
+def corner_hull_volume(mask: np.ndarray) -> float:
+    """Volume (voxels) of the convex hull of every corner of every voxel of `mask` (whole array):
+    a grid point is a corner when any of the 2^d voxels around it is set."""
+    from scipy.spatial import ConvexHull
+    padded = np.pad(mask, 1)
+    corners = np.zeros(tuple(n - 1 for n in padded.shape), bool)
+    for shift in np.ndindex(*(2,) * mask.ndim):
+        corners |= padded[tuple(slice(k, k + n - 1) for k, n in zip(shift, padded.shape))]
+    return ConvexHull(np.argwhere(corners).astype(np.float64)).volume
+
+
+def test_solidity_equals_whole_object_corner_hull(measured, arrays, reference):
+    """Solidity from the parts' hull vertices equals voxels / the hull of all of the whole
+    object's voxel corners, for every object, also those cut by the 100x128x64 tasks."""
+    table, _ = measured
+    table = table.set_index("label")
+    renumbered = reference["renumbered"]
+    boxes = ndimage.find_objects(renumbered)
+    cut = 0
+    worst = 0.0
+    for k, label in enumerate(reference["labels"]):
+        mask = renumbered[boxes[k]] == k + 1
+        expected = mask.sum() / corner_hull_volume(mask)
+        worst = max(worst, abs(table.loc[label, "solidity"] - expected))
+        cut += any(s.start // n != (s.stop - 1) // n for s, n in zip(boxes[k], SHAPE))
+    assert cut > 20 and worst < 1e-12, (cut, worst)
+    assert (table["solidity"] <= 1).all()
+
+
+@pytest.fixture(scope="module")
+def planar(real_seg, real_image, tmp_path_factory):
+    """A single z-slice (128x128) of the real data and a float32 image, measured in 40x50 tasks."""
+    seg = np.asfortranarray(real_seg[200:328, 100:228, 30:31])
+    rng = np.random.default_rng(5)
+    image = np.asfortranarray(real_image[200:328, 100:228, 30:31] * np.float32(0.37)
+                              + rng.normal(0, 3, seg.shape).astype(np.float32))
+    root = tmp_path_factory.mktemp("planar")
+    seg_path = write_layer(f"file://{root / 'seg'}", seg, "segmentation", offset=OFFSET, chunk=(64, 64, 1))
+    image_path = write_layer(f"file://{root / 'image'}", image, "image", offset=OFFSET, chunk=(64, 64, 1))
+    run_locally(create_measure_tasks(seg_path, shape=(40, 50, 1), image=image_path), parallel=1, quiet=True)
+    run_locally(create_measure_merge_tasks(seg_path, num_tasks=2), parallel=1, quiet=True)
+    export_measurements(seg_path, str(root / "cells.csv"))
+    return pd.read_csv(root / "cells.csv").set_index("label"), seg[:, :, 0], image[:, :, 0]
+
+
+def test_single_slice_2d_measures_equal_regionprops(planar):
+    """area, perimeter, circularity, eccentricity, 2-D axes against scikit-image regionprops of the
+    whole slice (16 nm pixels); solidity against the 2-D hull of all pixel corners."""
+    from skimage.measure import regionprops
+    table, seg, _ = planar
+    assert "volume" not in table and "surface_area" not in table
+    props = regionprops(seg.astype(np.int64), spacing=(16.0, 16.0))
+    assert len(props) == len(table) >= 8
+    cut = 0
+    for p in props:
+        row = table.loc[p.label]
+        assert row["area"] == p.area
+        np.testing.assert_allclose(row["perimeter"], p.perimeter, rtol=1e-12, atol=1e-9)
+        if p.perimeter > 0:
+            np.testing.assert_allclose(row["circularity"], 4 * np.pi * p.area / p.perimeter ** 2, rtol=1e-12)
+        for name in ("eccentricity", "axis_major_length", "axis_minor_length"):
+            np.testing.assert_allclose(row[name], getattr(p, name), rtol=1e-9, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(row["equivalent_diameter"], p.equivalent_diameter_area, rtol=1e-12)
+        np.testing.assert_allclose(row["solidity"], p.num_pixels / corner_hull_volume(p.image), rtol=1e-12)
+        cut += p.slice[0].start // 40 != (p.slice[0].stop - 1) // 40 or p.slice[1].start // 50 != (
+            p.slice[1].stop - 1) // 50
+    assert cut >= 4
+
+
+def test_float_image_exact_median_and_percentiles(planar):
+    """A float32 image gets exact median and percentiles (numpy 'linear') across the task split."""
+    table, seg, image = planar
+    for label, row in table.iterrows():
+        values = image[seg == label].astype(np.float64)
+        np.testing.assert_allclose(row["intensity_median"], np.median(values), rtol=1e-12)
+        for q in measure.PERCENTILES:
+            np.testing.assert_allclose(row[f"intensity_p{q}"], np.percentile(values, q), rtol=1e-12)
+        np.testing.assert_allclose([row["intensity_mean"], row["intensity_std"]],
+                                   [values.mean(), values.std()], rtol=1e-9)
+
+
 def test_float_image_any_split_and_merge_order():
     """Pure functions: float intensities and moments from blocks of uneven shapes, merged in a
-    shuffled order, equal the whole array's (numpy); float images have no percentiles."""
+    shuffled order, equal the whole array's (numpy), median included."""
     rng = np.random.default_rng(3)
     labels = np.asfortranarray(rng.integers(0, 6, (37, 29, 23)).astype(np.uint64) * np.uint64(10**12))
     image = np.asfortranarray(rng.normal(100, 20, labels.shape).astype(np.float32))
@@ -204,7 +292,7 @@ def test_float_image_any_split_and_merge_order():
                 box = (slice(x0, x1), slice(y0, y1), slice(z0, z1))
                 parts.append(measure.block_partial(labels[box], (x0, y0, z0), image[box]))
     rng.shuffle(parts)
-    table = measure.statistics(measure.merge(parts), RES, OFFSET, image=True)
+    table = measure.statistics(measure.merge(parts), RES, OFFSET, image=True, float_image=True)
     values = image.astype(np.float64)
     for k, label in enumerate(table["label"]):
         mine = labels == label
@@ -215,7 +303,7 @@ def test_float_image_any_split_and_merge_order():
                                    [values[mine].mean(), values[mine].std()], rtol=1e-9)
         assert table["intensity_min"][k] == values[mine].min()
         assert table["intensity_max"][k] == values[mine].max()
-    assert np.isnan(table["intensity_median"]).all()
+        assert table["intensity_median"][k] == np.median(values[mine])
     assert 0 not in table["label"]
 
 
@@ -227,3 +315,31 @@ def test_forge_checks_companion_layers(arrays, measured, tmp_path):
         create_measure_tasks(paths["seg"], image=other)
     with pytest.raises(UserError, match="measure forge"):
         create_measure_merge_tasks(paths["image"])
+
+
+def test_ring_layer_and_its_intensity(arrays, tmp_path):
+    """`measure ring` on nuclei (128x128x64 of the real crop, 50x60x30 tasks, chunks 25x30x15):
+    each background voxel within 100 nm of a nucleus carries the nearest nucleus's id (ties to the
+    smallest id), as from one scipy distance transform per nucleus on the whole array; measured
+    with --image, the ring's mean intensity is the image's mean there."""
+    seg, image, nuclei = (np.asfortranarray(a[:128, :128, :64]) for a in arrays)
+    res, width = np.array([16.0, 16.0, 40.0]), 100.0
+    paths = {name: write_layer(f"file://{tmp_path / name}", data, kind, offset=OFFSET, chunk=(25, 30, 15))
+             for name, data, kind in (("nuclei", nuclei, "segmentation"), ("image", image, "image"))}
+    ring = f"file://{tmp_path / 'ring'}"
+    run_cli("measure", "ring", paths["nuclei"], ring, "--width", width, "--shape", "50,60,30")
+    got = CloudVolume(ring, progress=False)[:, :, :][..., 0]
+    best, nearest = np.full(nuclei.shape, np.inf), np.zeros(nuclei.shape, np.uint32)
+    for label in np.unique(nuclei[nuclei != 0]):  # increasing ids: a tie keeps the smaller one
+        distance = ndimage.distance_transform_edt(nuclei != label, sampling=res)
+        closer = distance < best
+        best[closer], nearest[closer] = distance[closer], label
+    expected = np.where((nuclei == 0) & (best <= width), nearest, 0)
+    assert (expected != 0).sum() > 10_000 and len(np.unique(expected)) > 4
+    np.testing.assert_array_equal(got, expected)
+    run_locally(create_measure_tasks(ring, shape=(50, 60, 30), image=paths["image"]), parallel=1, quiet=True)
+    run_locally(create_measure_merge_tasks(ring), parallel=1, quiet=True)
+    export_measurements(ring, str(tmp_path / "ring.csv"), segment_properties=False)
+    table = pd.read_csv(tmp_path / "ring.csv").set_index("label")
+    for label, row in table.iterrows():
+        np.testing.assert_allclose(row["intensity_mean"], image[expected == label].mean(), rtol=1e-12)

@@ -65,6 +65,7 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "measure export": f"measure export {L} /tmp/cells.csv --no-segment-properties",
     "measure forge": f"measure forge {L} --image {M} --shape 64,64,64",
     "measure merge": f"measure merge {L} --tasks 3",
+    "measure ring": f"measure ring {L} file:///tmp/ring --width 100",
     "mesh clean": f"mesh clean {L}",
     "mesh forge": f"mesh forge {L} --shape 64,64,64 --labels 1,2 --xrange 0,64 --encoding draco",
     "mesh merge": f"mesh merge {L} --nlod 2 --magnitude 1",

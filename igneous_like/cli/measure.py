@@ -1,8 +1,8 @@
 """`igneous-like measure ...`: per-object statistics of a whole segmentation, exact at any size."""
 import click
 
-from igneous_like.cli.common import VEC3, planning, queue_option, submit
-from igneous_like.cli.params import OUTPUT_FILE
+from igneous_like.cli.common import VEC3, compress_option, planning, queue_option, submit
+from igneous_like.cli.params import OUTPUT, OUTPUT_FILE
 from igneous_like.segment_properties import PROPERTIES_DIR
 from igneous_like.task_creation import measure as tc
 from igneous_like.task_creation.common import Stage, layer_path
@@ -10,11 +10,13 @@ from igneous_like.task_creation.common import Stage, layer_path
 
 @click.group()
 def measure():
-    """Per-object statistics: forge, merge, export, clean.
+    """Per-object statistics: forge, merge, export, clean; ring layers to measure next to objects.
 
-    Per label: voxel count, volume, bounding box, centroid, principal axes, surface area and
-    sphericity; with --image intensity statistics (exact median and percentiles of integer
-    images); with --nuclei nuclei per cell and cell/nucleus ratios. Files live in SEG/KEY/measure/.
+    Per label: voxel count, volume, bounding box, centroid, principal axes, surface area,
+    sphericity and solidity (single-slice layers: area, perimeter, circularity, eccentricity);
+    with --image exact intensity statistics (mean, std, min, max, median, percentiles); with
+    --nuclei nuclei per cell, cell/nucleus ratios and nucleus and cytoplasm intensity statistics.
+    Files live in SEG/KEY/measure/.
 
     Example: igneous-like measure forge file:///data/seg --image file:///data/em --queue fq:///tmp/q
     """
@@ -96,3 +98,26 @@ def clean(ctx, seg, mip):
     done = submit(ctx, [Stage("clean_measure_files", dict(cloudpath=seg, mip=mip), "clean")])
     if done:
         click.echo(f"Deleted {done[0]} intermediate files", err=True)
+
+
+@measure.command()
+@click.argument("seg")
+@click.argument("dest", type=OUTPUT)
+@click.option("--width", type=float, required=True, help="Ring width in nm, outside each object.")
+@click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True,
+              help="Task shape X,Y,Z (rounded up to whole chunks).")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip to process.")
+@compress_option
+@queue_option
+@click.pass_context
+def ring(ctx, seg, dest, width, shape, mip, compress, queue):
+    """Write DEST: background voxels within --width nm of an object, labelled with the nearest
+    object's id (ties to the smallest id). Measure DEST with --image for, e.g., the intensity
+    around each nucleus.
+
+    Example: igneous-like measure ring file:///data/nuclei file:///data/nuclei_ring --width 200
+    """
+    submit(ctx, [Stage("create_ring_tasks", dict(src=seg, dest=dest, width=width, mip=mip, shape=shape,
+                                                 compress=compress), "ring")], queue)
+    if not planning(ctx):
+        click.echo(f"Then: igneous-like measure forge {dest} --image IMAGE", err=True)

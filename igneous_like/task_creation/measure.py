@@ -27,6 +27,7 @@ from igneous_like.tasks.measure import (
     MeasureMergeTask,
     MeasureRecord,
     MeasureTask,
+    RingTask,
     part_name,
     read_headers,
     result_name,
@@ -34,9 +35,9 @@ from igneous_like.tasks.measure import (
 
 DEFAULT_SHAPE = (256, 256, 256)
 ROWS_PER_MERGE_TASK = 200_000  # part rows (a label counts once per block it touches) per merge task
-VIEWER_COLUMNS = ("voxel_count", "volume", "surface_area", "sphericity", "equivalent_diameter",
-                  "axis_major_length", "axis_minor_length", "intensity_mean", "intensity_median",
-                  "nuclei_count", "cell_nucleus_volume_ratio")
+VIEWER_COLUMNS = ("voxel_count", "volume", "surface_area", "sphericity", "area", "perimeter", "circularity",
+                  "eccentricity", "solidity", "equivalent_diameter", "axis_major_length", "axis_minor_length",
+                  "intensity_mean", "intensity_median", "nuclei_count", "cell_nucleus_volume_ratio")
 
 
 def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
@@ -83,14 +84,18 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
     if int(np.prod(shape)) * int(shape.max()) ** 2 >= measure.MAX_BLOCK_MOMENT:
         raise UserError(f"--shape {','.join(map(str, ints(shape)))} is too large for exact moment sums; "
                         "use blocks of fewer than about 1,500 voxels per side")
+    if int(bounds.size3().max()) > measure.MAX_HULL_EXTENT:
+        raise UserError(f"{cv.cloudpath} mip {mip} is {list(ints(bounds.size3()))} voxels; measurement "
+                        f"handles at most {measure.MAX_HULL_EXTENT} voxels per side: measure a higher mip")
     integer = image_cv is not None and np.dtype(image_cv.dtype).kind in "iub"
+    planar = int(bounds.size3()[2]) == 1
     record = MeasureRecord(
         mip=mip, bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)), shape=tuple(ints(shape)),
         resolution=tuple(float(r) for r in cv.meta.resolution(mip)),
-        columns=tuple(measure.column_names(image_cv is not None, nuclei_cv is not None)),
+        columns=tuple(measure.column_names(image_cv is not None, nuclei_cv is not None, planar)),
         image=None if image_cv is None else image_cv.cloudpath,
         nuclei=None if nuclei_cv is None else nuclei_cv.cloudpath, integer_image=integer,
-        fill_missing=bool(fill_missing))
+        fill_missing=bool(fill_missing), planar=planar)
     work = work_dir(cv, mip)
     work.clean()
     work.save(RECORD, record)
@@ -184,6 +189,29 @@ def segment_properties_info(table) -> dict:
     shown = [name for name in VIEWER_COLUMNS
              if name in table and np.isfinite(table[name].to_numpy(np.float64)).all()]
     return properties_info(table["label"], [number_property(name, table[name].to_numpy()) for name in shown])
+
+
+MAX_RING_OFFSETS = 20_000  # voxels in the ball of a ring's width: the cost per voxel of a ring task
+
+
+def create_ring_tasks(src: str, dest: str, width: float, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
+                      compress: Optional[str] = "gzip") -> Tasks:
+    """Tasks that write DEST: a band of `width` nm outside each object of SRC, with the object's id
+    (see measure.ring_labels); measure it with --image for the intensity next to each object."""
+    from igneous_like.task_creation.common import compression
+    from igneous_like.task_creation.postprocess import box_tasks, destination, source
+    cv, grid = source(src, mip, shape)
+    resolution = np.asarray(cv.meta.resolution(mip), np.float64)
+    if not width > 0:
+        raise UserError(f"--width must be a positive number of nm, got {width}")
+    if np.prod(2 * measure.ring_reach(resolution, width) + 1) > MAX_RING_OFFSETS:
+        raise UserError(f"--width {width} nm spans more than {MAX_RING_OFFSETS} voxels at "
+                        f"{list(resolution)} nm; use a narrower ring or a higher mip")
+    compress = compression(compress)
+    out = destination(cv, dest, mip, {"task": "RingTask", "width": float(width)})
+    return box_tasks(grid, RingTask, f"rings of {width} nm around {cv.cloudpath} into {out.cloudpath}",
+                     src_path=cv.cloudpath, dest_path=out.cloudpath, mip=mip, width=float(width),
+                     compress=compress)
 
 
 def clean_measure_files(cloudpath: str, mip: int = 0) -> int:

@@ -7,16 +7,17 @@ Files live under SEG/KEY/measure/ (KEY: the mip's key):
     merge.json            the label ranges of the merge step
     results/LO-HI.npz     final columns of the labels LO <= label < HI (20-digit, zero-padded)
 
-A part file (all integers little-endian, 8 bytes each): magic b"IGMEAS01", N rows, K columns,
-H histogram entries, P nucleus pairs, SAMPLES labels spread over the sorted labels (the first
-and the last among them), then the sections labels[N], columns[N*K] (row-major, int64 or
-float64 by column), hist_start[N], pair_start[N], hist_values[H], hist_counts[H],
-pair_nuclei[P], pair_counts[P]. A merge task reads the header and the labels of each part, then
-only the rows, histogram and pairs of its own range, with byte-range reads.
+A part file (all integers little-endian, 8 bytes each): magic b"IGMEAS02", N rows, K columns,
+the entries of each sparse table of measure.SPARSE (histogram, nucleus pairs, hull corners,
+nucleus histogram), SAMPLES labels spread over the sorted labels (the first and the last among
+them), then the sections labels[N], columns[N*K] (row-major, int64 or float64 by column), each
+table's starts[N], then each table's keys and counts. A merge task
+reads the header and the labels of each part, then only the rows and sparse entries of its own
+range, with byte-range reads.
 """
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -30,9 +31,9 @@ from igneous_like.stage import Record, WorkDir, npz
 
 RECORD = "measure.json"
 MERGE_RECORD = "merge.json"
-MAGIC = b"IGMEAS01"
+MAGIC = b"IGMEAS02"
 SAMPLES = 17
-HEADER = struct.Struct("<8s4Q" + "Q" * SAMPLES)
+HEADER = struct.Struct("<8s" + "Q" * (2 + len(measure.SPARSE) + SAMPLES))
 _U8 = np.dtype("<u8")
 
 
@@ -48,6 +49,11 @@ class MeasureRecord(Record):
     nuclei: Optional[str] = None
     integer_image: bool = False
     fill_missing: bool = False
+    planar: bool = False  # a single-slice layer: 2-D columns
+
+    @property
+    def float_image(self) -> bool:
+        return self.image is not None and not self.integer_image
 
     @property
     def box(self) -> Bbox:
@@ -70,16 +76,14 @@ def encode_part(partial: measure.Partial, columns: Sequence[str]) -> bytes:
     """The bytes of a part file (layout in the module docstring)."""
     n = len(partial)
     samples = partial.labels[np.linspace(0, n - 1, SAMPLES).astype(int)] if n else np.zeros(SAMPLES, _U8)
-    header = HEADER.pack(MAGIC, n, len(columns), partial.hist[0].size, partial.pairs[0].size,
-                         *[int(s) for s in samples])
+    tables = [getattr(partial, name) for name in measure.SPARSE]
+    header = HEADER.pack(MAGIC, n, len(columns), *[t[0].size for t in tables], *[int(s) for s in samples])
     records = np.empty((n, len(columns)), _U8)
     for k, name in enumerate(columns):
         records[:, k] = partial.columns[name].astype(measure.column_dtype(name)).view(_U8)
-    sections = [partial.labels.astype(_U8), records.ravel(),
-                np.searchsorted(partial.hist[0], partial.labels).astype(_U8),
-                np.searchsorted(partial.pairs[0], partial.labels).astype(_U8),
-                partial.hist[1].astype(_U8), partial.hist[2].astype(_U8),
-                partial.pairs[1].astype(_U8), partial.pairs[2].astype(_U8)]
+    sections = [partial.labels.astype(_U8), records.ravel()]
+    sections += [np.searchsorted(t[0], partial.labels).astype(_U8) for t in tables]
+    sections += [a.astype(_U8) for t in tables for a in t[1:]]
     return header + b"".join(np.ascontiguousarray(s).tobytes() for s in sections)
 
 
@@ -88,22 +92,23 @@ class PartHeader:
     name: str
     rows: int
     num_columns: int
-    hist: int
-    pairs: int
+    sparse: Tuple[int, ...]  # entries of each table of measure.SPARSE
     samples: np.ndarray
 
     @classmethod
     def parse(cls, name: str, data: bytes) -> "PartHeader":
-        magic, rows, num_columns, hist, pairs, *samples = HEADER.unpack(data[:HEADER.size])
+        magic, rows, num_columns, *rest = HEADER.unpack(data[:HEADER.size])
         if magic != MAGIC:
-            raise ValueError(f"{name} is not a measurement part (starts with {magic!r})")
-        return cls(name, rows, num_columns, hist, pairs, np.asarray(samples, _U8))
+            raise ValueError(f"{name} is not a measurement part of this version (starts with {magic!r}); "
+                             "run measure forge again")
+        tables = len(measure.SPARSE)
+        return cls(name, rows, num_columns, tuple(rest[:tables]), np.asarray(rest[tables:], _U8))
 
     def section(self, index: int) -> int:
-        """Byte offset of section `index` (0 labels, 1 columns, 2 hist_start, 3 pair_start,
-        4 hist_values, 5 hist_counts, 6 pair_nuclei, 7 pair_counts)."""
-        sizes = [self.rows, self.rows * self.num_columns, self.rows, self.rows,
-                 self.hist, self.hist, self.pairs, self.pairs]
+        """Byte offset of section `index`: 0 labels, 1 columns, 2.. the starts of each sparse table,
+        then each table's values and counts."""
+        sizes = [self.rows, self.rows * self.num_columns] + [self.rows] * len(self.sparse)
+        sizes += [size for size in self.sparse for _ in range(2)]
         return HEADER.size + 8 * sum(sizes[:index])
 
     def overlaps(self, low: int, high: int) -> bool:
@@ -149,34 +154,34 @@ class RangeReader:
 
 def read_range(files: CloudFiles, headers: List[PartHeader], columns: Sequence[str], low: int,
                high: int) -> List[measure.Partial]:
-    """The rows low <= label < high of every part, with their histogram and pair entries."""
+    """The rows low <= label < high of every part, with their sparse entries."""
     headers = [h for h in headers if h.overlaps(low, high)]
+    tables = len(measure.SPARSE)
     reader = RangeReader(files)
     labels = reader.fetch([(h, 0, 0, h.rows) for h in headers])
     spans = [(int(np.searchsorted(found, np.uint64(low))), int(np.searchsorted(found, np.uint64(high))))
              for found in labels]
     requests = []
     for h, (a, b) in zip(headers, spans):  # the next row's starts close this range's sparse entries
-        requests += [(h, 1, a, b), (h, 2, a, min(b + 1, h.rows)), (h, 3, a, min(b + 1, h.rows))]
+        requests += [(h, 1, a, b)] + [(h, 2 + t, a, min(b + 1, h.rows)) for t in range(tables)]
     rows = reader.fetch(requests)
-    sparse_spans = []
+    bounds = []  # per part and table: the entry offsets of each row, then the end
     for k, (h, (a, b)) in enumerate(zip(headers, spans)):
-        hist_starts, pair_starts = rows[3 * k + 1].astype(np.int64), rows[3 * k + 2].astype(np.int64)
-        hist_end = h.hist if b >= h.rows else hist_starts[b - a]
-        pair_end = h.pairs if b >= h.rows else pair_starts[b - a]
-        sparse_spans.append((np.r_[hist_starts[:b - a], hist_end], np.r_[pair_starts[:b - a], pair_end]))
-    sparse = reader.fetch([(h, section, int(starts[0]), int(starts[-1]))
-                           for h, (hist, pair) in zip(headers, sparse_spans)
-                           for section, starts in ((4, hist), (5, hist), (6, pair), (7, pair))])
+        starts = [rows[(1 + tables) * k + 1 + t].astype(np.int64) for t in range(tables)]
+        bounds.append([np.r_[s[:b - a], h.sparse[t] if b >= h.rows else s[b - a]]
+                       for t, s in enumerate(starts)])
+    first = 2 + tables
+    sparse = reader.fetch([(h, first + 2 * t + j, int(edges[t][0]), int(edges[t][-1]))
+                           for h, edges in zip(headers, bounds) for t in range(tables) for j in range(2)])
     out = []
-    for k, (h, (a, b), (hist, pair)) in enumerate(zip(headers, spans, sparse_spans)):
+    for k, (h, (a, b), edges) in enumerate(zip(headers, spans, bounds)):
         part_labels = labels[k][a:b]
-        records = rows[3 * k].reshape(b - a, h.num_columns)
+        records = rows[(1 + tables) * k].reshape(b - a, h.num_columns)
         cols = {name: records[:, j].copy().view(measure.column_dtype(name)) for j, name in enumerate(columns)}
-        values = [array.view(np.int64) for array in sparse[4 * k:4 * k + 4]]
-        out.append(measure.Partial(part_labels, cols,
-                                   (np.repeat(part_labels, np.diff(hist)), values[0], values[1]),
-                                   (np.repeat(part_labels, np.diff(pair)), values[2], values[3])))
+        values = [array.view(np.int64) for array in sparse[2 * tables * k:2 * tables * (k + 1)]]
+        out.append(measure.Partial(part_labels, cols, *(
+            (np.repeat(part_labels, np.diff(edges[t])), values[2 * t], values[2 * t + 1])
+            for t in range(tables))))
     return out
 
 
@@ -194,12 +199,19 @@ def MeasureTask(layer_path: str, work: str, offset: Sequence[int], shape: Sequen
     record = work.load(RECORD, MeasureRecord)
     cv = CloudVolume(layer_path, mip=record.mip, fill_missing=record.fill_missing, progress=False)
     box = TaskBox.at(offset, shape).write
-    padded, padded_box = read_labels(cv, box, record.mip, MeshOptions(fill_missing=record.fill_missing))
-    own = padded[(box - padded_box.minpt).to_slices()]
     image = None if record.image is None else read_box(record.image, record.mip, box, record.fill_missing)
     nuclei = None if record.nuclei is None else read_box(record.nuclei, record.mip, box, record.fill_missing)
-    areas = measure.surface_areas(padded, record.resolution)
-    partial = measure.block_partial(own, box.minpt - record.box.minpt, image, nuclei, areas)
+    if record.planar:  # 2 pixels around the slice for the perimeter; no mesh
+        halo = TaskBox.at(box.minpt, box.size3(), record.box, low=(2, 2, 0), high=(2, 2, 0))
+        padded = np.pad(read_box(layer_path, record.mip, halo.read, record.fill_missing), halo.padding)
+        own, areas = padded[(box - halo.reach.minpt).to_slices()], None
+    else:
+        padded, padded_box = read_labels(cv, box, record.mip, MeshOptions(fill_missing=record.fill_missing))
+        own = padded[(box - padded_box.minpt).to_slices()]
+        areas = measure.surface_areas(padded, record.resolution)
+    origin = box.minpt - record.box.minpt
+    partial = measure.block_partial(np.asfortranarray(own), origin, image, nuclei, areas,
+                                    halo=padded if record.planar else None)
     work.put_part(part_name(box), encode_part(partial, record.columns))
 
 
@@ -213,8 +225,22 @@ def MeasureMergeTask(work: str, low: int, high: int) -> None:
     merged = measure.merge(parts) if parts else empty_partial(record.columns)
     merged = measure.select(merged, merged.columns["count"] > 0)
     table = measure.statistics(merged, record.resolution, record.box.minpt, image=record.image is not None,
-                               nuclei=record.nuclei is not None)
+                               nuclei=record.nuclei is not None, planar=record.planar,
+                               float_image=record.float_image)
     work.put_part(result_name(low, high), npz(table, compress=False))
+
+
+@queueable
+def RingTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+             width: float, compress: Union[str, bool, None] = None) -> None:
+    """One box of the rings layer: the box read with the ring's reach around it."""
+    from igneous_like.tasks.postprocess import read, write
+    cv = CloudVolume(src_path, mip=mip, progress=False)
+    resolution = cv.meta.resolution(mip)
+    box = TaskBox.at(offset, shape, cv.meta.bounds(mip), low=measure.ring_reach(resolution, width),
+                     high=measure.ring_reach(resolution, width))
+    labels = np.pad(read(src_path, mip, box.read), box.padding)
+    write(dest_path, mip, box.write, measure.ring_labels(labels, resolution, width), compress)
 
 
 def empty_partial(columns: Sequence[str]) -> measure.Partial:
