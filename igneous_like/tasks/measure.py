@@ -26,6 +26,7 @@ from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import measure
+from igneous_like.errors import UserError
 from igneous_like.grid import Grid, TaskBox
 from igneous_like.stage import Record, WorkDir, npz
 
@@ -99,7 +100,7 @@ class PartHeader:
     def parse(cls, name: str, data: bytes) -> "PartHeader":
         magic, rows, num_columns, *rest = HEADER.unpack(data[:HEADER.size])
         if magic != MAGIC:
-            raise ValueError(f"{name} is not a measurement part of this version (starts with {magic!r}); "
+            raise UserError(f"{name} is not a measurement part of this version (starts with {magic!r}); "
                              "run measure forge again")
         tables = len(measure.SPARSE)
         return cls(name, rows, num_columns, tuple(rest[:tables]), np.asarray(rest[tables:], _U8))
