@@ -89,13 +89,17 @@ def test_fill_holes_removes_inner_surfaces(make_layer, crop):
         assert cavity_face_vertices(found[ENCLOSED], crop == ENCLOSED) > 0
 
 
-@pytest.mark.parametrize("edge", ["--closed-edge", "--open-edge"])
-def test_meshes_closed_or_open_at_the_volume_edge(make_layer, crop, edge):
+@pytest.mark.parametrize("edge,more", [("--closed-edge", []), ("--open-edge", ["--skip-simplify",
+                                                                          "--skip-spatial-index"])])
+def test_meshes_closed_or_open_at_the_volume_edge(make_layer, crop, edge, more):
     """Closed: every mesh is closed. Open: a mesh is open exactly where its object touches the
-    volume's faces, and its open edges lie in the planes through the outermost voxel centres."""
+    volume's faces, and its open edges lie in the planes through the outermost voxel centres.
+    (Igneous's --skip-* spellings work too.)"""
     path = make_layer("seg", crop, "segmentation", offset=OFFSET, chunk=(32, 32, 32))
-    run_cli("mesh", "forge", path, "--shape", ",".join(map(str, BLOCK)), edge)
+    run_cli("mesh", "forge", path, "--shape", ",".join(map(str, BLOCK)), edge, *more)
     run_cli("mesh", "merge", path)
+    names = CloudFiles(path + "/" + CloudVolume(path).info["mesh"]).list()
+    assert any(name.endswith(".spatial") for name in names) == ("--skip-spatial-index" not in more)
     labels = [int(label) for label in np.unique(crop) if label]
     found = CloudVolume(path, progress=False).mesh.get(labels, fuse=False)
     assert set(found) == set(labels)

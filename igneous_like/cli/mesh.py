@@ -24,7 +24,8 @@ dir_option = click.option("--dir", "mesh_dir", default=None,
               help="Block (task) shape at --mip.")
 @click.option("--max-error", type=FLOAT, default=40.0, show_default=True,
               help="Largest distance (nm) simplification may move a vertex.")
-@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify meshes.")
+@click.option("--simplify/--no-simplify", " /--skip-simplify", default=True, show_default=True,
+              help="Simplify meshes.")
 @click.option("--simplification-factor", type=click.IntRange(min=1), default=100, show_default=True,
               help="Target triangle reduction factor, bounded by --max-error.")
 @click.option("--dust-threshold", type=click.IntRange(min=0), default=0, show_default=True,
@@ -46,7 +47,7 @@ dir_option = click.option("--dir", "mesh_dir", default=None,
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
 @click.option("--encoding", type=click.Choice(MESH_ENCODINGS), default="precomputed", show_default=True,
               help="Encoding of the intermediate pieces (draco: smaller, quantized to 1/32 voxel).")
-@click.option("--spatial-index/--no-spatial-index", default=True, show_default=True,
+@click.option("--spatial-index/--no-spatial-index", " /--skip-spatial-index", default=True, show_default=True,
               help="Write spatial index files so meshes can be found by bounding box.")
 @click.option("--sharded", is_flag=True, help="The next step will be merge-sharded (forging is the same).")
 @add_options(range_options)
