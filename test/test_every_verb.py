@@ -1,8 +1,10 @@
 """Every CLI verb, found by walking the command tree (so new verbs are covered as they land), meets
 a path with nothing there: one clear line on stderr, exit code 2, no traceback, nothing written."""
+import re
+
 import click
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from igneous_like.cli import cli
 
@@ -31,3 +33,26 @@ def test_missing_input_is_one_line_and_exit_2(tmp_path, verb, command):
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
     assert lines[0].startswith("igneous-like: error:"), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def readme_verb_table():
+    """(Igneous verb, igneous_like verb or None, mark) per row of the README's table of Igneous's verbs."""
+    section = (REPO / "README.md").read_text().split("## Igneous's verbs", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        match = re.fullmatch(r"\| `igneous ([a-z -]+)` \| (?:`igneous-like ([a-z -]+)`)? ?(.*) \|", line)
+        if match:
+            rows.append(match.groups())
+    return rows
+
+
+def test_readme_verb_table_names_real_verbs():
+    """The README's table of Igneous's verbs beside ours cannot go stale: every igneous_like verb it
+    names (unless marked as still coming) is a command of the CLI, and a row without one says so."""
+    rows = readme_verb_table()
+    assert len(rows) >= 40
+    ours = {" ".join(path) for path, _ in VERBS}
+    for igneous, counterpart, mark in rows:
+        assert counterpart or mark == "not yet", igneous
+        if counterpart and mark != "(being added)":
+            assert counterpart in ours, f"README names `igneous-like {counterpart}`, which the CLI lacks"

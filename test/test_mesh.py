@@ -78,7 +78,7 @@ def check_boxes(found: dict, truth: dict, dust: int, max_error: float) -> None:
 
 def test_legacy_meshes_match_the_voxels(layer, truth, monkeypatch):
     monkeypatch.setattr("igneous_like.tasks.mesh.LABELS_PER_BATCH", 7)  # many batches per merge task
-    run(create_meshing_tasks(layer, shape=BLOCK, dust_threshold=20))
+    run(create_meshing_tasks(layer, shape=BLOCK, dust_threshold=20, dust_global=True))
     run(create_mesh_manifest_tasks(layer, magnitude=1, nlod=0))
     cv = CloudVolume(layer, progress=False)
     labels = [label for label, (count, _, _) in truth.items() if count >= 20]
@@ -99,7 +99,7 @@ def test_no_cracks_across_blocks(make_layer, crop, simplify, encoding):
     meshes_by_blocks = {}
     for name, shape in [("one", crop.shape), ("eight", BLOCK)]:
         path = make_layer(name, crop, "segmentation", offset=OFFSET, chunk=(32, 32, 32))
-        run(create_meshing_tasks(path, shape=shape, simplify=simplify, encoding=encoding))
+        run(create_meshing_tasks(path, shape=shape, simplification=simplify, encoding=encoding))
         run(create_mesh_manifest_tasks(path, magnitude=0))
         cv = CloudVolume(path, progress=False)
         meshes_by_blocks[name] = cv.mesh.get([int(x) for x in np.unique(crop) if x], fuse=False)
@@ -118,7 +118,7 @@ def test_no_cracks_across_blocks(make_layer, crop, simplify, encoding):
 
 
 def test_spatial_index_finds_meshes_by_box(layer, crop, truth):
-    run(create_meshing_tasks(layer, shape=BLOCK, simplify=False))
+    run(create_meshing_tasks(layer, shape=BLOCK, simplification=False))
     cv = CloudVolume(layer, progress=False)
     everything = Bbox(cv.bounds.minpt * RESOLUTION, cv.bounds.maxpt * RESOLUTION)
     assert set(map(int, cv.mesh.spatial_index.query(everything))) == set(truth)
@@ -129,15 +129,16 @@ def test_spatial_index_finds_meshes_by_box(layer, crop, truth):
     assert wanted <= set(map(int, cv.mesh.spatial_index.query(Bbox(low, high))))
 
 
-def test_labels_and_exclusions(layer, truth):
+def test_object_ids_and_exclusions(layer, truth):
+    """Igneous's object_ids / exclude_object_ids: only (or all but) those labels get meshes."""
     chosen = sorted(truth)[:5]
-    run(create_meshing_tasks(layer, shape=BLOCK, labels=chosen))
+    run(create_meshing_tasks(layer, shape=BLOCK, object_ids=chosen))
     run(create_mesh_manifest_tasks(layer, magnitude=0))
     cv = CloudVolume(layer, progress=False)
     names = set(CloudFiles(cv.cloudpath + "/" + cv.info["mesh"]).list())
     assert {int(n.split(":")[0]) for n in names if n.endswith(":0")} == set(chosen)
     path = layer
-    run(create_meshing_tasks(path, shape=BLOCK, exclude_labels=chosen, mesh_dir="without"))
+    run(create_meshing_tasks(path, shape=BLOCK, exclude_object_ids=chosen, mesh_dir="without"))
     run(create_mesh_manifest_tasks(path, magnitude=0, mesh_dir="without"))
     names = set(CloudFiles(cv.cloudpath + "/without").list())
     assert {int(n.split(":")[0]) for n in names if n.endswith(":0")} == set(truth) - set(chosen)
@@ -171,7 +172,8 @@ def test_merge_refuses_unfinished_forge(layer):
 
 def test_forge_merge_clean_rm_through_a_queue(layer, tmp_path, truth):
     queue = f"fq://{tmp_path / 'queue'}"
-    run_cli("mesh", "forge", layer, "--shape", "64,64,32", "--dust-threshold", "20", "--queue", queue)
+    run_cli("mesh", "forge", layer, "--shape", "64,64,32", "--dust-threshold", "20", "--dust-global",
+            "--queue", queue)
     early = run_cli("mesh", "merge", layer, check=False)
     assert early.returncode == 2 and "8 of 8 forge blocks" in early.stderr and "Traceback" not in early.stderr
     run_cli("-p", "2", "execute", "-x", queue)
@@ -194,6 +196,7 @@ def test_forge_merge_clean_rm_through_a_queue(layer, tmp_path, truth):
     (["--max-error", "-1"], "--max-error must be at least 0"),
     (["--shape", "0,64,64"], "--shape values must be at least 1"),
     (["--mip", "3"], "mip 3 does not exist"),
+    (["--fill-holes", "104"], "104 is not in the range 0<=x<=103"),
 ])
 def test_forge_bad_input(layer, args, message):
     result = run_cli("mesh", "forge", layer, *args, check=False)

@@ -176,7 +176,7 @@ def read_legacy(mesh_dir: CloudFiles, label: int):
 
 def merged_three_ways(path: str, labels, shape):
     """Forge once, then merge legacy, multi-resolution and sharded; each read right after writing."""
-    run(create_meshing_tasks(path, shape=shape, labels=labels))
+    run(create_meshing_tasks(path, shape=shape, object_ids=labels))
     mesh_dir = CloudFiles(path + "/" + CloudVolume(path).info["mesh"])
     run(create_mesh_manifest_tasks(path, magnitude=0, nlod=0))
     found = {"path": path, "legacy": {label: read_legacy(mesh_dir, label) for label in labels}}

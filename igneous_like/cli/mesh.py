@@ -3,6 +3,7 @@ import click
 
 from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, range_options, submit
 from igneous_like.cli.params import FLOAT
+from igneous_like.meshes import MAX_FILL_LEVEL
 from igneous_like.task_creation.common import Stage
 from igneous_like.task_creation.mesh import DEFAULT_SHAPE, MESH_ENCODINGS
 
@@ -23,34 +24,47 @@ dir_option = click.option("--dir", "mesh_dir", default=None,
               help="Block (task) shape at --mip.")
 @click.option("--max-error", type=FLOAT, default=40.0, show_default=True,
               help="Largest distance (nm) simplification may move a vertex.")
-@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify meshes.")
+@click.option("--simplify/--no-simplify", " /--skip-simplify", default=True, show_default=True,
+              help="Simplify meshes.")
 @click.option("--simplification-factor", type=click.IntRange(min=1), default=100, show_default=True,
               help="Target triangle reduction factor, bounded by --max-error.")
 @click.option("--dust-threshold", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Skip labels with fewer voxels than this in the whole volume.")
+              help="Skip labels with fewer voxels than this in a block (or, with --dust-global, in the "
+                   "whole volume).")
+@click.option("--dust-global/--dust-local", default=False, show_default=True,
+              help="Judge dust by the label's voxels in the whole volume (counted while merging) or in "
+                   "each block, as Igneous does by default.")
+@click.option("--fill-holes", type=click.IntRange(0, MAX_FILL_LEVEL), default=0, show_default=True,
+              help="Fill holes before meshing: 0 none; 1 cavities a label encloses (the enclosed "
+                   "objects keep their own meshes); 2 also holes cut by a block's faces; 3 also grow "
+                   "labels by one voxel into background first; 4+ also holes enclosed on only "
+                   "(100-(N-3))% of their surface.")
+@click.option("--closed-edge/--open-edge", default=True, show_default=True,
+              help="Close meshes where objects meet the volume's edge, or leave them open there.")
 @click.option("--labels", type=INT_LIST, default=None, help="Mesh only these labels: ID,ID,...")
 @click.option("--exclude-labels", type=INT_LIST, default=(), help="Do not mesh these labels: ID,ID,...")
 @dir_option
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
 @click.option("--encoding", type=click.Choice(MESH_ENCODINGS), default="precomputed", show_default=True,
               help="Encoding of the intermediate pieces (draco: smaller, quantized to 1/32 voxel).")
-@click.option("--spatial-index/--no-spatial-index", default=True, show_default=True,
+@click.option("--spatial-index/--no-spatial-index", " /--skip-spatial-index", default=True, show_default=True,
               help="Write spatial index files so meshes can be found by bounding box.")
 @click.option("--sharded", is_flag=True, help="The next step will be merge-sharded (forging is the same).")
 @add_options(range_options)
 @queue_option
 @click.pass_context
-def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dust_threshold, labels,
-          exclude_labels, mesh_dir, fill_missing, encoding, spatial_index, sharded, xrange, yrange, zrange,
-          queue):
+def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dust_threshold, dust_global,
+          fill_holes, closed_edge, labels, exclude_labels, mesh_dir, fill_missing, encoding, spatial_index,
+          sharded, xrange, yrange, zrange, queue):
     """Stage 1: mesh each block; pieces of neighbouring blocks meet without cracks.
 
     Example: igneous-like mesh forge file:///data/seg --shape 256,256,256 --queue fq:///tmp/q
     """
     submit(ctx, [Stage("create_meshing_tasks", dict(
-        layer_path=path, mip=mip, shape=shape, max_error=max_error, simplify=simplify,
-        simplification_factor=simplification_factor, dust_threshold=dust_threshold, labels=labels,
-        exclude_labels=exclude_labels, mesh_dir=mesh_dir, fill_missing=fill_missing, encoding=encoding,
+        layer_path=path, mip=mip, shape=shape, max_simplification_error=max_error, simplification=simplify,
+        simplification_factor=simplification_factor, dust_threshold=dust_threshold, dust_global=dust_global,
+        fill_holes=fill_holes, closed_dataset_edges=closed_edge, object_ids=labels,
+        exclude_object_ids=exclude_labels, mesh_dir=mesh_dir, fill_missing=fill_missing, encoding=encoding,
         spatial_index=spatial_index, ranges=[xrange, yrange, zrange]), "forge")], queue)
     if planning(ctx):
         return

@@ -16,6 +16,7 @@ from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, c
 from cloudvolume.lib import Bbox
 
 from igneous_like.errors import UserError
+from igneous_like.meshes import MAX_FILL_LEVEL
 from igneous_like.multires import MAX_LODS, QUANTIZATION_BITS
 from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
@@ -60,30 +61,50 @@ def open_segmentation(layer_path: str, mip: int) -> CloudVolume:
 
 
 def create_meshing_tasks(layer_path: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
-                         max_error: float = 40.0, simplify: bool = True, simplification_factor: int = 100,
-                         dust_threshold: int = 0, labels: Optional[Sequence[int]] = None,
-                         exclude_labels: Sequence[int] = (), mesh_dir: Optional[str] = None,
-                         fill_missing: bool = False, encoding: str = "precomputed",
-                         spatial_index: bool = True, bounds: Optional[Bbox] = None,
-                         ranges: Optional[Sequence] = None) -> Tasks:
-    """Stage 1: one task per block of `shape` voxels at `mip`; each writes its label pieces. `bounds`,
-    or per axis (start, end) `ranges` (None: the whole axis), limit the region."""
+                         simplification: bool = True, max_simplification_error: float = 40.0,
+                         mesh_dir: Optional[str] = None, cdn_cache: bool = False,
+                         dust_threshold: Optional[int] = None, object_ids: Optional[Sequence[int]] = None,
+                         progress: bool = False, fill_missing: bool = False, encoding: str = "precomputed",
+                         spatial_index: bool = True, frag_path: Optional[str] = None, sharded: bool = False,
+                         compress: Optional[str] = "gzip", closed_dataset_edges: bool = True,
+                         dust_global: bool = False, fill_holes: int = 0, dry_run: bool = False,
+                         exclude_object_ids: Sequence[int] = (), simplification_factor: int = 100,
+                         bounds: Optional[Bbox] = None, ranges: Optional[Sequence] = None) -> Tasks:
+    """Stage 1: one task per block of `shape` voxels at `mip`; each writes its label pieces.
+
+    Igneous's keywords and defaults. `dust_threshold` drops labels with fewer voxels than that in
+    a block (`dust_global`: in the whole volume, counted by the merge itself, so no voxel-count
+    file is needed). `fill_holes` is a meshes.fill_holes level (0-103); `closed_dataset_edges`
+    closes meshes where objects meet the volume's edge. The merge step always works from the
+    forged pieces, so `sharded` (forging is the same), `compress`, `cdn_cache`, `progress` and
+    `dry_run` change nothing; `frag_path` is refused (pieces live in the mesh directory).
+    Extra: `simplification_factor` (triangle reduction target), and `bounds`, or per axis
+    (start, end) `ranges` (None: the whole axis), to limit the region.
+    """
     cv = open_segmentation(layer_path, mip)
     shape = check_vec("--shape", shape)
-    if max_error < 0:
-        raise UserError(f"--max-error must be at least 0 nm, got {max_error}")
+    if max_simplification_error < 0:
+        raise UserError(f"--max-error must be at least 0 nm, got {max_simplification_error}")
     if encoding not in MESH_ENCODINGS:
         raise UserError(f"unknown mesh encoding {encoding!r}; choose one of {', '.join(MESH_ENCODINGS)}")
+    dust_threshold = dust_threshold or 0
     if dust_threshold < 0:
         raise UserError(f"--dust-threshold must be at least 0 voxels, got {dust_threshold}")
-    if labels is not None and exclude_labels:
+    if not 0 <= fill_holes <= MAX_FILL_LEVEL:
+        raise UserError(f"--fill-holes must be between 0 and {MAX_FILL_LEVEL}, got {fill_holes}")
+    if object_ids is not None and len(exclude_object_ids):
         raise UserError("give either --labels or --exclude-labels, not both")
+    if frag_path is not None:
+        raise UserError("frag_path is not supported: forge pieces are kept in the mesh directory")
     options = MeshOptions(
-        max_error=float(max_error), reduction_factor=int(simplification_factor) if simplify else 0,
-        dust_threshold=int(dust_threshold), labels=None if labels is None else tuple(int(x) for x in labels),
-        exclude_labels=tuple(int(x) for x in exclude_labels), fill_missing=fill_missing,
-        encoding=encoding, spatial_index=spatial_index)
-    mesh_dir = mesh_dir or cv.info.get("mesh") or default_mesh_dir(mip, max_error)
+        max_error=float(max_simplification_error),
+        reduction_factor=int(simplification_factor) if simplification else 0,
+        dust_threshold=int(dust_threshold), dust_global=bool(dust_global),
+        labels=None if object_ids is None else tuple(int(x) for x in object_ids),
+        exclude_labels=tuple(int(x) for x in exclude_object_ids), fill_missing=fill_missing,
+        encoding=encoding, spatial_index=spatial_index, closed_edges=bool(closed_dataset_edges),
+        fill_holes=int(fill_holes))
+    mesh_dir = mesh_dir or cv.info.get("mesh") or default_mesh_dir(mip, max_simplification_error)
     bounds = cv.meta.bounds(mip) if bounds is None else bounds
     if ranges is not None:
         bounds = restrict_bounds(bounds, ranges)

@@ -4,7 +4,8 @@ Stage 1 (`MeshTask`) writes one intermediate file per block, `BLOCK.frags`: a Ma
 label to (voxel count in the block, mesh piece), plus the block's spatial index file. The
 `.frags` file is written last, so its presence means the block is done. Stage 2
 (`MeshMergeTask`) reads, with ranged reads, only its own labels from the blocks that hold them,
-welds the seams, drops dust by the label's whole-volume voxel count, and writes the legacy,
+welds the seams, drops dust by the label's whole-volume voxel count (with dust_global; otherwise
+the forge dropped labels with few voxels in its block), and writes the legacy,
 multi-resolution or sharded format. `forge.json` in the mesh directory records stage 1's
 grid and options so stage 2 can find and check every block.
 """
@@ -39,12 +40,15 @@ class MeshOptions(Record):
     """How blocks are meshed and which labels are kept; stored in forge.json for the merge."""
     max_error: float = 40.0
     reduction_factor: int = 100  # 0: no simplification
-    dust_threshold: int = 0  # voxels in the whole volume
+    dust_threshold: int = 0  # voxels in one block, or with dust_global in the whole volume
     labels: Optional[Tuple[int, ...]] = None
     exclude_labels: Tuple[int, ...] = ()
     fill_missing: bool = False
     encoding: str = "precomputed"
     spatial_index: bool = True
+    dust_global: bool = True  # forge records written before this option meant the whole volume
+    closed_edges: bool = True  # close meshes where objects meet the volume's edge
+    fill_holes: int = 0  # meshes.fill_holes level
 
 
 @dataclass(frozen=True)
@@ -85,19 +89,28 @@ def mesh_work(layer_path: str, mesh_dir: str) -> WorkDir:
     return WorkDir(layer_path.rstrip("/") + "/" + inside_layer(mesh_dir, "the mesh directory"))
 
 
-def read_labels(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> Tuple[np.ndarray, Bbox]:
-    """The block plus one voxel on its high faces, zero-padded where the volume ends."""
-    bounds = cv.meta.bounds(mip)
-    read = TaskBox.at(box.minpt, box.size3(), bounds, high=1).read
+def read_block(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> Tuple[np.ndarray, Bbox]:
+    """The block's chosen labels plus one voxel on its high faces where the volume goes on."""
+    read = TaskBox.at(box.minpt, box.size3(), cv.meta.bounds(mip), high=1).read
     labels = np.asarray(cv.image.download(read, mip=mip))[..., 0]
     if options.labels is not None:
         labels = fastremap.mask_except(labels, list(options.labels), in_place=True)
     elif options.exclude_labels:
         labels = fastremap.mask(labels, list(options.exclude_labels), in_place=True)
-    pad_low = (box.minpt == bounds.minpt).astype(int)
-    pad_high = (box.maxpt == bounds.maxpt).astype(int)
-    labels = np.pad(labels, list(zip(pad_low, pad_high)))
-    return np.asfortranarray(labels), Bbox(read.minpt - pad_low, read.maxpt + pad_high)
+    return np.asfortranarray(labels), read
+
+
+def pad_edges(labels: np.ndarray, read: Bbox, bounds: Bbox) -> Tuple[np.ndarray, Bbox]:
+    """Zero-pad the faces where the read meets the volume's edge, so surfaces close there."""
+    pad_low = (read.minpt == bounds.minpt).astype(int)
+    pad_high = (read.maxpt == bounds.maxpt).astype(int)
+    padded = np.pad(labels, list(zip(pad_low, pad_high)))
+    return np.asfortranarray(padded), Bbox(read.minpt - pad_low, read.maxpt + pad_high)
+
+
+def read_labels(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> Tuple[np.ndarray, Bbox]:
+    """The block plus one voxel on its high faces, zero-padded where the volume ends."""
+    return pad_edges(*read_block(cv, box, mip, options), cv.meta.bounds(mip))
 
 
 @queueable
@@ -107,16 +120,30 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
     opts = MeshOptions(**options)
     cv = CloudVolume(layer_path, mip=mip, fill_missing=opts.fill_missing, progress=False)
     box = TaskBox.at(offset, shape).write
-    labels, padded = read_labels(cv, box, mip, opts)
-    own = box - padded.minpt  # the block's own voxels (no overlap or padding) count towards dust
-    counts = meshes.voxel_counts(labels[own.to_slices()])
+    labels, read = read_block(cv, box, mip, opts)
+    counts = meshes.voxel_counts(labels[(box - read.minpt).to_slices()])  # own voxels only, no overlap
+    if opts.dust_threshold and not opts.dust_global:
+        # Igneous's default: dust judged in each block, so labels only in the overlap go too (a label
+        # kept here but dust in a neighbouring block stays open on that seam, as in Igneous)
+        counts = {label: count for label, count in counts.items() if count >= opts.dust_threshold}
+        labels = fastremap.mask_except(labels, list(counts), in_place=True)
+    layers = meshes.fill_holes(labels, opts.fill_holes) if opts.fill_holes else [labels]
+    origin = read.minpt
+    if opts.closed_edges:
+        padded = [pad_edges(layer, read, cv.meta.bounds(mip)) for layer in layers]
+        layers, origin = [layer for layer, _ in padded], padded[0][1].minpt
     work = mesh_work(layer_path, mesh_dir)
     record = work.load(FORGE_RECORD, ForgeRecord)
     resolution = Vec(*record.resolution)
     draco = record.draco_grid()
+    found: Dict[int, list] = {}
+    for layer in layers:  # an enclosed label is meshed from its own layer, apart from its host
+        for label, mesh in meshes.mesh_block(layer, resolution, origin, opts.max_error,
+                                             opts.reduction_factor):
+            found.setdefault(label, []).append(mesh)
     pieces, extents = {}, {}
-    blocks = meshes.mesh_block(labels, resolution, padded.minpt, opts.max_error, opts.reduction_factor)
-    for label, mesh in blocks:
+    for label, parts in found.items():
+        mesh = meshes.concatenate(parts)
         pieces[label] = meshes.encode_fragment(mesh, counts.pop(label, 0), draco)
         if len(mesh.vertices):
             extents[str(label)] = [float(v) for v in (*mesh.vertices.min(axis=0), *mesh.vertices.max(axis=0))]
@@ -230,8 +257,10 @@ def gather(cf: CloudFiles, record: ForgeRecord, blocks: str, wanted) -> Iterator
 
 def merged_meshes(cf: CloudFiles, record: ForgeRecord, blocks: str,
                   wanted) -> Iterator[Tuple[int, meshes.Mesh]]:
-    """Each selected label's pieces welded into one mesh, dust (by whole-volume count) dropped."""
-    dust = record.mesh_options.dust_threshold
+    """Each selected label's pieces welded into one mesh, global dust (by whole-volume count)
+    dropped; local dust was dropped by the forge."""
+    options = record.mesh_options
+    dust = options.dust_threshold if options.dust_global else 0
     planes = record.seam_planes()
     for label, count, pieces in gather(cf, record, blocks, wanted):
         mesh = meshes.concatenate(pieces)
