@@ -86,9 +86,20 @@ def test_pca_embedding_equals_numpy_svd(cells, tmp_path):
 
 
 def test_tsne_and_umap(cells, monkeypatch):
-    """t-SNE places every row; UMAP without umap-learn says how to install it."""
+    """t-SNE places every row; UMAP keeps three well-apart groups apart (each point's nearest
+    neighbours in the plot are of its group) and, without umap-learn, says how to install it."""
     plot = plots.embedding(cells.iloc[:30], ["volume", "sphericity", "area"], "tsne", "prediction")
     assert len(plot.x) == 29 and np.isfinite(plot.x).all() and plot.xlabel == "t-SNE 1"
+    from sklearn.neighbors import KNeighborsClassifier
+    rng = np.random.default_rng(4)
+    group = np.repeat([0, 1, 2], 40)
+    blobs = pd.DataFrame(rng.normal(0, 1, (120, 4)) + group[:, None] * 8, columns=list("abcd"))
+    blobs["group"] = group.astype(str)
+    plot = plots.embedding(blobs, list("abcd"), "umap", "group")
+    placed = np.stack([plot.x, plot.y], axis=1)
+    assert placed.shape == (120, 2) and plot.xlabel == "UMAP 1"
+    nearest = KNeighborsClassifier(5).fit(placed, group)
+    assert (nearest.predict(placed) == group).mean() == 1.0
     monkeypatch.setitem(__import__("sys").modules, "umap", None)
     with pytest.raises(UserError, match="pip install umap-learn"):
         plots.embedding(cells, ["volume", "area"], "umap")

@@ -201,7 +201,7 @@ def properties(ctx, seg, table_path, label, tags, numbers, replace):
 @click.option("--y", "y", default=None, help="Column on the vertical axis.")
 @click.option("--color", default=None, help="Column that colours the points (a class, cluster or number).")
 @click.option("--embed", type=click.Choice(EMBEDDINGS), default=None,
-              help="Plot the rows embedded in two dimensions instead (umap needs umap-learn).")
+              help="Plot the rows embedded in two dimensions instead.")
 @click.option("--columns", default=None, help="Numeric columns to embed (standardized), e.g. a,b,c.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of t-SNE and UMAP.")
 @click.pass_context
