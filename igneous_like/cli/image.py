@@ -18,7 +18,6 @@ from igneous_like.downsample import METHODS
 from igneous_like.errors import UserError
 from igneous_like.sources import AXES
 from igneous_like.task_creation.common import Stage
-from igneous_like.task_creation.image import DEFAULT_MIPS
 from igneous_like.task_creation.ingest import LAYER_TYPES
 
 
@@ -55,7 +54,7 @@ def downsample_factor(factor, volumetric):
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to downsample from.")
 @click.option("--num-mips", type=click.IntRange(min=1), default=None,
-              help=f"How many mips to make (default {DEFAULT_MIPS}, fewer where the volume ends sooner).")
+              help="How many mips to make (default: until the volume fits one chunk, as Igneous).")
 @click.option("--chunk-size", type=VEC3, default=None, help="Chunk size of new mips (default: keep).")
 @click.option("--shape", type=VEC3, default=None, help="Task shape at --mip (default: from --memory).")
 @add_options(pyramid_options + range_options)

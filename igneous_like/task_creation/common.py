@@ -213,6 +213,17 @@ class Stage:
         return cls(data["call"], data.get("kwargs") or {}, data.get("name", ""))
 
 
+class Task(partial):
+    """A queueable task call that also runs in place, as Igneous's tasks do: `task.execute()`."""
+
+    def execute(self):
+        return self()
+
+
+def runnable(task: partial) -> Task:
+    return task if isinstance(task, Task) else Task(task.func, *task.args, **task.keywords)
+
+
 @dataclass(frozen=True)
 class Tasks:
     """A lazy, sized sequence of tasks: `make(item)` for each box of a grid (or other item, such as
@@ -229,7 +240,12 @@ class Tasks:
         return len(self.grid)
 
     def __iter__(self):
-        return (self.make(box) for box in self.grid)
+        return (runnable(self.make(box)) for box in self.grid)
+
+
+def no_tasks(description: str) -> Tasks:
+    """Nothing to do (Igneous makes no tasks there either)."""
+    return Tasks([], lambda item: item, description)
 
 
 def csv(values) -> str:
