@@ -104,9 +104,10 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
     submit(ctx, [Stage("create_transfer_tasks", dict(
         src_layer_path=src, dest_layer_path=dest, mip=mip, chunk_size=chunk_size, shape=shape,
         translate=translate, dest_voxel_offset=dest_voxel_offset,
-        bounds=None if bounds is None else [bounds[:3], bounds[3:]], encoding=encoding,
+        bounds=None if bounds is None else [bounds[:3], bounds[3:]], bounds_mip=mip, encoding=encoding,
         skip_downsamples=skip_downsample, max_mips=max_mips, sharded=sharded,
-        factor=downsample_factor(factor, volumetric), method=method, sparse=sparse, fill_missing=fill_missing,
+        factor=downsample_factor(factor, volumetric), downsample_method=method, sparse=sparse,
+        fill_missing=fill_missing,
         delete_black_uploads=delete_black_uploads, background_color=background_color, compress=compress,
         memory_target=memory_target), "transfer")], queue, home=dest)
 

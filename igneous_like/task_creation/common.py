@@ -163,9 +163,10 @@ def check_value(name: str, value, dtype):
 
 
 def compression(name: Union[str, bool, None]):
-    """Map none/gzip/br (or False/True) onto CloudVolume's compress setting; None keeps its default."""
-    if name is None or isinstance(name, bool):
-        return "gzip" if name is True else name
+    """Map none/gzip/br (or False/True) onto CloudVolume's compress setting; None (and Igneous's
+    "auto") keeps its default."""
+    if name is None or name == "auto" or isinstance(name, bool):
+        return "gzip" if name is True else (None if name == "auto" else name)
     if name not in COMPRESSIONS:
         raise UserError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
     return COMPRESSIONS[name]

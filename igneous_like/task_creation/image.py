@@ -7,7 +7,7 @@ whole destination chunks (or shards), so no two tasks ever write the same file.
 import copy
 from dataclasses import replace
 from functools import partial
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
@@ -424,33 +424,74 @@ def transfer_translation(region: Bbox, translate: Sequence[int],
     return check_vec("--dest-voxel-offset", dest_voxel_offset, minimum=-2**62) - region.minpt
 
 
+def prepared_destination(src: CloudVolume, dest_path: str, mip: int, region: Bbox, translate: Vec,
+                         chunk_size: Optional[Vec], encoding: Optional[str], clean_info: bool):
+    """(destination, its region to write at `mip`) - a layer created in advance keeps its info and
+    gets the part of the translated source inside its bounds, as Igneous does; `clean_info` (or no
+    layer there) makes a new info covering the translated source."""
+    existing = None if clean_info else existing_layer(dest_path)
+    if existing is None:
+        info = destination_info(src, mip, region + translate, chunk_size, encoding)
+        return CloudVolume(dest_path, info=info, progress=False), region + translate
+    check_info(existing.info, dest_path)
+    mismatched = [key for key in LAYER_KEYS if existing.info.get(key) != src.info.get(key)]
+    if mip >= len(existing.info["scales"]) or not np.allclose(existing.meta.resolution(mip),
+                                                              src.meta.resolution(mip)):
+        mismatched.append(f"mip {mip} resolution")
+    if chunk_size is not None and any(chunk_size != existing.meta.chunk_size(mip)):
+        mismatched.append("chunk size")
+    if encoding is not None and encoding != existing.meta.encoding(mip):
+        mismatched.append("encoding")
+    if mismatched:
+        raise UserError(f"{dest_path} already holds a layer whose {', '.join(mismatched)} differ from this "
+                        "transfer's; pass clean_info=True to replace its info, or choose a new destination")
+    inside = Bbox.intersection(region + translate, existing.meta.bounds(mip))
+    if inside.subvoxel():
+        raise UserError(f"the translated source {region + translate} lies outside {dest_path}'s bounds "
+                        f"{existing.meta.bounds(mip)} at mip {mip}; check translate and bounds")
+    return existing, inside
+
+
 def create_transfer_tasks(
-    src_layer_path: str, dest_layer_path: str, mip: int = 0, chunk_size: Optional[Sequence[int]] = None,
-    shape: Optional[Sequence[int]] = None, memory_target: int = MEMORY_TARGET,
-    translate: Sequence[int] = (0, 0, 0), dest_voxel_offset: Optional[Sequence[int]] = None,
-    bounds: Optional[Bbox] = None, fill_missing: bool = False, encoding: Optional[str] = None,
-    compress: Optional[str] = "gzip", skip_downsamples: bool = False, max_mips: int = 5,
-    factor: Sequence[int] = (2, 2, 1), method: str = "auto", sparse: bool = False,
-    delete_black_uploads: bool = False, background_color: int = 0, sharded: bool = False,
+    src_layer_path: str, dest_layer_path: str, chunk_size: Optional[Sequence[int]] = None,
+    shape: Optional[Sequence[int]] = None, fill_missing: bool = False,
+    translate: Optional[Sequence[int]] = None, bounds: Optional[Bbox] = None, mip: int = 0,
+    preserve_chunk_size: bool = True, encoding: Optional[str] = None, skip_downsamples: bool = False,
+    delete_black_uploads: bool = False, background_color: int = 0, agglomerate: bool = False,
+    timestamp: Optional[int] = None, compress: Union[str, bool, None] = "auto",
+    factor: Optional[Sequence[int]] = None, sparse: bool = False,
+    dest_voxel_offset: Optional[Sequence[int]] = None, memory_target: int = MEMORY_TARGET,
+    max_mips: int = 5, clean_info: bool = False, no_src_update: bool = False, bounds_mip: int = 0,
+    encoding_level: Optional[int] = None, truncate_scales: bool = True, cutout: bool = False,
+    stop_layer: Optional[int] = None, downsample_method="auto", encoding_effort: Optional[int] = None,
+    use_https_for_source: bool = False, sharded: bool = False,
 ) -> Tasks:
     """Tasks that copy `bounds` of the source at `mip` into a new layout, and downsample it.
 
-    Unsharded tasks also write as many downsamples (up to `max_mips`) as their shape allows;
-    sharded tasks write one shard of `mip` each (follow with create_image_shard_downsample_tasks).
+    Igneous's keywords and defaults; `sharded` is igneous_like's (create_image_shard_transfer_tasks).
+    A destination made in advance keeps its info (unless clean_info) and gets the part of the source
+    inside its bounds. Unsharded tasks also write as many downsamples (up to `max_mips`) as their
+    shape allows; sharded tasks write one shard of `mip` each. The source is only read
+    (`no_src_update` is always so); `truncate_scales`, `cutout` and `use_https_for_source` concern
+    Igneous's info handling and graphene sources and change nothing here.
     """
+    graphene_only(agglomerate or stop_layer is not None, timestamp)
     src = open_layer(src_layer_path, mip)
     dest_path = new_layer_path(src.cloudpath, dest_layer_path, "transfer to a new path")
-    options = pyramid_options(src, mip, factor, method, sparse, fill_missing, delete_black_uploads,
-                              background_color, compress, sharded)
+    factor = (2, 2, 1) if factor is None else factor
+    check_igneous_only(None, preserve_chunk_size, chunk_size)
+    options = pyramid_options(src, mip, factor, method_name(downsample_method), sparse, fill_missing,
+                              delete_black_uploads, background_color, compress, sharded)
     check_encoding(encoding, src.layer_type, src.dtype, src.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
-    region = region_at(src, mip, bounds)
-    translate = transfer_translation(region, translate, dest_voxel_offset)
-    info = destination_info(src, mip, region + translate, chunk_size, encoding)
-    dest = CloudVolume(dest_path, info=copy.deepcopy(info), progress=False)
+    region = region_at(src, mip, bounds, bounds_mip)
+    translate = transfer_translation(region, (0, 0, 0) if translate is None else translate, dest_voxel_offset)
+    dest, target = prepared_destination(src, dest_path, mip, region, translate, chunk_size, encoding,
+                                        clean_info)
     if sharded:
-        info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, compress)
-    dest = open_destination(dest_path, info, mip)
+        dest.info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, compress)
+    dest = open_destination(dest_path, dest.info, mip)
+    set_encoding_level(dest.meta.scale(mip), encoding_level, encoding_effort)
     num_mips, shape = transfer_mips(dest, mip, 0 if (skip_downsamples or sharded) else max_mips,
                                     Vec(*options.factor), memory_target, shape)
     dest.commit_info()
@@ -460,7 +501,8 @@ def create_transfer_tasks(
     make = lambda box: partial(TransferTask, src_path=src.cloudpath, dest_path=dest.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), translate=ints(translate),
                                num_mips=num_mips, options=options.to_json())
-    grid = Grid(dest.meta.bounds(mip), shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
+    grid = Grid(target, shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
+    method = options.method
     top = mip + num_mips
     rest = 0 if skip_downsamples else min(max_mips - num_mips, supported_mips(dest, top, options.factor))
     then = () if rest <= 0 else (Stage("create_pyramid_tasks", dict(
@@ -552,6 +594,21 @@ def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
                  mips=range(mip, mip + num_mips))
 
 
-def create_image_shard_transfer_tasks(src_layer_path: str, dest_layer_path: str, **kwargs) -> Tasks:
-    """Igneous's name for a sharded transfer: one task per destination shard."""
-    return create_transfer_tasks(src_layer_path, dest_layer_path, sharded=True, **kwargs)
+def create_image_shard_transfer_tasks(
+    src_layer_path: str, dst_layer_path: str, mip: int = 0, chunk_size: Optional[Sequence[int]] = None,
+    encoding: Optional[str] = None, bounds: Optional[Bbox] = None, bounds_mip: int = 0,
+    fill_missing: bool = False, translate: Sequence[int] = (0, 0, 0),
+    dest_voxel_offset: Optional[Sequence[int]] = None, agglomerate: bool = False,
+    timestamp: Optional[int] = None, memory_target: int = MEMORY_TARGET, clean_info: bool = False,
+    encoding_level: Optional[int] = None, truncate_scales: bool = True, compress="auto", cutout: bool = False,
+    minishard_index_encoding: str = "gzip", stop_layer: Optional[int] = None,
+    encoding_effort: Optional[int] = None, use_https_for_source: bool = False,
+) -> Tasks:
+    """Igneous's sharded transfer: one task per destination shard (see create_transfer_tasks).
+    Minishard indices are always gzipped."""
+    return create_transfer_tasks(
+        src_layer_path, dst_layer_path, mip=mip, chunk_size=chunk_size, encoding=encoding, bounds=bounds,
+        bounds_mip=bounds_mip, fill_missing=fill_missing, translate=translate,
+        dest_voxel_offset=dest_voxel_offset, agglomerate=agglomerate, timestamp=timestamp,
+        memory_target=memory_target, clean_info=clean_info, encoding_level=encoding_level,
+        compress=compress, stop_layer=stop_layer, encoding_effort=encoding_effort, sharded=True)
