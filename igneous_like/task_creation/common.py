@@ -152,6 +152,13 @@ def check_encoding(encoding: Optional[str], layer_type: str, dtype, num_channels
         raise UserError(f"--encoding {encoding} needs integer labels, not {dtype.name}")
 
 
+def graphene_only(agglomerate: bool, timestamp: Optional[int]) -> None:
+    """Igneous keywords for graphene (proofreading) sources: refused rather than ignored."""
+    if agglomerate or timestamp is not None:
+        raise UserError("agglomerate and timestamp read graphene (proofreading) layers, which igneous_like "
+                        "does not support")
+
+
 def check_value(name: str, value, dtype):
     """A value the layer's voxels can hold (a background color), as the Python number it is."""
     dtype = np.dtype(dtype)

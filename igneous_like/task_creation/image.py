@@ -32,6 +32,7 @@ from igneous_like.task_creation.common import (
     compression,
     csv,
     existing_layer,
+    graphene_only,
     info_problem,
     ints,
     lcm_shape,
@@ -316,12 +317,6 @@ def create_downsampling_tasks(
     grid = Grid(region, shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
     return Tasks(grid, make, f"downsample {cv.cloudpath} mip {mip} to mips {mip + 1}-{mip + num_mips}",
                  mips=range(mip + 1, mip + num_mips + 1))
-
-
-def graphene_only(agglomerate: bool, timestamp: Optional[int]) -> None:
-    if agglomerate or timestamp is not None:
-        raise UserError("agglomerate and timestamp read graphene (proofreading) layers, which igneous_like "
-                        "does not support")
 
 
 def create_image_shard_downsample_tasks(
