@@ -171,7 +171,7 @@ def blackout(ctx, path, bounds, value, mip, shape, fill_missing, compress, queue
     Example: igneous-like image blackout file:///data/seg 0,0,100,2048,2048,101
     """
     submit(ctx, [Stage("create_blackout_tasks", dict(
-        layer_path=path, bounds=[bounds[:3], bounds[3:]], mip=mip, value=value, shape=shape,
+        cloudpath=path, bounds=[bounds[:3], bounds[3:]], mip=mip, value=value, shape=shape,
         fill_missing=fill_missing, compress=compress), "blackout")], queue)
 
 
@@ -188,7 +188,7 @@ def quantize(ctx, src, dest, mip, shape, fill_missing, compress, encoding, queue
     Example: igneous-like image quantize file:///data/affinities file:///data/affinities_8bit
     """
     submit(ctx, [Stage("create_quantize_tasks", dict(
-        src_layer_path=src, dest_layer_path=dest, mip=mip, shape=shape, fill_missing=fill_missing,
+        src_layer=src, dest_layer=dest, mip=mip, shape=shape, fill_missing=fill_missing,
         encoding=encoding, compress=compress), "quantize")], queue)
 
 

@@ -565,8 +565,9 @@ def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memor
 
 
 def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
-                          shape: Optional[Sequence[int]] = None) -> Tasks:
-    """Tasks that delete mips mip .. mip+num_mips-1 (those that exist), chunk files and shards."""
+                          shape: Optional[Sequence[int]] = None, bounds: Optional[Bbox] = None) -> Tasks:
+    """Tasks that delete mips mip .. mip+num_mips-1 (those that exist), chunk files and shards;
+    within `bounds` (mip 0 voxels, as Igneous) if given, widened to whole task boxes."""
     cv = open_layer(layer_path, mip)
     if num_mips < 1:
         raise UserError(f"--num-mips must be at least 1, got {num_mips}")
@@ -584,7 +585,7 @@ def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
     shape = unit if shape is None else shape
     make = lambda box: partial(DeleteTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
                                shape=ints(box.size3()), num_mips=num_mips)
-    grid = Grid(cv.meta.bounds(mip), shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
+    grid = Grid(region_at(cv, mip, bounds, 0), shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
     return Tasks(grid, make, f"delete {cv.cloudpath} mips {mip}-{mip + num_mips - 1}",
                  mips=range(mip, mip + num_mips))
 
