@@ -14,3 +14,11 @@ def execute(queue: str, parallel: int = 1, **kwargs):
     """Run workers on a queue from Python; see igneous_like.queues.execute."""
     from igneous_like.queues import execute as run_workers
     return run_workers(queue, parallel=parallel, **kwargs)
+
+
+def __getattr__(name: str):
+    """`import igneous_like as igneous; igneous.task_creation...` as Igneous's scripts write it."""
+    if name in ("task_creation", "tasks"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
