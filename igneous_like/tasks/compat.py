@@ -61,10 +61,9 @@ def DownsampleTask(layer_path: str, mip: int, shape: Sequence[int], offset: Sequ
 def TransferTask(src_path: str, dest_path: str, mip: int, shape: Sequence[int], offset: Sequence[int],
                  translate: Sequence[int] = (0, 0, 0), fill_missing: bool = False,
                  skip_first: bool = False, skip_downsamples: bool = False,
-                 delete_black_uploads: bool = False,
-                 background_color: int = 0, sparse: bool = False, axis: str = "z", agglomerate: bool = False,
-                 timestamp: Optional[int] = None, compress="gzip", factor=None, max_mips: Optional[int] = None,
-                 stop_layer: Optional[int] = None, downsample_method=6, use_https_for_source: bool = False,
+                 delete_black_uploads: bool = False, background_color: int = 0, sparse: bool = False,
+                 axis: str = "z", agglomerate: bool = False, timestamp: Optional[int] = None,
+                 compress="gzip", factor=None, max_mips: Optional[int] = None, stop_layer: Optional[int] = None, downsample_method=6, use_https_for_source: bool = False,
                  codec_threads: int = 1) -> Task:
     """Copy the source box (`offset`, `shape`) to the destination shifted by `translate`, and fill the
     destination's mips above it that the box covers in whole chunks."""
