@@ -63,7 +63,8 @@ def TransferTask(src_path: str, dest_path: str, mip: int, shape: Sequence[int], 
                  skip_first: bool = False, skip_downsamples: bool = False,
                  delete_black_uploads: bool = False, background_color: int = 0, sparse: bool = False,
                  axis: str = "z", agglomerate: bool = False, timestamp: Optional[int] = None,
-                 compress="gzip", factor=None, max_mips: Optional[int] = None, stop_layer: Optional[int] = None, downsample_method=6, use_https_for_source: bool = False,
+                 compress="gzip", factor=None, max_mips: Optional[int] = None,
+                 stop_layer: Optional[int] = None, downsample_method=6, use_https_for_source: bool = False,
                  codec_threads: int = 1) -> Task:
     """Copy the source box (`offset`, `shape`) to the destination shifted by `translate`, and fill the
     destination's mips above it that the box covers in whole chunks."""
