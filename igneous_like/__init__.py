@@ -17,8 +17,11 @@ def execute(queue: str, parallel: int = 1, **kwargs):
 
 
 def __getattr__(name: str):
-    """`import igneous_like as igneous; igneous.task_creation...` as Igneous's scripts write it."""
+    """`import igneous_like as igneous; igneous.task_creation...` and `from igneous_like import
+    DeleteTask` as Igneous's scripts write them, imported on first use."""
+    import importlib
     if name in ("task_creation", "tasks"):
-        import importlib
         return importlib.import_module(f"{__name__}.{name}")
+    if name.endswith("Task") and name in importlib.import_module(f"{__name__}.tasks").IGNEOUS_TASKS:
+        return getattr(importlib.import_module(f"{__name__}.tasks"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,10 +9,12 @@ from typing import Any
 
 from igneous_like.tasks import registry  # noqa: F401  (workers' lazy registry)
 
-_COMPAT = ("BlackoutTask", "CountVoxelsTask", "DeleteTask", "DownsampleTask", "QuantizeTask", "TransferTask")
+IGNEOUS_TASKS = (
+    "BlackoutTask", "CountVoxelsTask", "DeleteTask", "DownsampleTask", "QuantizeTask", "TransferTask",
+)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _COMPAT:
+    if name not in IGNEOUS_TASKS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.compat"), name)
