@@ -14,3 +14,14 @@ def execute(queue: str, parallel: int = 1, **kwargs):
     """Run workers on a queue from Python; see igneous_like.queues.execute."""
     from igneous_like.queues import execute as run_workers
     return run_workers(queue, parallel=parallel, **kwargs)
+
+
+def __getattr__(name: str):
+    """`import igneous_like as igneous; igneous.task_creation...` and `from igneous_like import
+    DeleteTask` as Igneous's scripts write them, imported on first use."""
+    import importlib
+    if name in ("task_creation", "tasks"):
+        return importlib.import_module(f"{__name__}.{name}")
+    if name.endswith("Task") and name in importlib.import_module(f"{__name__}.tasks").IGNEOUS_TASKS:
+        return getattr(importlib.import_module(f"{__name__}.tasks"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

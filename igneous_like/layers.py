@@ -11,7 +11,7 @@ from cloudvolume import CloudVolume, chunks
 from cloudvolume.datasource import generate_chunks
 from cloudvolume.datasource.precomputed.common import cdn_cache_control, content_type, should_compress
 from cloudvolume.datasource.precomputed.image.rx import decode
-from cloudvolume.lib import Bbox
+from cloudvolume.lib import Bbox, Vec
 
 from igneous_like import settings
 from igneous_like.errors import MissingChunkError
@@ -29,10 +29,16 @@ def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) ->
     does, but gzipped at GZIP_LEVEL (CloudVolume compresses before CloudFiles sees a level: always
     9), each chunk encoded, compressed and put by a thread pool that returns as soon as the last
     is done (CloudFiles' and CloudVolume's pools check every 0.1 s, and a task writes many times).
-    Sharded scales, other compressions and mem:// layers (arrays, not bytes) go through CloudVolume.
+    Sharded scales (one shard file per call, as CloudVolume requires), other compressions and
+    mem:// layers (arrays, not bytes) go through CloudVolume.
     """
     encoding = cv.meta.encoding(mip)
-    if (cv.image.is_sharded(mip) or cv.meta.path.protocol == "mem"
+    if cv.image.is_sharded(mip):
+        for box in shard_boxes(cv, Bbox(offset, np.add(offset, img.shape[:3])), mip):
+            low, high = box.minpt - Vec(*offset), box.maxpt - Vec(*offset)
+            cv.image.upload(img[low.x:high.x, low.y:high.y, low.z:high.z], box.minpt, mip)
+        return
+    if (cv.meta.path.protocol == "mem"
             or should_compress(encoding, cv.compress, cv.cache) != "gzip"):
         cv.image.upload(img, offset, mip)
         return
@@ -48,6 +54,14 @@ def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) ->
     in_threads(lambda item: put(*item), files)
     if stale:
         remote.delete(stale)
+
+
+def shard_boxes(cv: CloudVolume, box: Bbox, mip: int) -> Grid:
+    """The parts of `box` one shard file each (CloudVolume writes one shard per upload)."""
+    from cloudvolume.datasource.precomputed.sharding import image_shard_shape_from_spec
+    scale = cv.meta.scale(mip)
+    shape = image_shard_shape_from_spec(scale["sharding"], scale["size"], scale["chunk_sizes"][0])
+    return Grid(box, Vec(*shape), cv.meta.voxel_offset(mip), box)
 
 
 def in_threads(work: Callable, items: Iterable) -> list:

@@ -200,5 +200,5 @@ def test_ranges_hold_across_sharded_passes(make_layer, real_seg):
 def test_a_shape_spanning_the_volume_needs_no_alignment(make_layer, real_seg):
     data = real_seg[:96, :80, :64]
     path = make_layer("layer", data, "segmentation", chunk=(32, 32, 32))
-    run_cli("image", "downsample", path, "--shape", "96,80,64")  # 5 mips would want 1024,1024,32
+    run_cli("image", "downsample", path, "--num-mips", 5, "--shape", "96,80,64")  # 5 mips: 1024,1024,32
     assert_pyramid(path, reference(data, "segmentation", (2, 2, 1), 5))

@@ -54,7 +54,8 @@ def read_all(path: str) -> dict:
 @pytest.fixture(scope="module")
 def merged(forged):
     path, _ = forged
-    queues.run_locally(create_unsharded_skeleton_merge_tasks(path, magnitude=1, dust_threshold=0), quiet=True)
+    tasks = create_unsharded_skeleton_merge_tasks(path, magnitude=1, dust_threshold=0, tick_threshold=0)
+    queues.run_locally(tasks, quiet=True)
     return read_all(path)
 
 
@@ -109,7 +110,8 @@ def parse_swc(text: str) -> np.ndarray:
 
 def test_swc_export(forged, merged, tmp_path):
     path, _ = forged
-    queues.run_locally(create_unsharded_skeleton_merge_tasks(path, magnitude=0, dust_threshold=0), quiet=True)
+    tasks = create_unsharded_skeleton_merge_tasks(path, magnitude=0, dust_threshold=0, tick_threshold=0)
+    queues.run_locally(tasks, quiet=True)
     labels = sorted(merged)[:5]
     run_cli("skeleton", "convert", path, tmp_path / "swc", "--format", "swc",
             "--labels", ",".join(map(str, labels)))
@@ -294,7 +296,8 @@ def forge_and_merge(root, name, data, layer_type, resolution, shape, mip=0, **op
     if mip:
         queues.run_locally(create_downsampling_tasks(path, num_mips=mip, compress="none"), quiet=True)
     queues.run_locally(create_skeletonizing_tasks(path, mip=mip, shape=shape, **options), quiet=True)
-    queues.run_locally(create_unsharded_skeleton_merge_tasks(path, dust_threshold=0), quiet=True)
+    queues.run_locally(create_unsharded_skeleton_merge_tasks(path, dust_threshold=0, tick_threshold=0),
+                       quiet=True)
     return read_all(path)
 
 

@@ -80,7 +80,7 @@ def layers(tmp_path_factory):
         if name != "multires":
             run(create_skeletonizing_tasks(path, shape=BLOCK, dust_threshold=0))
             run(create_sharded_skeleton_merge_tasks(path, dust_threshold=0) if name == "sharded"
-                else create_unsharded_skeleton_merge_tasks(path, dust_threshold=0))
+                else create_unsharded_skeleton_merge_tasks(path, dust_threshold=0, tick_threshold=0))
     run(create_measure_tasks(f"file://{out}/legacy", shape=BLOCK))
     run(create_measure_merge_tasks(f"file://{out}/legacy"))
     export_measurements(f"file://{out}/legacy", str(out / "cells.csv"))

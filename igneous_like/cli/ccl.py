@@ -128,7 +128,7 @@ def relabel(ctx, src, dest, queue, mip, dust, chunk_size, encoding, compress, **
     Example: igneous-like image ccl relabel file:///data/seg file:///data/seg_cc --compress none
     """
     submit(ctx, [Stage("create_ccl_relabel_tasks", dict(
-        src=src, dest=dest, mip=mip, dust_threshold=dust, chunk_size=chunk_size, encoding=encoding,
+        src_path=src, dest_path=dest, mip=mip, dust_threshold=dust, chunk_size=chunk_size, encoding=encoding,
         compress=compress, **labeling(options)), "relabel")], queue)
     next_step(ctx, "clean", src, mip)
 

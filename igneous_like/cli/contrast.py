@@ -48,7 +48,7 @@ def equalize(ctx, src, dest, clip_fraction, minval, maxval, shape, mip, fill_mis
     """(2) Write DEST: each slice stretched linearly from its lower to its upper clip level onto
     the full range of the type."""
     submit(ctx, [Stage("create_contrast_normalization_tasks", dict(
-        src_layer_path=src, dest_layer_path=dest, mip=mip, clip_fraction=clip_fraction, shape=shape,
+        src_path=src, dest_path=dest, mip=mip, clip_fraction=clip_fraction, shape=shape,
         fill_missing=fill_missing, encoding=encoding, compress=compress, minval=minval, maxval=maxval),
         "equalize")], queue)
 

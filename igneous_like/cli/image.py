@@ -18,7 +18,6 @@ from igneous_like.downsample import METHODS
 from igneous_like.errors import UserError
 from igneous_like.sources import AXES
 from igneous_like.task_creation.common import Stage
-from igneous_like.task_creation.image import DEFAULT_MIPS
 from igneous_like.task_creation.ingest import LAYER_TYPES
 
 
@@ -55,7 +54,7 @@ def downsample_factor(factor, volumetric):
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to downsample from.")
 @click.option("--num-mips", type=click.IntRange(min=1), default=None,
-              help=f"How many mips to make (default {DEFAULT_MIPS}, fewer where the volume ends sooner).")
+              help="How many mips to make (default: until the volume fits one chunk, as Igneous).")
 @click.option("--chunk-size", type=VEC3, default=None, help="Chunk size of new mips (default: keep).")
 @click.option("--shape", type=VEC3, default=None, help="Task shape at --mip (default: from --memory).")
 @add_options(pyramid_options + range_options)
@@ -105,9 +104,10 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
     submit(ctx, [Stage("create_transfer_tasks", dict(
         src_layer_path=src, dest_layer_path=dest, mip=mip, chunk_size=chunk_size, shape=shape,
         translate=translate, dest_voxel_offset=dest_voxel_offset,
-        bounds=None if bounds is None else [bounds[:3], bounds[3:]], encoding=encoding,
+        bounds=None if bounds is None else [bounds[:3], bounds[3:]], bounds_mip=mip, encoding=encoding,
         skip_downsamples=skip_downsample, max_mips=max_mips, sharded=sharded,
-        factor=downsample_factor(factor, volumetric), method=method, sparse=sparse, fill_missing=fill_missing,
+        factor=downsample_factor(factor, volumetric), downsample_method=method, sparse=sparse,
+        fill_missing=fill_missing,
         delete_black_uploads=delete_black_uploads, background_color=background_color, compress=compress,
         memory_target=memory_target), "transfer")], queue, home=dest)
 
@@ -171,7 +171,7 @@ def blackout(ctx, path, bounds, value, mip, shape, fill_missing, compress, queue
     Example: igneous-like image blackout file:///data/seg 0,0,100,2048,2048,101
     """
     submit(ctx, [Stage("create_blackout_tasks", dict(
-        layer_path=path, bounds=[bounds[:3], bounds[3:]], mip=mip, value=value, shape=shape,
+        cloudpath=path, bounds=[bounds[:3], bounds[3:]], mip=mip, value=value, shape=shape,
         fill_missing=fill_missing, compress=compress), "blackout")], queue)
 
 
@@ -188,7 +188,7 @@ def quantize(ctx, src, dest, mip, shape, fill_missing, compress, encoding, queue
     Example: igneous-like image quantize file:///data/affinities file:///data/affinities_8bit
     """
     submit(ctx, [Stage("create_quantize_tasks", dict(
-        src_layer_path=src, dest_layer_path=dest, mip=mip, shape=shape, fill_missing=fill_missing,
+        src_layer=src, dest_layer=dest, mip=mip, shape=shape, fill_missing=fill_missing,
         encoding=encoding, compress=compress), "quantize")], queue)
 
 

@@ -73,7 +73,7 @@ def forge(ctx, path, mip, shape, scale, const, pdrf_scale, pdrf_exponent, soma_d
               "soma_invalidation_scale": soma_scale, "soma_invalidation_const": soma_const,
               "max_paths": max_paths}
     submit(ctx, [Stage("create_skeletonizing_tasks", dict(
-        layer_path=path, mip=mip, shape=shape, teasar_params=teasar, object_ids=labels,
+        cloudpath=path, mip=mip, shape=shape, teasar_params=teasar, object_ids=labels,
         fix_branching=fix_branching, fix_borders=fix_borders, fix_avocados=fix_avocados,
         fill_holes=fill_holes,
         dust_threshold=dust_threshold, fill_missing=fill_missing, sharded=sharded,

@@ -20,7 +20,7 @@ def ccl(src: str, dest: str, mip: int = 0, shape: Optional[Sequence[int]] = None
         Stage("create_ccl_face_tasks", dict(labeling, cloudpath=src, dust_threshold=dust or 0), "faces"),
         Stage("create_ccl_equivalence_tasks", dict(labeling, cloudpath=src), "links"),
         Stage("create_relabeling", dict(labeling, cloudpath=src, dust_threshold=dust), "calc-labels"),
-        Stage("create_ccl_relabel_tasks", dict(labeling, src=src, dest=dest, chunk_size=chunk_size,
+        Stage("create_ccl_relabel_tasks", dict(labeling, src_path=src, dest_path=dest, chunk_size=chunk_size,
                                                 encoding=encoding, compress=compress), "relabel"),
     ]
     return stages + ([Stage("clean_ccl_files", dict(cloudpath=src, mip=mip), "clean")] if clean else [])

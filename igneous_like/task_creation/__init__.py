@@ -18,9 +18,11 @@ _MODULES = {
     "classify": ("create_classification_tasks", "train_classifier"),
     "contrast": (
         "create_clahe_tasks", "create_contrast_normalization_tasks", "create_histogram_tasks",
-        "create_levels_tasks",
+        "create_levels_tasks", "create_luminance_levels_tasks",
     ),
-    "edit": ("create_blackout_tasks", "create_quantize_tasks", "create_reorder_tasks", "find_roi"),
+    "edit": (
+        "compute_rois", "create_blackout_tasks", "create_quantize_tasks", "create_reorder_tasks", "find_roi",
+    ),
     "evaluation": (
         "accumulate_contingency", "clean_evaluation_files", "create_ceiling_tasks",
         "create_contingency_tasks", "evaluation_scores", "threshold_sweep",

@@ -94,7 +94,7 @@ def task_grid(opts: CCLOptions, shape=None) -> Grid:
 
 def create_ccl_face_tasks(
     cloudpath: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE, threshold_gte=None,
-    threshold_lte=None, connectivity: int = 6, dust_threshold: int = 0, fill_missing: bool = False,
+    threshold_lte=None, fill_missing: bool = False, dust_threshold: int = 0, connectivity: int = 6,
 ) -> Tasks:
     """Step 1: tasks that label their boxes and store their shared faces.
 
@@ -148,10 +148,16 @@ def recorded_labeling(cloudpath: str, mip: int, shape=None, threshold_gte=None, 
 
 
 def create_ccl_equivalence_tasks(cloudpath: str, mip: int = 0, shape=None, threshold_gte=None,
-                                 threshold_lte=None, connectivity=None, fill_missing=None) -> Tasks:
-    """Step 2: tasks that link the labels touching across task faces; needs every faces task done."""
-    cv, work, opts, _ = recorded_labeling(cloudpath, mip, shape, threshold_gte, threshold_lte,
-                                          connectivity, fill_missing)
+                                 threshold_lte=None, fill_missing=None, dust_threshold: Optional[int] = None,
+                                 connectivity=None) -> Tasks:
+    """Step 2: tasks that link the labels touching across task faces; needs every faces task done.
+    Options left None are the faces step's; a `dust_threshold` given here (Igneous passes it at
+    every step) becomes calc-labels' default."""
+    cv, work, opts, params = recorded_labeling(cloudpath, mip, shape, threshold_gte, threshold_lte,
+                                               connectivity, fill_missing)
+    check_dust(dust_threshold)
+    if dust_threshold is not None and int(dust_threshold) != params.get("dust", 0):
+        work.save(PARAMS_FILE, dict(params, dust=int(dust_threshold)))
     work.check_complete(summaries(opts), "faces tasks", prefix="summary/")
     make = lambda box: partial(CCLEquivalenceTask, work=work.url, index=opts.index_of(box),
                                options=opts.to_json())
@@ -161,8 +167,8 @@ def create_ccl_equivalence_tasks(cloudpath: str, mip: int = 0, shape=None, thres
 def summaries(opts: CCLOptions) -> list:
     return [summary_name(index) for index in range(opts.num_tasks)]
 
-def create_relabeling(cloudpath: str, mip: int = 0, dust_threshold: Optional[int] = None, shape=None,
-                      threshold_gte=None, threshold_lte=None, connectivity=None, fill_missing=None) -> int:
+def create_relabeling(cloudpath: str, mip: int = 0, shape=None, threshold_gte=None, threshold_lte=None,
+                      fill_missing=None, dust_threshold: Optional[int] = None, connectivity=None) -> int:
     """Step 3, run here: union the links, plan consecutive ids, drop components under
     `dust_threshold` voxels (default: what the faces step recorded).
 
@@ -241,16 +247,16 @@ def relabel_shape(opts: CCLOptions, chunk: Vec) -> Vec:
 
 
 def create_ccl_relabel_tasks(
-    src: str, dest: str, mip: int = 0, shape=None, chunk_size: Optional[Sequence[int]] = None,
-    encoding: Optional[str] = None, compress: Optional[str] = "gzip", dust_threshold: Optional[int] = None,
-    threshold_gte=None, threshold_lte=None, connectivity=None, fill_missing=None,
+    src_path: str, dest_path: str, mip: int = 0, shape=None, chunk_size: Optional[Sequence[int]] = None,
+    encoding: Optional[str] = None, threshold_gte=None, threshold_lte=None, fill_missing=None,
+    dust_threshold: Optional[int] = None, connectivity=None, compress: Optional[str] = "gzip",
 ) -> Tasks:
     """Step 4: tasks that write the final labels (1..N, 0 background) into a new segmentation DEST.
 
     Each task writes whole chunks of DEST. Where the task shape is not a multiple of the chunk
     size, a task labels every faces box it overlaps, so aligned shapes are cheaper.
     """
-    cv, work, opts, _ = recorded_labeling(src, mip, shape, threshold_gte, threshold_lte, connectivity,
+    cv, work, opts, _ = recorded_labeling(src_path, mip, shape, threshold_gte, threshold_lte, connectivity,
                                           fill_missing)
     numbering = work.require(LABELS_FILE, f"no numbering for {cv.cloudpath} mip {mip}: run `igneous-like "
                                           f"image ccl calc-labels {cv.cloudpath} --mip {mip}` first")
@@ -258,7 +264,7 @@ def create_ccl_relabel_tasks(
     if dust_threshold is not None and int(dust_threshold) != numbering["dust"]:
         raise UserError(f"calc-labels ran with --dust {numbering['dust']}; relabel with the same, or "
                         "run calc-labels again")
-    dest_path = new_layer_path(cv.cloudpath, dest, "relabel into a new path")
+    dest_path = new_layer_path(cv.cloudpath, dest_path, "relabel into a new path")
     encoding = encoding or default_encoding(cv, mip)
     dtype = output_dtype(numbering["components"], encoding)
     check_encoding(encoding, "segmentation", dtype)

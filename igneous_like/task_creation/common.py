@@ -152,6 +152,13 @@ def check_encoding(encoding: Optional[str], layer_type: str, dtype, num_channels
         raise UserError(f"--encoding {encoding} needs integer labels, not {dtype.name}")
 
 
+def graphene_only(agglomerate: bool, timestamp: Optional[int]) -> None:
+    """Igneous keywords for graphene (proofreading) sources: refused rather than ignored."""
+    if agglomerate or timestamp is not None:
+        raise UserError("agglomerate and timestamp read graphene (proofreading) layers, which igneous_like "
+                        "does not support")
+
+
 def check_value(name: str, value, dtype):
     """A value the layer's voxels can hold (a background color), as the Python number it is."""
     dtype = np.dtype(dtype)
@@ -163,9 +170,10 @@ def check_value(name: str, value, dtype):
 
 
 def compression(name: Union[str, bool, None]):
-    """Map none/gzip/br (or False/True) onto CloudVolume's compress setting; None keeps its default."""
-    if name is None or isinstance(name, bool):
-        return "gzip" if name is True else name
+    """Map none/gzip/br (or False/True) onto CloudVolume's compress setting; None (and Igneous's
+    "auto") keeps its default."""
+    if name is None or name == "auto" or isinstance(name, bool):
+        return "gzip" if name is True else (None if name == "auto" else name)
     if name not in COMPRESSIONS:
         raise UserError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
     return COMPRESSIONS[name]
@@ -213,6 +221,17 @@ class Stage:
         return cls(data["call"], data.get("kwargs") or {}, data.get("name", ""))
 
 
+class Task(partial):
+    """A queueable task call that also runs in place, as Igneous's tasks do: `task.execute()`."""
+
+    def execute(self):
+        return self()
+
+
+def runnable(task: partial) -> Task:
+    return task if isinstance(task, Task) else Task(task.func, *task.args, **task.keywords)
+
+
 @dataclass(frozen=True)
 class Tasks:
     """A lazy, sized sequence of tasks: `make(item)` for each box of a grid (or other item, such as
@@ -229,7 +248,12 @@ class Tasks:
         return len(self.grid)
 
     def __iter__(self):
-        return (self.make(box) for box in self.grid)
+        return (runnable(self.make(box)) for box in self.grid)
+
+
+def no_tasks(description: str) -> Tasks:
+    """Nothing to do (Igneous makes no tasks there either)."""
+    return Tasks([], lambda item: item, description)
 
 
 def csv(values) -> str:

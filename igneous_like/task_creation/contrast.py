@@ -34,6 +34,8 @@ from igneous_like.tasks.contrast import (
     HistogramTask,
     LevelsTask,
     levels_name,
+    part_name,
+    row_boxes,
     slice_rows,
 )
 
@@ -88,15 +90,45 @@ def create_levels_tasks(layer_path: str, mip: int = 0) -> Tasks:
     return Tasks(slice_rows(recorded(cv, mip)), make, f"slice histograms of {cv.cloudpath}")
 
 
-def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
-                                        clip_fraction: float = 0.01, shape: Sequence[int] = DEFAULT_SHAPE,
-                                        fill_missing: bool = False, encoding: Optional[str] = None,
-                                        compress: Optional[str] = "gzip", minval: Optional[int] = None,
-                                        maxval: Optional[int] = None) -> Tasks:
+def create_luminance_levels_tasks(layer_path: str, levels_path: Optional[str] = None,
+                                  coverage_factor: float = 0.01, shape: Optional[Sequence[int]] = None,
+                                  offset: Optional[Sequence[int]] = None, mip: int = 0, bounds_mip: int = 0,
+                                  bounds=None) -> Tasks:
+    """Igneous's name and keywords for step 1: every voxel of every slice is counted, so
+    `coverage_factor` (Igneous's sampling) and `offset` change nothing; levels live in the layer's
+    work folder, so `levels_path` and `bounds` are refused."""
+    if levels_path is not None or bounds is not None:
+        raise UserError("levels_path and bounds are not supported: levels cover the whole layer and are kept "
+                        "beside it")
+    return create_histogram_tasks(layer_path, mip, DEFAULT_SHAPE if shape is None else shape)
+
+
+def sum_missing_levels(work: WorkDir, record: dict) -> None:
+    """Run the levels step here for the rows whose histogram boxes are all counted but not summed."""
+    for z_start, z_stop in slice_rows(record):
+        name = levels_name(z_start, z_stop)
+        if work.missing([name], prefix="levels/") and not work.missing(
+                [part_name(box) for box in row_boxes(record, z_start, z_stop)], prefix="parts/"):
+            LevelsTask(work=work.url, z_start=z_start, z_stop=z_stop)
+
+
+def create_contrast_normalization_tasks(src_path: str, dest_path: str, levels_path: Optional[str] = None,
+                                        shape: Optional[Sequence[int]] = None, mip: int = 0,
+                                        clip_fraction: float = 0.01, fill_missing: bool = False,
+                                        translate: Sequence[int] = (0, 0, 0), minval: Optional[int] = None,
+                                        maxval: Optional[int] = None, bounds=None, bounds_mip: int = 0,
+                                        encoding: Optional[str] = None,
+                                        compress: Optional[str] = "gzip") -> Tasks:
     """Step 2: tasks that write DEST, each slice stretched between the levels that clip
-    `clip_fraction` of its voxels at either end (or fixed levels `minval`, `maxval`)."""
-    src = open_image(src_layer_path, mip)
-    path = new_layer_path(src.cloudpath, dest_layer_path)
+    `clip_fraction` of its voxels at either end (or fixed levels `minval`, `maxval`). Igneous's
+    keywords; levels_path, bounds and a translation are refused. Slice levels not summed yet
+    (Igneous's levels tasks do that, our histogram step's `then` stage too) are summed here first."""
+    if levels_path is not None or bounds is not None or any(translate):
+        raise UserError("levels_path, bounds and translate are not supported: the whole layer is normalized "
+                        "in place of its own levels")
+    shape = DEFAULT_SHAPE if shape is None else shape
+    src = open_image(src_path, mip)
+    path = new_layer_path(src.cloudpath, dest_path)
     if not 0 <= clip_fraction < 0.5:
         raise UserError(f"--clip-fraction must lie in [0, 0.5), got {clip_fraction}")
     top = np.iinfo(src.dtype).max
@@ -106,6 +138,7 @@ def create_contrast_normalization_tasks(src_layer_path: str, dest_layer_path: st
                         f"second; got {minval} and {maxval}")
     work = work_dir(src, mip)
     record = recorded(src, mip)
+    sum_missing_levels(work, record)
     work.check_complete([levels_name(*row) for row in slice_rows(record)], "levels tasks",
                         f"run `igneous-like image contrast histogram {src.cloudpath} --mip {mip}` to the end",
                         prefix="levels/")

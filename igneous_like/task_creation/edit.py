@@ -90,11 +90,16 @@ def create_reorder_tasks(src_layer_path: str, dest_layer_path: str, mapping: Uni
                  f"slices of {src.cloudpath} reordered into {out.cloudpath}", mips=range(mip, mip + 1))
 
 
-def create_blackout_tasks(layer_path: str, bounds: Sequence[Sequence[int]], mip: int = 0,
-                          value: Union[int, float] = 0, shape: Sequence[int] = DEFAULT_SHAPE,
-                          fill_missing: bool = False, compress: Optional[str] = "gzip") -> Tasks:
-    """Tasks that set `bounds` (corners, voxels of `mip`) of the layer to `value`, in place."""
-    cv = open_layer(layer_path, mip)
+def create_blackout_tasks(cloudpath: str, bounds: Union[Bbox, Sequence[Sequence[int]]], mip: int = 0,
+                          shape: Sequence[int] = (2048, 2048, 64), value: Union[int, float] = 0,
+                          non_aligned_writes: bool = False, fill_missing: bool = False,
+                          compress: Optional[str] = "gzip") -> Tasks:
+    """Tasks that set `bounds` (a Bbox or corners, voxels of `mip`) of the layer to `value`, in
+    place. Igneous's keywords; tasks always write whole chunks, keeping the voxels outside `bounds`,
+    so `non_aligned_writes` changes nothing."""
+    if isinstance(bounds, Bbox):
+        bounds = [bounds.minpt, bounds.maxpt]
+    cv = open_layer(cloudpath, mip)
     value = check_value("--value", value, cv.dtype)
     region = restrict_bounds(cv.meta.bounds(mip), [(lo, hi) for lo, hi in zip(*bounds)])
     grid = replace(chunk_grid(cv, mip, shape), region=region)  # boxes of whole chunks that touch it
@@ -108,16 +113,21 @@ def create_blackout_tasks(layer_path: str, bounds: Sequence[Sequence[int]], mip:
                  mips=range(mip, mip + 1))
 
 
-def create_quantize_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
-                          shape: Sequence[int] = DEFAULT_SHAPE, fill_missing: bool = False,
-                          encoding: Optional[str] = None, compress: Optional[str] = "gzip") -> Tasks:
+def create_quantize_tasks(src_layer: str, dest_layer: str, shape: Sequence[int] = DEFAULT_SHAPE,
+                          mip: int = 0, fill_missing: bool = False,
+                          chunk_size: Optional[Sequence[int]] = None, encoding: Optional[str] = None,
+                          bounds=None, compress: Optional[str] = "gzip") -> Tasks:
     """Tasks that write DEST, uint8: the source's floats in [0, 1] (e.g. affinities, every channel)
-    as round(255 x), clipped."""
-    src = open_layer(src_layer_path, mip)
+    as round(255 x), clipped. Igneous's keywords; DEST keeps the source's chunk size and covers
+    all of it, so chunk_size and bounds are refused."""
+    if chunk_size is not None or bounds is not None:
+        raise UserError("chunk_size and bounds are not supported: the 8-bit copy keeps the source's chunks "
+                        "and bounds (transfer it afterwards to rechunk or crop)")
+    src = open_layer(src_layer, mip)
     if np.dtype(src.dtype).kind != "f":
         raise UserError(f"{src.cloudpath} holds {src.dtype}; quantize takes floats in [0, 1] (affinities, "
                         "probabilities)")
-    out = new_copy(src, dest_layer_path, mip, encoding,
+    out = new_copy(src, dest_layer, mip, encoding,
                    {"task": "QuantizeTask", "src": src.cloudpath, "mip": mip}, dtype="uint8")
     compress = compression(compress)
     make = lambda box: partial(QuantizeTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
@@ -125,6 +135,15 @@ def create_quantize_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 
                                compress=compress)
     return Tasks(chunk_grid(out, mip, shape), make, f"{src.cloudpath} quantized into {out.cloudpath}",
                  mips=range(mip, mip + 1))
+
+
+def compute_rois(cloudpath: str, progress: bool = False, suppress_faint_voxels: int = 0,
+                 dust_threshold: int = 10, max_axial_length: int = 512,
+                 z_step: Optional[int] = None) -> List[Bbox]:
+    """Igneous's name and keywords for find_roi, its boxes as Bboxes (`progress` shows nothing)."""
+    boxes = find_roi(cloudpath, suppress_faint=suppress_faint_voxels, dust=dust_threshold,
+                     max_axial_len=max_axial_length, z_step=z_step)
+    return [Bbox(box[:3], box[3:]) for box in boxes]
 
 
 def find_roi(layer_path: str, mip: Optional[int] = None, suppress_faint: float = 0, dust: int = 10,

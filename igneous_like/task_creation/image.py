@@ -7,7 +7,7 @@ whole destination chunks (or shards), so no two tasks ever write the same file.
 import copy
 from dataclasses import replace
 from functools import partial
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
@@ -32,10 +32,12 @@ from igneous_like.task_creation.common import (
     compression,
     csv,
     existing_layer,
+    graphene_only,
     info_problem,
     ints,
     lcm_shape,
     new_layer_path,
+    no_tasks,
     open_layer,
     record_provenance,
     restrict_bounds,
@@ -50,7 +52,6 @@ from igneous_like.tasks.image import (
 )
 
 BYTES_PER_VOXEL_COPIES = 3  # a task holds its cutout, its mips and tinybrain's working copy
-DEFAULT_MIPS = 5  # mips a pyramid gets unless asked for more
 
 
 def task_bytes(shape: Vec, cv: CloudVolume) -> int:
@@ -97,15 +98,27 @@ def supported_mips(cv: CloudVolume, mip: int, factor: Sequence[int]) -> int:
     return count
 
 
+def mips_to_one_chunk(cv: CloudVolume, mip: int, factor: Sequence[int]) -> int:
+    """How many mips above `mip` it takes until the volume fits one chunk along every downsampled
+    axis: where Igneous stops when not told how many mips to make."""
+    size, factor = np.asarray(cv.meta.volume_size(mip)), np.asarray(factor)
+    chunk = np.asarray(cv.meta.chunk_size(mip))
+    count = 0
+    while np.any((factor > 1) & (size > chunk)):
+        size, count = -(-size // factor), count + 1
+    return count
+
+
 def pyramid_mips(cv: CloudVolume, mip: int, factor: Sequence[int], wanted: Optional[int]) -> int:
-    """`wanted` mips above `mip`, refused beyond what the volume supports; None: up to DEFAULT_MIPS."""
+    """`wanted` mips above `mip`, refused beyond what the volume supports; None: until the volume fits
+    one chunk (0 if it already does)."""
     factor = check_factor(cv, mip, factor)
+    if wanted is None:
+        return mips_to_one_chunk(cv, mip, factor)
     supported, size = supported_mips(cv, mip, factor), csv(cv.meta.volume_size(mip))
     if supported == 0:
         raise UserError(f"mip {mip} of {cv.cloudpath} ({size} voxels) is one voxel wide along every axis "
                         f"that --factor {csv(factor)} downsamples: there is nothing left to downsample")
-    if wanted is None:
-        return min(DEFAULT_MIPS, supported)
     if wanted > supported:
         raise UserError(f"--num-mips {wanted} goes beyond the volume: downsampling its {size} voxels at mip "
                         f"{mip} by {csv(factor)} reaches one voxel after {supported} mips; use --num-mips "
@@ -130,9 +143,10 @@ def shard_shape(cv: CloudVolume, mip: int) -> Vec:
                dtype=int)
 
 
-def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec,
-             chunk_size: Optional[Vec], encoding: Optional[str]) -> None:
-    """Add (or redefine) scales mip+1 .. mip+num_mips in `cv.info`; nothing is written yet."""
+def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec, chunk_size: Optional[Vec],
+             encoding: Optional[str], quality: Optional[int] = None, effort: Optional[int] = None) -> None:
+    """Add (or redefine) scales mip+1 .. mip+num_mips in `cv.info`, each with the encoding `quality`
+    and `effort` (see set_encoding_level); nothing is written yet."""
     for level in range(mip + 1, mip + num_mips + 1):
         ratio = mip_ratio(cv, 0, level - 1) * factor
         resolution = cv.meta.resolution(0) * ratio
@@ -143,6 +157,21 @@ def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec,
                 f"use the factor that made this pyramid, or delete mips {level}+ first (image rm)")
         chunk = chunk_size if chunk_size is not None else cv.meta.chunk_size(level - 1)
         cv.meta.add_scale(ratio, encoding=encoding or cv.meta.encoding(level - 1), chunk_size=chunk)
+        set_encoding_level(cv.meta.scale(level), quality, effort)
+
+
+ENCODING_LEVEL_KEYS = {"jpeg": "jpeg_quality", "png": "png_level", "jxl": "jxl_quality",
+                       "fpzip": "fpzip_precision"}
+
+
+def set_encoding_level(scale: dict, quality: Optional[int], effort: Optional[int]) -> None:
+    """Igneous's encoding_level (jpeg/jxl quality, png level) and encoding_effort (jxl) written into
+    a scale as CloudVolume reads them; encodings without such a setting ignore them, as Igneous."""
+    key = ENCODING_LEVEL_KEYS.get(scale["encoding"])
+    if quality is not None and key is not None:
+        scale[key] = int(quality)
+    if effort is not None and scale["encoding"] == "jxl":
+        scale["jxl_effort"] = int(effort)
 
 
 def pyramid_unit(cv: CloudVolume, mip: int, num_mips: int) -> Vec:
@@ -218,30 +247,64 @@ def region_at(cv: CloudVolume, mip: int, bounds, bounds_mip: Optional[int] = Non
     return region
 
 
+IGNEOUS_METHODS = {1: "avg", 2: "mode", 3: "min", 4: "max", 5: "striding", 6: "auto"}  # its DownsampleMethods
+
+
+def method_name(method) -> str:
+    """Our name of a downsample method given by name or as Igneous's DownsampleMethods number."""
+    return method if isinstance(method, str) else IGNEOUS_METHODS.get(int(method), str(method))
+
+
+def axis_factor(axis: str, factor: Optional[Sequence[int]]) -> Sequence[int]:
+    """Igneous's `axis` (the one axis not downsampled), unless a factor is given."""
+    if factor is not None:
+        return factor
+    if axis not in ("x", "y", "z"):
+        raise UserError(f"axis {axis!r} must be x, y or z (the axis that is not downsampled)")
+    return tuple(1 if name == axis else 2 for name in "xyz")
+
+
+def check_igneous_only(dest_path: Optional[str], preserve_chunk_size: bool, chunk_size) -> None:
+    """Igneous keywords whose behaviour igneous_like does not have: refused, not ignored."""
+    if dest_path is not None:
+        raise UserError("dest_path is not supported: transfer the layer first (create_transfer_tasks), "
+                        "then downsample the copy")
+    if not preserve_chunk_size and chunk_size is None:
+        raise UserError("preserve_chunk_size=False is not supported; give the new mips' chunk_size instead")
+
+
 def create_downsampling_tasks(
-    layer_path: str, mip: int = 0, num_mips: int = 5, factor: Sequence[int] = (2, 2, 1),
-    method: str = "auto", sparse: bool = False, chunk_size: Optional[Sequence[int]] = None,
-    encoding: Optional[str] = None, compress: Optional[str] = "gzip", fill_missing: bool = False,
-    delete_black_uploads: bool = False, background_color: int = 0, bounds: Optional[Bbox] = None,
-    memory_target: int = MEMORY_TARGET, shape: Optional[Sequence[int]] = None,
-    bounds_mip: Optional[int] = None,
+    layer_path: str, mip: int = 0, fill_missing: bool = False, axis: str = "z",
+    num_mips: Optional[int] = None, preserve_chunk_size: bool = True, sparse: bool = False,
+    bounds: Optional[Bbox] = None, chunk_size: Optional[Sequence[int]] = None,
+    encoding: Optional[str] = None, delete_black_uploads: bool = False, background_color: int = 0,
+    dest_path: Optional[str] = None, compress: Optional[str] = None,
+    factor: Optional[Sequence[int]] = None, bounds_mip: int = 0, memory_target: int = MEMORY_TARGET,
+    encoding_level: Optional[int] = None, encoding_effort: Optional[int] = None, method="auto",
+    codec_threads: int = 1, shape: Optional[Sequence[int]] = None,
 ) -> Tasks:
-    """Tasks that build mips mip+1 .. mip+n in one pass, n <= num_mips as memory allows.
+    """Tasks that build mips mip+1 .. mip+n in one pass, n <= num_mips as memory allows (num_mips
+    None: until the volume fits one chunk, as Igneous). Igneous's keywords and defaults, plus
+    `shape` (the task shape); `codec_threads` is accepted and left to CloudVolume.
 
     `tasks.mips` says which mips the pass makes; run it, then call again from the last one to
     make the rest (the CLI does this).
     """
+    check_igneous_only(dest_path, preserve_chunk_size, chunk_size)
+    factor, method = axis_factor(axis, factor), method_name(method)
     cv = open_layer(layer_path, mip)
-    if num_mips < 1:
+    if num_mips is not None and num_mips < 1:
         raise UserError(f"--num-mips must be at least 1, got {num_mips}")
     options = pyramid_options(cv, mip, factor, method, sparse, fill_missing, delete_black_uploads,
                               background_color, compress, sharded=False)
-    pyramid_mips(cv, mip, options.factor, num_mips)
+    num_mips = pyramid_mips(cv, mip, options.factor, num_mips)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     region = region_at(cv, mip, bounds, bounds_mip)
+    if num_mips == 0:
+        return no_tasks(f"downsample {cv.cloudpath} mip {mip}: it already fits one chunk")
     existing = len(cv.info["scales"])
-    add_mips(cv, mip, num_mips, Vec(*options.factor), chunk_size, encoding)
+    add_mips(cv, mip, num_mips, Vec(*options.factor), chunk_size, encoding, encoding_level, encoding_effort)
     if shape is None:
         num_mips = fit_mips(cv, mip, num_mips, memory_target, region)
     shape = task_shape(cv, mip, num_mips, shape)
@@ -256,46 +319,49 @@ def create_downsampling_tasks(
                  mips=range(mip + 1, mip + num_mips + 1))
 
 
-def source_box(cv: CloudVolume, box: Bbox, mip: int, from_mip: int) -> Bbox:
-    """The box at `mip` whose downsample is `box` at `from_mip` (the inverse of tasks.image.mip_box)."""
-    ratio = mip_ratio(cv, mip, from_mip)
-    start = cv.meta.voxel_offset(mip) + (box.minpt - cv.meta.voxel_offset(from_mip)) * ratio
-    stop = cv.meta.voxel_offset(mip) + (box.maxpt - cv.meta.voxel_offset(from_mip)) * ratio
-    return Bbox.clamp(Bbox(start, stop), cv.meta.bounds(mip))
-
-
 def create_image_shard_downsample_tasks(
-    layer_path: str, mip: int = 0, factor: Sequence[int] = (2, 2, 1), method: str = "auto",
-    sparse: bool = False, chunk_size: Optional[Sequence[int]] = None, encoding: Optional[str] = None,
-    compress: Optional[str] = "gzip", fill_missing: bool = False, delete_black_uploads: bool = False,
-    background_color: int = 0, bounds: Optional[Bbox] = None, memory_target: int = MEMORY_TARGET,
-    bounds_mip: Optional[int] = None,
+    cloudpath: str, mip: int = 0, fill_missing: bool = False, sparse: bool = False,
+    chunk_size: Optional[Sequence[int]] = None, encoding: Optional[str] = None,
+    memory_target: int = MEMORY_TARGET, agglomerate: bool = False, timestamp: Optional[int] = None,
+    factor: Sequence[int] = (2, 2, 1), bounds: Optional[Bbox] = None, bounds_mip: int = 0,
+    encoding_level: Optional[int] = None, encoding_effort: Optional[int] = None, method="auto",
+    num_mips: Optional[int] = None, truncate_scales: bool = True, codec_threads: int = 1,
+    compress: Optional[str] = "gzip", delete_black_uploads: bool = False, background_color: int = 0,
 ) -> Tasks:
-    """Tasks that build sharded mip+1 from mip, one task per shard of mip+1."""
-    cv = open_layer(layer_path, mip)
-    options = pyramid_options(cv, mip, factor, method, sparse, fill_missing, delete_black_uploads,
-                              background_color, compress, sharded=True)
-    pyramid_mips(cv, mip, options.factor, 1)
+    """Tasks that build sharded mips mip+1 .. mip+num_mips (None: 1) in one pass, Igneous's keywords.
+
+    Each level's shards hold about the same region of `mip` (memory_target's worth), so one task
+    reads the region of its shards at every level and writes them whole. `truncate_scales` drops
+    the info's scales above the last one made; `codec_threads` is left to CloudVolume.
+    """
+    graphene_only(agglomerate, timestamp)
+    cv = open_layer(cloudpath, mip)
+    options = pyramid_options(cv, mip, factor, method_name(method), sparse, fill_missing,
+                              delete_black_uploads, background_color, compress, sharded=True)
+    if num_mips is not None and num_mips < 1:
+        raise UserError(f"--num-mips must be at least 1, got {num_mips}")
+    num_mips = pyramid_mips(cv, mip, options.factor, 1 if num_mips is None else num_mips)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     region = region_at(cv, mip, bounds, bounds_mip)
-    add_mips(cv, mip, 1, Vec(*options.factor), chunk_size, encoding)
-    target = mip + 1
-    budget = memory_target // int(np.prod(options.factor))
-    cv.meta.scale(target)["sharding"] = shard_spec(cv, target, budget, compress)
+    add_mips(cv, mip, num_mips, Vec(*options.factor), chunk_size, encoding, encoding_level, encoding_effort)
+    shards = []
+    for level in range(mip + 1, mip + num_mips + 1):
+        budget = memory_target // int(np.prod(options.factor)) ** (level - mip)
+        cv.meta.scale(level)["sharding"] = shard_spec(cv, level, budget, compress)
+        shards.append(shard_shape(cv, level) * mip_ratio(cv, mip, level))
+    unit = Vec(*np.minimum(lcm_shape(*shards), cv.meta.volume_size(mip)))
+    if truncate_scales:
+        keep_mips(cv, mip + num_mips + 1)
     cv.commit_info()
-    record_provenance(cv, {"task": "DownsampleTask", "mip": mip, "num_mips": 1, "sharded": True,
+    record_provenance(cv, {"task": "DownsampleTask", "mip": mip, "num_mips": num_mips, "sharded": True,
                            "bounds": str(region), **options.to_json()})
-
-    def make(box: Bbox) -> partial:
-        src = source_box(cv, box, mip, target)
-        return partial(DownsampleTask, layer_path=cv.cloudpath, mip=mip, offset=ints(src.minpt),
-                       shape=ints(src.size3()), num_mips=1, options=options.to_json())
-
-    target_region = mip_box(cv, region, mip, target)
-    grid = Grid(target_region, shard_shape(cv, target), cv.meta.voxel_offset(target), cv.meta.bounds(target))
-    return Tasks(grid, make, f"downsample {cv.cloudpath} mip {mip} to sharded mip {target}",
-                 mips=range(target, target + 1))
+    make = lambda box: partial(DownsampleTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
+                               shape=ints(box.size3()), num_mips=num_mips, options=options.to_json())
+    grid = Grid(region, unit, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
+    mips = range(mip + 1, mip + num_mips + 1)
+    return Tasks(grid, make, f"downsample {cv.cloudpath} mip {mip} to sharded mips {mips[0]}-{mips[-1]}",
+                 mips=mips)
 
 
 def destination_info(src: CloudVolume, mip: int, bounds: Bbox, chunk_size: Optional[Vec],
@@ -353,33 +419,74 @@ def transfer_translation(region: Bbox, translate: Sequence[int],
     return check_vec("--dest-voxel-offset", dest_voxel_offset, minimum=-2**62) - region.minpt
 
 
+def prepared_destination(src: CloudVolume, dest_path: str, mip: int, region: Bbox, translate: Vec,
+                         chunk_size: Optional[Vec], encoding: Optional[str], clean_info: bool):
+    """(destination, its region to write at `mip`) - a layer created in advance keeps its info and
+    gets the part of the translated source inside its bounds, as Igneous does; `clean_info` (or no
+    layer there) makes a new info covering the translated source."""
+    existing = None if clean_info else existing_layer(dest_path)
+    if existing is None:
+        info = destination_info(src, mip, region + translate, chunk_size, encoding)
+        return CloudVolume(dest_path, info=info, progress=False), region + translate
+    check_info(existing.info, dest_path)
+    mismatched = [key for key in LAYER_KEYS if existing.info.get(key) != src.info.get(key)]
+    if mip >= len(existing.info["scales"]) or not np.allclose(existing.meta.resolution(mip),
+                                                              src.meta.resolution(mip)):
+        mismatched.append(f"mip {mip} resolution")
+    if chunk_size is not None and any(chunk_size != existing.meta.chunk_size(mip)):
+        mismatched.append("chunk size")
+    if encoding is not None and encoding != existing.meta.encoding(mip):
+        mismatched.append("encoding")
+    if mismatched:
+        raise UserError(f"{dest_path} already holds a layer whose {', '.join(mismatched)} differ from this "
+                        "transfer's; pass clean_info=True to replace its info, or choose a new destination")
+    inside = Bbox.intersection(region + translate, existing.meta.bounds(mip))
+    if inside.subvoxel():
+        raise UserError(f"the translated source {region + translate} lies outside {dest_path}'s bounds "
+                        f"{existing.meta.bounds(mip)} at mip {mip}; check translate and bounds")
+    return existing, inside
+
+
 def create_transfer_tasks(
-    src_layer_path: str, dest_layer_path: str, mip: int = 0, chunk_size: Optional[Sequence[int]] = None,
-    shape: Optional[Sequence[int]] = None, memory_target: int = MEMORY_TARGET,
-    translate: Sequence[int] = (0, 0, 0), dest_voxel_offset: Optional[Sequence[int]] = None,
-    bounds: Optional[Bbox] = None, fill_missing: bool = False, encoding: Optional[str] = None,
-    compress: Optional[str] = "gzip", skip_downsamples: bool = False, max_mips: int = 5,
-    factor: Sequence[int] = (2, 2, 1), method: str = "auto", sparse: bool = False,
-    delete_black_uploads: bool = False, background_color: int = 0, sharded: bool = False,
+    src_layer_path: str, dest_layer_path: str, chunk_size: Optional[Sequence[int]] = None,
+    shape: Optional[Sequence[int]] = None, fill_missing: bool = False,
+    translate: Optional[Sequence[int]] = None, bounds: Optional[Bbox] = None, mip: int = 0,
+    preserve_chunk_size: bool = True, encoding: Optional[str] = None, skip_downsamples: bool = False,
+    delete_black_uploads: bool = False, background_color: int = 0, agglomerate: bool = False,
+    timestamp: Optional[int] = None, compress: Union[str, bool, None] = "auto",
+    factor: Optional[Sequence[int]] = None, sparse: bool = False,
+    dest_voxel_offset: Optional[Sequence[int]] = None, memory_target: int = MEMORY_TARGET,
+    max_mips: int = 5, clean_info: bool = False, no_src_update: bool = False, bounds_mip: int = 0,
+    encoding_level: Optional[int] = None, truncate_scales: bool = True, cutout: bool = False,
+    stop_layer: Optional[int] = None, downsample_method="auto", encoding_effort: Optional[int] = None,
+    use_https_for_source: bool = False, sharded: bool = False,
 ) -> Tasks:
     """Tasks that copy `bounds` of the source at `mip` into a new layout, and downsample it.
 
-    Unsharded tasks also write as many downsamples (up to `max_mips`) as their shape allows;
-    sharded tasks write one shard of `mip` each (follow with create_image_shard_downsample_tasks).
+    Igneous's keywords and defaults; `sharded` is igneous_like's (create_image_shard_transfer_tasks).
+    A destination made in advance keeps its info (unless clean_info) and gets the part of the source
+    inside its bounds. Unsharded tasks also write as many downsamples (up to `max_mips`) as their
+    shape allows; sharded tasks write one shard of `mip` each. The source is only read
+    (`no_src_update` is always so); `truncate_scales`, `cutout` and `use_https_for_source` concern
+    Igneous's info handling and graphene sources and change nothing here.
     """
+    graphene_only(agglomerate or stop_layer is not None, timestamp)
     src = open_layer(src_layer_path, mip)
     dest_path = new_layer_path(src.cloudpath, dest_layer_path, "transfer to a new path")
-    options = pyramid_options(src, mip, factor, method, sparse, fill_missing, delete_black_uploads,
-                              background_color, compress, sharded)
+    factor = (2, 2, 1) if factor is None else factor
+    check_igneous_only(None, preserve_chunk_size, chunk_size)
+    options = pyramid_options(src, mip, factor, method_name(downsample_method), sparse, fill_missing,
+                              delete_black_uploads, background_color, compress, sharded)
     check_encoding(encoding, src.layer_type, src.dtype, src.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
-    region = region_at(src, mip, bounds)
-    translate = transfer_translation(region, translate, dest_voxel_offset)
-    info = destination_info(src, mip, region + translate, chunk_size, encoding)
-    dest = CloudVolume(dest_path, info=copy.deepcopy(info), progress=False)
+    region = region_at(src, mip, bounds, bounds_mip)
+    translate = transfer_translation(region, (0, 0, 0) if translate is None else translate, dest_voxel_offset)
+    dest, target = prepared_destination(src, dest_path, mip, region, translate, chunk_size, encoding,
+                                        clean_info)
     if sharded:
-        info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, compress)
-    dest = open_destination(dest_path, info, mip)
+        dest.info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, compress)
+    dest = open_destination(dest_path, dest.info, mip)
+    set_encoding_level(dest.meta.scale(mip), encoding_level, encoding_effort)
     num_mips, shape = transfer_mips(dest, mip, 0 if (skip_downsamples or sharded) else max_mips,
                                     Vec(*options.factor), memory_target, shape)
     dest.commit_info()
@@ -389,7 +496,8 @@ def create_transfer_tasks(
     make = lambda box: partial(TransferTask, src_path=src.cloudpath, dest_path=dest.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), translate=ints(translate),
                                num_mips=num_mips, options=options.to_json())
-    grid = Grid(dest.meta.bounds(mip), shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
+    grid = Grid(target, shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
+    method = options.method
     top = mip + num_mips
     rest = 0 if skip_downsamples else min(max_mips - num_mips, supported_mips(dest, top, options.factor))
     then = () if rest <= 0 else (Stage("create_pyramid_tasks", dict(
@@ -404,13 +512,15 @@ def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] 
                          sharded: bool = False, ranges: Optional[Sequence] = None,
                          bounds_mip: Optional[int] = None, shape: Optional[Sequence[int]] = None,
                          **options) -> Tasks:
-    """The first pass of a pyramid of `num_mips` mips above `mip` (None: DEFAULT_MIPS, or fewer where
-    the volume ends sooner), with the passes after it as `then`: each pass reads the one before.
+    """The first pass of a pyramid of `num_mips` mips above `mip` (None: until the volume fits one
+    chunk, as Igneous), with the passes after it as `then`: each pass reads the one before.
     Unsharded passes make as many mips as fit in `memory_target`, sharded ones one mip each.
     `ranges` ((start, end) or None per axis, in voxels of `bounds_mip`) limit the region.
     Other keywords are create_downsampling_tasks'."""
     cv = open_layer(layer_path, mip)
     num_mips = pyramid_mips(cv, mip, options.get("factor", (2, 2, 1)), num_mips)
+    if num_mips == 0:
+        return no_tasks(f"downsample {cv.cloudpath} mip {mip}: it already fits one chunk")
     bounds_mip = mip if bounds_mip is None else bounds_mip
     bounds = None
     if ranges is not None and any(axis is not None for axis in ranges):
@@ -419,7 +529,7 @@ def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] 
     if sharded:
         if shape is not None:
             raise UserError("--shape does not apply to --sharded downsampling: each task makes one shard")
-        tasks = create_image_shard_downsample_tasks(layer_path, mip=mip, bounds=bounds,
+        tasks = create_image_shard_downsample_tasks(layer_path, mip=mip, bounds=bounds, num_mips=1,
                                                     bounds_mip=bounds_mip, **options)
     else:
         tasks = create_downsampling_tasks(layer_path, mip=mip, num_mips=num_mips, bounds=bounds,
@@ -455,8 +565,9 @@ def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memor
 
 
 def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
-                          shape: Optional[Sequence[int]] = None) -> Tasks:
-    """Tasks that delete mips mip .. mip+num_mips-1 (those that exist), chunk files and shards."""
+                          shape: Optional[Sequence[int]] = None, bounds: Optional[Bbox] = None) -> Tasks:
+    """Tasks that delete mips mip .. mip+num_mips-1 (those that exist), chunk files and shards;
+    within `bounds` (mip 0 voxels, as Igneous) if given, widened to whole task boxes."""
     cv = open_layer(layer_path, mip)
     if num_mips < 1:
         raise UserError(f"--num-mips must be at least 1, got {num_mips}")
@@ -474,11 +585,26 @@ def create_deletion_tasks(layer_path: str, mip: int = 0, num_mips: int = 5,
     shape = unit if shape is None else shape
     make = lambda box: partial(DeleteTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
                                shape=ints(box.size3()), num_mips=num_mips)
-    grid = Grid(cv.meta.bounds(mip), shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
+    grid = Grid(region_at(cv, mip, bounds, 0), shape, cv.meta.voxel_offset(mip), cv.meta.bounds(mip))
     return Tasks(grid, make, f"delete {cv.cloudpath} mips {mip}-{mip + num_mips - 1}",
                  mips=range(mip, mip + num_mips))
 
 
-def create_image_shard_transfer_tasks(src_layer_path: str, dest_layer_path: str, **kwargs) -> Tasks:
-    """Igneous's name for a sharded transfer: one task per destination shard."""
-    return create_transfer_tasks(src_layer_path, dest_layer_path, sharded=True, **kwargs)
+def create_image_shard_transfer_tasks(
+    src_layer_path: str, dst_layer_path: str, mip: int = 0, chunk_size: Optional[Sequence[int]] = None,
+    encoding: Optional[str] = None, bounds: Optional[Bbox] = None, bounds_mip: int = 0,
+    fill_missing: bool = False, translate: Sequence[int] = (0, 0, 0),
+    dest_voxel_offset: Optional[Sequence[int]] = None, agglomerate: bool = False,
+    timestamp: Optional[int] = None, memory_target: int = MEMORY_TARGET, clean_info: bool = False,
+    encoding_level: Optional[int] = None, truncate_scales: bool = True, compress="auto", cutout: bool = False,
+    minishard_index_encoding: str = "gzip", stop_layer: Optional[int] = None,
+    encoding_effort: Optional[int] = None, use_https_for_source: bool = False,
+) -> Tasks:
+    """Igneous's sharded transfer: one task per destination shard (see create_transfer_tasks).
+    Minishard indices are always gzipped."""
+    return create_transfer_tasks(
+        src_layer_path, dst_layer_path, mip=mip, chunk_size=chunk_size, encoding=encoding, bounds=bounds,
+        bounds_mip=bounds_mip, fill_missing=fill_missing, translate=translate,
+        dest_voxel_offset=dest_voxel_offset, agglomerate=agglomerate, timestamp=timestamp,
+        memory_target=memory_target, clean_info=clean_info, encoding_level=encoding_level,
+        compress=compress, stop_layer=stop_layer, encoding_effort=encoding_effort, sharded=True)

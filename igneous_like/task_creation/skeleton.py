@@ -31,6 +31,7 @@ from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
     csv,
+    graphene_only,
     ints,
     layer_path,
     open_layer,
@@ -102,16 +103,25 @@ def within_volume(cv: CloudVolume, mip: int, context: float, window: int) -> flo
 
 
 def create_skeletonizing_tasks(
-    layer_path: str, mip: int = 0, shape: Sequence[int] = (512, 512, 512),
-    teasar_params: Optional[dict] = None, object_ids: Optional[Sequence[int]] = None,
+    cloudpath: str, mip: int = 0, shape: Sequence[int] = (512, 512, 512),
+    teasar_params: Optional[dict] = None, info: Optional[dict] = None,
+    object_ids: Optional[Sequence[int]] = None, mask_ids: Optional[Sequence[int]] = None,
     fix_branching: bool = True, fix_borders: bool = False, fix_avocados: bool = False,
-    fill_holes: int = 0, dust_threshold: int = 1000, fill_missing: bool = False, sharded: bool = False,
-    cross_sectional_area: bool = False, cross_sectional_area_smoothing_window: int = 5,
+    fill_holes: int = 0, dust_threshold: int = 1000, progress: bool = False, parallel: int = 1,
+    fill_missing: bool = False, sharded: bool = False, frag_path: Optional[str] = None,
+    spatial_index: bool = True, synapses=None, num_synapses: Optional[int] = None,
+    dust_global: bool = False, fix_autapses: bool = False, cross_sectional_area: bool = False,
+    cross_sectional_area_smoothing_window: int = 5, timestamp: Optional[int] = None,
+    root_ids_cloudpath: Optional[str] = None, cross_sectional_area_repair_sec_per_label: int = 0,
     threshold_gte: Optional[float] = None, threshold_lte: Optional[float] = None,
     context: float = DEFAULT_CONTEXT,
 ) -> Tasks:
     """Tasks that skeletonize a segmentation (or a thresholded image) box by box with kimimaro.
 
+    Igneous's keywords; those for features igneous_like lacks (info, mask_ids, frag_path,
+    synapses, fix_autapses, graphene's timestamp and root ids) are refused when used. progress,
+    parallel and the cross-section repair time change nothing here; dust is always whole-volume
+    (Igneous's dust_global=True); the spatial index is the spatial-index step's to write.
     Neighbouring tasks share one voxel plane; each reads `context` nm more around it so skeletons
     near the seams match an unchunked run (0: Igneous's plain one-voxel overlap). fix_borders is
     off by default: it sends TEASAR to the middle of each contact of an object with the faces of
@@ -120,7 +130,14 @@ def create_skeletonizing_tasks(
     (voxels) applies to whole-volume connected components. `sharded` only says which merge the
     fragments are meant for: they are the same either way.
     """
-    cv = open_layer(layer_path, mip)
+    unsupported = {"info": info, "mask_ids": mask_ids, "frag_path": frag_path, "synapses": synapses,
+                   "num_synapses": num_synapses, "fix_autapses": fix_autapses or None,
+                   "root_ids_cloudpath": root_ids_cloudpath}
+    given = [name for name, value in unsupported.items() if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)}: not supported by igneous_like's skeletonizer; leave them unset")
+    graphene_only(False, timestamp)
+    cv = open_layer(cloudpath, mip)
     if fill_holes not in (0, 1, False, True):
         raise UserError(f"--fill-holes {fill_holes}: 0 (off) and 1 (kimimaro's hole filling) are supported")
     if dust_threshold < 0 or context < 0 or cross_sectional_area_smoothing_window < 1:
@@ -235,11 +252,17 @@ def update_skeleton_info(work: WorkDir, sharding: Optional[dict]) -> None:
 
 
 def create_unsharded_skeleton_merge_tasks(
-    layer_path: str, magnitude: int = 2, dust_threshold: float = 1000, tick_threshold: float = 0,
-    max_cable_length: Optional[float] = None,
+    layer_path: str, crop: int = 0, magnitude: int = 3, dust_threshold: float = 4000,
+    max_cable_length: Optional[float] = None, tick_threshold: float = 6000, delete_fragments: bool = False,
 ) -> Tasks:
     """Tasks that fuse each object's fragments and write one file per label; up to 10**magnitude
-    tasks. dust_threshold and tick_threshold are nm of cable (see skeletons.postprocess)."""
+    tasks. dust_threshold and tick_threshold are nm of cable (see skeletons.postprocess).
+    Igneous's keywords: fragments here are already cut where tasks meet, so only crop=0 is
+    accepted, and they are deleted by `skeleton clean` once every merge task is done (a fragment
+    file holds pieces that several merge tasks read), not by delete_fragments."""
+    if crop != 0 or delete_fragments:
+        raise UserError("crop and delete_fragments are not supported: fragments are cut where tasks meet, "
+                        "and `igneous-like skeleton clean` deletes them after the merge")
     check_merge_thresholds(dust_threshold, tick_threshold, max_cable_length)
     if magnitude < 0:
         raise UserError(f"--magnitude must be at least 0, got {magnitude}")
@@ -261,10 +284,14 @@ def create_sharded_skeleton_merge_tasks(
     layer_path: str, dust_threshold: float = 1000, tick_threshold: float = 0,
     shard_index_bytes: int = 2 ** 13, minishard_index_bytes: int = 2 ** 15, min_shards: int = 1,
     minishard_index_encoding: str = "gzip", data_encoding: str = "gzip",
-    max_cable_length: Optional[float] = None, max_labels_per_shard: Optional[int] = None,
+    max_cable_length: Optional[float] = None, frag_path: Optional[str] = None, cache: Optional[bool] = False,
+    spatial_index_db: Optional[str] = None, max_labels_per_shard: Optional[int] = None,
 ) -> Tasks:
     """Tasks that fuse each object's fragments into neuroglancer_uint64_sharded_v1 shards, one
-    task per shard file."""
+    task per shard file. Igneous's keywords; frag_path and spatial_index_db (fragments or their
+    index elsewhere) are refused, `cache` changes nothing here."""
+    if frag_path is not None or spatial_index_db is not None:
+        raise UserError("frag_path and spatial_index_db are not supported: fragments are read from the layer")
     check_merge_thresholds(dust_threshold, tick_threshold, max_cable_length)
     for name, encoding in (("--minishard-index-encoding", minishard_index_encoding),
                            ("--data-encoding", data_encoding)):

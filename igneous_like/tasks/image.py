@@ -93,11 +93,21 @@ def DownsampleTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequ
 def TransferTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
                  shape: Sequence[int], translate: Sequence[int], num_mips: int,
                  options: dict) -> None:
-    """Copy one destination box from the source (shifted by `translate`), then downsample it."""
+    """Copy one destination box from the source (shifted by `translate`), then downsample it; where the
+    box reaches past the source (a destination made larger in advance) its own voxels stay."""
     opts = PyramidOptions(**options)
     box = TaskBox.at(offset, shape).write
-    img = read_box(open_volume(src_path, opts), box - Vec(*translate), mip)
-    write_pyramid(open_volume(dest_path, opts), img, box, mip, num_mips, opts, write_first=True)
+    src, dest = open_volume(src_path, opts), open_volume(dest_path, opts)
+    wanted = box - Vec(*translate)
+    inside = Bbox.intersection(wanted, src.meta.bounds(mip))
+    if inside == wanted:
+        img = read_box(src, wanted, mip)
+    else:  # a destination larger than the source keeps its voxels outside it
+        img = np.array(read_box(CloudVolume(dest_path, progress=False, fill_missing=True), box, mip))
+        if not inside.subvoxel():
+            where = tuple(map(slice, inside.minpt - wanted.minpt, inside.maxpt - wanted.minpt))
+            img[where] = read_box(src, inside, mip)
+    write_pyramid(dest, img, box, mip, num_mips, opts, write_first=True)
 
 
 @queueable
