@@ -1,4 +1,4 @@
-"""`igneous-like mesh ...`: forge, merge, merge-sharded, clean and rm."""
+"""`igneous-like mesh ...`: forge, merge, merge-sharded, clean, rm, xfer and spatial-index."""
 import click
 
 from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, range_options, submit
@@ -121,3 +121,74 @@ def rm(ctx, path, mesh_dir):
     done = submit(ctx, [Stage("delete_meshes", dict(layer_path=path, mesh_dir=mesh_dir), "rm")])
     if done:
         click.echo(f"Deleted {done[0]} mesh files", err=True)
+
+
+@mesh.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option("--sharded", is_flag=True,
+              help="Write unsharded meshes as sharded multi-resolution ones (sharded ones are copied).")
+@click.option("--dir", "mesh_dir", default=None,
+              help="Mesh directory at DEST (default: the one DEST's info names, else the source's).")
+@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
+              help="Split the copying into 10^MAGNITUDE label-prefix tasks.")
+@click.option("--mip", type=click.IntRange(min=0), default=None,
+              help="--sharded, legacy meshes: the mip they were made at (default: the mesh info's).")
+@click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--sharded, legacy meshes: extra levels of detail to make.")
+@queue_option
+@click.pass_context
+def xfer(ctx, src, dest, sharded, mesh_dir, magnitude, mip, nlod, queue):
+    """Copy a layer's meshes (legacy, multi-resolution or sharded) into layer DEST.
+
+    DEST gets SRC's info if it has none. Example: igneous-like mesh xfer file:///a/seg file:///b/seg
+    """
+    submit(ctx, [Stage("create_xfer_meshes_tasks", dict(
+        src=src, dest=dest, mesh_dir=mesh_dir, magnitude=magnitude, sharded=sharded, nlod=nlod, mip=mip),
+        "xfer")], queue)
+
+
+@mesh.group("spatial-index")
+def spatial_index():
+    """Spatial index of meshes: which labels lie in a box (cv.mesh.spatial_index)."""
+
+
+@spatial_index.command()
+@click.argument("path")
+@click.option("--shape", type=VEC3, default=(448, 448, 448), show_default=True,
+              help="Block (task) shape in voxels; each writes one index file.")
+@click.option("--mip", type=int, default=0, show_default=True, help="Index the segmentation at this mip.")
+@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
+@dir_option
+@queue_option
+@click.pass_context
+def create(ctx, path, shape, mip, fill_missing, mesh_dir, queue):
+    """(Re)build the spatial index of existing meshes from the segmentation, without remeshing.
+
+    Example: igneous-like mesh spatial-index create file:///data/seg --shape 512,512,256
+    """
+    submit(ctx, [Stage("create_spatial_index_mesh_tasks", dict(
+        cloudpath=path, shape=shape, mip=mip, fill_missing=fill_missing, mesh_dir=mesh_dir), "index")], queue)
+
+
+@spatial_index.command()
+@click.argument("path")
+@click.argument("database")
+@click.option("--progress", is_flag=True, help="Show progress bars.")
+@click.option("--allow-missing", is_flag=True, help="Skip missing index files instead of failing.")
+@click.pass_context
+def db(ctx, path, database, progress, allow_missing):
+    """Copy the mesh spatial index into a database: sqlite://FILE (or FILE) or mysql://USER:PWD@HOST/DB.
+
+    Example: igneous-like mesh spatial-index db file:///data/seg index.db
+    """
+    spatial_index_db(ctx, path, database, "mesh", progress, allow_missing)
+
+
+def spatial_index_db(ctx, path, database, kind, progress, allow_missing):
+    """The `db` verb of meshes and skeletons."""
+    done = submit(ctx, [Stage("spatial_index_db", dict(layer_path=path, database=database, kind=kind,
+                                                        progress=progress, allow_missing=allow_missing),
+                              "db")])
+    if done:
+        click.echo(f"Wrote the spatial index of {path} into {done[0]}", err=True)

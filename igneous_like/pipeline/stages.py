@@ -37,6 +37,7 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "delete_meshes": "igneous_like.task_creation.mesh",
     "delete_skeleton_fragments": "igneous_like.task_creation.skeleton",
     "export_swc": "igneous_like.task_creation.skeleton",
+    "spatial_index_db": "igneous_like.task_creation.objects",
     "threshold_table": "igneous_like.tables",
     "cluster_table": "igneous_like.tables",
     "train_table_classifier": "igneous_like.tables",

@@ -16,7 +16,7 @@ from igneous_like import settings
 
 TASK_MODULES = frozenset([f"igneous_like.tasks.{area}" for area in (
     "agglomerate", "annotate", "ccl", "classify", "contrast", "edit", "evaluation", "image", "ingest",
-    "measure", "mesh", "postprocess", "skeleton", "voxels")] + ["igneous_like.pipeline.tasks"])
+    "measure", "mesh", "objects", "postprocess", "skeleton", "voxels")] + ["igneous_like.pipeline.tasks"])
 OPERATOR_MODULES = frozenset(settings.task_modules())
 
 
