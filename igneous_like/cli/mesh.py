@@ -123,15 +123,21 @@ def rm(ctx, path, mesh_dir):
         click.echo(f"Deleted {done[0]} mesh files", err=True)
 
 
+def xfer_options(what: str, sharded: str, dir_name: str) -> list:
+    """SRC, DEST, --sharded, --dir and --magnitude of `mesh xfer` and `skeleton xfer`."""
+    return [
+        click.argument("src"),
+        click.argument("dest"),
+        click.option("--sharded", is_flag=True, help=f"{sharded} (sharded ones are copied)."),
+        click.option("--dir", dir_name, default=None,
+                     help=f"{what} directory at DEST (default: the one its info names, else the source's)."),
+        click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
+                     help="Split the copying into 10^MAGNITUDE label-prefix tasks."),
+    ]
+
+
 @mesh.command()
-@click.argument("src")
-@click.argument("dest")
-@click.option("--sharded", is_flag=True,
-              help="Write unsharded meshes as sharded multi-resolution ones (sharded ones are copied).")
-@click.option("--dir", "mesh_dir", default=None,
-              help="Mesh directory at DEST (default: the one DEST's info names, else the source's).")
-@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
-              help="Split the copying into 10^MAGNITUDE label-prefix tasks.")
+@add_options(xfer_options("Mesh", "Write unsharded meshes as sharded multi-resolution ones", "mesh_dir"))
 @click.option("--mip", type=click.IntRange(min=0), default=None,
               help="--sharded, legacy meshes: the mip they were made at (default: the mesh info's).")
 @click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
@@ -153,16 +159,24 @@ def spatial_index():
     """Spatial index of meshes: which labels lie in a box (cv.mesh.spatial_index)."""
 
 
+def index_options(shape: tuple, directory) -> list:
+    """The options of `mesh spatial-index create` and `skeleton spatial-index create`."""
+    return [
+        click.argument("path"),
+        click.option("--mip", type=int, default=0, show_default=True,
+                     help="Index the segmentation at this mip."),
+        click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing."),
+        click.option("--shape", type=VEC3, default=shape, show_default=True,
+                     help="Block (task) shape in voxels; each writes one index file."),
+        directory,
+        queue_option,
+        click.pass_context,
+    ]
+
+
 @spatial_index.command()
-@click.argument("path")
-@click.option("--shape", type=VEC3, default=(448, 448, 448), show_default=True,
-              help="Block (task) shape in voxels; each writes one index file.")
-@click.option("--mip", type=int, default=0, show_default=True, help="Index the segmentation at this mip.")
-@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
-@dir_option
-@queue_option
-@click.pass_context
-def create(ctx, path, shape, mip, fill_missing, mesh_dir, queue):
+@add_options(index_options((448, 448, 448), dir_option))
+def create(ctx, path, mip, fill_missing, shape, mesh_dir, queue):
     """(Re)build the spatial index of existing meshes from the segmentation, without remeshing.
 
     Example: igneous-like mesh spatial-index create file:///data/seg --shape 512,512,256
@@ -171,18 +185,13 @@ def create(ctx, path, shape, mip, fill_missing, mesh_dir, queue):
         cloudpath=path, shape=shape, mip=mip, fill_missing=fill_missing, mesh_dir=mesh_dir), "index")], queue)
 
 
-@spatial_index.command()
-@click.argument("path")
-@click.argument("database")
-@click.option("--progress", is_flag=True, help="Show progress bars.")
-@click.option("--allow-missing", is_flag=True, help="Skip missing index files instead of failing.")
-@click.pass_context
-def db(ctx, path, database, progress, allow_missing):
-    """Copy the mesh spatial index into a database: sqlite://FILE (or FILE) or mysql://USER:PWD@HOST/DB.
-
-    Example: igneous-like mesh spatial-index db file:///data/seg index.db
-    """
-    spatial_index_db(ctx, path, database, "mesh", progress, allow_missing)
+db_options = [
+    click.argument("path"),
+    click.argument("database"),
+    click.option("--progress", is_flag=True, help="Show progress bars."),
+    click.option("--allow-missing", is_flag=True, help="Skip missing index files instead of failing."),
+    click.pass_context,
+]
 
 
 def spatial_index_db(ctx, path, database, kind, progress, allow_missing):
@@ -192,3 +201,13 @@ def spatial_index_db(ctx, path, database, kind, progress, allow_missing):
                               "db")])
     if done:
         click.echo(f"Wrote the spatial index of {path} into {done[0]}", err=True)
+
+
+@spatial_index.command()
+@add_options(db_options)
+def db(ctx, path, database, progress, allow_missing):
+    """Copy the mesh spatial index into a database: sqlite://FILE (or FILE) or mysql://USER:PWD@HOST/DB.
+
+    Example: igneous-like mesh spatial-index db file:///data/seg index.db
+    """
+    spatial_index_db(ctx, path, database, "mesh", progress, allow_missing)

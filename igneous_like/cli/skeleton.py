@@ -2,7 +2,7 @@
 import click
 
 from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, submit
-from igneous_like.cli.mesh import spatial_index_db
+from igneous_like.cli.mesh import db_options, index_options, spatial_index_db, xfer_options
 from igneous_like.cli.params import FLOAT, OUTPUT, Finite
 from igneous_like.task_creation.common import Stage, layer_path
 from igneous_like.tasks.skeleton import DEFAULT_CONTEXT
@@ -190,14 +190,7 @@ skel_dir_option = click.option("--dir", "skel_dir", default=None,
 
 
 @skeleton.command()
-@click.argument("src")
-@click.argument("dest")
-@click.option("--sharded", is_flag=True,
-              help="Write unsharded skeletons into shards (sharded ones are copied).")
-@click.option("--dir", "skel_dir", default=None,
-              help="Skeleton directory at DEST (default: the one DEST's info names, else the source's).")
-@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
-              help="Split the copying into 10^MAGNITUDE label-prefix tasks.")
+@add_options(xfer_options("Skeleton", "Write unsharded skeletons into shards", "skel_dir"))
 @queue_option
 @click.pass_context
 def xfer(ctx, src, dest, sharded, skel_dir, magnitude, queue):
@@ -231,15 +224,8 @@ def spatial_index():
 
 
 @spatial_index.command()
-@click.argument("path")
-@click.option("--shape", type=VEC3, default=(512, 512, 512), show_default=True,
-              help="Block (task) shape in voxels; each writes one index file.")
-@click.option("--mip", type=int, default=0, show_default=True, help="Index the segmentation at this mip.")
-@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
-@skel_dir_option
-@queue_option
-@click.pass_context
-def create(ctx, path, shape, mip, fill_missing, skel_dir, queue):
+@add_options(index_options((512, 512, 512), skel_dir_option))
+def create(ctx, path, mip, fill_missing, shape, skel_dir, queue):
     """(Re)build the spatial index of existing skeletons from the segmentation (forge writes one).
 
     Example: igneous-like skeleton spatial-index create file:///data/seg
@@ -249,11 +235,7 @@ def create(ctx, path, shape, mip, fill_missing, skel_dir, queue):
 
 
 @spatial_index.command()
-@click.argument("path")
-@click.argument("database")
-@click.option("--progress", is_flag=True, help="Show progress bars.")
-@click.option("--allow-missing", is_flag=True, help="Skip missing index files instead of failing.")
-@click.pass_context
+@add_options(db_options)
 def db(ctx, path, database, progress, allow_missing):
     """Copy the skeleton spatial index into a database: sqlite://FILE (or FILE) or mysql://USER:PWD@HOST/DB.
 
