@@ -111,16 +111,18 @@ def clean(ctx, path, mesh_dir):
 
 @mesh.command()
 @click.argument("path")
+@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
+              help="Split the deleting into 10^MAGNITUDE label-prefix tasks.")
 @dir_option
+@queue_option
 @click.pass_context
-def rm(ctx, path, mesh_dir):
-    """Delete a layer's mesh directory and unlink it from the layer's info.
+def rm(ctx, path, magnitude, mesh_dir, queue):
+    """Delete a layer's mesh directory (every file) and unlink it from the layer's info.
 
     Example: igneous-like mesh rm file:///data/seg
     """
-    done = submit(ctx, [Stage("delete_meshes", dict(layer_path=path, mesh_dir=mesh_dir), "rm")])
-    if done:
-        click.echo(f"Deleted {done[0]} mesh files", err=True)
+    submit(ctx, [Stage("create_mesh_deletion_tasks", dict(layer_path=path, magnitude=magnitude,
+                                                          mesh_dir=mesh_dir), "rm")], queue)
 
 
 def xfer_options(what: str, sharded: str, dir_name: str) -> list:

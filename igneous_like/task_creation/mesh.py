@@ -1,5 +1,5 @@
 """Create mesh tasks: forge blocks (stage 1), then merge labels into legacy, multi-resolution or
-sharded meshes (stage 2), and remove intermediates or whole mesh directories.
+sharded meshes (stage 2), and remove intermediates (whole mesh directories: task_creation.objects).
 
 Stage 2 first checks that every block of stage 1 finished and says which are missing. It then
 reads only the label index of each block and splits the labels evenly across merge tasks
@@ -243,17 +243,3 @@ def clean_mesh_intermediates(layer_path: str, mesh_dir: Optional[str] = None) ->
     """Delete stage 1's fragment files (keeping meshes, spatial index and forge record); returns count."""
     cv = open_layer(layer_path)
     return mesh_work(cv.cloudpath, mesh_dir or cv.info.get("mesh") or "mesh").clean(suffix=FRAGMENTS)
-
-
-def delete_meshes(layer_path: str, mesh_dir: Optional[str] = None) -> int:
-    """Delete a mesh directory entirely and unlink it from the layer info; returns files deleted."""
-    cv = open_layer(layer_path)
-    mesh_dir = mesh_dir or cv.info.get("mesh")
-    if not mesh_dir:
-        raise UserError(f"{cv.cloudpath} has no meshes (its info names no mesh directory)")
-    deleted = mesh_work(cv.cloudpath, mesh_dir).clean()
-    if cv.info.get("mesh") == mesh_dir:
-        del cv.info["mesh"]
-        cv.commit_info()
-    return deleted
-
