@@ -48,11 +48,11 @@ def readme_verb_table():
 
 def test_readme_verb_table_names_real_verbs():
     """The README's table of Igneous's verbs beside ours cannot go stale: every igneous_like verb it
-    names (unless marked as still coming) is a command of the CLI, and a row without one says so."""
+    names is a command of the CLI, and a row without one says so."""
     rows = readme_verb_table()
     assert len(rows) >= 40
     ours = {" ".join(path) for path, _ in VERBS}
     for igneous, counterpart, mark in rows:
         assert counterpart or mark == "not yet", igneous
-        if counterpart and mark != "(being added)":
+        if counterpart:
             assert counterpart in ours, f"README names `igneous-like {counterpart}`, which the CLI lacks"

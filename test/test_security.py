@@ -116,6 +116,13 @@ CASES = {  # name: (changes to seg's info, the command after `igneous-like`)
     "info mesh .. then mesh rm": ({"mesh": ".."}, ["mesh", "rm", "SEG"]),
     "info skeletons .. then skeleton forge": ({"skeletons": ".."}, ["skeleton", "forge", "SEG", "--queue",
                                                                      "QUEUE"]),
+    "skeleton rm --dir ..": ({}, ["skeleton", "rm", "SEG", "--dir", ".."]),
+    "info skeletons .. then skeleton rm": ({"skeletons": ".."}, ["skeleton", "rm", "SEG"]),
+    "info mesh .. then mesh xfer": ({"mesh": ".."}, ["mesh", "xfer", "SEG", "SEG-copy"]),
+    "mesh spatial-index create --dir ../x": ({}, ["mesh", "spatial-index", "create", "SEG", "--dir", "../x",
+                                                  "--queue", "QUEUE"]),
+    "skeleton spatial-index create --dir ..": ({}, ["skeleton", "spatial-index", "create", "SEG",
+                                                    "--dir", "..", "--queue", "QUEUE"]),
     "scale key ../other/16_16_40 then image rm": ({"key": "../other/16_16_40"}, ["image", "rm", "SEG"]),
 }
 

@@ -1,4 +1,4 @@
-"""`igneous-like mesh ...`: forge, merge, merge-sharded, clean and rm."""
+"""`igneous-like mesh ...`: forge, merge, merge-sharded, clean, rm, xfer and spatial-index."""
 import click
 
 from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, range_options, submit
@@ -125,13 +125,105 @@ def clean(ctx, path, mesh_dir):
 
 @mesh.command()
 @click.argument("path")
+@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
+              help="Split the deleting into 10^MAGNITUDE label-prefix tasks.")
 @dir_option
+@queue_option
 @click.pass_context
-def rm(ctx, path, mesh_dir):
-    """Delete a layer's mesh directory and unlink it from the layer's info.
+def rm(ctx, path, magnitude, mesh_dir, queue):
+    """Delete a layer's mesh directory (every file) and unlink it from the layer's info.
 
     Example: igneous-like mesh rm file:///data/seg
     """
-    done = submit(ctx, [Stage("delete_meshes", dict(layer_path=path, mesh_dir=mesh_dir), "rm")])
+    submit(ctx, [Stage("create_mesh_deletion_tasks", dict(layer_path=path, magnitude=magnitude,
+                                                          mesh_dir=mesh_dir), "rm")], queue)
+
+
+def xfer_options(what: str, sharded: str, dir_name: str) -> list:
+    """SRC, DEST, --sharded, --dir and --magnitude of `mesh xfer` and `skeleton xfer`."""
+    return [
+        click.argument("src"),
+        click.argument("dest"),
+        click.option("--sharded", is_flag=True, help=f"{sharded} (sharded ones are copied)."),
+        click.option("--dir", dir_name, default=None,
+                     help=f"{what} directory at DEST (default: the one its info names, else the source's)."),
+        click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
+                     help="Split the copying into 10^MAGNITUDE label-prefix tasks."),
+    ]
+
+
+@mesh.command()
+@add_options(xfer_options("Mesh", "Write unsharded meshes as sharded multi-resolution ones", "mesh_dir"))
+@click.option("--mip", type=click.IntRange(min=0), default=None,
+              help="--sharded, legacy meshes: the mip they were made at (default: the mesh info's).")
+@click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--sharded, legacy meshes: extra levels of detail to make.")
+@queue_option
+@click.pass_context
+def xfer(ctx, src, dest, sharded, mesh_dir, magnitude, mip, nlod, queue):
+    """Copy a layer's meshes (legacy, multi-resolution or sharded) into layer DEST.
+
+    DEST gets SRC's info if it has none. Example: igneous-like mesh xfer file:///a/seg file:///b/seg
+    """
+    submit(ctx, [Stage("create_xfer_meshes_tasks", dict(
+        src=src, dest=dest, mesh_dir=mesh_dir, magnitude=magnitude, sharded=sharded, nlod=nlod, mip=mip),
+        "xfer")], queue)
+
+
+@mesh.group("spatial-index")
+def spatial_index():
+    """Spatial index of meshes: which labels lie in a box (cv.mesh.spatial_index)."""
+
+
+def index_options(shape: tuple, directory) -> list:
+    """The options of `mesh spatial-index create` and `skeleton spatial-index create`."""
+    return [
+        click.argument("path"),
+        click.option("--mip", type=int, default=0, show_default=True,
+                     help="Index the segmentation at this mip."),
+        click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing."),
+        click.option("--shape", type=VEC3, default=shape, show_default=True,
+                     help="Block (task) shape in voxels; each writes one index file."),
+        directory,
+        queue_option,
+        click.pass_context,
+    ]
+
+
+@spatial_index.command()
+@add_options(index_options((448, 448, 448), dir_option))
+def create(ctx, path, mip, fill_missing, shape, mesh_dir, queue):
+    """(Re)build the spatial index of existing meshes from the segmentation, without remeshing.
+
+    Example: igneous-like mesh spatial-index create file:///data/seg --shape 512,512,256
+    """
+    submit(ctx, [Stage("create_spatial_index_mesh_tasks", dict(
+        cloudpath=path, shape=shape, mip=mip, fill_missing=fill_missing, mesh_dir=mesh_dir), "index")], queue)
+
+
+db_options = [
+    click.argument("path"),
+    click.argument("database"),
+    click.option("--progress", is_flag=True, help="Show progress bars."),
+    click.option("--allow-missing", is_flag=True, help="Skip missing index files instead of failing."),
+    click.pass_context,
+]
+
+
+def spatial_index_db(ctx, path, database, kind, progress, allow_missing):
+    """The `db` verb of meshes and skeletons."""
+    done = submit(ctx, [Stage("spatial_index_db", dict(layer_path=path, database=database, kind=kind,
+                                                        progress=progress, allow_missing=allow_missing),
+                              "db")])
     if done:
-        click.echo(f"Deleted {done[0]} mesh files", err=True)
+        click.echo(f"Wrote the spatial index of {path} into {done[0]}", err=True)
+
+
+@spatial_index.command()
+@add_options(db_options)
+def db(ctx, path, database, progress, allow_missing):
+    """Copy the mesh spatial index into a database: sqlite://FILE (or FILE) or mysql://USER:PWD@HOST/DB.
+
+    Example: igneous-like mesh spatial-index db file:///data/seg index.db
+    """
+    spatial_index_db(ctx, path, database, "mesh", progress, allow_missing)

@@ -1,7 +1,8 @@
-"""`igneous-like skeleton ...`: forge, merge, merge-sharded, clean and convert."""
+"""`igneous-like skeleton ...`: forge, merge, merge-sharded, clean, convert, xfer, rm and spatial-index."""
 import click
 
 from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, submit
+from igneous_like.cli.mesh import db_options, index_options, spatial_index_db, xfer_options
 from igneous_like.cli.params import FLOAT, OUTPUT, Finite
 from igneous_like.task_creation.common import Stage, layer_path
 from igneous_like.tasks.skeleton import DEFAULT_CONTEXT
@@ -55,13 +56,15 @@ def skeleton():
 @click.option("--threshold-lte", type=FLOAT, default=None,
               help="Skeletonize an image: foreground is <= this.")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros instead of failing.")
+@click.option("--spatial-index/--no-spatial-index", default=True, show_default=True,
+              help="Write spatial index files so skeletons can be found by bounding box.")
 @click.option("--sharded", is_flag=True, help="Meant for merge-sharded (the fragments are the same).")
 @queue_option
 @click.pass_context
 def forge(ctx, path, mip, shape, scale, const, pdrf_scale, pdrf_exponent, soma_detect, soma_accept,
           soma_scale, soma_const, max_paths, dust_threshold, fix_branching, fix_borders, fix_avocados,
           fill_holes, labels, cross_section, context, threshold_gte, threshold_lte,
-          fill_missing, sharded, queue):
+          fill_missing, spatial_index, sharded, queue):
     """Skeletonize a segmentation (or a thresholded image) into fragments, task by task.
 
     Example: igneous-like skeleton forge file:///data/seg --mip 1 --queue fq:///tmp/q
@@ -78,7 +81,8 @@ def forge(ctx, path, mip, shape, scale, const, pdrf_scale, pdrf_exponent, soma_d
         fill_holes=fill_holes,
         dust_threshold=dust_threshold, fill_missing=fill_missing, sharded=sharded,
         cross_sectional_area=cross_section > 0, cross_sectional_area_smoothing_window=max(cross_section, 1),
-        threshold_gte=threshold_gte, threshold_lte=threshold_lte, context=context), "forge")], queue)
+        threshold_gte=threshold_gte, threshold_lte=threshold_lte, context=context,
+        spatial_index=spatial_index), "forge")], queue)
     if planning(ctx):
         return
     merge = f"igneous-like skeleton {'merge-sharded' if sharded else 'merge'} {layer_path(path)}"
@@ -179,3 +183,62 @@ def convert(ctx, path, outdir, fmt, labels):
     done = submit(ctx, [Stage("export_swc", dict(path=path, outdir=outdir, labels=labels), "convert")])
     if done:
         click.echo(f"Wrote {done[0]} SWC files to {layer_path(outdir)}", err=True)
+
+
+skel_dir_option = click.option("--dir", "skel_dir", default=None,
+                               help="Skeleton directory (default: the one the layer's info names).")
+
+
+@skeleton.command()
+@add_options(xfer_options("Skeleton", "Write unsharded skeletons into shards", "skel_dir"))
+@queue_option
+@click.pass_context
+def xfer(ctx, src, dest, sharded, skel_dir, magnitude, queue):
+    """Copy a layer's skeletons (unsharded or sharded) into layer DEST.
+
+    DEST gets SRC's info if it has none. Example: igneous-like skeleton xfer file:///a/seg file:///b/seg
+    """
+    submit(ctx, [Stage("create_xfer_skeleton_tasks", dict(
+        src=src, dest=dest, skel_dir=skel_dir, magnitude=magnitude, sharded=sharded), "xfer")], queue)
+
+
+@skeleton.command()
+@click.argument("path")
+@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
+              help="Split the deleting into 10^MAGNITUDE label-prefix tasks.")
+@skel_dir_option
+@queue_option
+@click.pass_context
+def rm(ctx, path, magnitude, skel_dir, queue):
+    """Delete a layer's skeleton directory (every file) and unlink it from the layer's info.
+
+    Example: igneous-like skeleton rm file:///data/seg
+    """
+    submit(ctx, [Stage("create_skeleton_deletion_tasks", dict(cloudpath=path, magnitude=magnitude,
+                                                              skel_dir=skel_dir), "rm")], queue)
+
+
+@skeleton.group("spatial-index")
+def spatial_index():
+    """Spatial index of skeletons: which labels lie in a box (cv.skeleton.spatial_index)."""
+
+
+@spatial_index.command()
+@add_options(index_options((512, 512, 512), skel_dir_option))
+def create(ctx, path, mip, fill_missing, shape, skel_dir, queue):
+    """(Re)build the spatial index of existing skeletons from the segmentation (forge writes one).
+
+    Example: igneous-like skeleton spatial-index create file:///data/seg
+    """
+    submit(ctx, [Stage("create_spatial_index_skeleton_tasks", dict(
+        cloudpath=path, shape=shape, mip=mip, fill_missing=fill_missing, skel_dir=skel_dir), "index")], queue)
+
+
+@spatial_index.command()
+@add_options(db_options)
+def db(ctx, path, database, progress, allow_missing):
+    """Copy the skeleton spatial index into a database: sqlite://FILE (or FILE) or mysql://USER:PWD@HOST/DB.
+
+    Example: igneous-like skeleton spatial-index db file:///data/seg index.db
+    """
+    spatial_index_db(ctx, path, database, "skeletons", progress, allow_missing)

@@ -37,6 +37,11 @@ _MODULES = {
         "export_measurements",
     ),
     "mesh": ("create_mesh_manifest_tasks", "create_meshing_tasks", "create_sharded_multires_mesh_tasks"),
+    "objects": (
+        "create_mesh_deletion_tasks", "create_skeleton_deletion_tasks", "create_spatial_index_mesh_tasks",
+        "create_spatial_index_skeleton_tasks", "create_xfer_meshes_tasks", "create_xfer_skeleton_tasks",
+        "spatial_index_db",
+    ),
     "postprocess": (
         "clean_fill_holes_files", "create_background_relabel_tasks", "create_dust_tasks",
         "create_fill_holes_tasks", "create_hole_survey_tasks", "plan_hole_filling",

@@ -1,5 +1,5 @@
 """Create mesh tasks: forge blocks (stage 1), then merge labels into legacy, multi-resolution or
-sharded meshes (stage 2), and remove intermediates or whole mesh directories.
+sharded meshes (stage 2), and remove intermediates (whole mesh directories: task_creation.objects).
 
 Stage 2 first checks that every block of stage 1 finished and says which are missing. It then
 reads only the label index of each block and splits the labels evenly across merge tasks
@@ -213,13 +213,7 @@ def create_sharded_multires_mesh_tasks(layer_path: str, nlod: int = 1, mesh_dir:
     labels, blocks = label_blocks(work, record)
     unique = np.unique(labels)
     min_shards = 1 if not labels_per_shard else math.ceil(len(unique) / labels_per_shard)
-    shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(
-        num_labels=max(len(unique), 1), shard_index_bytes=2 ** 13, minishard_index_bytes=2 ** 15,
-        min_shards=min_shards)
-    spec = ShardingSpecification(
-        "neuroglancer_uint64_sharded_v1", preshift_bits=preshift_bits, hash="murmurhash3_x86_128",
-        minishard_bits=minishard_bits, shard_bits=shard_bits, minishard_index_encoding="gzip",
-        data_encoding="raw")  # raw: fragment data sits right before each manifest, found by offset
+    spec = hashed_sharding(len(unique), min_shards)
     label_shards = shard_numbers(spec, unique)
     groups = label_shards[np.searchsorted(unique, labels)]
     shards = np.unique(label_shards)
@@ -232,37 +226,41 @@ def create_sharded_multires_mesh_tasks(layer_path: str, nlod: int = 1, mesh_dir:
                                         f"({nlod} extra levels of detail) in {work.url}")
 
 
-def write_format_info(work: WorkDir, record: ForgeRecord, nlod: int, sharding: Optional[dict]) -> None:
-    info = work.load("info")
-    for key in ("vertex_quantization_bits", "transform", "lod_scale_multiplier", "sharding"):
-        info.pop(key, None)
+def hashed_sharding(num_labels: int, min_shards: int = 1,
+                    data_encoding: str = "raw") -> ShardingSpecification:
+    """Shards sized for `num_labels` labels. Meshes need raw data: each fragment's data sits right
+    before its manifest, found by offset."""
+    shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(
+        num_labels=max(num_labels, 1), shard_index_bytes=2 ** 13, minishard_index_bytes=2 ** 15,
+        min_shards=min_shards)
+    return ShardingSpecification(
+        "neuroglancer_uint64_sharded_v1", preshift_bits=preshift_bits, hash="murmurhash3_x86_128",
+        minishard_bits=minishard_bits, shard_bits=shard_bits, minishard_index_encoding="gzip",
+        data_encoding=data_encoding)
+
+
+def format_info(info: dict, resolution: Sequence[float], nlod: int, sharding: Optional[dict]) -> dict:
+    """A mesh directory's info rewritten for the legacy format (nlod 0, unsharded) or the
+    multi-resolution one (in voxels of `resolution`), its other keys (spatial index, mip) kept."""
+    info = {key: value for key, value in info.items()
+            if key not in ("vertex_quantization_bits", "transform", "lod_scale_multiplier", "sharding")}
     if nlod == 0 and sharding is None:
         info["@type"] = "neuroglancer_legacy_mesh"
     else:
-        res = record.resolution
+        res = resolution
         info.update({"@type": "neuroglancer_multilod_draco", "vertex_quantization_bits": QUANTIZATION_BITS,
                      "transform": [res[0], 0, 0, 0, 0, res[1], 0, 0, 0, 0, res[2], 0],
                      "lod_scale_multiplier": 1.0})
         if sharding:
             info["sharding"] = sharding
-    work.save("info", info)
+    return info
+
+
+def write_format_info(work: WorkDir, record: ForgeRecord, nlod: int, sharding: Optional[dict]) -> None:
+    work.save("info", format_info(work.load("info"), record.resolution, nlod, sharding))
 
 
 def clean_mesh_intermediates(layer_path: str, mesh_dir: Optional[str] = None) -> int:
     """Delete stage 1's fragment files (keeping meshes, spatial index and forge record); returns count."""
     cv = open_layer(layer_path)
     return mesh_work(cv.cloudpath, mesh_dir or cv.info.get("mesh") or "mesh").clean(suffix=FRAGMENTS)
-
-
-def delete_meshes(layer_path: str, mesh_dir: Optional[str] = None) -> int:
-    """Delete a mesh directory entirely and unlink it from the layer info; returns files deleted."""
-    cv = open_layer(layer_path)
-    mesh_dir = mesh_dir or cv.info.get("mesh")
-    if not mesh_dir:
-        raise UserError(f"{cv.cloudpath} has no meshes (its info names no mesh directory)")
-    deleted = mesh_work(cv.cloudpath, mesh_dir).clean()
-    if cv.info.get("mesh") == mesh_dir:
-        del cv.info["mesh"]
-        cv.commit_info()
-    return deleted
-

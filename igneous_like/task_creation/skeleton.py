@@ -10,7 +10,7 @@ import json
 import posixpath
 import re
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import partial
 from typing import Iterable, List, Optional, Sequence
 
@@ -21,7 +21,7 @@ from cloudvolume.datasource.precomputed.sharding import (
     ShardingSpecification,
     compute_shard_params_for_hashed,
 )
-from cloudvolume.lib import Bbox
+from cloudvolume.lib import Bbox, Vec
 
 from igneous_like.errors import UserError
 from igneous_like.skeletons import join_pieces, to_swc, vertex_attributes
@@ -118,17 +118,18 @@ def create_skeletonizing_tasks(
 ) -> Tasks:
     """Tasks that skeletonize a segmentation (or a thresholded image) box by box with kimimaro.
 
-    Igneous's keywords; those for features igneous_like lacks (info, mask_ids, frag_path,
-    synapses, fix_autapses, graphene's timestamp and root ids) are refused when used. progress,
-    parallel and the cross-section repair time change nothing here; dust is always whole-volume
-    (Igneous's dust_global=True); the spatial index is the spatial-index step's to write.
-    Neighbouring tasks share one voxel plane; each reads `context` nm more around it so skeletons
-    near the seams match an unchunked run (0: Igneous's plain one-voxel overlap). fix_borders is
-    off by default: it sends TEASAR to the middle of each contact of an object with the faces of
-    the box a task reads, and those contacts depend on the box (on real EM, 64x64x32 tasks agree
-    with one task within 5% for 89% of the objects with it, 100% without). dust_threshold
-    (voxels) applies to whole-volume connected components. `sharded` only says which merge the
-    fragments are meant for: they are the same either way.
+    Igneous's keywords; those for features igneous_like lacks (info, mask_ids, frag_path, synapses,
+    fix_autapses, graphene's timestamp and root ids) are refused when used. progress, parallel and the
+    cross-section repair time change nothing here; dust is always whole-volume (Igneous's
+    dust_global=True). Neighbouring tasks share one voxel plane; each reads `context` nm more around it so
+    skeletons near the seams match an unchunked run (0: Igneous's plain one-voxel overlap). fix_borders is
+    off by default: it sends TEASAR to the middle of each contact of an object with the faces of the box a
+    task reads, and those contacts depend on the box (on real EM, 64x64x32 tasks agree with one task
+    within 5% for 89% of the objects with it, 100% without). dust_threshold (voxels) applies to whole-
+    volume connected components. spatial_index: each task also writes the voxel boxes of the labels in its
+    box (CloudVolume's `cv.skeleton.spatial_index`); not for a thresholded image, whose objects get their
+    numbers only when merged. `sharded` only says which merge the fragments are meant for: they are the
+    same either way.
     """
     unsupported = {"info": info, "mask_ids": mask_ids, "frag_path": frag_path, "synapses": synapses,
                    "num_synapses": num_synapses, "fix_autapses": fix_autapses or None,
@@ -153,6 +154,8 @@ def create_skeletonizing_tasks(
         context=float(context))
     check_forge_layer(cv, options)
     shape = check_vec("--shape", shape)
+    if spatial_index and not options.thresholded:
+        options = replace(options, index_chunk=tuple(ints(shape)))
     attributes = vertex_attributes(bool(options.cross_section))
     teasar = options.teasar_params
     volume = cv.meta.bounds(mip)
@@ -162,7 +165,7 @@ def create_skeletonizing_tasks(
                    scale=teasar["scale"], const=teasar["const"],
                    soma_accept=teasar["soma_acceptance_threshold"],
                    soma_scale=teasar["soma_invalidation_scale"], soma_const=teasar["soma_invalidation_const"])
-    write_forge_info(cv, mip, attributes, run)
+    write_forge_info(cv, mip, attributes, run, options.index_chunk)
     record_provenance(cv, {"task": "SkeletonTask", "mip": mip, "shape": ints(shape), "sharded": bool(sharded),
                            **options.to_json()})
     make = lambda box: partial(SkeletonTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
@@ -176,18 +179,25 @@ def forge_grid(run: ForgeRun) -> Grid:
     return Grid(volume, check_vec("shape", run.shape), anchor, volume)
 
 
-def write_forge_info(cv: CloudVolume, mip: int, attributes: List[dict], run: ForgeRun) -> None:
-    """Point the layer at its skeleton directory and describe the skeletons and this run there."""
+def write_forge_info(cv: CloudVolume, mip: int, attributes: List[dict], run: ForgeRun,
+                     index_chunk: Optional[Sequence[int]]) -> None:
+    """Point the layer at its skeleton directory and describe the skeletons, their spatial index
+    (blocks of `index_chunk` voxels, if any) and this run there."""
     if not cv.info.get("skeletons"):
         cv.info["skeletons"] = f"skeletons_mip_{mip}"
         cv.commit_info()
     work = WorkDir(skeleton_dir(cv))
-    work.save("info", {
+    info = {
         "@type": "neuroglancer_skeletons",
         "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0],
         "vertex_attributes": attributes,
         "mip": int(mip),
-    })
+    }
+    if index_chunk is not None:
+        resolution = cv.meta.resolution(mip)
+        info["spatial_index"] = {"resolution": resolution.tolist(),
+                                 "chunk_size": (Vec(*index_chunk) * resolution).tolist()}
+    work.save("info", info)
     work.save(FORGE_FILE, run)
 
 

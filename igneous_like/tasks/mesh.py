@@ -12,7 +12,7 @@ grid and options so stage 2 can find and check every block.
 import base64
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import fastremap
 import numpy as np
@@ -307,8 +307,14 @@ def MeshShardTask(layer_path: str, mesh_dir: str, blocks: str, shard: int, nlod:
     cf, record = forged(layer_path, mesh_dir)
     spec = ShardingSpecification.from_dict(cf.get_json("info")["sharding"])
     wanted = lambda labels: shard_numbers(spec, labels) == shard
+    write_mesh_shard(cf, spec, multires_meshes(cf, record, blocks, wanted, nlod))
+
+
+def write_mesh_shard(cf: CloudFiles, spec: ShardingSpecification,
+                     meshes_of_shard: Iterable[Tuple[int, bytes, bytes]]) -> None:
+    """Write the one shard file of (label, manifest, fragment data) items that all hash to it."""
     stored, manifest_sizes = {}, {}
-    for label, manifest, data in multires_meshes(cf, record, blocks, wanted, nlod):
+    for label, manifest, data in meshes_of_shard:
         stored[label], manifest_sizes[label] = data + manifest, len(manifest)
     if stored:
         (name, binary), = synthesize_shard_files(spec, stored, manifest_sizes).items()

@@ -11,6 +11,7 @@ Everything lives under the layer's skeleton directory (the info's `skeletons` ke
                              its seam representatives (see igneous_like.skeletons)
   fragments/merge/NAME.json  one merge task's labels and, for each, the fragments to fuse
   LABEL  or  N.shard         the finished skeletons (unsharded or neuroglancer_uint64_sharded_v1)
+  BOX_NM.spatial             the spatial index: each label's voxel box in a forge task's box (nm)
 
 BOX is the task's owned box in voxels of the forge mip (Bbox.to_filename()); `skeleton clean`
 deletes fragments/. Every file is written whole, so a task run twice leaves the same output.
@@ -49,6 +50,7 @@ from igneous_like.skeletons import (
     unique_counts,
 )
 from igneous_like.stage import Record
+from igneous_like.tasks.objects import write_index_file
 
 FRAGMENTS = "fragments"
 FORGE_FILE = f"{FRAGMENTS}/forge.json"
@@ -75,10 +77,13 @@ class ForgeOptions:
     threshold_lte: Optional[float] = None
     fill_missing: bool = False
     context: float = DEFAULT_CONTEXT  # nm read around each crop
+    index_chunk: Optional[Tuple[int, ...]] = None  # the task grid's shape when writing the spatial index
 
     def __post_init__(self):
         if self.object_ids is not None:
             object.__setattr__(self, "object_ids", tuple(int(i) for i in self.object_ids))
+        if self.index_chunk is not None:
+            object.__setattr__(self, "index_chunk", tuple(int(i) for i in self.index_chunk))
 
     @property
     def thresholded(self) -> bool:
@@ -163,6 +168,8 @@ def SkeletonTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequen
     cc = components(labels)
     keep = pieces_to_keep(cc, cut, opts.dust_threshold)
     owner = {} if opts.thresholded else fastremap.component_map(cc, labels)
+    if opts.index_chunk is not None:
+        write_index_file(cv, skeleton_dir(cv), mip, opts.index_chunk, owned, labels[cut.local(owned)])
     del labels
     owned_voxels = unique_counts(cc[cut.local(cut.owned)])
     kept = set(int(k) for k in keep)
