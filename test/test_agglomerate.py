@@ -394,12 +394,13 @@ def test_active_learning_beats_plain_learned_policy_on_held_apart_crop(real_seg,
 
 def test_custom_priority_callable_equals_named_policy(crops, mean_result):
     """A Python priority computing the mean boundary value merges exactly as --policy mean."""
-    graph = mean_result["graphs"][128]
+    layers = crops["A"]["layers"]
+    graph = run_graph(layers["frag"], layers["prob"], (128, 128, 128))  # a test before cleaned it away
+    assert graph.equals(mean_result["graphs"][256])
     mean = lambda edges: edges["total"] / (edges["count"] * 65535.0)
     custom = agglomeration.agglomerate(graph, agglomeration.custom_policy(mean), 0.45)
     named = agglomeration.agglomerate(graph, agglomeration.make_policy("mean"), 0.45)
     assert np.array_equal(custom[1], named[1]) and np.unique(named[1]).size < named[1].size
-    layers = crops["A"]["layers"]
     assert agglomerate_fragments(layers["frag"], threshold=0.45, priority=mean)[1] == np.unique(named[1]).size
     with pytest.raises(ValueError, match="one number per edge"):
         agglomeration.agglomerate(graph, agglomeration.custom_policy(lambda edges: 0.0), 0.45)
