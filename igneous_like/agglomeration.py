@@ -13,6 +13,7 @@ Policies (priority of an edge; lower merges first):
   median    the median bin of its boundary histogram (bin / 255)
   quantile  the given quantile of that histogram (lowest bin whose cumulative count reaches it)
   learned   a classifier's probability that the two regions should stay apart (merge_model)
+  custom    a Python callable given the edges' statistics arrays (custom_policy; API only)
 """
 import heapq
 import logging
@@ -120,6 +121,31 @@ def make_policy(name: str, quantile: float = 0.5, model=None) -> Policy:
     raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
 
 
+def edge_arrays(stats: EdgeStats, edges: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+    """What a custom priority sees of some edges (all when None), as they are now: contacts `count`,
+    sums of levels `total` and squared levels `squares`, `low` and `high` levels (0..65535 means
+    boundary 0..1), the voxels of the two regions `size_a` and `size_b`, and the 256-bin boundary
+    histograms as CSR rows: edge i's bins and counts are hist_bin/hist_count[hist_ptr[i]:hist_ptr[i + 1]]."""
+    index = np.arange(stats.count.size) if edges is None else edges
+    ptr, bins, counts = (stats.ptr, stats.bins, stats.counts) if edges is None else stats.histograms(edges)
+    return {"count": stats.count[index], "total": stats.total[index], "squares": stats.squares[index],
+            "low": stats.low[index], "high": stats.high[index], "size_a": stats.sizes[stats.u[index]],
+            "size_b": stats.sizes[stats.v[index]], "hist_ptr": ptr, "hist_bin": bins, "hist_count": counts}
+
+
+def custom_policy(priority: Callable[[Dict[str, np.ndarray]], np.ndarray]) -> Policy:
+    """A policy whose priority (lower merges first) is `priority(edge_arrays(...))`: one float per
+    edge. It is asked again for every edge of a region that grows, so it may use region sizes."""
+    def score(stats: EdgeStats, edges: Optional[np.ndarray]) -> np.ndarray:
+        arrays = edge_arrays(stats, edges)
+        out = np.asarray(priority(arrays), dtype=np.float64)
+        if out.shape != arrays["count"].shape:
+            raise ValueError(f"a custom priority must give one number per edge: {arrays['count'].size} "
+                             f"edges gave an array of shape {out.shape}")
+        return out
+    return Policy("custom", score, histograms=True, size_dependent=True)
+
+
 def adjacency(u: np.ndarray, v: np.ndarray, num_nodes: int) -> List[Optional[dict]]:
     """Per node {neighbour: edge index}."""
     adj: List[Optional[dict]] = [{} for _ in range(num_nodes)]
@@ -132,8 +158,11 @@ def adjacency(u: np.ndarray, v: np.ndarray, num_nodes: int) -> List[Optional[dic
 class Agglomerator:
     """One run of the merging loop over a graph's working statistics."""
 
-    def __init__(self, graph: RegionGraph, policy: Policy, threshold: float):
-        self.policy, self.threshold = policy, float(threshold)
+    def __init__(self, graph: RegionGraph, policy: Policy, threshold: float,
+                 decide: Optional[Callable[["Agglomerator", int], bool]] = None):
+        """`decide(run, edge)`, when given, sees every merge the loop is about to make (the edge's
+        statistics as they are then) and says whether to make it: active learning records them."""
+        self.policy, self.threshold, self.decide = policy, float(threshold), decide
         self.stats = EdgeStats.of(graph, policy.histograms)
         self.priority = np.asarray(policy.priority(self.stats, None), dtype=np.float64)
         self.alive = np.ones(graph.num_edges, dtype=bool)
@@ -162,7 +191,8 @@ class Agglomerator:
     def run(self) -> np.ndarray:
         """Merge until no edge below the threshold is left; the root node of every node."""
         for priority, edge in self.candidates():
-            if self.alive[edge] and self.priority[edge] == priority:
+            if self.alive[edge] and self.priority[edge] == priority and (
+                    self.decide is None or self.decide(self, edge)):
                 self.merge(edge)
         parent = self.parent
         while True:

@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from igneous_like.agglomeration import edge_arrays
 from igneous_like.region_graph import LEVELS, RegionGraph, csr_quantiles, histogram_pointers
 from igneous_like.tree_ensemble import TreeEnsemble
 
@@ -39,6 +40,15 @@ def graph_features(graph: RegionGraph) -> np.ndarray:
     index = lambda ids: np.searchsorted(graph.nodes, ids)
     return features(graph.count, graph.total, graph.squares, graph.low, graph.high, quantiles,
                     graph.sizes[index(graph.a)], graph.sizes[index(graph.b)])
+
+
+def stats_features(stats, edges: Optional[np.ndarray]) -> np.ndarray:
+    """The features of agglomeration.EdgeStats edges (all when None) as they are now."""
+    arrays = edge_arrays(stats, edges)
+    histograms = arrays["hist_ptr"], arrays["hist_bin"], arrays["hist_count"]
+    quantiles = np.stack([csr_quantiles(*histograms, q) for q in QUANTILES], 1)
+    return features(arrays["count"], arrays["total"], arrays["squares"], arrays["low"], arrays["high"],
+                    quantiles, arrays["size_a"], arrays["size_b"])
 
 
 def majority(fragments: np.ndarray, truth: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -75,13 +85,7 @@ class MergeModel:
 
     def priority(self, stats, edges: Optional[np.ndarray]) -> np.ndarray:
         """Merge priority of agglomeration.EdgeStats edges (all when None) from their current stats."""
-        index = np.arange(stats.count.size) if edges is None else edges
-        ptr, bins, counts = stats.histograms(edges) if edges is not None else (stats.ptr, stats.bins,
-                                                                                 stats.counts)
-        quantiles = np.stack([csr_quantiles(ptr, bins, counts, q) for q in QUANTILES], 1)
-        x = features(stats.count[index], stats.total[index], stats.squares[index], stats.low[index],
-                     stats.high[index], quantiles, stats.sizes[stats.u[index]], stats.sizes[stats.v[index]])
-        return self.predict(x)
+        return self.predict(stats_features(stats, edges))
 
     def to_bytes(self) -> bytes:
         manifest = {"features": list(FEATURES), "quantiles": list(QUANTILES)}

@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 from sklearn.metrics import adjusted_rand_score
 
-from igneous_like import agglomeration, evaluation, merge_model, region_graph
+from igneous_like import active_learning, agglomeration, evaluation, merge_model, region_graph
 from igneous_like.queues import run_locally
 from igneous_like.task_creation import (
     agglomerate_fragments,
@@ -32,6 +32,8 @@ from igneous_like.task_creation import (
 CROP_A = (slice(0, 256), slice(0, 256), slice(0, 96))  # 128^3 tasks: 4 (2x2x1); 256^3: 1
 CROP_B = (slice(256, 448), slice(256, 448), slice(256, 352))  # held apart: training only
 THRESHOLDS = np.round(np.arange(0.2, 0.75, 0.05), 2)
+ACTIVE_TRAIN = (slice(256, 384), slice(256, 384), slice(256, 320))  # active learning: train here,
+ACTIVE_APPLY = (slice(0, 128), slice(0, 128), slice(256, 320))  # merge here (seeds 2 and 1)
 
 
 def label_edges(gt: np.ndarray) -> np.ndarray:
@@ -347,3 +349,58 @@ def test_options_reach_tasks_and_mistakes_are_user_errors(make_layer, tmp_path):
                      f"{tmp_path}/none.npz", check=False)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "no merge model" in result.stderr
+
+
+def active_learning_scores(real_seg) -> dict:
+    """Plain (1 round) and active (3 rounds) learned policies trained on ACTIVE_TRAIN, merged at
+    0.5 on ACTIVE_APPLY: VI split and merge of each, from whole-array graphs and overlaps."""
+    made = {}
+    for name, crop, seed in (("train", ACTIVE_TRAIN, 2), ("apply", ACTIVE_APPLY, 1)):
+        gt, prob, frag = synthetic(real_seg[crop], seed)
+        made[name] = region_graph.block_graph(frag, prob, frag.shape), evaluation.contingency(frag, gt)
+    graph, table = made["apply"]
+    out = {}
+    for name, rounds in (("plain", 1), ("active", 3)):
+        train_graph, train_table = made["train"]
+        model = active_learning.learn(train_graph, *train_table, rounds=rounds, trees=30)[0]
+        out[name] = mapped_scores(table, *agglomeration.agglomerate(
+            graph, agglomeration.make_policy("learned", model=model), 0.5))
+        out[name]["model"] = model
+    out["features"] = merge_model.graph_features(made["train"][0])
+    return out
+
+
+def test_active_learning_beats_plain_learned_policy_on_held_apart_crop(real_seg, tmp_path):
+    """Through tasks that cut objects, `train --rounds 3` writes the model that whole-array active
+    learning makes, and it merges the held-apart crop with less VI split + merge than 1 round."""
+    scores = active_learning_scores(real_seg)
+    gt, prob, frag = synthetic(real_seg[ACTIVE_TRAIN], 2)
+    arrays = {"gt": gt, "prob": prob, "frag": frag}
+    layers = {kind: write_layer(f"file://{tmp_path}/{kind}", data, "image" if kind == "prob" else
+                                "segmentation", chunk=(32, 32, 32)) for kind, data in arrays.items()}
+    run_locally(create_region_graph_tasks(layers["frag"], layers["prob"], shape=(96, 64, 48)), quiet=True)
+    run_locally(create_contingency_tasks(layers["frag"], layers["gt"], shape=(64, 96, 32)), quiet=True)
+    model = f"file://{tmp_path}/active.npz"
+    counts = train_merge_model(layers["frag"], layers["gt"], model, trees=30, rounds=3)
+    assert counts["rounds"] == 3 and counts["met"] > 0
+    written = merge_model.MergeModel.from_bytes((tmp_path / "active.npz").read_bytes())
+    x = scores["features"]
+    assert np.array_equal(written.predict(x), scores["active"]["model"].predict(x))
+    plain, active = scores["plain"], scores["active"]
+    print(f"held-apart crop at 0.5: plain VI split {plain['vi_split']:.4f} merge {plain['vi_merge']:.4f}; "
+          f"active (3 rounds) VI split {active['vi_split']:.4f} merge {active['vi_merge']:.4f}")
+    assert total_vi(active) < total_vi(plain), (active, plain)
+
+
+def test_custom_priority_callable_equals_named_policy(crops, mean_result):
+    """A Python priority computing the mean boundary value merges exactly as --policy mean."""
+    layers = crops["A"]["layers"]
+    graph = run_graph(layers["frag"], layers["prob"], (128, 128, 128))  # a test before cleaned it away
+    assert graph.equals(mean_result["graphs"][256])
+    mean = lambda edges: edges["total"] / (edges["count"] * 65535.0)
+    custom = agglomeration.agglomerate(graph, agglomeration.custom_policy(mean), 0.45)
+    named = agglomeration.agglomerate(graph, agglomeration.make_policy("mean"), 0.45)
+    assert np.array_equal(custom[1], named[1]) and np.unique(named[1]).size < named[1].size
+    assert agglomerate_fragments(layers["frag"], threshold=0.45, priority=mean)[1] == np.unique(named[1]).size
+    with pytest.raises(ValueError, match="one number per edge"):
+        agglomeration.agglomerate(graph, agglomeration.custom_policy(lambda edges: 0.0), 0.45)

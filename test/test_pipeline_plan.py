@@ -26,7 +26,8 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "agglomerate graph": f"agglomerate graph {L} --boundary {M} --shape 64,64,64 --fill-missing",
     "agglomerate merge": f"agglomerate merge {L} --policy quantile --quantile 0.3 --threshold 0.4",
     "agglomerate relabel": f"agglomerate relabel {L} file:///tmp/out --shape 64,64,64 --compress none",
-    "agglomerate train": f"agglomerate train {L} --boundary {M} --gt {L} --output /tmp/m.npz --trees 5",
+    "agglomerate train": f"agglomerate train {L} --boundary {M} --gt {L} --output /tmp/m.npz --trees 5 "
+                         "--rounds 2",
     "agglomerate watershed": f"agglomerate watershed {M} file:///tmp/out --seed-threshold 0.1 --sigma 2",
     "annotate boxes": f"annotate boxes {L} file:///tmp/boxes --relate {L} --properties volume --limit 50",
     "annotate ellipsoids": "annotate ellipsoids /tmp/t.csv file:///tmp/ellipsoids --center a,b,label "

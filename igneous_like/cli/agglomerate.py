@@ -91,14 +91,20 @@ def merge(ctx, frag, policy, threshold, quantile, model, mip):
 @click.option("--output", type=OUTPUT_FILE, required=True, help="Model file to write (path or cloud path).")
 @click.option("--trees", type=TREES, default=100, show_default=True,
               help="Random forest size.")
+@click.option("--rounds", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Rounds of active learning: each further one agglomerates with the model, adds the merges "
+              "it met (labelled from GT) to the training set and trains again.")
 @mip_option
 @shape_option
 @fill_option
 @queue_option
 @click.pass_context
-def train(ctx, frag, boundary, gt, output, trees, mip, shape, fill_missing, queue):
+def train(ctx, frag, boundary, gt, output, trees, rounds, mip, shape, fill_missing, queue):
     """Train the learned policy: features of FRAG's edges, labels from GT (an edge whose fragments
-    mostly overlap one ground-truth object should merge). Runs the graph step unless done.
+    mostly overlap one ground-truth object should merge). Runs the graph step unless done. With
+    --rounds N, active learning as gala does it: N-1 times agglomerate with the model (only the
+    merges GT allows), label every merge it considered from the GT overlap of the two segments,
+    add them and train again.
 
     Example: igneous-like agglomerate train file:///data/frag --boundary file:///data/prob
     --gt file:///data/gt --output model.npz
@@ -106,11 +112,12 @@ def train(ctx, frag, boundary, gt, output, trees, mip, shape, fill_missing, queu
     if not planning(ctx):
         tc.check_training(frag, boundary, gt, mip, shape)
     stages = verbs.agglomerate_training(frag, boundary, gt, output, trees=trees, mip=mip, shape=shape,
-                                        fill_missing=fill_missing)
+                                        fill_missing=fill_missing, rounds=rounds)
     done = submit(ctx, stages, queue, home=frag)
     if done:
         counts = done[-1]
-        click.echo(f"Trained on {counts['edges']} edges ({counts['keep_apart']} to keep apart): "
+        click.echo(f"Trained on {counts['edges']} edges ({counts['keep_apart']} to keep apart) in "
+                   f"{counts['rounds']} round(s): "
                    f"{layer_path(output)}", err=True)
 
 

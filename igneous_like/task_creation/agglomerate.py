@@ -11,7 +11,7 @@ create_watershed_tasks makes fragments from a boundary map for those who have no
 """
 import logging
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -19,9 +19,10 @@ from cloudvolume import CloudVolume
 from cloudvolume.lib import Vec
 
 from igneous_like import label_table
-from igneous_like.agglomeration import agglomerate, make_policy
+from igneous_like.active_learning import learn
+from igneous_like.agglomeration import agglomerate, custom_policy, make_policy
 from igneous_like.errors import UserError
-from igneous_like.merge_model import MergeModel, graph_features, majority, split_labels, train
+from igneous_like.merge_model import MergeModel
 from igneous_like.region_graph import RegionGraph, merge_graphs
 from igneous_like.segment_properties import write_properties
 from igneous_like.stage import WorkDir, merged_as_they_come
@@ -153,10 +154,16 @@ def merge_policy(policy: str, quantile: float = 0.5, model: Optional[str] = None
 
 
 def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float = 0.5, mip: int = 0,
-                          quantile: float = 0.5, model: Optional[str] = None) -> Tuple[int, int]:
+                          quantile: float = 0.5, model: Optional[str] = None,
+                          priority: Optional[Callable[[dict], np.ndarray]] = None) -> Tuple[int, int]:
     """Step 2, run here: merge the whole graph and write the fragment -> segment mapping beside
-    the layer. Returns (fragments, segments)."""
-    chosen = merge_policy(policy, quantile, model)
+    the layer. Returns (fragments, segments). `priority`, a Python callable, replaces the named
+    policy: given agglomeration.edge_arrays (a dict of per-edge statistics arrays) it returns one
+    score per edge; the lowest merges first while below `threshold`."""
+    if priority is not None:
+        policy, chosen = "custom", custom_policy(priority)
+    else:
+        chosen = merge_policy(policy, quantile, model)
     frag, work, _ = recorded_graph(frag_path, mip)
     fragments, segments = agglomerate(load_region_graph(frag_path, mip), chosen, threshold)
     label_table.write(f"{work.url}/{MAPPING_TABLE}", fragments, segments)
@@ -177,21 +184,23 @@ def check_training(frag_path: str, boundary_path: str, gt_path: str, mip: int, s
     task_grid(frag, mip, shape)
 
 
-def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, trees: int = 100) -> dict:
+def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, trees: int = 100,
+                      rounds: int = 1) -> dict:
     """Fit the learned policy on the graph of FRAG (graph step done) and its overlap with GT
-    (the evaluation's contingency step done); writes the model file. Returns edge counts."""
+    (the evaluation's contingency step done), in `rounds` rounds of active learning (1: the
+    initial edges only); writes the model file. Returns the last round's edge counts."""
     from igneous_like.task_creation.evaluation import accumulate_contingency
+    if rounds < 1:
+        raise UserError(f"--rounds must be at least 1, got {rounds}")
     graph = load_region_graph(frag_path, mip)
-    seg_ids, gt_ids, counts = accumulate_contingency(frag_path, gt_path, mip)
-    fragments, truth = majority(seg_ids, gt_ids, counts)
-    labels = split_labels(graph, fragments, truth)
     try:
-        model = train(graph_features(graph), labels, trees=trees)
+        model, history = learn(graph, *accumulate_contingency(frag_path, gt_path, mip), rounds=rounds,
+                               trees=trees)
     except ValueError as err:
         raise UserError(f"cannot train on {frag_path}: {err}") from None
     directory, name = label_table.split_url(layer_path(output))
     CloudFiles(directory).put(name, model.to_bytes(), compress=None, content_type="application/octet-stream")
-    return {"edges": int(labels.size), "keep_apart": int(labels.sum())}
+    return {**history[-1], "rounds": rounds}
 
 
 def new_destination(src: CloudVolume, dest: str, mip: int, dtype: str,
