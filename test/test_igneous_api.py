@@ -117,7 +117,7 @@ def test_meshing_with_object_ids(seg, tmp_path):
     run(tc.create_meshing_tasks(path, mip=0, shape=(64, 64, 64), object_ids=wanted))
     run(tc.create_mesh_manifest_tasks(path))
     cv = CloudVolume(path, progress=False)
-    meshes = cv.mesh.get(wanted)
+    meshes = cv.mesh.get(wanted, fuse=False)
     assert sorted(meshes) == sorted(wanted)
     for label in wanted:
         low, high = np.argwhere(seg == label).min(axis=0), np.argwhere(seg == label).max(axis=0) + 1
