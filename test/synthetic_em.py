@@ -142,3 +142,17 @@ def annotate(volume: Volume, region: tuple, fraction: float = 0.6, seed: int = 0
     out[negative & ~near_cleft] = 0
     out[annotated] = 255
     return out
+
+
+def object_f1(found: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of objects matched one to one, greedily by the number of voxels they share."""
+    both = (found > 0) & (truth > 0)
+    pairs, shared = np.unique(np.stack([found[both], truth[both]]), axis=1, return_counts=True)
+    used_found, used_truth = set(), set()
+    for index in np.argsort(-shared, kind="stable"):
+        f, t = pairs[:, index]
+        if f not in used_found and t not in used_truth:
+            used_found.add(f)
+            used_truth.add(t)
+    found_count, truth_count = len(np.unique(found[found > 0])), len(np.unique(truth[truth > 0]))
+    return 2 * len(used_truth) / (found_count + truth_count)

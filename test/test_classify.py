@@ -14,7 +14,7 @@ from scipy import ndimage
 from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
 from sklearn.metrics import average_precision_score
 from sklearn.tree import DecisionTreeClassifier
-from synthetic_em import RESOLUTION, annotate, make_volume
+from synthetic_em import RESOLUTION, annotate, make_volume, object_f1
 
 from igneous_like import classifier, features, tree_ensemble
 from igneous_like.errors import UserError
@@ -46,20 +46,6 @@ def work(tmp_path_factory, volume):
     run_cli("image", "classify", "train", image, "--annotations", annotations, "--output", model,
             "--scales", SCALES, "--n-estimators", 50, "--method", "adaboost")
     return {"root": root, "image": image, "annotations": annotations, "model": model, "marks": marks}
-
-
-def object_f1(found: np.ndarray, truth: np.ndarray) -> float:
-    """F1 of objects matched one to one, greedily by the number of voxels they share."""
-    both = (found > 0) & (truth > 0)
-    pairs, shared = np.unique(np.stack([found[both], truth[both]]), axis=1, return_counts=True)
-    used_found, used_truth = set(), set()
-    for index in np.argsort(-shared, kind="stable"):
-        f, t = pairs[:, index]
-        if f not in used_found and t not in used_truth:
-            used_found.add(f)
-            used_truth.add(t)
-    found_count, truth_count = len(np.unique(found[found > 0])), len(np.unique(truth[truth > 0]))
-    return 2 * len(used_truth) / (found_count + truth_count)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

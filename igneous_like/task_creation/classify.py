@@ -8,7 +8,6 @@ features training saw. Chain to synapse objects: `image ccl auto DEST OBJECTS --
 """
 import json
 from functools import partial
-from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,6 +28,7 @@ from igneous_like.task_creation.common import (
     layer_path,
     new_layer_path,
     open_layer,
+    read_yaml,
     record_provenance,
 )
 from igneous_like.task_creation.image import checked_shape, open_destination
@@ -90,13 +90,7 @@ def labeled_region(annotations: np.ndarray, offset) -> Tuple[Bbox, Tuple[slice, 
 def read_training_settings(path: str) -> dict:
     """A training settings file (YAML or JSON, one mapping of SETTINGS keys; dashes or
     underscores), checked, so one file keeps a training recipe that the command line can vary."""
-    import yaml
-    try:
-        data = yaml.safe_load(Path(path).read_text())  # JSON is YAML too
-    except OSError as err:
-        raise UserError(f"cannot read the settings file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML or JSON: {err}".replace("\n", " ")) from None
+    data = read_yaml(path, "settings file")
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold one mapping of {', '.join(SETTINGS)}")
     out = {str(key).replace("-", "_"): value for key, value in data.items()}

@@ -4,7 +4,6 @@ the statistics and igneous_like.tasks.measure for the files under SEG/KEY/measur
 import math
 import re
 from functools import partial
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -21,6 +20,7 @@ from igneous_like.task_creation.common import (
     check_vec,
     ints,
     open_layer,
+    read_yaml,
     record_provenance,
 )
 from igneous_like.tasks.measure import (
@@ -229,13 +229,7 @@ COMBINED = "combined"  # the combined table's name in a batch's output folder
 def read_layer_group(path: str) -> dict:
     """A group file (YAML or JSON): NAME: SEG, or NAME: {seg: SEG, image: IMG, nuclei: NUC}, per layer.
     Returns NAME -> {seg, image, nuclei}; names become file names, so they are plain words."""
-    import yaml
-    try:
-        data = yaml.safe_load(Path(path).read_text())  # JSON is YAML too
-    except OSError as err:
-        raise UserError(f"cannot read the group file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML or JSON: {err}".replace("\n", " ")) from None
+    data = read_yaml(path, "group file")
     if not isinstance(data, dict) or not data:
         raise UserError(f"{path} must map each layer's name to its segmentation (NAME: SEG or "
                         "NAME: {seg: SEG, image: IMG, nuclei: NUC})")
