@@ -5,10 +5,12 @@ volume (8x8x40 nm, planted clefts with vesicle clouds), scaled to --size: the an
 the x < size/2 half train the model, then the whole volume is predicted in tasks of --shape
 with -p workers. Each command runs as a subprocess; the script prints wall time, CPU time
 (all processes), peak memory, seconds per megavoxel, and the average precision on the
-predicted half as a sanity check.
+predicted half (and the object F1 of its thresholded components) as a sanity check. `--hard`
+makes the volume whose membranes are nearly as dark as its clefts, where `--features
+basic,oriented` shows what the oriented features add over `--features basic`.
 
     python bench/bench_classify.py [-p 2] [--size 256,256,128] [--scales 16,32] [--n-estimators 50]
-        [--shape 128,128,64]
+        [--shape 128,128,64] [--features basic,oriented] [--hard]
 """
 import argparse
 import sys
@@ -20,7 +22,7 @@ from cloudvolume import CloudVolume
 from common import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-from synthetic_em import RESOLUTION, annotate, make_volume  # noqa: E402
+from synthetic_em import RESOLUTION, annotate, make_volume, object_f1  # noqa: E402
 
 from igneous_like.layers import write_array  # noqa: E402
 
@@ -33,6 +35,8 @@ def arguments():
     out.add_argument("--n-estimators", type=int, default=50)
     out.add_argument("--method", default="adaboost", choices=["adaboost", "random-forest"])
     out.add_argument("--shape", default="128,128,64", help="prediction task shape")
+    out.add_argument("--features", default="basic", help="feature families, e.g. basic,oriented")
+    out.add_argument("--hard", action="store_true", help="membranes nearly as dark as clefts")
     return out.parse_args()
 
 
@@ -46,7 +50,7 @@ def main() -> None:
     args = arguments()
     size = tuple(int(v) for v in args.size.split(","))
     extent = np.prod(np.multiply(size, RESOLUTION)) / np.prod(np.multiply((160, 128, 80), RESOLUTION))
-    volume = make_volume(shape=size, count=max(4, int(16 * extent)), seed=0)
+    volume = make_volume(shape=size, count=max(4, int(16 * extent)), seed=0, hard=args.hard)
     half = size[0] // 2
     command = [sys.executable, "-m", "igneous_like", "--quiet", "-p", str(args.parallel), "image", "classify"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,16 +62,21 @@ def main() -> None:
         model, dest = f"file://{tmp}/model", f"file://{tmp}/prob"
         train = measure(command + ["train", image, "--annotations", annotations, "--output", model,
                                    "--scales", args.scales, "--n-estimators", str(args.n_estimators),
-                                   "--method", args.method])
+                                   "--method", args.method, "--features", args.features])
         predict = measure(command + ["predict", image, dest, "--model", model, "--shape", args.shape])
         prob = np.asarray(CloudVolume(dest, progress=False)[:, :, :])[..., 0]
+    import cc3d
     from sklearn.metrics import average_precision_score
     precision = average_precision_score((volume.clefts[half:] > 0).ravel(), prob[half:].ravel())
-    print(f"classify {size} voxels, scales {args.scales} nm, {args.method} x{args.n_estimators}, "
-          f"tasks {args.shape}, -p {args.parallel}; {len(volume.synapses)} synapses")
+    found = cc3d.dust(cc3d.connected_components(prob[half:] >= 128, connectivity=26), 20, connectivity=26)
+    f1 = object_f1(found, volume.clefts[half:])
+    print(f"classify {size} voxels{' (hard)' if args.hard else ''}, scales {args.scales} nm, features "
+          f"{args.features}, {args.method} x{args.n_estimators}, tasks {args.shape}, -p {args.parallel}; "
+          f"{len(volume.synapses)} synapses")
     print(line("train", train, marks.size / 1e6) + f"  ({int((marks == 255).sum())} positive, "
           f"{int((marks == 0).sum())} negative voxels)")
-    print(line("predict", predict, volume.image.size / 1e6) + f"  (average precision {precision:.3f})")
+    print(line("predict", predict, volume.image.size / 1e6)
+          + f"  (average precision {precision:.3f}, object F1 {f1:.3f})")
 
 
 if __name__ == "__main__":

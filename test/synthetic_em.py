@@ -44,7 +44,7 @@ def grid_nm(shape) -> List[np.ndarray]:
             for axis, (n, r) in enumerate(zip(shape, RESOLUTION))]
 
 
-def place_synapses(rng, shape, count: int, spacing: float = 480.0) -> List[Synapse]:
+def place_synapses(rng, shape, count: int, spacing: float = 480.0, vesicles: int = 18) -> List[Synapse]:
     """Synapses whose centres keep `spacing` nm apart and away from the borders."""
     extent = np.asarray(shape) * RESOLUTION
     margin = np.array([220.0, 220.0, 160.0])
@@ -59,7 +59,7 @@ def place_synapses(rng, shape, count: int, spacing: float = 480.0) -> List[Synap
         normal[2] = rng.uniform(-0.35, 0.35) * np.linalg.norm(normal[:2])
         normal /= np.linalg.norm(normal)
         radius = rng.uniform(120, 180)
-        synapses.append(Synapse(center, normal, radius, vesicle_cloud(rng, center, normal, radius)))
+        synapses.append(Synapse(center, normal, radius, vesicle_cloud(rng, center, normal, radius, vesicles)))
     return synapses
 
 
@@ -75,15 +75,16 @@ def vesicle_cloud(rng, center, normal, radius, count: int = 18) -> np.ndarray:
             + (reach * np.sin(angle))[:, None] * v)
 
 
-def membranes(rng, shape) -> np.ndarray:
-    """Thin sheets: where a smooth random field crosses zero."""
+def membranes(rng, shape, width: float = 0.6) -> np.ndarray:
+    """Thin sheets: where a smooth random field crosses zero (about 2 * width voxels thick)."""
     field = ndimage.gaussian_filter(rng.normal(size=shape), sigma=(12, 12, 2.4))
     field /= field.std()
     grad = np.sqrt(sum(g * g for g in np.gradient(field)))
-    return np.abs(field) < 0.6 * grad
+    return np.abs(field) < width * grad
 
 
-def render(shape, synapses: List[Synapse], seed: int) -> Volume:
+def render(shape, synapses: List[Synapse], seed: int, membrane: float = MEMBRANE,
+           width: float = 0.6) -> Volume:
     rng = np.random.default_rng(seed)
     x, y, z = grid_nm(shape)
     clefts = np.zeros(shape, dtype=np.uint32)
@@ -95,10 +96,10 @@ def render(shape, synapses: List[Synapse], seed: int) -> Volume:
         clefts[(np.abs(height) <= THICKNESS / 2) & (across <= syn.radius ** 2)] = label
         for c in syn.vesicles:
             vesicles |= (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= VESICLE_RADIUS ** 2
-    sheets = membranes(rng, shape)
+    sheets = membranes(rng, shape, width)
     texture = ndimage.gaussian_filter(rng.normal(size=shape), sigma=(2, 2, 0.5)) * 25
     image = CYTOPLASM + texture
-    image[sheets] = MEMBRANE
+    image[sheets] = membrane
     image[vesicles] = VESICLE
     image[clefts > 0] = CLEFT
     image = ndimage.gaussian_filter(image, sigma=(0.8, 0.8, 0.2)) + rng.normal(0, 12, shape)
@@ -106,9 +107,12 @@ def render(shape, synapses: List[Synapse], seed: int) -> Volume:
                   synapses)
 
 
-def make_volume(shape=(160, 128, 80), count: int = 16, seed: int = 0) -> Volume:
+def make_volume(shape=(160, 128, 80), count: int = 16, seed: int = 0, hard: bool = False) -> Volume:
+    """hard: membranes as dark and about as thick as clefts, so that a cleft's context (its
+    denser vesicle cloud on one side, its orientation, its limited extent) tells it apart, as in real EM."""
     rng = np.random.default_rng(seed)
-    return render(shape, place_synapses(rng, shape, count), seed + 1)
+    synapses = place_synapses(rng, shape, count, vesicles=40 if hard else 18)
+    return render(shape, synapses, seed + 1, CLEFT + 40, 0.8) if hard else render(shape, synapses, seed + 1)
 
 
 def annotate(volume: Volume, region: tuple, fraction: float = 0.6, seed: int = 0) -> np.ndarray:
@@ -138,3 +142,17 @@ def annotate(volume: Volume, region: tuple, fraction: float = 0.6, seed: int = 0
     out[negative & ~near_cleft] = 0
     out[annotated] = 255
     return out
+
+
+def object_f1(found: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of objects matched one to one, greedily by the number of voxels they share."""
+    both = (found > 0) & (truth > 0)
+    pairs, shared = np.unique(np.stack([found[both], truth[both]]), axis=1, return_counts=True)
+    used_found, used_truth = set(), set()
+    for index in np.argsort(-shared, kind="stable"):
+        f, t = pairs[:, index]
+        if f not in used_found and t not in used_truth:
+            used_found.add(f)
+            used_truth.add(t)
+    found_count, truth_count = len(np.unique(found[found > 0])), len(np.unique(truth[truth > 0]))
+    return 2 * len(used_truth) / (found_count + truth_count)

@@ -343,3 +343,37 @@ def test_ring_layer_and_its_intensity(arrays, tmp_path):
     table = pd.read_csv(tmp_path / "ring.csv").set_index("label")
     for label, row in table.iterrows():
         np.testing.assert_allclose(row["intensity_mean"], image[expected == label].mean(), rtol=1e-12)
+
+
+def test_batch_tables_equal_separate_runs_and_combine_with_layer(arrays, tmp_path):
+    """`measure batch`: a group file layer (with --image) and a --layer one; each table equals its
+    own forge/merge/export run at another task shape, and the combined table is their rows in group
+    order with `layer` first. A bad layer stops the batch before it writes anything."""
+    seg, image, nuclei = (a[:, :, 48:80] for a in arrays)
+    paths = {name: write_layer(f"file://{tmp_path / name}", data, kind, offset=OFFSET, chunk=(64, 64, 32))
+             for name, data, kind in (("seg", seg, "segmentation"), ("image", image, "image"),
+                                      ("nuclei", nuclei, "segmentation"))}
+    (tmp_path / "group.yaml").write_text(f"cells: {{seg: {paths['seg']}, image: {paths['image']}}}\n")
+    out = tmp_path / "tables"
+    run_cli("-p", "2", "measure", "batch", f"file://{out}", "--group", tmp_path / "group.yaml",
+            "--layer", f"nuclei={paths['nuclei']}", "--shape", "90,100,20", "--no-segment-properties")
+    batch = {name: pd.read_csv(out / f"{name}.csv") for name in ("cells", "nuclei")}
+    assert "intensity_mean" in batch["cells"] and "intensity_mean" not in batch["nuclei"]
+    for name, extra in (("cells", ["--image", paths["image"]]), ("nuclei", [])):
+        layer = paths["seg" if name == "cells" else "nuclei"]
+        run_cli("measure", "forge", layer, *extra, "--shape", "200,256,32")
+        run_cli("measure", "merge", layer)
+        run_cli("measure", "export", layer, tmp_path / f"{name}.csv", "--no-segment-properties")
+        pd.testing.assert_frame_equal(batch[name], pd.read_csv(tmp_path / f"{name}.csv"), rtol=1e-12)
+    combined = pd.read_csv(out / "combined.csv")
+    assert list(combined.columns[:2]) == ["layer", "label"]
+    assert len(combined) == len(batch["cells"]) + len(batch["nuclei"]) and len(batch["cells"]) > 3
+    expected = pd.concat([t.assign(layer=n) for n, t in batch.items()], ignore_index=True)[combined.columns]
+    pd.testing.assert_frame_equal(combined, expected, rtol=1e-12)
+
+    gone = ["--layer", f"ok={paths['seg']}", "--layer", f"gone=file://{tmp_path}/none"]
+    for args, message in [(["--layer", f"combined={paths['seg']}"], "must be a plain word"),
+                          (gone, "layer gone:")]:
+        result = run_cli("measure", "batch", f"file://{tmp_path}/bad", *args, check=False)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert message in result.stderr and not (tmp_path / "bad").exists(), result.stderr

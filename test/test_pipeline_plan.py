@@ -63,6 +63,8 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "image xfer": f"image xfer {M} file:///tmp/out --bounds 0,0,0,64,64,64 --chunk-size 32,32,32 "
                   "--max-mips 2",
     "measure clean": f"measure clean {L}",
+    "measure batch": f"measure batch file:///tmp/tables --layer a={L} --layer b={M} --format tsv "
+                     "--shape 64,64,64",
     "measure export": f"measure export {L} /tmp/cells.csv --no-segment-properties",
     "measure forge": f"measure forge {L} --image {M} --shape 64,64,64",
     "measure merge": f"measure merge {L} --tasks 3",

@@ -1,11 +1,24 @@
 """`igneous-like image classify ...`: train a voxel classifier from sparse annotations, predict."""
 import click
+from click.core import ParameterSource
 
 from igneous_like.classifier import METHODS
 from igneous_like.cli.common import INT_LIST, VEC3, compress_option, planning, queue_option, submit
 from igneous_like.cli.params import OUTPUT, OUTPUT_FILE, SEED, TREES
-from igneous_like.task_creation.classify import DEFAULT_SCALES, OUTPUT_DTYPES
+from igneous_like.features import FAMILIES
+from igneous_like.task_creation.classify import DEFAULT_SCALES, OUTPUT_DTYPES, read_training_settings
 from igneous_like.task_creation.common import Stage, csv
+
+
+def families(value):
+    """--features basic,oriented -> ("basic", "oriented")."""
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown or not names:
+        raise click.BadParameter(f"{value!r}: give some of {', '.join(FAMILIES)}, comma-separated")
+    return names
 
 
 @click.group()
@@ -28,6 +41,12 @@ def classify():
               help="Stumps (adaboost) or trees (random-forest).")
 @click.option("--scales", type=INT_LIST, default=",".join(map(str, DEFAULT_SCALES)), show_default=True,
               help="Feature scales in nm, e.g. 40,80,160.")
+@click.option("--features", "feature_families", default="basic", show_default=True, callback=lambda c, p, v:
+              families(v), help="Feature families: basic (filter bank), oriented (aligned to the local "
+              "orientation: eigenvectors, samples along and across it), or both: basic,oriented.")
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML or JSON file of training settings (scales, features, method, n_estimators, erode, "
+              "dilate, max_samples, seed, mip); options given on the command line override it.")
 @click.option("--erode", type=click.IntRange(min=0), default=0, show_default=True,
               help="Shrink the positives by this many voxels first (what it removes is ignored).")
 @click.option("--dilate", type=click.IntRange(min=0), default=0, show_default=True,
@@ -37,17 +56,26 @@ def classify():
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of sampling and fitting.")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
 @click.pass_context
-def train(ctx, image_path, annotations, output, mip, method, n_estimators, scales, erode, dilate, max_samples,
-          seed, fill_missing):
+def train(ctx, image_path, annotations, output, mip, method, n_estimators, scales, feature_families,
+          settings_file, erode, dilate, max_samples, seed, fill_missing):
     """Fit a classifier to the annotated voxels of IMG and write the model file.
 
     Example: igneous-like image classify train file:///data/em --annotations file:///data/clefts_annot
-    --output file:///data/clefts.model --scales 40,80,160 --n-estimators 200
+    --output file:///data/clefts.model --scales 40,80,160 --features basic,oriented --n-estimators 200
     """
+    given = dict(mip=mip, method=method, n_estimators=n_estimators, scales=scales, features=feature_families,
+                 erode=erode, dilate=dilate, max_samples=max_samples, seed=seed)
+    if settings_file:
+        names = {"features": "feature_families"}
+        from_file = read_training_settings(settings_file)
+        given.update({key: value for key, value in from_file.items()
+                      if ctx.get_parameter_source(names.get(key, key)) != ParameterSource.COMMANDLINE})
+    method = given["method"]
     done = submit(ctx, [Stage("train_classifier", dict(
-        image_path=image_path, annotations_path=annotations, output=output, mip=mip, method=method,
-        n_estimators=n_estimators, scales=scales, erode=erode, dilate=dilate, max_samples=max_samples or None,
-        seed=seed, fill_missing=fill_missing), "train")])
+        image_path=image_path, annotations_path=annotations, output=output, mip=given["mip"], method=method,
+        n_estimators=given["n_estimators"], scales=list(given["scales"]), features=list(given["features"]),
+        erode=given["erode"], dilate=given["dilate"], max_samples=given["max_samples"] or None,
+        seed=given["seed"], fill_missing=fill_missing), "train")])
     if not done:
         return
     summary = done[0]

@@ -3,6 +3,8 @@ import click
 
 from igneous_like.cli.common import VEC3, compress_option, planning, queue_option, submit
 from igneous_like.cli.params import OUTPUT, OUTPUT_FILE
+from igneous_like.errors import UserError
+from igneous_like.pipeline import verbs
 from igneous_like.segment_properties import PROPERTIES_DIR
 from igneous_like.task_creation import measure as tc
 from igneous_like.task_creation.common import Stage, layer_path
@@ -121,3 +123,41 @@ def ring(ctx, seg, dest, width, shape, mip, compress, queue):
                                                  compress=compress), "ring")], queue)
     if not planning(ctx):
         click.echo(f"Then: igneous-like measure forge {dest} --image IMAGE", err=True)
+
+
+@measure.command()
+@click.argument("output_dir", type=OUTPUT)
+@click.option("--group", "group_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML or JSON file: NAME: SEG, or NAME: {seg: SEG, image: IMG, nuclei: NUC}, per layer.")
+@click.option("--layer", "layers", multiple=True, metavar="NAME=SEG", help="A layer of the group (repeat).")
+@click.option("--format", "table_format", type=click.Choice(["csv", "tsv", "parquet", "xlsx"]), default="csv",
+              show_default=True, help="Table format.")
+@click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True, help="Task shape, any size.")
+@click.option("--mip", type=int, default=0, show_default=True, help="Mip to measure.")
+@click.option("--segment-properties/--no-segment-properties", default=True, show_default=True,
+              help="Also write each SEG/segment_properties for Neuroglancer.")
+@click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+@queue_option
+@click.pass_context
+def batch(ctx, output_dir, group_file, layers, table_format, shape, mip, segment_properties, fill_missing,
+          queue):
+    """Measure a named group of layers in one go: OUTPUT_DIR/NAME.FORMAT per layer (forge, merge,
+    export, clean each) and OUTPUT_DIR/combined.FORMAT, every row with its `layer` name first.
+
+    Example: igneous-like measure batch file:///data/tables --layer cells=file:///data/cells
+    --layer nuclei=file:///data/nuclei
+    """
+    group = tc.read_layer_group(group_file) if group_file else {}
+    for item in layers:
+        name, sep, seg = item.partition("=")
+        if not sep or not name or not seg:
+            raise UserError(f"--layer {item}: give NAME=SEG")
+        group[name] = {"seg": seg, "image": None, "nuclei": None}
+    if not group:
+        raise UserError("name the layers to measure with --group FILE or --layer NAME=SEG")
+    stages = verbs.measure_batch(group, layer_path(output_dir), table_format, mip, shape, fill_missing,
+                                 segment_properties)
+    done = submit(ctx, stages, queue, home=layer_path(output_dir))
+    if done:
+        click.echo(f"{len(group)} layers, {done[-1]} objects in all: {layer_path(output_dir).rstrip('/')}/"
+                   f"{tc.COMBINED}.{table_format}", err=True)

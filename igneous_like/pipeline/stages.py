@@ -25,6 +25,8 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "clean_fill_holes_files": "igneous_like.task_creation.postprocess",
     "export_measurements": "igneous_like.task_creation.measure",
     "clean_measure_files": "igneous_like.task_creation.measure",
+    "check_layer_group": "igneous_like.task_creation.measure",
+    "combine_measurement_tables": "igneous_like.task_creation.measure",
     "clean_annotation_files": "igneous_like.task_creation.annotate",
     "agglomerate_fragments": "igneous_like.task_creation.agglomerate",
     "train_merge_model": "igneous_like.task_creation.agglomerate",

@@ -115,3 +115,29 @@ def agglomerate_training(frag: str, boundary: str, gt: str, output: str, trees: 
                                             rounds=rounds),
               "train"),
     ]
+
+
+def measure_batch(group: dict, output_dir: str, table_format: str = "csv", mip: int = 0,
+                  shape: Sequence[int] = (256, 256, 256), fill_missing: bool = False,
+                  segment_properties: bool = True) -> List[Stage]:
+    """Measure every layer of a group (NAME -> {seg, image, nuclei}): check them all first, then
+    per layer forge, merge, export to OUTPUT_DIR/NAME.FORMAT and clean; last the combined table
+    OUTPUT_DIR/combined.FORMAT with a `layer` column."""
+    out = output_dir.rstrip("/")
+    tables = {name: f"{out}/{name}.{table_format}" for name in group}
+    check = dict(group=group, output_dir=out, table_format=table_format, mip=mip)
+    stages = [Stage("check_layer_group", check, "check")]
+    for name, entry in group.items():
+        seg = entry["seg"]
+        stages += [
+            Stage("create_measure_tasks", dict(cloudpath=seg, mip=mip, shape=list(shape),
+                                               image=entry["image"], nuclei=entry["nuclei"],
+                                               fill_missing=fill_missing),
+                  f"{name}: forge"),
+            Stage("create_measure_merge_tasks", dict(cloudpath=seg, mip=mip), f"{name}: merge"),
+            Stage("export_measurements", dict(cloudpath=seg, output=tables[name], mip=mip,
+                                              segment_properties=segment_properties), f"{name}: export"),
+            Stage("clean_measure_files", dict(cloudpath=seg, mip=mip), f"{name}: clean"),
+        ]
+    combined = f"{out}/combined.{table_format}"
+    return stages + [Stage("combine_measurement_tables", dict(tables=tables, output=combined), "combine")]

@@ -33,8 +33,8 @@ _MODULES = {
     ),
     "ingest": ("create_ingest_tasks",),
     "measure": (
-        "clean_measure_files", "create_measure_merge_tasks", "create_measure_tasks", "create_ring_tasks",
-        "export_measurements",
+        "check_layer_group", "clean_measure_files", "combine_measurement_tables",
+        "create_measure_merge_tasks", "create_measure_tasks", "create_ring_tasks", "export_measurements",
     ),
     "mesh": ("create_mesh_manifest_tasks", "create_meshing_tasks", "create_sharded_multires_mesh_tasks"),
     "objects": (

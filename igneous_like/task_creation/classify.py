@@ -6,6 +6,7 @@ file (see igneous_like.classifier) carries its feature settings, so prediction c
 features training saw. Chain to synapse objects: `image ccl auto DEST OBJECTS --threshold-gte T
 --dust N`, then measure the objects.
 """
+import json
 from functools import partial
 from typing import Optional, Sequence, Tuple
 
@@ -16,7 +17,7 @@ from cloudvolume.lib import Bbox
 
 from igneous_like import classifier
 from igneous_like.errors import UserError
-from igneous_like.features import FeatureSettings, halo
+from igneous_like.features import FAMILIES, FeatureSettings, halo
 from igneous_like.grid import TaskBox
 from igneous_like.task_creation.common import (
     Grid,
@@ -27,12 +28,19 @@ from igneous_like.task_creation.common import (
     layer_path,
     new_layer_path,
     open_layer,
+    read_yaml,
     record_provenance,
 )
 from igneous_like.task_creation.image import checked_shape, open_destination
 from igneous_like.tasks.classify import ClassifyTask
 
 DEFAULT_SCALES = (40, 80, 160)  # nm
+DEFAULT_FEATURES = ("basic",)
+# what a training settings file may give: key -> (the type its value must have, what to write)
+SETTINGS = {"scales": (list, "a list of nm values"), "features": (list, f"a list of {', '.join(FAMILIES)}"),
+            "method": (str, " or ".join(classifier.METHODS)), "n_estimators": (int, "a count"),
+            "erode": (int, "voxels"), "dilate": (int, "voxels"), "max_samples": (int, "a count, 0 for all"),
+            "seed": (int, "a number"), "mip": (int, "a mip level")}
 DEFAULT_SHAPE = (256, 256, 64)
 OUTPUT_DTYPES = ("uint8", "float32")
 
@@ -79,19 +87,39 @@ def labeled_region(annotations: np.ndarray, offset) -> Tuple[Bbox, Tuple[slice, 
     return Bbox(np.add(offset, lo), np.add(offset, hi)), region
 
 
+def read_training_settings(path: str) -> dict:
+    """A training settings file (YAML or JSON, one mapping of SETTINGS keys; dashes or
+    underscores), checked, so one file keeps a training recipe that the command line can vary."""
+    data = read_yaml(path, "settings file")
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold one mapping of {', '.join(SETTINGS)}")
+    out = {str(key).replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(out) - set(SETTINGS))
+    if unknown:
+        raise UserError(f"{path}: unknown key {', '.join(unknown)}; a training settings file has "
+                        f"{', '.join(SETTINGS)}")
+    for key, value in out.items():
+        kind, what = SETTINGS[key]
+        wrong = not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0)
+        if wrong or (key == "scales" and not all(type(v) in (int, float) for v in value)):
+            raise UserError(f"{path}: {key} must be {what}, not {json.dumps(value)}")
+    return out
+
+
 def train_classifier(image_path: str, annotations_path: str, output: str, mip: int = 0,
                      method: str = "adaboost", n_estimators: int = 100,
-                     scales: Sequence[float] = DEFAULT_SCALES,
+                     scales: Sequence[float] = DEFAULT_SCALES, features: Sequence[str] = DEFAULT_FEATURES,
                      erode: int = 0, dilate: int = 0, max_samples: Optional[int] = 500_000, seed: int = 0,
                      fill_missing: bool = False) -> dict:
     """Fit a voxel classifier to the annotated voxels and write the model file to `output`.
 
     Reads the annotation layer whole (make it a cutout of the annotated region) and the image
-    around its labeled voxels, with the halo the features need. Returns a summary.
+    around its labeled voxels, with the halo the features need. `features` names the feature
+    families (see igneous_like.features), kept in the model file for prediction. Returns a summary.
     """
     image = open_image(image_path, mip)
     try:
-        settings = FeatureSettings(scales, image.meta.resolution(mip))
+        settings = FeatureSettings(scales, image.meta.resolution(mip), families=tuple(features))
     except ValueError as err:
         raise UserError(str(err)) from err
     check_scales(settings, image, mip)
@@ -114,6 +142,7 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
     model.training = {"image": image.cloudpath, "mip": mip, "annotations": annotations.cloudpath,
                       "box": [ints(box.minpt), ints(box.maxpt)], "erode": erode, "dilate": dilate,
                       "n_estimators": n_estimators, "max_samples": max_samples, "seed": seed,
+                      "features": list(settings.families),
                       "positive": int((labels == 1).sum()), "negative": int((labels == 0).sum())}
     data = model.to_bytes()
     output = layer_path(output)

@@ -289,3 +289,14 @@ def record_provenance(cv: CloudVolume, method: dict) -> None:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M %Z"),
     })
     cv.commit_provenance()
+
+
+def read_yaml(path: str, what: str):
+    """A local YAML or JSON file's data (JSON is YAML too), or one line saying why not."""
+    import yaml
+    try:
+        return yaml.safe_load(open(path).read())
+    except OSError as err:
+        raise UserError(f"cannot read the {what} {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML or JSON: {err}".replace("\n", " ")) from None

@@ -2,6 +2,7 @@
 range), export (one table, plus Neuroglancer segment properties). See igneous_like.measure for
 the statistics and igneous_like.tasks.measure for the files under SEG/KEY/measure/."""
 import math
+import re
 from functools import partial
 from typing import Optional, Sequence
 
@@ -13,12 +14,13 @@ from igneous_like.errors import UserError
 from igneous_like.segment_properties import info as properties_info
 from igneous_like.segment_properties import number_property, write_properties
 from igneous_like.stage import WorkDir, from_npz
-from igneous_like.tables import check_format, write_table
+from igneous_like.tables import check_format, read_table, write_table
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
     ints,
     open_layer,
+    read_yaml,
     record_provenance,
 )
 from igneous_like.tasks.measure import (
@@ -218,3 +220,52 @@ def clean_measure_files(cloudpath: str, mip: int = 0) -> int:
     """Delete SEG/KEY/measure/ (parts, ranges, results); returns how many files there were."""
     return work_dir(open_layer(cloudpath, mip), mip).clean()
 
+
+
+GROUP_KEYS = ("seg", "image", "nuclei")
+COMBINED = "combined"  # the combined table's name in a batch's output folder
+
+
+def read_layer_group(path: str) -> dict:
+    """A group file (YAML or JSON): NAME: SEG, or NAME: {seg: SEG, image: IMG, nuclei: NUC}, per layer.
+    Returns NAME -> {seg, image, nuclei}; names become file names, so they are plain words."""
+    data = read_yaml(path, "group file")
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"{path} must map each layer's name to its segmentation (NAME: SEG or "
+                        "NAME: {seg: SEG, image: IMG, nuclei: NUC})")
+    group = {}
+    for name, entry in data.items():
+        entry = {"seg": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or "seg" not in entry or set(entry) - set(GROUP_KEYS):
+            raise UserError(f"{path}: layer {name} needs seg: (and may have image:, nuclei:), not {entry!r}")
+        group[str(name)] = {key: entry.get(key) for key in GROUP_KEYS}
+    return group
+
+
+def check_layer_group(group: dict, output_dir: str, table_format: str, mip: int = 0) -> int:
+    """Before a batch writes anything: plain distinct names, every layer measurable. Returns the count."""
+    for name in group:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name == COMBINED:
+            raise UserError(f"layer name {name!r} must be a plain word (letters, digits, _ . -), not "
+                            f"{COMBINED!r}: it names the layer's table in {output_dir}")
+    check_format(f"{COMBINED}.{table_format}")
+    for name, entry in group.items():
+        try:
+            cv = open_layer(entry["seg"], mip)
+            check_segmentation(cv)
+            check_companion(cv, entry.get("image"), mip, "image")
+            check_companion(cv, entry.get("nuclei"), mip, "nuclei")
+        except UserError as err:
+            raise UserError(f"layer {name}: {err}") from None
+    return len(group)
+
+
+def combine_measurement_tables(tables: dict, output: str) -> int:
+    """One table of every layer's rows, `layer` (the group name) first, in group order; columns a
+    layer lacks (no image, no nuclei) are empty. Returns the row count."""
+    import pandas as pd
+    frames = [read_table(path).assign(layer=name) for name, path in tables.items()]
+    combined = pd.concat(frames, ignore_index=True)
+    combined = combined[["layer"] + [c for c in combined.columns if c != "layer"]]
+    write_table(combined, output)
+    return len(combined)
