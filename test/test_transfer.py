@@ -90,3 +90,24 @@ def test_rm_deletes_exactly_the_asked_mips(make_layer, seg_crop, tmp_path, shard
     assert after[keys[0]] == before[keys[0]] and after[keys[3]] == before[keys[3]]
     assert after[keys[1]] == [] and after[keys[2]] == []
     assert np.array_equal(read_mip(dest, 0), seg_crop)
+
+
+def test_encoding_level_sets_the_jpeg_quality_of_what_is_written(make_layer, real_image, tmp_path):
+    """--encoding-level (Igneous's) reaches the info as jpeg_quality and the chunks: a higher
+    quality writes larger chunks that decode closer to the exact (tinybrain) downsample."""
+    image = np.asfortranarray(real_image[:128, :128, :16])
+    expected = tinybrain.downsample_with_averaging(image, (2, 2, 1))[0]
+    errors, sizes = {}, {}
+    for level in (20, 95):
+        src = make_layer(f"em{level}", image, "image", chunk=(64, 64, 16))
+        run_cli("image", "downsample", src, "--num-mips", 1, "--encoding", "jpeg", "--encoding-level", level,
+                "--compress", "none")
+        scale = CloudVolume(src, progress=False).info["scales"][1]
+        assert (scale["encoding"], scale["jpeg_quality"]) == ("jpeg", level)
+        errors[level] = np.abs(read_mip(src, 1).astype(float) - expected).mean()
+        sizes[level] = sum(f.stat().st_size for f in (tmp_path / f"em{level}" / scale["key"]).iterdir())
+    assert errors[95] < errors[20] and sizes[95] > sizes[20]
+    dest = f"file://{tmp_path}/copy"
+    run_cli("image", "xfer", src, dest, "--encoding", "jpeg", "--encoding-level", 40, "--skip-downsample",
+            "--compress", "none")
+    assert CloudVolume(dest, progress=False).info["scales"][0]["jpeg_quality"] == 40

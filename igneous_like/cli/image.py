@@ -40,7 +40,12 @@ pyramid_options = [
     click.option("--bg-color", "background_color", type=int, default=0, show_default=True,
                  help="The background value for --delete-bg."),
     click.option("--sharded", is_flag=True, help="Write the Neuroglancer sharded format."),
-    compress_option, encoding_option, memory_option,
+    compress_option, encoding_option,
+    click.option("--encoding-level", type=click.IntRange(min=0, max=100), default=None,
+                 help="jpeg/jxl quality or png compression level of the written chunks (Igneous's)."),
+    click.option("--encoding-effort", type=click.IntRange(min=1, max=10), default=None,
+                 help="jxl encoding effort."),
+    memory_option,
 ]
 
 
@@ -63,15 +68,16 @@ def downsample_factor(factor, volumetric):
 @click.pass_context
 def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, method, sparse,
                fill_missing, delete_black_uploads, background_color, sharded, compress, encoding,
-               memory_target, xrange, yrange, zrange, bounds_mip, queue):
+               encoding_level, encoding_effort, memory_target, xrange, yrange, zrange, bounds_mip, queue):
     """Build an image pyramid: mips --mip+1 .. --mip+--num-mips.
 
     Example: igneous-like image downsample file:///data/em --num-mips 3 --queue fq:///tmp/q
     """
     options = dict(factor=downsample_factor(factor, volumetric), method=method, sparse=sparse,
-                   chunk_size=chunk_size, encoding=encoding, compress=compress,
-                   fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
-                   background_color=background_color, memory_target=memory_target)
+                   chunk_size=chunk_size, encoding=encoding, encoding_level=encoding_level,
+                   encoding_effort=encoding_effort, compress=compress, fill_missing=fill_missing,
+                   delete_black_uploads=delete_black_uploads, background_color=background_color,
+                   memory_target=memory_target)
     if sharded and shape is not None:
         raise UserError("--shape does not apply to --sharded downsampling: each task makes one shard")
     submit(ctx, [Stage("create_pyramid_tasks", dict(
@@ -96,7 +102,8 @@ def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, 
 @click.pass_context
 def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, bounds, skip_downsample,
          max_mips, factor, volumetric, method, sparse, fill_missing, delete_black_uploads,
-         background_color, sharded, compress, encoding, memory_target, queue):
+         background_color, sharded, compress, encoding, encoding_level, encoding_effort, memory_target,
+         queue):
     """Copy a layer to DEST: rechunk, re-encode, translate, reshard; then downsample it.
 
     Example: igneous-like image xfer file:///data/em file:///data/em_rechunked --chunk-size 128,128,32
@@ -105,7 +112,8 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
         src_layer_path=src, dest_layer_path=dest, mip=mip, chunk_size=chunk_size, shape=shape,
         translate=translate, dest_voxel_offset=dest_voxel_offset,
         bounds=None if bounds is None else [bounds[:3], bounds[3:]], bounds_mip=mip, encoding=encoding,
-        skip_downsamples=skip_downsample, max_mips=max_mips, sharded=sharded,
+        encoding_level=encoding_level, encoding_effort=encoding_effort, skip_downsamples=skip_downsample,
+        max_mips=max_mips, sharded=sharded,
         factor=downsample_factor(factor, volumetric), downsample_method=method, sparse=sparse,
         fill_missing=fill_missing,
         delete_black_uploads=delete_black_uploads, background_color=background_color, compress=compress,
