@@ -89,7 +89,8 @@ CASES = [  # (id, command line, what the message must say); {seg} {img} {flt} {o
     ("ds-memory-tiny", "image downsample {seg} --memory 1000 --queue {q}", r"--memory 1000 is too small"),
     ("xfer-into-itself", "image xfer {seg} {seg} --queue {q}", r"destination is the source"),
     ("xfer-into-itself-plain", "image xfer {seg} {tmp}/seg/", r"destination is the source"),
-    ("xfer-other-geometry", "image xfer {seg} {other} --queue {q}", r"a layer whose chunk_sizes"),
+    ("xfer-other-chunks", "image xfer {seg} {other} --chunk-size 32,32,32 --queue {q}",
+     r"a layer whose chunk size differ"),  # a layer made in advance keeps its own chunks
     ("xfer-into-image", "image xfer {seg} {img}", r"already holds a layer whose data_type"),
     ("ds-shape", "image downsample {seg} --shape 32,32,32 --num-mips 1 --queue {q}",
      r"--shape 32,32,32 must be a multiple of 64,64,32"),
