@@ -77,6 +77,12 @@ encoding_option = click.option(
     help="raw; png or jpeg for images; compressed_segmentation, compresso or crackle for labels.")
 
 
+def magnitude_option(work: str):
+    """--magnitude: how many tasks (10^M) share the labels for `work` (e.g. "the deleting")."""
+    return click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
+                        help=f"Split {work} into up to 10^MAGNITUDE tasks.")
+
+
 def add_options(options):
     def decorate(fn):
         for option in reversed(options):

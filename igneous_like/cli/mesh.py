@@ -1,7 +1,16 @@
 """`igneous-like mesh ...`: forge, merge, merge-sharded, clean, rm, xfer and spatial-index."""
 import click
 
-from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, range_options, submit
+from igneous_like.cli.common import (
+    INT_LIST,
+    VEC3,
+    add_options,
+    magnitude_option,
+    planning,
+    queue_option,
+    range_options,
+    submit,
+)
 from igneous_like.cli.params import FLOAT
 from igneous_like.meshes import MAX_FILL_LEVEL
 from igneous_like.task_creation.common import Stage
@@ -75,8 +84,7 @@ def forge(ctx, path, mip, shape, max_error, simplify, simplification_factor, dus
 
 @mesh.command()
 @click.argument("path")
-@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
-              help="Split the labels evenly over up to 10^MAGNITUDE tasks.")
+@magnitude_option("the labels evenly")
 @click.option("--nlod", type=click.IntRange(min=0), default=0, show_default=True,
               help="0: legacy format; N (up to 7): multi-resolution format with N extra levels of detail.")
 @dir_option
@@ -125,8 +133,7 @@ def clean(ctx, path, mesh_dir):
 
 @mesh.command()
 @click.argument("path")
-@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
-              help="Split the deleting into 10^MAGNITUDE label-prefix tasks.")
+@magnitude_option("the deleting")
 @dir_option
 @queue_option
 @click.pass_context
@@ -147,8 +154,7 @@ def xfer_options(what: str, sharded: str, dir_name: str) -> list:
         click.option("--sharded", is_flag=True, help=f"{sharded} (sharded ones are copied)."),
         click.option("--dir", dir_name, default=None,
                      help=f"{what} directory at DEST (default: the one its info names, else the source's)."),
-        click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
-                     help="Split the copying into 10^MAGNITUDE label-prefix tasks."),
+        magnitude_option("the copying"),
     ]
 
 

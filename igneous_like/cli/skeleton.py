@@ -1,7 +1,15 @@
 """`igneous-like skeleton ...`: forge, merge, merge-sharded, clean, convert, xfer, rm and spatial-index."""
 import click
 
-from igneous_like.cli.common import INT_LIST, VEC3, add_options, planning, queue_option, submit
+from igneous_like.cli.common import (
+    INT_LIST,
+    VEC3,
+    add_options,
+    magnitude_option,
+    planning,
+    queue_option,
+    submit,
+)
 from igneous_like.cli.mesh import db_options, index_options, spatial_index_db, xfer_options
 from igneous_like.cli.params import FLOAT, OUTPUT, Finite
 from igneous_like.task_creation.common import Stage, layer_path
@@ -113,8 +121,7 @@ def after_merge(ctx, stage, queue, path):
 @skeleton.command()
 @click.argument("path")
 @add_options(merge_options)
-@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
-              help="Split the work into up to 10^magnitude tasks.")
+@magnitude_option("the work")
 @queue_option
 @click.pass_context
 def merge(ctx, path, dust_threshold, tick_threshold, max_cable_length, magnitude, queue):
@@ -204,8 +211,7 @@ def xfer(ctx, src, dest, sharded, skel_dir, magnitude, queue):
 
 @skeleton.command()
 @click.argument("path")
-@click.option("--magnitude", type=click.IntRange(min=0, max=8), default=2, show_default=True,
-              help="Split the deleting into 10^MAGNITUDE label-prefix tasks.")
+@magnitude_option("the deleting")
 @skel_dir_option
 @queue_option
 @click.pass_context
