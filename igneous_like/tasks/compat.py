@@ -1,7 +1,8 @@
 """Igneous's task classes by name, with its constructor keywords and defaults.
 
 Each builds the call of one of igneous_like's registered task functions (a Task: queue it, or run it
-with .execute() as Igneous's tasks run), so workers still run only registered functions. Tasks that
+with .execute() as Igneous's tasks run), so workers still run only registered functions. The
+names offered are igneous_like.tasks.IGNEOUS_TASKS. Tasks that
 need a creator's prepared state (skeleton forge records, CCL work folders, mesh settings) have no
 standalone counterpart here: make them with igneous_like.task_creation.
 """
@@ -12,13 +13,10 @@ from cloudvolume import CloudVolume
 from cloudvolume.lib import Bbox, Vec
 
 from igneous_like.errors import UserError
+from igneous_like.grid import TaskBox
 from igneous_like.task_creation.common import Task, compression, graphene_only, ints, open_layer
 from igneous_like.task_creation.image import axis_factor, method_name, pyramid_options
 from igneous_like.tasks import edit, image, voxels
-
-
-def box_of(shape: Sequence[int], offset: Sequence[int]) -> Bbox:
-    return Bbox(offset, Vec(*offset) + Vec(*shape))
 
 
 def mips_above(cv: CloudVolume, mip: int, max_mips: Optional[int]) -> int:
@@ -96,7 +94,7 @@ def BlackoutTask(cloudpath: str, mip: int, shape: Sequence[int], offset: Sequenc
                  non_aligned_writes: bool = False) -> Task:
     """Set one box to `value`; the task writes the whole chunks around it, the rest unchanged."""
     cv = open_layer(cloudpath, mip)
-    region = box_of(shape, offset)
+    region = TaskBox.at(offset, shape).write
     chunks = Bbox.clamp(region.expand_to_chunk_size(cv.meta.chunk_size(mip), cv.meta.voxel_offset(mip)),
                         cv.meta.bounds(mip))
     return Task(edit.BlackoutTask, layer_path=cv.cloudpath, mip=mip, offset=ints(chunks.minpt),
@@ -111,5 +109,3 @@ def QuantizeTask(source_layer_path: str, dest_layer_path: str, shape: Sequence[i
                 dest_path=open_layer(dest_layer_path, mip).cloudpath, mip=mip, offset=ints(offset),
                 shape=ints(shape), fill_missing=fill_missing, compress=compression("gzip"))
 
-
-__all__ = ["BlackoutTask", "CountVoxelsTask", "DeleteTask", "DownsampleTask", "QuantizeTask", "TransferTask"]

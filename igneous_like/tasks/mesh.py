@@ -150,11 +150,16 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
     for label, count in counts.items():  # voxels but no surface here: the count still matters for dust
         pieces[label] = meshes.encode_fragment(meshes.concatenate([]), count)
     if opts.spatial_index:
-        index = SpatialIndex(work.url, cv.meta.bounds(mip), Vec(*shape) * resolution, config=cv.config,
-                             resolution=record.resolution)
-        physical = Bbox(box.minpt * resolution, box.maxpt * resolution)
-        work.files.put_json(next(iter(index.index_file_paths_for_bbox(physical))), extents)
+        work.files.put_json(index_file_name(cv, mip, shape, box), extents)
     work.put_part(fragment_name(box), MapBuffer(pieces).tobytes())
+
+
+def index_file_name(cv: CloudVolume, mip: int, shape: Sequence[int], box: Bbox) -> str:
+    """The spatial index file of a block `box` (voxels at `mip`) on a grid of `shape` blocks."""
+    resolution = cv.meta.resolution(mip)
+    index = SpatialIndex(cv.cloudpath, cv.meta.bounds(mip), Vec(*shape) * resolution, config=cv.config,
+                         resolution=resolution.tolist())
+    return next(iter(index.index_file_paths_for_bbox(Bbox(box.minpt * resolution, box.maxpt * resolution))))
 
 
 class RangedFile:

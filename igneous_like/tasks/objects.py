@@ -11,14 +11,14 @@ import numpy as np
 from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, synthesize_shard_files
-from cloudvolume.datasource.precomputed.spatial_index import SpatialIndex
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Bbox
 from taskqueue import queueable
 
 from igneous_like import meshes
+from igneous_like.grid import TaskBox
 from igneous_like.multires import multires_fragments
 from igneous_like.object_files import in_group, label_boxes
-from igneous_like.tasks.mesh import write_mesh_shard
+from igneous_like.tasks.mesh import index_file_name, write_mesh_shard
 
 
 def group_files(cf: CloudFiles, prefix: str, magnitude: int, exclude: Sequence[str] = ()) -> List[str]:
@@ -45,14 +45,6 @@ def ObjectFilesDeleteTask(path: str, prefix: str, magnitude: int) -> None:
     cf.delete(group_files(cf, prefix, magnitude))
 
 
-def index_file_name(cv: CloudVolume, mip: int, shape: Sequence[int], box: Bbox) -> str:
-    """The spatial index file of a block `box` (voxels at `mip`) on a grid of `shape` blocks."""
-    resolution = cv.meta.resolution(mip)
-    index = SpatialIndex(cv.cloudpath, cv.meta.bounds(mip), Vec(*shape) * resolution, config=cv.config,
-                         resolution=resolution.tolist())
-    return next(iter(index.index_file_paths_for_bbox(Bbox(box.minpt * resolution, box.maxpt * resolution))))
-
-
 def write_index_file(cv: CloudVolume, directory: str, mip: int, shape: Sequence[int], box: Bbox,
                      labels: np.ndarray, compress: Optional[str] = "gzip") -> None:
     """The spatial index file of one block from its labels (x, y, z)."""
@@ -65,7 +57,7 @@ def SpatialIndexTask(layer_path: str, directory: str, mip: int, offset: Sequence
                      grid_shape: Sequence[int], fill_missing: bool, compress: Optional[str]) -> None:
     """Index one block of the segmentation: each label's voxel bounding box, in nm."""
     cv = CloudVolume(layer_path, mip=mip, fill_missing=fill_missing, progress=False)
-    box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    box = TaskBox.at(offset, shape).write
     labels = np.asarray(cv.image.download(box, mip=mip))[..., 0]
     write_index_file(cv, directory, mip, grid_shape, box, labels, compress)
 
