@@ -26,6 +26,7 @@ from igneous_like import pipeline as api
 from igneous_like.errors import UserError
 from igneous_like.pipeline.flow import Flow
 from igneous_like.progress import format_seconds
+from igneous_like.task_creation.common import read_yaml
 
 STEP_AREAS = ("image", "mesh", "skeleton", "measure", "annotate", "postprocess", "table", "agglomerate",
               "evaluate")
@@ -35,13 +36,7 @@ STEP_KEYS = {"name", "run", "after"}
 
 def read_file(path: str, overrides: Tuple[str, ...]) -> dict:
     """The pipeline file as a dict, its keys checked and ${VARS} substituted in every `run`."""
-    import yaml
-    try:
-        spec = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise UserError(f"cannot read the pipeline file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
+    spec = read_yaml(path, "pipeline file")
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
         raise UserError(f"{path} needs a list of steps (steps: - name: ... run: ...)")
     unknown = set(spec) - KEYS

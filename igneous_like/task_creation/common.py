@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -295,7 +296,7 @@ def read_yaml(path: str, what: str):
     """A local YAML or JSON file's data (JSON is YAML too), or one line saying why not."""
     import yaml
     try:
-        return yaml.safe_load(open(path).read())
+        return yaml.safe_load(Path(path).read_text())
     except OSError as err:
         raise UserError(f"cannot read the {what} {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
