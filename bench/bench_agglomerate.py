@@ -26,7 +26,7 @@ from cloudvolume import CloudVolume
 from cloudvolume.lib import Bbox
 from common import measure
 
-from igneous_like.region_graph import BIN_WIDTH, LEVELS, RegionGraph
+from igneous_like.region_graph import BIN_WIDTH, LEVELS, MOMENTS, RegionGraph
 from igneous_like.stage import WorkDir
 from igneous_like.tasks.agglomerate import PARAMS_FILE, graph_name
 
@@ -47,11 +47,14 @@ def grid_graph(size: int, low: int, high: int, seed: int = 0) -> RegionGraph:
     count = rng.integers(1, 200, a.size)
     level = rng.integers(0, 256, a.size) * BIN_WIDTH
     nodes = np.arange(low, min(high, size**3 + 1), dtype=np.uint64)
-    return RegionGraph(a=a, b=b, count=count, total=count * level, squares=count * level * level,
-                       low=level.astype(np.uint16), high=np.minimum(level + 500, LEVELS).astype(np.uint16),
-                       hist_edge=np.arange(a.size, dtype=np.int64),
+    column = lambda values, dtype=np.int64: values.astype(dtype)[:, None]  # one boundary channel
+    return RegionGraph(a=a, b=b, count=count, total=column(count * level),
+                       squares=column(count * level * level), low=column(level, np.uint16),
+                       high=column(np.minimum(level + 500, LEVELS), np.uint16),
+                       hist_edge=np.arange(a.size, dtype=np.int64), hist_channel=np.zeros(a.size, np.uint8),
                        hist_bin=(level // BIN_WIDTH).astype(np.uint8),
-                       hist_count=count, nodes=nodes, sizes=rng.integers(100, 10000, nodes.size))
+                       hist_count=count, nodes=nodes, sizes=rng.integers(100, 10000, nodes.size),
+                       moments=np.zeros((nodes.size, len(MOMENTS)), np.int64))
 
 
 def write_graph(path: str, size: int) -> int:

@@ -14,7 +14,6 @@ import numpy as np
 
 from igneous_like.agglomeration import Agglomerator, Policy
 from igneous_like.merge_model import (
-    FEATURES,
     MergeModel,
     graph_features,
     majority,
@@ -52,10 +51,10 @@ class Remembering:
     an edge has when the loop reaches it, since its priority is still the one computed then."""
 
     def __init__(self, model: MergeModel, num_edges: int):
-        self.model, self.features = model, np.zeros((num_edges, len(FEATURES)))
+        self.model, self.features = model, np.zeros((num_edges, model.num_features))
 
     def priority(self, stats, edges: Optional[np.ndarray]) -> np.ndarray:
-        x = stats_features(stats, edges)
+        x = stats_features(stats, edges, self.model.family)
         self.features[slice(None) if edges is None else edges] = x
         return self.model.predict(x)
 
@@ -77,23 +76,25 @@ def met_edges(graph: RegionGraph, model: MergeModel, overlaps: Overlaps) -> Tupl
 
     Agglomerator(graph, Policy("learned", policy.priority, histograms=True, size_dependent=True), np.inf,
                  decide).run()
-    return np.array(met).reshape(-1, len(FEATURES)), np.array(labels, np.int64)
+    return np.array(met).reshape(-1, model.num_features), np.array(labels, np.int64)
 
 
 def learn(graph: RegionGraph, seg_ids: np.ndarray, gt_ids: np.ndarray, counts: np.ndarray, rounds: int = 1,
-          trees: int = 100, seed: int = 0) -> Tuple[MergeModel, List[dict]]:
-    """The model after `rounds` rounds (1: trained on the initial edges only) from the graph and
-    the contingency rows (fragment, ground-truth id, voxels); per round its training set's size."""
+          trees: int = 100, seed: int = 0, family: str = "basic") -> Tuple[MergeModel, List[dict]]:
+    """The model (on features of `family`) after `rounds` rounds (1: trained on the initial edges
+    only) from the graph and the contingency rows (fragment, ground-truth id, voxels); per round
+    its training set's size."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     fragments, truth = majority(seg_ids, gt_ids, counts)
-    x, y = graph_features(graph), split_labels(graph, fragments, truth)
-    model = train(x, y, trees=trees, seed=seed)
+    x, y = graph_features(graph, family), split_labels(graph, fragments, truth)
+    fit = lambda x, y: train(x, y, trees=trees, seed=seed, family=family, channels=graph.channels)
+    model = fit(x, y)
     history = [{"edges": int(y.size), "keep_apart": int(y.sum())}]
     for _ in range(rounds - 1):
         met_x, met_y = met_edges(graph, model, Overlaps(graph.nodes, seg_ids, gt_ids, counts))
         table = np.unique(np.column_stack([np.concatenate([x, met_x]), np.concatenate([y, met_y])]), axis=0)
         x, y = table[:, :-1], table[:, -1].astype(np.int64)
-        model = train(x, y, trees=trees, seed=seed)
+        model = fit(x, y)
         history.append({"edges": int(y.size), "keep_apart": int(y.sum()), "met": int(met_y.size)})
     return model, history

@@ -22,7 +22,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from igneous_like.region_graph import BINS, LEVELS, RegionGraph, csr_quantiles, histogram_pointers
+from igneous_like.region_graph import (
+    BINS,
+    LEVELS,
+    RegionGraph,
+    channel_csr,
+    csr_quantiles,
+    histogram_pointers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +42,13 @@ class EdgeStats:
     u: np.ndarray  # int64 node index of each edge's endpoints (current regions)
     v: np.ndarray
     count: np.ndarray
-    total: np.ndarray
+    total: np.ndarray  # (edges, channels), as RegionGraph
     squares: np.ndarray
     low: np.ndarray
     high: np.ndarray
     sizes: np.ndarray  # int64 voxels per node (current regions)
-    ptr: np.ndarray  # the graph's histograms as CSR rows
+    moments: np.ndarray  # int64 (nodes, 9) coordinate sums per node (current regions)
+    ptr: np.ndarray  # the graph's histograms as CSR rows, one per (edge, channel): edge * channels + channel
     bins: np.ndarray
     counts: np.ndarray
     merged: Dict[int, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # combined histograms
@@ -53,42 +61,55 @@ class EdgeStats:
         empty = np.zeros(0, np.int64)
         return cls(positions(graph.a), positions(graph.b), graph.count.copy(), graph.total.copy(),
                    graph.squares.copy(), graph.low.astype(np.int64), graph.high.astype(np.int64),
-                   graph.sizes.astype(np.int64).copy(),
-                   histogram_pointers(graph) if histograms else np.zeros(graph.num_edges + 1, np.int64),
+                   graph.sizes.astype(np.int64).copy(), graph.moments.astype(np.int64).copy(),
+                   histogram_pointers(graph) if histograms else
+                   np.zeros(graph.num_edges * graph.channels + 1, np.int64),
                    graph.hist_bin if histograms else empty, graph.hist_count if histograms else empty)
 
-    def histogram(self, edge: int) -> Tuple[np.ndarray, np.ndarray]:
-        if edge in self.merged:
-            return self.merged[edge]
-        start, stop = self.ptr[edge], self.ptr[edge + 1]
+    @property
+    def channels(self) -> int:
+        return int(self.total.shape[1])
+
+    def histogram(self, key: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The histogram of row `key` = edge * channels + channel."""
+        if key in self.merged:
+            return self.merged[key]
+        start, stop = self.ptr[key], self.ptr[key + 1]
         return self.bins[start:stop], self.counts[start:stop]
 
-    def histograms(self, edges: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The CSR (ptr, bins, counts) of some edges' current histograms."""
-        parts = [self.histogram(int(e)) for e in edges]
+    def histograms(self, edges: Optional[np.ndarray], channel: int = 0) -> Tuple[np.ndarray, ...]:
+        """The CSR (ptr, bins, counts) of one channel's current histograms of some edges (all:
+        None, only before any merge)."""
+        if edges is None:
+            return channel_csr(self.ptr, self.bins, self.counts, self.channels, channel)
+        parts = [self.histogram(int(e) * self.channels + channel) for e in edges]
         ptr = np.cumsum([0] + [p[0].size for p in parts])
         if not parts:
             return ptr, np.zeros(0, np.uint8), np.zeros(0, np.int64)
         return ptr, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def quantiles(self, edges: Optional[np.ndarray], quantile: float) -> np.ndarray:
-        if edges is None:
-            return csr_quantiles(self.ptr, self.bins, self.counts, quantile)
-        return csr_quantiles(*self.histograms(edges), quantile)
+    def quantiles(self, edges: Optional[np.ndarray], quantile: float, channel: int = 0) -> np.ndarray:
+        return csr_quantiles(*self.histograms(edges, channel), quantile)
 
     def combine(self, keep: int, gone: int, histograms: bool) -> None:
         """Add edge `gone`'s statistics into edge `keep`."""
         self.count[keep] += self.count[gone]
         self.total[keep] += self.total[gone]
         self.squares[keep] += self.squares[gone]
-        self.low[keep] = min(self.low[keep], self.low[gone])
-        self.high[keep] = max(self.high[keep], self.high[gone])
-        if histograms:
-            (b1, c1), (b2, c2) = self.histogram(keep), self.histogram(gone)
+        self.low[keep] = np.minimum(self.low[keep], self.low[gone])
+        self.high[keep] = np.maximum(self.high[keep], self.high[gone])
+        for channel in range(self.channels if histograms else 0):
+            mine, theirs = keep * self.channels + channel, gone * self.channels + channel
+            (b1, c1), (b2, c2) = self.histogram(mine), self.histogram(theirs)
             dense = np.bincount(np.concatenate([b1, b2]), np.concatenate([c1, c2]), minlength=BINS)
             bins = np.flatnonzero(dense)
-            self.merged[keep] = (bins.astype(np.uint8), dense[bins].astype(np.int64))
-            self.merged.pop(gone, None)
+            self.merged[mine] = (bins.astype(np.uint8), dense[bins].astype(np.int64))
+            self.merged.pop(theirs, None)
+
+    def join(self, x: int, y: int) -> None:
+        """Region y becomes part of region x: sizes and moments add."""
+        self.sizes[x] += self.sizes[y]
+        self.moments[x] += self.moments[y]
 
 
 @dataclass(frozen=True)
@@ -98,39 +119,57 @@ class Policy:
     priority: Callable[[EdgeStats, Optional[np.ndarray]], np.ndarray]
     histograms: bool = False  # needs the boundary histograms
     size_dependent: bool = False  # priorities change when a region grows, not only its edges
+    channel: int = 0  # the boundary channel it reads (the learned policy reads them all)
+    channels: Optional[int] = None  # the boundary channel count it needs (a learned model's), if any
+
+    def check(self, graph: RegionGraph) -> None:
+        """ValueError unless the graph holds the boundary channels this policy reads."""
+        if self.channels not in (None, graph.channels):
+            raise ValueError(f"the model was trained on a boundary map of {self.channels} channel(s) but "
+                             f"this graph's has {graph.channels}; train one on such a map")
+        if not 0 <= self.channel < graph.channels:
+            raise ValueError(f"channel {self.channel} is not among the {graph.channels} channel(s) of the "
+                             "graph's boundary map")
 
 
-def mean_priority(stats: EdgeStats, edges: Optional[np.ndarray]) -> np.ndarray:
+def mean_priority(stats: EdgeStats, edges: Optional[np.ndarray], channel: int = 0) -> np.ndarray:
     index = slice(None) if edges is None else edges
-    return stats.total[index] / (stats.count[index] * float(LEVELS))
+    return stats.total[index, channel] / (stats.count[index] * float(LEVELS))
 
 
-def make_policy(name: str, quantile: float = 0.5, model=None) -> Policy:
-    """A merge policy by name; `model` (a merge_model.MergeModel) for learned."""
+def make_policy(name: str, quantile: float = 0.5, model=None, channel: int = 0) -> Policy:
+    """A merge policy by name; `model` (a merge_model.MergeModel) for learned, which reads every
+    channel of the boundary map; the others read `channel`."""
     if name == "mean":
-        return Policy(name, mean_priority)
+        return Policy(name, lambda stats, edges: mean_priority(stats, edges, channel), channel=channel)
     if name in ("median", "quantile"):
         q = 0.5 if name == "median" else float(quantile)
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"the quantile must lie in [0, 1], got {quantile}")
-        return Policy(name, lambda stats, edges: stats.quantiles(edges, q), histograms=True)
+        return Policy(name, lambda stats, edges: stats.quantiles(edges, q, channel), histograms=True,
+                      channel=channel)
     if name == "learned":
         if model is None:
             raise ValueError("the learned policy needs a model")
-        return Policy(name, model.priority, histograms=True, size_dependent=True)
+        return Policy(name, model.priority, histograms=True, size_dependent=True, channels=model.channels)
     raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
 
 
-def edge_arrays(stats: EdgeStats, edges: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+def edge_arrays(stats: EdgeStats, edges: Optional[np.ndarray], channel: int = 0) -> Dict[str, np.ndarray]:
     """What a custom priority sees of some edges (all when None), as they are now: contacts `count`,
     sums of levels `total` and squared levels `squares`, `low` and `high` levels (0..65535 means
-    boundary 0..1), the voxels of the two regions `size_a` and `size_b`, and the 256-bin boundary
-    histograms as CSR rows: edge i's bins and counts are hist_bin/hist_count[hist_ptr[i]:hist_ptr[i + 1]]."""
+    boundary 0..1) of boundary channel `channel`, the voxels of the two regions `size_a` and
+    `size_b` and their coordinate sums `moments_a` and `moments_b` (region_graph.MOMENTS columns),
+    and that channel's 256-bin boundary histograms as CSR rows: edge i's bins and counts are
+    hist_bin/hist_count[hist_ptr[i]:hist_ptr[i + 1]]."""
     index = np.arange(stats.count.size) if edges is None else edges
-    ptr, bins, counts = (stats.ptr, stats.bins, stats.counts) if edges is None else stats.histograms(edges)
-    return {"count": stats.count[index], "total": stats.total[index], "squares": stats.squares[index],
-            "low": stats.low[index], "high": stats.high[index], "size_a": stats.sizes[stats.u[index]],
-            "size_b": stats.sizes[stats.v[index]], "hist_ptr": ptr, "hist_bin": bins, "hist_count": counts}
+    ptr, bins, counts = stats.histograms(edges, channel)
+    u, v = stats.u[index], stats.v[index]
+    return {"count": stats.count[index], "total": stats.total[index, channel],
+            "squares": stats.squares[index, channel], "low": stats.low[index, channel],
+            "high": stats.high[index, channel], "size_a": stats.sizes[u], "size_b": stats.sizes[v],
+            "moments_a": stats.moments[u], "moments_b": stats.moments[v], "hist_ptr": ptr, "hist_bin": bins,
+            "hist_count": counts}
 
 
 def custom_policy(priority: Callable[[Dict[str, np.ndarray]], np.ndarray]) -> Policy:
@@ -162,6 +201,7 @@ class Agglomerator:
                  decide: Optional[Callable[["Agglomerator", int], bool]] = None):
         """`decide(run, edge)`, when given, sees every merge the loop is about to make (the edge's
         statistics as they are then) and says whether to make it: active learning records them."""
+        policy.check(graph)
         self.policy, self.threshold, self.decide = policy, float(threshold), decide
         self.stats = EdgeStats.of(graph, policy.histograms)
         self.priority = np.asarray(policy.priority(self.stats, None), dtype=np.float64)
@@ -210,7 +250,7 @@ class Agglomerator:
         self.alive[edge] = False
         ax, ay = adj[x], adj[y]
         del ax[y], ay[x]
-        stats.sizes[x] += stats.sizes[y]
+        stats.join(x, y)
         self.parent[y] = x
         changed = []
         for k, gone in ay.items():

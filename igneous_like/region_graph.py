@@ -6,7 +6,12 @@ an integer level q in 0..65535 (uint8 v becomes v * 257 exactly; float32 x in [0
 round(x * 65535) in float64). Every statistic is an integer, so tables merged in any grouping or order
 are bit-identical: per edge (a < b) the contact count, sum of q, sum of q^2, min and max q,
 and a 256-bin histogram (bin q // 257, so uint8 value v lands in bin v), kept sparse as
-(edge index, bin, count) rows; per node the voxel count.
+(edge index, channel, bin, count) rows; per node the voxel count and the sums of its voxels'
+coordinates x, y, z, x^2, y^2, z^2, xy, xz, yz (MOMENTS; from the volume's origin, so a region
+of up to 2^31 voxels in a volume under 2^16 voxels a side fits int64), which add as tasks and
+regions merge. A boundary map of C channels (e.g. membrane, mitochondria, cytoplasm) gives every
+contact C values, each the larger of the two voxels' values in that channel, and every edge
+statistic C columns.
 
 A task reads one extra voxel past its high faces (clipped at the volume end) and counts only
 the contacts whose lower voxel lies inside its own box, so each face between tasks is counted
@@ -22,6 +27,9 @@ BINS = 256
 BIN_WIDTH = LEVELS // (BINS - 1)  # 257: q // 257 maps uint8 value v (q = 257 v) to bin v
 
 
+MOMENTS = ("x", "y", "z", "xx", "yy", "zz", "xy", "xz", "yz")
+
+
 def quantize(boundary: np.ndarray) -> np.ndarray:
     """Boundary values as uint16 levels 0..65535; uint8 0..255 and float 0..1 both mean 0..1."""
     boundary = np.asarray(boundary)
@@ -34,23 +42,30 @@ def quantize(boundary: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RegionGraph:
-    """Edges sorted by (a, b) with a < b, their statistics, the sparse histograms, node sizes."""
+    """Edges sorted by (a, b) with a < b, their statistics (one column per boundary channel),
+    the sparse histograms, node sizes and coordinate moments."""
     a: np.ndarray  # uint64 fragment ids
     b: np.ndarray
     count: np.ndarray  # int64 contacts
-    total: np.ndarray  # int64 sum of levels
-    squares: np.ndarray  # int64 sum of squared levels
-    low: np.ndarray  # uint16 min level
-    high: np.ndarray  # uint16 max level
-    hist_edge: np.ndarray  # int64 edge index of each histogram row, rows sorted by (edge, bin)
+    total: np.ndarray  # int64 (edges, channels) sum of levels
+    squares: np.ndarray  # int64 (edges, channels) sum of squared levels
+    low: np.ndarray  # uint16 (edges, channels) min level
+    high: np.ndarray  # uint16 (edges, channels) max level
+    hist_edge: np.ndarray  # int64 edge index of each histogram row, rows sorted by (edge, channel, bin)
+    hist_channel: np.ndarray  # uint8
     hist_bin: np.ndarray  # uint8
     hist_count: np.ndarray  # int64
     nodes: np.ndarray  # uint64 sorted fragment ids
     sizes: np.ndarray  # int64 voxels
+    moments: np.ndarray  # int64 (nodes, 9) coordinate sums in MOMENTS order
 
     @property
     def num_edges(self) -> int:
         return int(self.a.size)
+
+    @property
+    def channels(self) -> int:
+        return int(self.total.shape[1])
 
     def arrays(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -59,14 +74,16 @@ class RegionGraph:
         return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
 
-def empty_graph() -> RegionGraph:
-    u64, i64 = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    return RegionGraph(u64, u64, i64, i64, i64, np.zeros(0, np.uint16), np.zeros(0, np.uint16), i64,
-                       np.zeros(0, np.uint8), i64, u64, i64)
+def empty_graph(channels: int = 1) -> RegionGraph:
+    u64, i64, u8 = np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    column = lambda dtype: np.zeros((0, channels), dtype)
+    return RegionGraph(u64, u64, i64, column(np.int64), column(np.int64), column(np.uint16),
+                       column(np.uint16), i64, u8, u8, i64, u64, i64, np.zeros((0, len(MOMENTS)), np.int64))
 
 
 def contacts(labels: np.ndarray, levels: np.ndarray, own: Sequence[int]) -> Tuple[np.ndarray, ...]:
-    """(a, b, q) of every contact whose lower voxel lies in labels[:own[0], :own[1], :own[2]].
+    """(a, b, q) of every contact whose lower voxel lies in labels[:own[0], :own[1], :own[2]];
+    q is (contacts, channels) from `levels` of shape labels.shape + (channels,).
 
     `labels` and `levels` may extend one voxel past `own` on the high side of each axis.
     """
@@ -82,7 +99,7 @@ def contacts(labels: np.ndarray, levels: np.ndarray, own: Sequence[int]) -> Tupl
         seconds.append(np.maximum(x, y))
         values.append(np.maximum(levels[low][differ], levels[high][differ]))
     return (np.concatenate(firsts).astype(np.uint64), np.concatenate(seconds).astype(np.uint64),
-            np.concatenate(values))
+            np.concatenate(values, axis=0))
 
 
 def _runs(sorted_keys: Sequence[np.ndarray]) -> np.ndarray:
@@ -103,31 +120,63 @@ def _run_index(size: int, starts: np.ndarray) -> np.ndarray:
     return np.cumsum(marks) - 1
 
 
-def block_graph(labels: np.ndarray, boundary: np.ndarray, own: Sequence[int]) -> RegionGraph:
-    """The graph of one task: contacts as in `contacts`, node sizes over the own box only."""
-    a, b, q = contacts(labels, quantize(boundary), own)
-    order = np.lexsort((q, b, a))
+def channel_levels(boundary: np.ndarray) -> np.ndarray:
+    """Quantized levels with a channel axis last: an (X, Y, Z) map is one channel."""
+    levels = quantize(boundary)
+    return levels[..., np.newaxis] if levels.ndim == 3 else levels
+
+
+def region_moments(labels: np.ndarray, origin: Sequence[int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(nodes, sizes, moments) of the nonzero labels of a box whose first voxel lies at `origin`."""
+    where = np.nonzero(labels)
+    ids = labels[where]
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    starts = _runs((ids,))
+    x, y, z = (np.asarray(c, np.int64)[order] + int(o) for c, o in zip(where, origin))
+    products = {"x": lambda: x, "y": lambda: y, "z": lambda: z, "xx": lambda: x * x, "yy": lambda: y * y,
+                "zz": lambda: z * z, "xy": lambda: x * y, "xz": lambda: x * z, "yz": lambda: y * z}
+    moments = np.zeros((starts.size, len(MOMENTS)), np.int64)
+    if ids.size:
+        for column, name in enumerate(MOMENTS):
+            moments[:, column] = np.add.reduceat(products[name](), starts)
+    return ids[starts].astype(np.uint64), np.diff(np.r_[starts, ids.size]).astype(np.int64), moments
+
+
+def block_graph(labels: np.ndarray, boundary: np.ndarray, own: Sequence[int],
+                origin: Sequence[int] = (0, 0, 0)) -> RegionGraph:
+    """The graph of one task: contacts as in `contacts`, nodes over the own box only, which lies
+    at `origin` in the volume. `boundary` is (X, Y, Z) or (X, Y, Z, channels)."""
+    a, b, q = contacts(labels, channel_levels(boundary), own)
+    order = np.lexsort((b, a))
     a, b, q = a[order], b[order], q[order]
     starts = _runs((a, b))
     q64 = q.astype(np.int64)
-    edge = _run_index(q.size, starts)
-    bins = (q // BIN_WIDTH).astype(np.uint8)
-    hist_starts = _runs((edge, bins))
-    ends = np.r_[starts[1:], q.size] - 1 if q.size else starts
-    inside = labels[:own[0], :own[1], :own[2]]
-    nodes, sizes = np.unique(inside[inside != 0], return_counts=True)
+    reduce = lambda ufunc, values: ufunc.reduceat(values, starts, axis=0) if a.size else values
+    channels = q.shape[1]
+    edge = np.tile(_run_index(a.size, starts), channels)
+    channel = np.repeat(np.arange(channels, dtype=np.uint8), a.size)
+    bins = (q.T.ravel() // BIN_WIDTH).astype(np.uint8)
+    hist_order = np.lexsort((bins, channel, edge))
+    edge, channel, bins = edge[hist_order], channel[hist_order], bins[hist_order]
+    hist_starts = _runs((edge, channel, bins))
+    nodes, sizes, moments = region_moments(labels[:own[0], :own[1], :own[2]], origin)
     return RegionGraph(
-        a=a[starts], b=b[starts], count=np.diff(np.r_[starts, q.size]).astype(np.int64),
-        total=np.add.reduceat(q64, starts) if q.size else q64,
-        squares=np.add.reduceat(q64 * q64, starts) if q.size else q64,
-        low=q[starts], high=q[ends], hist_edge=edge[hist_starts].astype(np.int64),
-        hist_bin=bins[hist_starts], hist_count=np.diff(np.r_[hist_starts, q.size]).astype(np.int64),
-        nodes=nodes.astype(np.uint64), sizes=sizes.astype(np.int64))
+        a=a[starts], b=b[starts], count=np.diff(np.r_[starts, a.size]).astype(np.int64),
+        total=reduce(np.add, q64), squares=reduce(np.add, q64 * q64), low=reduce(np.minimum, q),
+        high=reduce(np.maximum, q), hist_edge=edge[hist_starts].astype(np.int64),
+        hist_channel=channel[hist_starts], hist_bin=bins[hist_starts],
+        hist_count=np.diff(np.r_[hist_starts, bins.size]).astype(np.int64), nodes=nodes, sizes=sizes,
+        moments=moments)
 
 
 def merge_graphs(parts: Iterable[RegionGraph]) -> RegionGraph:
     """The exact sum of partial graphs: statistics of equal edges and nodes combined by sorting."""
-    parts = [empty_graph()] + list(parts)
+    parts = list(parts)
+    channels = {p.channels for p in parts} or {1}
+    if len(channels) > 1:
+        raise ValueError(f"graph parts of different boundary channel counts {sorted(channels)}")
+    parts = [empty_graph(channels.pop())] + parts
     offsets = np.cumsum([0] + [p.num_edges for p in parts])
     cat = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(RegionGraph)}
     cat["hist_edge"] = np.concatenate([p.hist_edge + off for p, off in zip(parts, offsets)])
@@ -137,30 +186,43 @@ def merge_graphs(parts: Iterable[RegionGraph]) -> RegionGraph:
     new_index = np.empty(a.size, dtype=np.int64)
     new_index[order] = _run_index(a.size, starts)
 
-    def reduce(name, ufunc):
-        values = cat[name][order]
-        return ufunc.reduceat(values, starts) if values.size else values
+    def reduce(name, ufunc, rows=order, at=starts):
+        values = cat[name][rows]
+        return ufunc.reduceat(values, at, axis=0) if values.size else values
 
     hist_edge = new_index[cat["hist_edge"]]
-    hist_order = np.lexsort((cat["hist_bin"], hist_edge))
-    hist_edge, hist_bin = hist_edge[hist_order], cat["hist_bin"][hist_order]
-    hist_count = cat["hist_count"][hist_order]
-    hist_starts = _runs((hist_edge, hist_bin))
+    hist_order = np.lexsort((cat["hist_bin"], cat["hist_channel"], hist_edge))
+    hist_edge, hist_channel = hist_edge[hist_order], cat["hist_channel"][hist_order]
+    hist_bin = cat["hist_bin"][hist_order]
+    hist_starts = _runs((hist_edge, hist_channel, hist_bin))
     node_order = np.argsort(cat["nodes"], kind="stable")
     nodes = cat["nodes"][node_order]
     node_starts = _runs((nodes,))
-    sizes = cat["sizes"][node_order]
     return RegionGraph(
         a=a[starts], b=b[starts], count=reduce("count", np.add), total=reduce("total", np.add),
         squares=reduce("squares", np.add), low=reduce("low", np.minimum), high=reduce("high", np.maximum),
-        hist_edge=hist_edge[hist_starts], hist_bin=hist_bin[hist_starts],
-        hist_count=np.add.reduceat(hist_count, hist_starts) if hist_count.size else hist_count,
-        nodes=nodes[node_starts], sizes=np.add.reduceat(sizes, node_starts) if sizes.size else sizes)
+        hist_edge=hist_edge[hist_starts], hist_channel=hist_channel[hist_starts],
+        hist_bin=hist_bin[hist_starts], hist_count=reduce("hist_count", np.add, hist_order, hist_starts),
+        nodes=nodes[node_starts], sizes=reduce("sizes", np.add, node_order, node_starts),
+        moments=reduce("moments", np.add, node_order, node_starts))
 
 
 def histogram_pointers(graph: RegionGraph) -> np.ndarray:
-    """CSR pointers: edge i's histogram rows are ptr[i]:ptr[i+1]."""
-    return np.searchsorted(graph.hist_edge, np.arange(graph.num_edges + 1))
+    """CSR pointers: edge i's histogram rows of channel c are ptr[i * C + c]:ptr[i * C + c + 1]."""
+    keys = graph.hist_edge * graph.channels + graph.hist_channel
+    return np.searchsorted(keys, np.arange(graph.num_edges * graph.channels + 1))
+
+
+def channel_csr(ptr: np.ndarray, bins: np.ndarray, counts: np.ndarray, channels: int,
+                channel: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One channel's histograms (rows edge * channels + channel of a CSR of all) as their own CSR."""
+    if channels == 1:
+        return ptr, bins, counts
+    starts, stops = ptr[:-1][channel::channels], ptr[1:][channel::channels]
+    lengths = stops - starts
+    out = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    rows = np.repeat(starts - out[:-1], lengths) + np.arange(out[-1])
+    return out, bins[rows], counts[rows]
 
 
 def csr_quantiles(ptr: np.ndarray, bins: np.ndarray, counts: np.ndarray, quantile: float) -> np.ndarray:

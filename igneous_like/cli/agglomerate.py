@@ -15,6 +15,7 @@ from igneous_like.cli.common import (
     submit,
 )
 from igneous_like.cli.params import FLOAT, FLOATS, OUTPUT, OUTPUT_FILE, TREES, Finite
+from igneous_like.merge_model import FAMILIES
 from igneous_like.pipeline import verbs
 from igneous_like.task_creation import agglomerate as tc
 from igneous_like.task_creation.common import Stage, layer_path
@@ -40,15 +41,17 @@ def agglomerate():
 
 @agglomerate.command()
 @click.argument("frag")
-@click.option("--boundary", required=True, help="Boundary map: uint8 (0-255) or float (0-1), same voxels.")
+@click.option("--boundary", required=True, help="Boundary map: uint8 (0-255) or float (0-1), same voxels; "
+              "one channel or several (e.g. membrane, mitochondria, cytoplasm), each with its statistics.")
 @mip_option
 @shape_option
 @fill_option
 @queue_option
 @click.pass_context
 def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
-    """(1) Store each task's region graph: per edge contact count, sum, squares, min, max and
-    256-bin histogram of boundary values; per fragment its size.
+    """(1) Store each task's region graph: per edge contact count, and per boundary channel the
+    sum, squares, min, max and 256-bin histogram of boundary values; per fragment its size and
+    coordinate moments.
 
     Example: igneous-like agglomerate graph file:///data/frag --boundary file:///data/prob --queue fq:///tmp/q
     """
@@ -68,16 +71,20 @@ def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
 @click.option("--quantile", type=Finite(0, 1), default=0.5, show_default=True,
               help="The quantile of --policy quantile.")
 @click.option("--model", default=None, help="Model file of --policy learned (from agglomerate train).")
+@click.option("--features", type=click.Choice(FAMILIES), default=None,
+              help="Feature family the --model must have been trained with (checked) [the model's].")
+@click.option("--channel", type=click.IntRange(0), default=0, show_default=True,
+              help="Boundary channel of the mean, median and quantile policies (learned reads them all).")
 @mip_option
 @click.pass_context
-def merge(ctx, frag, policy, threshold, quantile, model, mip):
+def merge(ctx, frag, policy, threshold, quantile, model, features, channel, mip):
     """(2) Merge fragments over the whole graph, here; writes the fragment -> segment mapping.
 
     Example: igneous-like agglomerate merge file:///data/frag --policy mean --threshold 0.4
     """
     done = submit(ctx, [Stage("agglomerate_fragments", dict(
-        frag_path=frag, policy=policy, threshold=threshold, mip=mip, quantile=quantile, model=model),
-        "merge")])
+        frag_path=frag, policy=policy, threshold=threshold, mip=mip, quantile=quantile, model=model,
+        features=features, channel=channel), "merge")])
     if done:
         fragments, segments = done[0]
         click.echo(f"{fragments} fragments merged into {segments} segments", err=True)
@@ -94,12 +101,15 @@ def merge(ctx, frag, policy, threshold, quantile, model, mip):
 @click.option("--rounds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Rounds of active learning: each further one agglomerates with the model, adds the merges "
               "it met (labelled from GT) to the training set and trains again.")
+@click.option("--features", type=click.Choice(FAMILIES), default="basic", show_default=True,
+              help="Edge features: basic (boundary statistics and sizes) or extended (also coarse boundary "
+              "histograms, contact per region size, region extents and centroid distance); every channel.")
 @mip_option
 @shape_option
 @fill_option
 @queue_option
 @click.pass_context
-def train(ctx, frag, boundary, gt, output, trees, rounds, mip, shape, fill_missing, queue):
+def train(ctx, frag, boundary, gt, output, trees, rounds, features, mip, shape, fill_missing, queue):
     """Train the learned policy: features of FRAG's edges, labels from GT (an edge whose fragments
     mostly overlap one ground-truth object should merge). Runs the graph step unless done. With
     --rounds N, active learning as gala does it: N-1 times agglomerate with the model (only the
@@ -110,13 +120,14 @@ def train(ctx, frag, boundary, gt, output, trees, rounds, mip, shape, fill_missi
     --gt file:///data/gt --output model.npz
     """
     if not planning(ctx):
-        tc.check_training(frag, boundary, gt, mip, shape)
+        tc.check_training(frag, boundary, gt, mip, shape, features)
     stages = verbs.agglomerate_training(frag, boundary, gt, output, trees=trees, mip=mip, shape=shape,
-                                        fill_missing=fill_missing, rounds=rounds)
+                                        fill_missing=fill_missing, rounds=rounds, features=features)
     done = submit(ctx, stages, queue, home=frag)
     if done:
         counts = done[-1]
-        click.echo(f"Trained on {counts['edges']} edges ({counts['keep_apart']} to keep apart) in "
+        click.echo(f"Trained on {counts['edges']} edges ({counts['keep_apart']} to keep apart), "
+                   f"{counts['features']} features of {counts['channels']} channel(s), in "
                    f"{counts['rounds']} round(s): "
                    f"{layer_path(output)}", err=True)
 

@@ -102,9 +102,9 @@ def threshold_sweep(frag: str, gt: str, thresholds: Sequence[float], policy: str
 
 def agglomerate_training(frag: str, boundary: str, gt: str, output: str, trees: int = 100, mip: int = 0,
                          shape: Sequence[int] = (512, 512, 512), fill_missing: bool = False,
-                         rounds: int = 1) -> List[Stage]:
+                         rounds: int = 1, features: str = "basic") -> List[Stage]:
     """The region graph (unless made from this boundary map already), the overlaps with GT, and a
-    learned merge policy trained on them (`rounds` rounds of active learning)."""
+    learned merge policy trained on them (`rounds` rounds of active learning, `features` family)."""
     return [
         Stage("create_region_graph_tasks", dict(frag_path=frag, boundary_path=boundary, mip=mip,
                                                 shape=list(shape), fill_missing=fill_missing, reuse=True),
@@ -112,7 +112,7 @@ def agglomerate_training(frag: str, boundary: str, gt: str, output: str, trees: 
         Stage("create_contingency_tasks", dict(seg_path=frag, gt_path=gt, mip=mip, shape=list(shape),
                                                fill_missing=fill_missing), "overlaps"),
         Stage("train_merge_model", dict(frag_path=frag, gt_path=gt, output=output, mip=mip, trees=trees,
-                                            rounds=rounds),
+                                            rounds=rounds, features=features),
               "train"),
     ]
 

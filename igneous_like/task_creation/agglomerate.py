@@ -10,6 +10,7 @@
 create_watershed_tasks makes fragments from a boundary map for those who have none.
 """
 import logging
+from dataclasses import fields
 from functools import partial
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -20,9 +21,9 @@ from cloudvolume.lib import Vec
 
 from igneous_like import label_table
 from igneous_like.active_learning import learn
-from igneous_like.agglomeration import agglomerate, custom_policy, make_policy
+from igneous_like.agglomeration import Policy, agglomerate, custom_policy, make_policy
 from igneous_like.errors import UserError
-from igneous_like.merge_model import MergeModel
+from igneous_like.merge_model import FAMILIES, MergeModel
 from igneous_like.region_graph import RegionGraph, merge_graphs
 from igneous_like.segment_properties import write_properties
 from igneous_like.stage import WorkDir, merged_as_they_come
@@ -55,6 +56,7 @@ from igneous_like.tasks.agglomerate import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SHAPE = (256, 256, 256)
+MAX_CHANNELS = 255  # region_graph keeps a histogram row's channel as uint8
 
 
 def work_dir(cv: CloudVolume, mip: int) -> WorkDir:
@@ -81,10 +83,12 @@ def task_grid(cv: CloudVolume, mip: int, shape: Sequence[int]) -> Grid:
     return Grid.over(bounds, shape)
 
 
-def open_boundary(path: str, frag: CloudVolume, mip: int) -> CloudVolume:
+def open_boundary(path: str, frag: CloudVolume, mip: int, channels: int = 1) -> CloudVolume:
+    """The boundary map: uint8 or float, of 1 to `channels` channels, over the fragments' voxels."""
     cv = open_layer(path, mip)
-    if cv.num_channels != 1 or np.dtype(cv.dtype) not in (np.uint8, np.float32, np.float64):
-        raise UserError(f"the boundary map must be one channel of uint8 (0-255) or float (0-1); "
+    if not 1 <= cv.num_channels <= channels or np.dtype(cv.dtype) not in (np.uint8, np.float32, np.float64):
+        count = "one channel" if channels == 1 else f"1 to {channels} channels"
+        raise UserError(f"the boundary map must be {count} of uint8 (0-255) or float (0-1); "
                         f"{cv.cloudpath} has {cv.num_channels} channel(s) of {cv.dtype}")
     check_same_bounds(frag, cv, mip)
     return cv
@@ -95,10 +99,11 @@ def create_region_graph_tasks(frag_path: str, boundary_path: str, mip: int = 0,
                               reuse: bool = False) -> Tasks:
     """Step 1: tasks that store their boxes' region graphs. Any earlier graph, mapping or merge
     record of this layer and mip is deleted first (they would no longer match); with `reuse`, a
-    graph made from the same boundary map is kept and there are no tasks."""
+    graph made from the same boundary map is kept and there are no tasks. Every channel of the
+    boundary map (up to MAX_CHANNELS) gets its statistics."""
     frag = open_layer(frag_path, mip)
     check_labels(frag, "the fragments")
-    boundary = open_boundary(boundary_path, frag, mip)
+    boundary = open_boundary(boundary_path, frag, mip, MAX_CHANNELS)
     grid = task_grid(frag, mip, shape)
     work = work_dir(frag, mip)
     description = f"region graph of {frag.cloudpath} mip {mip}"
@@ -126,8 +131,15 @@ def load_region_graph(frag_path: str, mip: int = 0) -> RegionGraph:
     """The whole graph: every task's part, summed exactly as the parts arrive."""
     _, work, params = recorded_graph(frag_path, mip)
     names = [graph_name(box) for box in Grid.from_json(params)]
-    parts = (RegionGraph(**arrays) for arrays in work.gather_arrays(names, "region graph tasks"))
+    parts = (graph_part(arrays, frag_path) for arrays in work.gather_arrays(names, "region graph tasks"))
     return merged_as_they_come(parts, merge_graphs, lambda graph: graph.num_edges)
+
+
+def graph_part(arrays: dict, frag_path: str) -> RegionGraph:
+    if set(arrays) != {f.name for f in fields(RegionGraph)}:
+        raise UserError(f"the region graph of {frag_path} was made by another version: run `igneous-like "
+                        "agglomerate graph` again")
+    return RegionGraph(**arrays)
 
 
 def read_model(path: str) -> MergeModel:
@@ -141,43 +153,73 @@ def read_model(path: str) -> MergeModel:
         raise UserError(f"{path}: {err}") from None
 
 
-def merge_policy(policy: str, quantile: float = 0.5, model: Optional[str] = None):
-    """The merge policy named on the command line (the learned one reads its model file)."""
+def merge_policy(policy: str, quantile: float = 0.5, model: Optional[str] = None,
+                 features: Optional[str] = None, channel: int = 0):
+    """The merge policy named on the command line (the learned one reads its model file, whose
+    feature family must be `features` when that is given; the others read boundary `channel`)."""
     if policy == "learned" and model is None:
         raise UserError("--policy learned needs --model FILE (made by `igneous-like agglomerate train`)")
     if model is not None and policy != "learned":
         raise UserError(f"--model is for --policy learned, not {policy}")
+    if features is not None and policy != "learned":
+        raise UserError(f"--features is for --policy learned, not {policy}")
+    if channel and policy == "learned":
+        raise UserError("--channel is for the mean, median and quantile policies; the learned one reads "
+                        "every channel")
+    learned = read_model(model) if model else None
+    if learned is not None and features not in (None, learned.family):
+        raise UserError(f"{model} was trained with --features {learned.family}, not {features}: give "
+                        f"--features {learned.family} or train a model with --features {features}")
     try:
-        return make_policy(policy, quantile, read_model(model) if model else None)
+        return make_policy(policy, quantile, learned, channel)
     except ValueError as err:
         raise UserError(str(err)) from None
 
 
+def policy_graph(chosen: Policy, frag_path: str, mip: int) -> RegionGraph:
+    """The whole graph of FRAG, once it has the boundary channels the policy reads."""
+    graph = load_region_graph(frag_path, mip)
+    try:
+        chosen.check(graph)
+    except ValueError as err:
+        raise UserError(f"{frag_path}: {err}") from None
+    return graph
+
+
 def agglomerate_fragments(frag_path: str, policy: str = "mean", threshold: float = 0.5, mip: int = 0,
                           quantile: float = 0.5, model: Optional[str] = None,
-                          priority: Optional[Callable[[dict], np.ndarray]] = None) -> Tuple[int, int]:
+                          priority: Optional[Callable[[dict], np.ndarray]] = None,
+                          features: Optional[str] = None, channel: int = 0) -> Tuple[int, int]:
     """Step 2, run here: merge the whole graph and write the fragment -> segment mapping beside
     the layer. Returns (fragments, segments). `priority`, a Python callable, replaces the named
     policy: given agglomeration.edge_arrays (a dict of per-edge statistics arrays) it returns one
-    score per edge; the lowest merges first while below `threshold`."""
+    score per edge; the lowest merges first while below `threshold`. `features`: the learned
+    model's feature family, checked; `channel`: the boundary channel the other policies read."""
     if priority is not None:
         policy, chosen = "custom", custom_policy(priority)
     else:
-        chosen = merge_policy(policy, quantile, model)
+        chosen = merge_policy(policy, quantile, model, features, channel)
     frag, work, _ = recorded_graph(frag_path, mip)
-    fragments, segments = agglomerate(load_region_graph(frag_path, mip), chosen, threshold)
+    fragments, segments = agglomerate(policy_graph(chosen, frag_path, mip), chosen, threshold)
     label_table.write(f"{work.url}/{MAPPING_TABLE}", fragments, segments)
     count = int(np.unique(segments).size)
     work.save(MERGE_FILE, {"policy": policy, "threshold": threshold, "quantile": quantile, "model": model,
-                           "fragments": int(fragments.size), "segments": count})
+                           "channel": channel, "fragments": int(fragments.size), "segments": count})
     return int(fragments.size), count
 
 
-def check_training(frag_path: str, boundary_path: str, gt_path: str, mip: int, shape: Sequence[int]) -> None:
+def check_features(features: str) -> None:
+    if features not in FAMILIES:
+        raise UserError(f"unknown --features {features!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def check_training(frag_path: str, boundary_path: str, gt_path: str, mip: int, shape: Sequence[int],
+                   features: str = "basic") -> None:
     """Every layer `agglomerate train` reads, checked before its graph and contingency steps write."""
+    check_features(features)
     frag = open_layer(frag_path, mip)
     check_labels(frag, "the fragments")
-    open_boundary(boundary_path, frag, mip)
+    open_boundary(boundary_path, frag, mip, MAX_CHANNELS)
     gt = open_layer(gt_path, mip)
     check_labels(gt, "the ground truth")
     check_same_bounds(frag, gt, mip)
@@ -185,22 +227,24 @@ def check_training(frag_path: str, boundary_path: str, gt_path: str, mip: int, s
 
 
 def train_merge_model(frag_path: str, gt_path: str, output: str, mip: int = 0, trees: int = 100,
-                      rounds: int = 1) -> dict:
+                      rounds: int = 1, features: str = "basic") -> dict:
     """Fit the learned policy on the graph of FRAG (graph step done) and its overlap with GT
     (the evaluation's contingency step done), in `rounds` rounds of active learning (1: the
-    initial edges only); writes the model file. Returns the last round's edge counts."""
+    initial edges only), on the edge features of family `features` (merge_model) of every
+    boundary channel; writes the model file. Returns the last round's edge counts."""
     from igneous_like.task_creation.evaluation import accumulate_contingency
     if rounds < 1:
         raise UserError(f"--rounds must be at least 1, got {rounds}")
+    check_features(features)
     graph = load_region_graph(frag_path, mip)
     try:
         model, history = learn(graph, *accumulate_contingency(frag_path, gt_path, mip), rounds=rounds,
-                               trees=trees)
+                               trees=trees, family=features)
     except ValueError as err:
         raise UserError(f"cannot train on {frag_path}: {err}") from None
     directory, name = label_table.split_url(layer_path(output))
     CloudFiles(directory).put(name, model.to_bytes(), compress=None, content_type="application/octet-stream")
-    return {**history[-1], "rounds": rounds}
+    return {**history[-1], "rounds": rounds, "features": features, "channels": graph.channels}
 
 
 def new_destination(src: CloudVolume, dest: str, mip: int, dtype: str,

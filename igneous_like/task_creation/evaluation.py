@@ -97,9 +97,9 @@ def threshold_sweep(seg_path: str, gt_path: str, thresholds: Sequence[float], po
     each threshold's mapping relabels the table as `agglomerate relabel` would the voxels.
     `plot`: VI split against VI merge written there (.png or .html). Deletes the parts."""
     from igneous_like.agglomeration import agglomerate
-    from igneous_like.task_creation.agglomerate import load_region_graph, merge_policy
+    from igneous_like.task_creation.agglomerate import merge_policy, policy_graph
     chosen = merge_policy(policy, quantile, model)
-    graph = load_region_graph(seg_path, mip)
+    graph = policy_graph(chosen, seg_path, mip)
     whole = accumulate_contingency(seg_path, gt_path, mip, clean=True)
     sweep = []
     for threshold in sorted(set(float(t) for t in thresholds)):

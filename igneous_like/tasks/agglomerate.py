@@ -46,12 +46,14 @@ def unit_interval(values: np.ndarray) -> np.ndarray:
 def RegionGraphTask(frag_path: str, boundary_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
                     work: str, fill_missing: bool = False) -> None:
     """The region graph of one box: contacts whose lower voxel is in the box, read one voxel past
-    its high faces so the faces it shares with the next tasks are counted here and only here."""
+    its high faces so the faces it shares with the next tasks are counted here and only here; every
+    channel of the boundary map; region moments from the volume's first voxel."""
     frag = CloudVolume(frag_path, mip=mip, fill_missing=fill_missing, progress=False)
     boundary = CloudVolume(boundary_path, mip=mip, fill_missing=fill_missing, progress=False)
-    box = TaskBox.at(offset, shape, frag.meta.bounds(mip), high=1)
-    labels, levels = read_box(frag, box.read, mip), read_box(boundary, box.read, mip)
-    graph = block_graph(labels, levels, tuple(box.write.size3()))
+    bounds = frag.meta.bounds(mip)
+    box = TaskBox.at(offset, shape, bounds, high=1)
+    labels, levels = read_box(frag, box.read, mip), np.asarray(boundary.image.download(box.read, mip))
+    graph = block_graph(labels, levels, tuple(box.write.size3()), tuple(box.write.minpt - bounds.minpt))
     WorkDir(work).put_arrays(graph_name(box.write), **graph.arrays())
 
 
