@@ -10,7 +10,8 @@ tree is sampled for peak RSS:
 
 With --active it instead prints the quality of active learning on the real data (needs
 ../shared/data): the plain learned policy (1 round) and active learning (3 rounds) trained on
-one crop, merged at 0.5 on a held-apart crop, VI split and merge of each (the test's figures).
+one crop, merged at 0.5 on a held-apart crop, VI split and merge of each (the test's figures),
+for the edge feature family --features (basic, extended, or both).
 
 Igneous has no agglomeration, so there is no side-by-side run; the figures go to BENCHMARKS.md.
 """
@@ -76,17 +77,20 @@ def write_graph(path: str, size: int) -> int:
     return edges
 
 
-def active_learning_figures() -> None:
-    """The comparison of test_agglomerate's active learning test, printed."""
+def active_learning_figures(families) -> None:
+    """The comparison of test_agglomerate's active learning test, printed per feature family."""
     import crackle
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
     from conftest import DATA
     from test_agglomerate import active_learning_scores
-    scores = active_learning_scores(np.asfortranarray(crackle.load(str(DATA))))
-    for name in ("plain", "active"):
-        found = scores[name]
-        print(f"{name:6s} learned policy: VI split {found['vi_split']:.4f} merge {found['vi_merge']:.4f} "
-              f"sum {found['vi_split'] + found['vi_merge']:.4f} bits (held-apart crop, threshold 0.5)")
+    seg = np.asfortranarray(crackle.load(str(DATA)))
+    for family in families:
+        scores = active_learning_scores(seg, family)
+        for name in ("plain", "active"):
+            found = scores[name]
+            print(f"{name:6s} learned policy, {family} features: VI split {found['vi_split']:.4f} merge "
+                  f"{found['vi_merge']:.4f} sum {found['vi_split'] + found['vi_merge']:.4f} bits (held-apart "
+                  "crop, threshold 0.5)", flush=True)
 
 
 def main() -> None:
@@ -95,9 +99,11 @@ def main() -> None:
     cli.add_argument("--policy", default="mean", choices=["mean", "median", "quantile"])
     cli.add_argument("--threshold", type=float, default=0.3)
     cli.add_argument("--active", action="store_true", help="active learning against the plain learned policy")
+    cli.add_argument("--features", default="basic", choices=["basic", "extended", "both"],
+                     help="the edge feature family of --active")
     args = cli.parse_args()
     if args.active:
-        return active_learning_figures()
+        return active_learning_figures(["basic", "extended"] if args.features == "both" else [args.features])
     work = Path(tempfile.mkdtemp(prefix="bench_agglomerate_"))
     try:
         path = f"file://{work}/frag"

@@ -3,8 +3,9 @@
 Regions merge in order of their edges' priority, lowest first, until the lowest left is not
 below the threshold. When two regions merge, the smaller adjacency is folded into the larger:
 edges to a common neighbour are combined by summing their statistics (counts, sums, min, max,
-histograms), so a merged edge's priority is computed from exactly the contacts it holds, as if
-the regions had been one from the start. Stale heap entries are skipped (lazy deletion): an
+histograms, per boundary channel) and the regions' sizes and coordinate moments add, so a merged
+edge's priority is computed from exactly the contacts and voxels it holds, as if the regions had
+been one from the start. Stale heap entries are skipped (lazy deletion): an
 entry is live while its edge is and its priority is the edge's current one. Ties break by edge
 index, which follows the sorted (a, b) keys, so the result is deterministic.
 

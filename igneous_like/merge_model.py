@@ -90,7 +90,7 @@ def features(family: str, count, total, squares, low, high, histograms: Callable
         columns += [mean / LEVELS, np.sqrt(variance) / LEVELS, np.asarray(low)[:, channel] / LEVELS,
                     np.asarray(high)[:, channel] / LEVELS]
         ptr, bins, counts = histograms(channel)
-        columns += [csr_quantiles(ptr, bins, counts, q) for q in QUANTILES]
+        columns += list(csr_quantiles(ptr, bins, counts, QUANTILES).T)
         if family == "extended":
             rows = np.repeat(np.arange(count.size), np.diff(ptr))
             coarse = np.asarray(bins, np.int64) * HISTOGRAM_RANGES // 256

@@ -17,7 +17,7 @@ A task reads one extra voxel past its high faces (clipped at the volume end) and
 the contacts whose lower voxel lies inside its own box, so each face between tasks is counted
 exactly once and the whole graph does not depend on the task shape.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Iterable, Sequence, Tuple
 
 import numpy as np
@@ -173,10 +173,13 @@ def block_graph(labels: np.ndarray, boundary: np.ndarray, own: Sequence[int],
 def merge_graphs(parts: Iterable[RegionGraph]) -> RegionGraph:
     """The exact sum of partial graphs: statistics of equal edges and nodes combined by sorting."""
     parts = list(parts)
-    channels = {p.channels for p in parts} or {1}
+    channels = {p.channels for p in parts if p.num_edges} or {max([1] + [p.channels for p in parts])}
     if len(channels) > 1:
         raise ValueError(f"graph parts of different boundary channel counts {sorted(channels)}")
-    parts = [empty_graph(channels.pop())] + parts
+    count = channels.pop()
+    empty = empty_graph(count)
+    parts = [empty] + [p if p.channels == count else replace(p, total=empty.total, squares=empty.squares,
+                                                             low=empty.low, high=empty.high) for p in parts]
     offsets = np.cumsum([0] + [p.num_edges for p in parts])
     cat = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(RegionGraph)}
     cat["hist_edge"] = np.concatenate([p.hist_edge + off for p, off in zip(parts, offsets)])
@@ -225,14 +228,17 @@ def channel_csr(ptr: np.ndarray, bins: np.ndarray, counts: np.ndarray, channels:
     return out, bins[rows], counts[rows]
 
 
-def csr_quantiles(ptr: np.ndarray, bins: np.ndarray, counts: np.ndarray, quantile: float) -> np.ndarray:
+def csr_quantiles(ptr: np.ndarray, bins: np.ndarray, counts: np.ndarray, quantile) -> np.ndarray:
     """Per histogram the lowest bin value (bin / 255) whose cumulative count reaches `quantile`
-    of its total; histograms are the row ranges ptr[i]:ptr[i+1] with bins ascending."""
+    of its total; histograms are the row ranges ptr[i]:ptr[i+1] with bins ascending. Several
+    quantiles (a sequence) give a column each."""
+    quantile = np.asarray(quantile, dtype=np.float64)
     cumulative = np.cumsum(counts)
-    before = np.r_[0, cumulative][ptr[:-1]]
-    totals = np.r_[0, cumulative][ptr[1:]] - before
-    target = before + np.maximum(np.ceil(quantile * totals), 1)
-    rows = np.minimum(np.searchsorted(cumulative, target, "left"), max(bins.size - 1, 0))
+    ends = np.concatenate([[0], cumulative])
+    before, totals = ends[ptr[:-1]], ends[ptr[1:]] - ends[ptr[:-1]]
+    target = np.expand_dims(before, tuple(range(1, 1 + quantile.ndim))) + \
+        np.maximum(np.ceil(np.multiply.outer(totals, quantile)), 1)
     if bins.size == 0:
-        return np.zeros(totals.size)
+        return np.zeros(target.shape)
+    rows = np.minimum(np.searchsorted(cumulative, target, "left"), bins.size - 1)
     return bins[rows].astype(np.float64) / (BINS - 1)

@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 from sklearn.metrics import adjusted_rand_score
 
-from igneous_like import active_learning, agglomeration, evaluation, merge_model, region_graph
+from igneous_like import active_learning, agglomeration, evaluation, label_table, merge_model, region_graph
 from igneous_like.queues import run_locally
 from igneous_like.task_creation import (
     agglomerate_fragments,
@@ -351,9 +351,10 @@ def test_options_reach_tasks_and_mistakes_are_user_errors(make_layer, tmp_path):
     assert "no merge model" in result.stderr
 
 
-def active_learning_scores(real_seg) -> dict:
-    """Plain (1 round) and active (3 rounds) learned policies trained on ACTIVE_TRAIN, merged at
-    0.5 on ACTIVE_APPLY: VI split and merge of each, from whole-array graphs and overlaps."""
+def active_learning_scores(real_seg, family: str = "basic") -> dict:
+    """Plain (1 round) and active (3 rounds) learned policies on `family` features trained on
+    ACTIVE_TRAIN, merged at 0.5 on ACTIVE_APPLY: VI split and merge of each, from whole-array
+    graphs and overlaps."""
     made = {}
     for name, crop, seed in (("train", ACTIVE_TRAIN, 2), ("apply", ACTIVE_APPLY, 1)):
         gt, prob, frag = synthetic(real_seg[crop], seed)
@@ -362,11 +363,11 @@ def active_learning_scores(real_seg) -> dict:
     out = {}
     for name, rounds in (("plain", 1), ("active", 3)):
         train_graph, train_table = made["train"]
-        model = active_learning.learn(train_graph, *train_table, rounds=rounds, trees=30)[0]
+        model = active_learning.learn(train_graph, *train_table, rounds=rounds, trees=30, family=family)[0]
         out[name] = mapped_scores(table, *agglomeration.agglomerate(
             graph, agglomeration.make_policy("learned", model=model), 0.5))
         out[name]["model"] = model
-    out["features"] = merge_model.graph_features(made["train"][0])
+    out["features"] = merge_model.graph_features(made["train"][0], family)
     return out
 
 
@@ -404,3 +405,138 @@ def test_custom_priority_callable_equals_named_policy(crops, mean_result):
     assert agglomerate_fragments(layers["frag"], threshold=0.45, priority=mean)[1] == np.unique(named[1]).size
     with pytest.raises(ValueError, match="one number per edge"):
         agglomeration.agglomerate(graph, agglomeration.custom_policy(lambda edges: 0.0), 0.45)
+
+
+def three_channels(prob: np.ndarray, seed: int) -> np.ndarray:
+    """(x, y, z, 3) uint8: the membrane map, a 'mitochondria' map of smooth noise, its 'cytoplasm' inverse."""
+    rng = np.random.default_rng(seed)
+    mito = ndimage.gaussian_filter(rng.random(prob.shape, dtype=np.float32), 2.0)
+    mito = np.clip((mito - mito.mean()) * 2000 + 60, 0, 255).astype(np.uint8)
+    return np.asfortranarray(np.stack([prob, mito, 255 - prob], axis=3))
+
+
+def reference_regions(labels: np.ndarray) -> dict:
+    """id -> (voxels, coordinate sums in MOMENTS order, centroid, principal extents) with numpy."""
+    out = {}
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        coords = np.argwhere(labels[box] == index + 1) + [s.start for s in box]
+        x, y, z = coords.T.astype(np.int64)
+        sums = tuple(int(v.sum()) for v in (x, y, z, x * x, y * y, z * z, x * y, x * z, y * z))
+        spread = np.linalg.eigvalsh(np.cov(coords.T, bias=True))[::-1] if len(coords) > 1 else np.zeros(3)
+        out[index + 1] = (len(coords), sums, coords.mean(axis=0), np.sqrt(np.maximum(spread, 0)))
+    return out
+
+
+def reference_features(labels: np.ndarray, boundary: np.ndarray) -> dict:
+    """(a, b) -> the extended features (merge_model's column order) from the raw contacts of each
+    channel and the voxels of each region, with plain numpy."""
+    channels = [graph_contacts(labels, boundary[..., c]) for c in range(boundary.shape[3])]
+    keys, inverse = np.unique(channels[0][:2], axis=1, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    groups = np.split(order, np.cumsum(np.bincount(inverse.ravel()))[:-1])
+    regions = reference_regions(labels)
+    out = {}
+    for (a, b), members in zip(keys.T.tolist(), groups):
+        stats, ranges = [], []
+        for contacts in channels:
+            q = contacts[2][members]
+            n = q.size
+            stats += [q.mean() / 65535, q.std() / 65535, q.min() / 65535, q.max() / 65535]
+            stats += [np.sort(q // 257)[max(int(np.ceil(p * n)), 1) - 1] / 255 for p in merge_model.QUANTILES]
+            ranges += list(np.bincount(q // 257 * 8 // 256, minlength=8) / n)
+        small, large = sorted([regions[a], regions[b]], key=lambda region: region[:2])
+        out[(a, b)] = stats + ranges + [np.log1p(n), np.log1p(small[0]), np.log1p(large[0]), n / small[0],
+                                        n / large[0], n / small[0] ** (2 / 3), *small[3], *large[3],
+                                        np.linalg.norm(small[2] - large[2])]
+    return out
+
+
+def assert_features_match(ids: np.ndarray, got: np.ndarray, want: dict) -> None:
+    assert sorted(map(tuple, ids.tolist())) == sorted(want)
+    expected = np.array([want[key] for key in map(tuple, ids.tolist())])
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, rtol=1e-6, atol=1e-6), np.abs(got - expected).max(axis=0)
+
+
+@pytest.fixture(scope="module")
+def multichannel(real_seg, tmp_path_factory):
+    """A 128x128x64 crop: ground truth, fragments and a 3-channel boundary map, as arrays and layers."""
+    root = tmp_path_factory.mktemp("multichannel")
+    gt, prob, frag = synthetic(real_seg[ACTIVE_TRAIN], 2)
+    arrays = {"gt": gt, "prob": three_channels(prob, 3), "frag": frag}
+    layers = {kind: write_layer(f"file://{root}/{kind}", data, "image" if kind == "prob" else "segmentation",
+                                chunk=(32, 32, 32)) for kind, data in arrays.items()}
+    return {"arrays": arrays, "layers": layers, "root": root}
+
+
+def test_extended_features_of_task_split_multichannel_graph_equal_reference(multichannel):
+    """Tasks that cut objects sum to the whole-array graph of all 3 channels, region moments
+    included, and its extended features equal a numpy computation from contacts and voxels."""
+    arrays, layers = multichannel["arrays"], multichannel["layers"]
+    graph = run_graph(layers["frag"], layers["prob"], (48, 56, 40))
+    whole = region_graph.block_graph(arrays["frag"], arrays["prob"], arrays["frag"].shape)
+    assert graph.channels == 3 and graph.equals(whole)
+    regions = reference_regions(arrays["frag"])
+    assert np.array_equal(graph.sizes, [regions[n][0] for n in graph.nodes.tolist()])
+    assert np.array_equal(graph.moments, [regions[n][1] for n in graph.nodes.tolist()])
+    x = merge_model.graph_features(graph, "extended")
+    assert x.shape[1] == len(merge_model.feature_names("extended", 3))
+    want = reference_features(arrays["frag"], arrays["prob"])
+    assert_features_match(np.stack([graph.a, graph.b], 1), x, want)
+    basic = merge_model.graph_features(graph)
+    assert np.array_equal(basic, x[:, [merge_model.feature_names("extended", 3).index(name)
+                                       for name in merge_model.feature_names("basic", 3)]])
+
+
+def test_features_after_merges_equal_reference_on_merged_labels(multichannel):
+    """After hundreds of merges, the working statistics give every remaining edge the features
+    its two segments have when recomputed from the merged labels."""
+    arrays = multichannel["arrays"]
+    graph = region_graph.block_graph(arrays["frag"], arrays["prob"], arrays["frag"].shape)
+    run = agglomeration.Agglomerator(graph, agglomeration.make_policy("median", channel=2), 0.93)
+    roots = run.run()
+    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
+    segment = graph.nodes[first][inverse.ravel()]
+    assert run.merges > 100
+    merged = fastremap.remap(arrays["frag"], dict(zip(graph.nodes.tolist(), segment.tolist())),
+                             preserve_missing_labels=True)
+    alive = np.flatnonzero(run.alive)
+    pairs = np.sort(np.stack([segment[run.stats.u[alive]], segment[run.stats.v[alive]]], 1), axis=1)
+    got = merge_model.stats_features(run.stats, alive, "extended")
+    assert_features_match(pairs, got, reference_features(merged, arrays["prob"]))
+
+
+def test_multichannel_extended_train_and_merge_and_mismatches_refused(multichannel, make_layer, tmp_path):
+    """`train --features extended` on a 3-channel map writes a model that says so; merging with
+    it improves on the fragments; another family or channel count is refused in one line, exit 2,
+    with nothing written."""
+    arrays, layers = multichannel["arrays"], multichannel["layers"]
+    model = tmp_path / "extended.npz"
+    result = run_cli("agglomerate", "train", layers["frag"], "--boundary", layers["prob"], "--gt",
+                     layers["gt"], "--output", model, "--trees", "10", "--features",
+                     "extended", "--shape", "64,48,40")
+    assert "extended features of 3 channel(s)" in result.stderr
+    loaded = merge_model.MergeModel.from_bytes(model.read_bytes())
+    assert (loaded.family, loaded.channels) == ("extended", 3)
+    graph = load_region_graph(layers["frag"])
+    fragments_scores = reference_scores(arrays["frag"], arrays["gt"])
+    mapping = multichannel["root"] / "frag" / "16_16_40" / "agglomeration" / "mapping.ltab"
+    single = make_layer("frag1", arrays["frag"], "segmentation", chunk=(64, 64, 64))
+    run_locally(create_region_graph_tasks(single, make_layer("prob1", arrays["prob"][..., 0], "image")),
+                quiet=True)
+    learned = ["--policy", "learned", "--model", model, "--threshold", "0.5"]
+    refusals = [([layers["frag"], *learned, "--features", "basic"], "trained with --features extended"),
+                ([single, *learned], "trained on a boundary map of 3 channel(s) but this graph's has 1"),
+                ([layers["frag"], "--policy", "mean", "--channel", "3"], "channel 3 is not among")]
+    for args, message in refusals:
+        result = run_cli("agglomerate", "merge", *args, check=False)
+        assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+        assert message in result.stderr and not mapping.exists()
+    run_cli("agglomerate", "merge", layers["frag"], *learned, "--features", "extended")
+    fragments, segments = label_table.Table(f"file://{mapping}").read()
+    want = agglomeration.agglomerate(graph, agglomeration.make_policy("learned", model=loaded), 0.5)
+    assert np.array_equal(fragments, want[0]) and np.array_equal(segments, want[1])
+    learned = mapped_scores(evaluation.contingency(arrays["frag"], arrays["gt"]), fragments, segments)
+    assert total_vi(learned) < total_vi(fragments_scores) / 2, (learned, fragments_scores)
