@@ -136,6 +136,7 @@ def load_region_graph(frag_path: str, mip: int = 0) -> RegionGraph:
 
 
 def graph_part(arrays: dict, frag_path: str) -> RegionGraph:
+    """One task's stored graph; one from before the boundary channels and moments is refused."""
     if set(arrays) != {f.name for f in fields(RegionGraph)}:
         raise UserError(f"the region graph of {frag_path} was made by another version: run `igneous-like "
                         "agglomerate graph` again")
