@@ -211,6 +211,13 @@ def test_model_file_predicts_as_the_forest():
     assert np.array_equal(model.predict(x), forest.predict_proba(x)[:, 1])
     with pytest.raises(ValueError, match="merge model"):
         merge_model.MergeModel.from_bytes(b"not a model")
+    old = {"features": list(merge_model.FEATURES), "quantiles": list(merge_model.QUANTILES)}
+    pack = lambda manifest: model.forest.to_bytes(merge_model.FORMAT, merge_model.VERSION, manifest)
+    before = merge_model.MergeModel.from_bytes(pack(old))
+    assert (before.family, before.channels) == ("basic", 1)  # a file from before the families
+    for claim in ({"family": "extended"}, {"channels": 3}):
+        with pytest.raises(ValueError, match="other features"):
+            merge_model.MergeModel.from_bytes(pack(dict(old, **claim)))
 
 
 def run_graph(frag: str, prob: str, shape) -> region_graph.RegionGraph:
