@@ -81,6 +81,21 @@ def test_sharded_downsample_of_several_mips_in_one_call(image, tmp_path):
         assert np.array_equal(tensorstore_read(path, mip), expected)
 
 
+def test_sharded_downsample_makes_igneous_three_mips_when_not_told(image, tmp_path):
+    """Igneous's create_image_shard_downsample_tasks makes 3 mips when num_mips is None; a volume too
+    small for 3 gets as many as it has."""
+    path = write_layer(f"file://{tmp_path}/em", image[:64, :64, :16], "image", chunk=(16, 16, 16))
+    run(tc.create_image_shard_downsample_tasks(path, memory_target=MEMORY_TARGET // 20000))
+    assert len(CloudVolume(path).info["scales"]) == 4
+    for mip, expected in enumerate(pyramid(image[:64, :64, :16], 3), start=1):
+        assert np.array_equal(read_mip(path, mip), expected)
+    small = write_layer(f"file://{tmp_path}/small", image[:4, :4, :16], "image", chunk=(4, 4, 16))
+    run(tc.create_image_shard_downsample_tasks(small))
+    sizes = [scale["size"] for scale in CloudVolume(small).info["scales"]]
+    assert sizes == [[4, 4, 16], [2, 2, 16], [1, 1, 16]]
+    assert np.array_equal(read_mip(small, 2), pyramid(image[:4, :4, :16], 2)[1])
+
+
 def test_transfer_into_a_layer_made_in_advance_writes_inside_its_bounds(image, tmp_path):
     src = write_layer(f"file://{tmp_path}/src", image, "image", chunk=(64, 64, 64))
     before = np.full(SHAPE, 7, dtype=np.uint8)  # half of it lies beyond the source, and must stay

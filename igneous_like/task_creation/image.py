@@ -52,6 +52,7 @@ from igneous_like.tasks.image import (
 )
 
 BYTES_PER_VOXEL_COPIES = 3  # a task holds its cutout, its mips and tinybrain's working copy
+SHARDED_MIPS = 3  # Igneous's sharded downsample makes this many mips when not told how many
 
 
 def task_bytes(shape: Vec, cv: CloudVolume) -> int:
@@ -328,7 +329,8 @@ def create_image_shard_downsample_tasks(
     num_mips: Optional[int] = None, truncate_scales: bool = True, codec_threads: int = 1,
     compress: Optional[str] = "gzip", delete_black_uploads: bool = False, background_color: int = 0,
 ) -> Tasks:
-    """Tasks that build sharded mips mip+1 .. mip+num_mips (None: 1) in one pass, Igneous's keywords.
+    """Tasks that build sharded mips mip+1 .. mip+num_mips in one pass, Igneous's keywords (None:
+    Igneous's 3, or as many as the volume allows below that).
 
     Each level's shards hold about the same region of `mip` (memory_target's worth), so one task
     reads the region of its shards at every level and writes them whole. `truncate_scales` drops
@@ -340,7 +342,9 @@ def create_image_shard_downsample_tasks(
                               delete_black_uploads, background_color, compress, sharded=True)
     if num_mips is not None and num_mips < 1:
         raise UserError(f"--num-mips must be at least 1, got {num_mips}")
-    num_mips = pyramid_mips(cv, mip, options.factor, 1 if num_mips is None else num_mips)
+    if num_mips is None:
+        num_mips = min(SHARDED_MIPS, max(supported_mips(cv, mip, options.factor), 1))
+    num_mips = pyramid_mips(cv, mip, options.factor, num_mips)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     region = region_at(cv, mip, bounds, bounds_mip)
