@@ -242,6 +242,21 @@ def test_contrast_normalization_readme_calls(image, tmp_path):
     assert np.array_equal(tensorstore_read(dest_path, 0), expected)
 
 
+def test_clahe_with_igneous_keywords(image, tmp_path):
+    from skimage import exposure, util
+    stack = np.asfortranarray(image[:, :96, :8])
+    src = write_layer(f"file://{tmp_path}/em", stack, "image", chunk=(32, 32, 4))
+    dest = f"file://{tmp_path}/clahe"
+    tasks = tc.create_clahe_tasks(src, dest, shape=(128, 96, 4), mip=0, fill_missing=False, bounds=None,
+                                  bounds_mip=0, clip_limit=20.0, tile_grid_size=(4, 2))
+    assert len(tasks) == 2
+    run(tasks)
+    out = read_mip(dest, 0)
+    for z in range(stack.shape[2]):
+        equalized = exposure.equalize_adapthist(stack[:, :, z], kernel_size=(32, 48), clip_limit=20 / 256)
+        assert np.array_equal(out[:, :, z], util.img_as_ubyte(equalized)), z
+
+
 def test_task_classes_and_module_alias(image, tmp_path):
     import igneous_like as igneous
     from igneous_like.tasks import DeleteTask
