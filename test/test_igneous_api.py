@@ -257,6 +257,30 @@ def test_clahe_with_igneous_keywords(image, tmp_path):
         assert np.array_equal(out[:, :, z], util.img_as_ubyte(equalized)), z
 
 
+def test_touch_tasks_fail_exactly_where_a_chunk_is_missing(image, tmp_path):
+    """Igneous's create_touch_tasks(cloudpath, mip, shape, bounds): tasks read every chunk; those
+    whose box holds a missing chunk fail, the others pass; bounds (mip 0 voxels) limit the reading."""
+    from cloudvolume.exceptions import EmptyVolumeException
+    from cloudvolume.lib import Bbox
+    path = write_layer(f"file://{tmp_path}/em", image[:, :, :32], "image", chunk=(32, 32, 16))
+    cv = CloudVolume(path)
+    cv.image.delete(Bbox((64, 32, 16), (96, 64, 32)), mip=0)  # one chunk
+    files = sorted(p.name for p in (tmp_path / "em" / cv.key).iterdir())
+    tasks = tc.create_touch_tasks(path, mip=0, shape=(48, 64, 16))
+    failed = []
+    for box, task in zip(tasks.grid, tasks):
+        try:
+            task.execute()
+        except EmptyVolumeException:
+            failed.append(box)
+    assert len(tasks) == 3 * 2 * 2 and failed == [Bbox((48, 0, 16), (96, 64, 32))]
+    assert sorted(p.name for p in (tmp_path / "em" / cv.key).iterdir()) == files  # nothing written
+    run(tc.create_touch_tasks(path, shape=(64, 64, 64), bounds=Bbox((0, 0, 0), (64, 128, 32))))
+    methods = [entry["method"] for entry in CloudVolume(path).provenance.processing]
+    assert methods[-1] == {"task": "TouchTask", "mip": 0, "shape": [64, 64, 64],
+                           "bounds": [[0, 0, 0], [64, 128, 32]]}
+
+
 def test_task_classes_and_module_alias(image, tmp_path):
     import igneous_like as igneous
     from igneous_like.tasks import DeleteTask

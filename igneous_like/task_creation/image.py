@@ -46,6 +46,7 @@ from igneous_like.tasks.image import (
     DeleteTask,
     DownsampleTask,
     PyramidOptions,
+    TouchTask,
     TransferTask,
     mip_box,
     mip_ratio,
@@ -612,3 +613,18 @@ def create_image_shard_transfer_tasks(
         dest_voxel_offset=dest_voxel_offset, agglomerate=agglomerate, timestamp=timestamp,
         memory_target=memory_target, clean_info=clean_info, encoding_level=encoding_level,
         compress=compress, stop_layer=stop_layer, encoding_effort=encoding_effort, sharded=True)
+
+
+def create_touch_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = (2048, 2048, 64),
+                       bounds=None) -> Tasks:
+    """Tasks that read `bounds` (voxels of mip 0; default the whole volume) of `mip` box by box,
+    each failing where a chunk is missing or unreadable: Igneous's check that a layer is whole.
+    Nothing is written but the layer's provenance."""
+    cv = open_layer(cloudpath, mip)
+    region, shape = region_at(cv, mip, bounds, bounds_mip=0), check_vec("--shape", shape)
+    record_provenance(cv, {"task": "TouchTask", "mip": mip, "shape": ints(shape),
+                           "bounds": [ints(region.minpt), ints(region.maxpt)]})
+    make = lambda box: partial(TouchTask, cloudpath=cv.cloudpath, mip=mip, shape=ints(box.size3()),
+                               offset=ints(box.minpt))
+    return Tasks(Grid(region, shape, cv.meta.voxel_offset(mip), region), make,
+                 f"read {cv.cloudpath} mip {mip} for missing chunks")
