@@ -96,6 +96,20 @@ def test_sharded_downsample_makes_igneous_three_mips_when_not_told(image, tmp_pa
     assert np.array_equal(read_mip(small, 2), pyramid(image[:4, :4, :16], 2)[1])
 
 
+def test_transfer_downsamples_until_one_chunk_and_at_most_max_mips(image, tmp_path):
+    """Igneous's transfer tasks downsample until the volume fits one chunk (128 -> 64 -> 32 with
+    32-voxel chunks; more would be mips of one chunk each), and make at most max_mips."""
+    crop = np.asfortranarray(image[:, :, :16])
+    src = write_layer(f"file://{tmp_path}/src", crop, "image", chunk=(32, 32, 16))
+    for max_mips, made in ((5, 2), (1, 1)):
+        dest = f"file://{tmp_path}/dest{max_mips}"
+        run(tc.create_transfer_tasks(src, dest, max_mips=max_mips, compress=False))
+        sizes = [scale["size"] for scale in CloudVolume(dest).info["scales"]]
+        assert sizes == [[128, 128, 16], [64, 64, 16], [32, 32, 16]][:made + 1]
+        for mip, expected in enumerate(pyramid(crop, made), start=1):
+            assert np.array_equal(read_mip(dest, mip), expected)
+
+
 def test_transfer_into_a_layer_made_in_advance_writes_inside_its_bounds(image, tmp_path):
     src = write_layer(f"file://{tmp_path}/src", image, "image", chunk=(64, 64, 64))
     before = np.full(SHAPE, 7, dtype=np.uint8)  # half of it lies beyond the source, and must stay

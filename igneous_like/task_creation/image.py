@@ -470,8 +470,9 @@ def create_transfer_tasks(
 
     Igneous's keywords and defaults; `sharded` is igneous_like's (create_image_shard_transfer_tasks).
     A destination made in advance keeps its info (unless clean_info) and gets the part of the source
-    inside its bounds. Unsharded tasks also write as many downsamples (up to `max_mips`) as their
-    shape allows; sharded tasks write one shard of `mip` each. The source is only read
+    inside its bounds. Unsharded tasks also write as many downsamples (up to `max_mips`, and only
+    until the volume fits one chunk, as Igneous) as their shape allows, and the `then` stage the
+    rest; sharded tasks write one shard of `mip` each. The source is only read
     (`no_src_update` is always so); `truncate_scales`, `cutout` and `use_https_for_source` concern
     Igneous's info handling and graphene sources and change nothing here.
     """
@@ -504,7 +505,7 @@ def create_transfer_tasks(
     grid = Grid(target, shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
     method = options.method
     top = mip + num_mips
-    rest = 0 if skip_downsamples else min(max_mips - num_mips, supported_mips(dest, top, options.factor))
+    rest = 0 if skip_downsamples else min(max_mips - num_mips, mips_to_one_chunk(dest, top, options.factor))
     then = () if rest <= 0 else (Stage("create_pyramid_tasks", dict(
         layer_path=dest.cloudpath, mip=top, num_mips=rest, sharded=sharded, factor=list(options.factor),
         method=method, sparse=sparse, fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
@@ -550,9 +551,10 @@ def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] 
 
 def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memory_target: int,
                   shape: Optional[Sequence[int]]):
-    """How many downsamples transfer tasks make, and their shape; trims the info to match."""
+    """How many downsamples transfer tasks make, and their shape; trims the info to match. As
+    Igneous's, they stop where the volume fits one chunk, and make at most `max_mips`."""
     existing = len(dest.info["scales"])
-    max_mips = min(max_mips, supported_mips(dest, mip, factor))
+    max_mips = min(max_mips, mips_to_one_chunk(dest, mip, factor))
     add_mips(dest, mip, max_mips, factor, None, None)
     region = dest.meta.bounds(mip)
     if dest.image.is_sharded(mip):
