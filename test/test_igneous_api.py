@@ -16,6 +16,7 @@ from taskqueue import LocalTaskQueue
 from test_contrast import normalized
 
 import igneous_like.task_creation as tc
+from igneous_like.errors import UserError
 from igneous_like.task_creation.common import MEMORY_TARGET
 
 SHAPE = (128, 128, 64)
@@ -293,6 +294,10 @@ def test_touch_tasks_fail_exactly_where_a_chunk_is_missing(image, tmp_path):
     methods = [entry["method"] for entry in CloudVolume(path).provenance.processing]
     assert methods[-1] == {"task": "TouchTask", "mip": 0, "shape": [64, 64, 64],
                            "bounds": [[0, 0, 0], [64, 128, 32]]}
+    for mistake in (dict(bounds=Bbox((200, 0, 0), (300, 64, 32))), dict(shape=(0, 64, 64)), dict(mip=3)):
+        with pytest.raises(UserError):
+            tc.create_touch_tasks(path, **mistake)
+    assert len(CloudVolume(path).provenance.processing) == len(methods)  # nothing written
 
 
 def test_task_classes_and_module_alias(image, tmp_path):
