@@ -270,6 +270,11 @@ def test_clahe_with_igneous_keywords(image, tmp_path):
     for z in range(stack.shape[2]):
         equalized = exposure.equalize_adapthist(stack[:, :, z], kernel_size=(32, 48), clip_limit=20 / 256)
         assert np.array_equal(out[:, :, z], util.img_as_ubyte(equalized)), z
+    for mistake in (dict(shape=(128, 96, 0)), dict(bounds=((0, 0, 0), (64, 64, 8))), dict(clip_limit=0),
+                    dict(tile_grid_size=(8,))):
+        with pytest.raises(UserError):
+            tc.create_clahe_tasks(src, f"file://{tmp_path}/bad", **mistake)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_touch_tasks_fail_exactly_where_a_chunk_is_missing(image, tmp_path):

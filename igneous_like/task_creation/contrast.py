@@ -177,17 +177,17 @@ def create_clahe_tasks(src: str, dest: str, shape: Optional[Sequence[int]] = Non
         raise UserError("bounds is not supported: CLAHE equalizes whole slices of the whole layer")
     source = open_image(src, mip, histogram=False)
     path, size = new_layer_path(source.cloudpath, dest), source.meta.bounds(mip).size3()
+    depth = int(shape[2]) if depth is None and shape is not None else depth
     if not 0 < clip_limit < float("inf") or nbins < 2 or (kernel_size is not None and kernel_size < 2) \
-            or len(tile_grid_size) != 2 or min(tile_grid_size) < 1:
-        raise UserError("--clip-limit must be above 0, --nbins at least 2, --kernel-size at least 2 and "
-                        "--tile-grid-size two counts of at least 1; got "
-                        f"{clip_limit}, {nbins}, {kernel_size} and {csv(tile_grid_size)}")
+            or len(tile_grid_size) != 2 or min(tile_grid_size) < 1 or (depth is not None and depth < 1):
+        raise UserError("--clip-limit must be above 0, --nbins at least 2, --kernel-size at least 2, "
+                        "--tile-grid-size two counts of at least 1 and the depth (shape's z) at least 1; got "
+                        f"{clip_limit}, {nbins}, {kernel_size}, {csv(tile_grid_size)} and {depth}")
     kernel = clahe_kernel(size[:2], tile_grid_size, kernel_size)
     out = new_copy(source, path, mip, encoding, {
         "task": "ClaheTask", "src": source.cloudpath, "mip": mip, "kernel_size": kernel,
         "clip_limit": clip_limit, "nbins": nbins})
-    depth = depth or (shape[2] if shape is not None else out.meta.chunk_size(mip).z)
-    grid = chunk_grid(out, mip, (size.x, size.y, depth))
+    grid = chunk_grid(out, mip, (size.x, size.y, depth or out.meta.chunk_size(mip).z))
     compress = compression(compress)
     make = lambda box: partial(ClaheTask, src_path=source.cloudpath, dest_path=out.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), kernel_size=kernel,
