@@ -51,15 +51,21 @@ def test_normalization_equals_numpy_per_slice(stack, tmp_path, dtype):
     assert np.array_equal(read_mip(f"{dest}fixed", 0), normalized(img, 0, 20 * scale, 200 * scale))
 
 
-def test_clahe_equals_scikit_image_per_slice(stack, tmp_path):
+@pytest.mark.parametrize("options,kernel,clip_limit", [
+    ((), None, 40 / 256),  # Igneous's defaults: an 8,8 grid is scikit-image's default kernel
+    (("--tile-grid-size", "3,5", "--clip-limit", "10"), (32, 16), 10 / 256),  # 96,80 voxels a slice
+    (("--kernel-size", "24", "--clip-limit", "5"), 24, 5 / 256),
+])
+def test_clahe_equals_scikit_image_per_slice(stack, tmp_path, options, kernel, clip_limit):
+    """Igneous's --tile-grid-size (tiles across X,Y) and --clip-limit (OpenCV's: a multiple of the
+    mean count per bin) are scikit-image's kernel_size (slice size / tiles) and clip_limit * nbins."""
     from skimage import exposure, util
     src, dest = f"file://{tmp_path}/em", f"file://{tmp_path}/clahe"
     write_layer(src, stack, "image", chunk=(32, 32, 4))
-    run_cli("-p", "2", "image", "contrast", "clahe", src, dest, "--kernel-size", "24", "--clip-limit",
-            "0.02", "--depth", "4")
+    run_cli("-p", "2", "image", "contrast", "clahe", src, dest, *options, "--depth", "4")
     out = read_mip(dest, 0)
     for z in range(stack.shape[2]):
-        equalized = exposure.equalize_adapthist(stack[:, :, z], kernel_size=24, clip_limit=0.02)
+        equalized = exposure.equalize_adapthist(stack[:, :, z], kernel_size=kernel, clip_limit=clip_limit)
         reference = util.img_as_ubyte(equalized)
         assert np.array_equal(out[:, :, z], reference), z
 
@@ -73,6 +79,7 @@ def test_mistakes_are_one_line_and_write_nothing(stack, tmp_path):
         (("histogram", f"file://{tmp_path}/f"), "uint8 or uint16"),
         (("equalize", src, src), "the destination is the source"),
         (("clahe", src, f"file://{tmp_path}/b", "--clip-limit", "0"), "clip-limit"),
+        (("clahe", src, f"file://{tmp_path}/b", "--tile-grid-size", "0,4"), "--tile-grid-size two counts"),
         (("equalize", src, f"file://{tmp_path}/b", "--minval", "300"), "must lie in 0..255"),
     ]
     for args, message in cases:

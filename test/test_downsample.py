@@ -167,7 +167,8 @@ def test_sharded_matches_one_mip_passes_and_tensorstore_reads_it(make_layer, cro
     sharded = make_layer("sharded", data, layer_type, offset=OFFSET)
     for mip in (0, 1):
         run_locally(create_downsampling_tasks(plain, mip=mip, num_mips=1, compress="none"))
-        tasks = create_image_shard_downsample_tasks(sharded, mip=mip, compress="none", memory_target=10**7)
+        tasks = create_image_shard_downsample_tasks(sharded, mip=mip, num_mips=1, compress="none",
+                                                    memory_target=10**7)
         assert len(tasks) > 1  # several shards, so their seams are tested
         run_locally(tasks)
     assert os.listdir(tmp_path / "sharded/32_32_40")[0].endswith(".shard")

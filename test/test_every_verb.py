@@ -25,7 +25,7 @@ VERBS = [(path, command) for path, command in leaves(cli) if path != ("demo",)] 
 @pytest.mark.parametrize("verb,command", VERBS, ids=[" ".join(path) for path, _ in VERBS])
 def test_missing_input_is_one_line_and_exit_2(tmp_path, verb, command):
     arguments = [param for param in command.params if isinstance(param, click.Argument)]
-    missing = [f"file://{tmp_path}/nothing-{i}" for i in range(len(arguments))]
+    missing = [f"file://{tmp_path}/nothing-{i}" for i in range(max(len(arguments), 1))]  # 1: one too many
     extra = ["--yes"] if any(param.name == "yes" for param in command.params) else []
     result = run_cli(*verb, *missing, *extra, check=False)
     lines = result.stderr.strip().splitlines()
@@ -56,3 +56,12 @@ def test_readme_verb_table_names_real_verbs():
         assert counterpart or mark == "not yet", igneous
         if counterpart:
             assert counterpart in ours, f"README names `igneous-like {counterpart}`, which the CLI lacks"
+
+
+def test_license_says_what_the_repository_declares():
+    """Igneous's `license` verb: igneous_like has no LICENSE file and setup.py names no license, so
+    the verb says that none is declared rather than print someone else's."""
+    assert not list(REPO.glob("LICENSE*")) and "license" not in (REPO / "setup.py").read_text().lower()
+    result = run_cli("license")
+    assert result.returncode == 0 and result.stdout.count("\n") == 1
+    assert "declares no license" in result.stdout and "LICENSE" in result.stdout

@@ -16,6 +16,7 @@ from taskqueue import LocalTaskQueue
 from test_contrast import normalized
 
 import igneous_like.task_creation as tc
+from igneous_like.errors import UserError
 from igneous_like.task_creation.common import MEMORY_TARGET
 
 SHAPE = (128, 128, 64)
@@ -79,6 +80,35 @@ def test_sharded_downsample_of_several_mips_in_one_call(image, tmp_path):
     for mip, expected in enumerate(pyramid(image, 3), start=1):
         assert np.array_equal(read_mip(path, mip), expected)
         assert np.array_equal(tensorstore_read(path, mip), expected)
+
+
+def test_sharded_downsample_makes_igneous_three_mips_when_not_told(image, tmp_path):
+    """Igneous's create_image_shard_downsample_tasks makes 3 mips when num_mips is None; a volume too
+    small for 3 gets as many as it has."""
+    path = write_layer(f"file://{tmp_path}/em", image[:64, :64, :16], "image", chunk=(16, 16, 16))
+    run(tc.create_image_shard_downsample_tasks(path, memory_target=MEMORY_TARGET // 20000))
+    assert len(CloudVolume(path).info["scales"]) == 4
+    for mip, expected in enumerate(pyramid(image[:64, :64, :16], 3), start=1):
+        assert np.array_equal(read_mip(path, mip), expected)
+    small = write_layer(f"file://{tmp_path}/small", image[:4, :4, :16], "image", chunk=(4, 4, 16))
+    run(tc.create_image_shard_downsample_tasks(small))
+    sizes = [scale["size"] for scale in CloudVolume(small).info["scales"]]
+    assert sizes == [[4, 4, 16], [2, 2, 16], [1, 1, 16]]
+    assert np.array_equal(read_mip(small, 2), pyramid(image[:4, :4, :16], 2)[1])
+
+
+def test_transfer_downsamples_until_one_chunk_and_at_most_max_mips(image, tmp_path):
+    """Igneous's transfer tasks downsample until the volume fits one chunk (128 -> 64 -> 32 with
+    32-voxel chunks; more would be mips of one chunk each), and make at most max_mips."""
+    crop = np.asfortranarray(image[:, :, :16])
+    src = write_layer(f"file://{tmp_path}/src", crop, "image", chunk=(32, 32, 16))
+    for max_mips, made in ((5, 2), (1, 1)):
+        dest = f"file://{tmp_path}/dest{max_mips}"
+        run(tc.create_transfer_tasks(src, dest, max_mips=max_mips, compress=False))
+        sizes = [scale["size"] for scale in CloudVolume(dest).info["scales"]]
+        assert sizes == [[128, 128, 16], [64, 64, 16], [32, 32, 16]][:made + 1]
+        for mip, expected in enumerate(pyramid(crop, made), start=1):
+            assert np.array_equal(read_mip(dest, mip), expected)
 
 
 def test_transfer_into_a_layer_made_in_advance_writes_inside_its_bounds(image, tmp_path):
@@ -225,6 +255,54 @@ def test_contrast_normalization_readme_calls(image, tmp_path):
     assert not np.array_equal(expected, stack)
     assert np.array_equal(read_mip(dest_path, 0), expected)
     assert np.array_equal(tensorstore_read(dest_path, 0), expected)
+
+
+def test_clahe_with_igneous_keywords(image, tmp_path):
+    from skimage import exposure, util
+    stack = np.asfortranarray(image[:, :96, :8])
+    src = write_layer(f"file://{tmp_path}/em", stack, "image", chunk=(32, 32, 4))
+    dest = f"file://{tmp_path}/clahe"
+    tasks = tc.create_clahe_tasks(src, dest, shape=(128, 96, 4), mip=0, fill_missing=False, bounds=None,
+                                  bounds_mip=0, clip_limit=20.0, tile_grid_size=(4, 2))
+    assert len(tasks) == 2
+    run(tasks)
+    out = read_mip(dest, 0)
+    for z in range(stack.shape[2]):
+        equalized = exposure.equalize_adapthist(stack[:, :, z], kernel_size=(32, 48), clip_limit=20 / 256)
+        assert np.array_equal(out[:, :, z], util.img_as_ubyte(equalized)), z
+    for mistake in (dict(shape=(128, 96, 0)), dict(bounds=((0, 0, 0), (64, 64, 8))), dict(clip_limit=0),
+                    dict(tile_grid_size=(8,))):
+        with pytest.raises(UserError):
+            tc.create_clahe_tasks(src, f"file://{tmp_path}/bad", **mistake)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_touch_tasks_fail_exactly_where_a_chunk_is_missing(image, tmp_path):
+    """Igneous's create_touch_tasks(cloudpath, mip, shape, bounds): tasks read every chunk; those
+    whose box holds a missing chunk fail, the others pass; bounds (mip 0 voxels) limit the reading."""
+    from cloudvolume.exceptions import EmptyVolumeException
+    from cloudvolume.lib import Bbox
+    path = write_layer(f"file://{tmp_path}/em", image[:, :, :32], "image", chunk=(32, 32, 16))
+    cv = CloudVolume(path)
+    cv.image.delete(Bbox((64, 32, 16), (96, 64, 32)), mip=0)  # one chunk
+    files = sorted(p.name for p in (tmp_path / "em" / cv.key).iterdir())
+    tasks = tc.create_touch_tasks(path, mip=0, shape=(48, 64, 16))
+    failed = []
+    for box, task in zip(tasks.grid, tasks):
+        try:
+            task.execute()
+        except EmptyVolumeException:
+            failed.append(box)
+    assert len(tasks) == 3 * 2 * 2 and failed == [Bbox((48, 0, 16), (96, 64, 32))]
+    assert sorted(p.name for p in (tmp_path / "em" / cv.key).iterdir()) == files  # nothing written
+    run(tc.create_touch_tasks(path, shape=(64, 64, 64), bounds=Bbox((0, 0, 0), (64, 128, 32))))
+    methods = [entry["method"] for entry in CloudVolume(path).provenance.processing]
+    assert methods[-1] == {"task": "TouchTask", "mip": 0, "shape": [64, 64, 64],
+                           "bounds": [[0, 0, 0], [64, 128, 32]]}
+    for mistake in (dict(bounds=Bbox((200, 0, 0), (300, 64, 32))), dict(shape=(0, 64, 64)), dict(mip=3)):
+        with pytest.raises(UserError):
+            tc.create_touch_tasks(path, **mistake)
+    assert len(CloudVolume(path).provenance.processing) == len(methods)  # nothing written
 
 
 def test_task_classes_and_module_alias(image, tmp_path):

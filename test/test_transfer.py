@@ -63,6 +63,20 @@ def test_translate_bounds_and_encoding(make_layer, seg_crop, tmp_path):
     assert np.array_equal(read_mip(dest, 0), seg_crop[box])
 
 
+def test_xfer_downsamples_in_passes_until_one_chunk(make_layer, real_image, tmp_path):
+    """With a memory budget for one mip a pass (64,64,16 tasks), the passes go on to where the volume fits
+    one chunk (256 -> 128 -> 64 -> 32 with 32-voxel chunks), as Igneous's transfer stops; no more."""
+    image = np.asfortranarray(real_image[:256, :256, :16])
+    src = make_layer("src", image, "image", chunk=(32, 32, 16))
+    dest = f"file://{tmp_path}/dest"
+    run_cli("image", "xfer", src, dest, "--memory", 400_000, "--compress", "none")
+    assert [scale["size"][0] for scale in CloudVolume(dest).info["scales"]] == [256, 128, 64, 32]
+    assert np.array_equal(read_mip(dest, 0), image)
+    for mip in range(1, 4):  # a pass reads the mip below it, as written
+        expected = tinybrain.downsample_with_averaging(read_mip(dest, mip - 1), (2, 2, 1))[0]
+        assert np.array_equal(read_mip(dest, mip), expected), mip
+
+
 def test_transfer_into_the_same_layout_is_idempotent(make_layer, seg_crop, tmp_path):
     src = make_layer("src", seg_crop[:128, :128, :64], "segmentation")
     dest = f"file://{tmp_path}/dest"

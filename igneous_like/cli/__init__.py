@@ -29,6 +29,7 @@ AREAS = {
     "demo": "igneous_like.cli.demo:demo",
     "design": "igneous_like.cli.design:design",
     "view": "igneous_like.cli.view:view",
+    "license": "igneous_like.cli.license:show_license",
 }
 
 

@@ -1,7 +1,15 @@
 """`igneous-like image contrast ...`: per-slice contrast normalization and CLAHE."""
 import click
 
-from igneous_like.cli.common import VEC3, add_options, compress_option, encoding_option, queue_option, submit
+from igneous_like.cli.common import (
+    RANGE,
+    VEC3,
+    add_options,
+    compress_option,
+    encoding_option,
+    queue_option,
+    submit,
+)
 from igneous_like.cli.params import OUTPUT, Finite
 from igneous_like.task_creation.common import Stage
 
@@ -56,18 +64,22 @@ def equalize(ctx, src, dest, clip_fraction, minval, maxval, shape, mip, fill_mis
 @contrast.command()
 @click.argument("src")
 @click.argument("dest", type=OUTPUT)
+@click.option("--tile-grid-size", type=RANGE, default=(8, 8), show_default=True,
+              help="Tiles across a slice in X,Y: each tile gets its own equalization.")
 @click.option("--kernel-size", type=click.IntRange(min=2), default=None,
-              help="Tile size in voxels (default: 1/8 of the slice).")
-@click.option("--clip-limit", type=Finite(min=0, max=1, min_open=True), default=0.01, show_default=True)
+              help="Tile size in voxels, instead of --tile-grid-size.")
+@click.option("--clip-limit", type=Finite(min=0, min_open=True), default=40.0, show_default=True,
+              help="Clip each tile's histogram at this multiple of its mean count per bin (OpenCV's and "
+                   "Igneous's measure), which keeps noise from being magnified.")
 @click.option("--nbins", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Slices a task (default: one chunk); each task holds depth whole slices.")
 @add_options(writing)
 @click.pass_context
-def clahe(ctx, src, dest, kernel_size, clip_limit, nbins, depth, mip, fill_missing, encoding, compress,
-          queue):
+def clahe(ctx, src, dest, tile_grid_size, kernel_size, clip_limit, nbins, depth, mip, fill_missing, encoding,
+          compress, queue):
     """Write DEST: each whole slice equalized by scikit-image's CLAHE."""
     submit(ctx, [Stage("create_clahe_tasks", dict(
-        src_layer_path=src, dest_layer_path=dest, mip=mip, kernel_size=kernel_size, clip_limit=clip_limit,
-        nbins=nbins, depth=depth, fill_missing=fill_missing, encoding=encoding, compress=compress),
-        "clahe")], queue)
+        src=src, dest=dest, mip=mip, tile_grid_size=tile_grid_size, kernel_size=kernel_size,
+        clip_limit=clip_limit, nbins=nbins, depth=depth, fill_missing=fill_missing, encoding=encoding,
+        compress=compress), "clahe")], queue)

@@ -94,13 +94,14 @@ def downsample(ctx, path, mip, num_mips, chunk_size, shape, factor, volumetric, 
 @click.option("--translate", type=VEC3, default=(0, 0, 0), show_default=True, help="Shift X,Y,Z in voxels.")
 @click.option("--dest-voxel-offset", type=VEC3, default=None, help="Voxel offset of the destination.")
 @click.option("--bounds", type=BOUNDS, default=None, help="X0,Y0,Z0,X1,Y1,Z1 of the source to copy.")
-@click.option("--skip-downsample", is_flag=True, help="Do not build downsamples of the destination.")
+@click.option("--downsample/--skip-downsample", default=True, show_default=True,
+              help="Build downsamples of the destination, or not.")
 @click.option("--max-mips", type=click.IntRange(min=0), default=5, show_default=True,
-              help="How many downsamples to build.")
+              help="At most this many downsamples (they stop where the volume fits one chunk).")
 @add_options(pyramid_options)
 @queue_option
 @click.pass_context
-def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, bounds, skip_downsample,
+def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, bounds, downsample,
          max_mips, factor, volumetric, method, sparse, fill_missing, delete_black_uploads,
          background_color, sharded, compress, encoding, encoding_level, encoding_effort, memory_target,
          queue):
@@ -112,7 +113,7 @@ def xfer(ctx, src, dest, mip, chunk_size, shape, translate, dest_voxel_offset, b
         src_layer_path=src, dest_layer_path=dest, mip=mip, chunk_size=chunk_size, shape=shape,
         translate=translate, dest_voxel_offset=dest_voxel_offset,
         bounds=None if bounds is None else [bounds[:3], bounds[3:]], bounds_mip=mip, encoding=encoding,
-        encoding_level=encoding_level, encoding_effort=encoding_effort, skip_downsamples=skip_downsample,
+        encoding_level=encoding_level, encoding_effort=encoding_effort, skip_downsamples=not downsample,
         max_mips=max_mips, sharded=sharded,
         factor=downsample_factor(factor, volumetric), downsample_method=method, sparse=sparse,
         fill_missing=fill_missing,

@@ -29,7 +29,8 @@ _MODULES = {
     ),
     "image": (
         "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
-        "create_image_shard_transfer_tasks", "create_pyramid_tasks", "create_transfer_tasks",
+        "create_image_shard_transfer_tasks", "create_pyramid_tasks", "create_touch_tasks",
+        "create_transfer_tasks",
     ),
     "ingest": ("create_ingest_tasks",),
     "measure": (

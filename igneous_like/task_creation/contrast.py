@@ -8,7 +8,7 @@
 clahe (create_clahe_tasks) equalizes whole slices in tasks that span x and y.
 """
 from functools import partial
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 from cloudvolume import CloudVolume
@@ -154,25 +154,44 @@ def create_contrast_normalization_tasks(src_path: str, dest_path: str, levels_pa
                  f"contrast of {src.cloudpath} normalized into {out.cloudpath}", mips=range(mip, mip + 1))
 
 
-def create_clahe_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
-                       kernel_size: Optional[int] = None, clip_limit: float = 0.01, nbins: int = 256,
-                       depth: Optional[int] = None, fill_missing: bool = False,
-                       encoding: Optional[str] = None, compress: Optional[str] = "gzip") -> Tasks:
-    """Tasks that write DEST, each of `depth` whole slices (default: one chunk) equalized by CLAHE."""
-    src = open_image(src_layer_path, mip, histogram=False)
-    path, bounds = new_layer_path(src.cloudpath, dest_layer_path), src.meta.bounds(mip)
-    if not 0 < clip_limit <= 1 or nbins < 2 or (kernel_size is not None and kernel_size < 2):
-        raise UserError("--clip-limit must lie in (0, 1], --nbins be at least 2 and --kernel-size at "
-                        f"least 2; got {clip_limit}, {nbins} and {kernel_size}")
-    out = new_copy(src, path, mip, encoding, {
-        "task": "ClaheTask", "src": src.cloudpath, "mip": mip, "kernel_size": kernel_size,
+def clahe_kernel(slice_size: Sequence[int], tile_grid_size: Sequence[int],
+                 kernel_size: Optional[int]) -> List[int]:
+    """CLAHE's tile in voxels (x, y): `kernel_size` where given, else the slice cut into
+    `tile_grid_size` tiles along x and y (scikit-image's default kernel is the 8,8 grid's)."""
+    if kernel_size is not None:
+        return [int(kernel_size)] * 2
+    return [max(int(size) // int(tiles), 1) for size, tiles in zip(slice_size, tile_grid_size)]
+
+
+def create_clahe_tasks(src: str, dest: str, shape: Optional[Sequence[int]] = None, mip: int = 0,
+                       fill_missing: bool = False, bounds=None, bounds_mip: int = 0, clip_limit: float = 40.0,
+                       tile_grid_size: Sequence[int] = (8, 8), kernel_size: Optional[int] = None,
+                       nbins: int = 256, depth: Optional[int] = None, encoding: Optional[str] = None,
+                       compress: Optional[str] = "gzip") -> Tasks:
+    """Tasks that write DEST, each of `depth` whole slices (default: `shape`'s z, else one chunk)
+    equalized by scikit-image's CLAHE. Igneous's keywords and meanings: `clip_limit` is OpenCV's, a
+    multiple of a tile's mean count per grey-level bin (scikit-image's clip_limit * nbins), and
+    `tile_grid_size` the tiles across a slice in x and y; a task spans whole slices, so `shape`'s x
+    and y change nothing, and `bounds` is refused (whole slices of the whole layer are equalized)."""
+    if bounds is not None:
+        raise UserError("bounds is not supported: CLAHE equalizes whole slices of the whole layer")
+    source = open_image(src, mip, histogram=False)
+    path, size = new_layer_path(source.cloudpath, dest), source.meta.bounds(mip).size3()
+    depth = int(shape[2]) if depth is None and shape is not None else depth
+    if not 0 < clip_limit < float("inf") or nbins < 2 or (kernel_size is not None and kernel_size < 2) \
+            or len(tile_grid_size) != 2 or min(tile_grid_size) < 1 or (depth is not None and depth < 1):
+        raise UserError("--clip-limit must be above 0, --nbins at least 2, --kernel-size at least 2, "
+                        "--tile-grid-size two counts of at least 1 and the depth (shape's z) at least 1; got "
+                        f"{clip_limit}, {nbins}, {kernel_size}, {csv(tile_grid_size)} and {depth}")
+    kernel = clahe_kernel(size[:2], tile_grid_size, kernel_size)
+    out = new_copy(source, path, mip, encoding, {
+        "task": "ClaheTask", "src": source.cloudpath, "mip": mip, "kernel_size": kernel,
         "clip_limit": clip_limit, "nbins": nbins})
-    size = bounds.size3()
     grid = chunk_grid(out, mip, (size.x, size.y, depth or out.meta.chunk_size(mip).z))
     compress = compression(compress)
-    make = lambda box: partial(ClaheTask, src_path=src.cloudpath, dest_path=out.cloudpath, mip=mip,
-                               offset=ints(box.minpt), shape=ints(box.size3()), kernel_size=kernel_size,
-                               clip_limit=float(clip_limit), nbins=nbins, fill_missing=fill_missing,
+    make = lambda box: partial(ClaheTask, src_path=source.cloudpath, dest_path=out.cloudpath, mip=mip,
+                               offset=ints(box.minpt), shape=ints(box.size3()), kernel_size=kernel,
+                               clip_limit=float(clip_limit) / nbins, nbins=nbins, fill_missing=fill_missing,
                                compress=compress)
-    return Tasks(grid, make, f"CLAHE of {src.cloudpath} into {out.cloudpath} ({csv(grid.shape)} a task)",
+    return Tasks(grid, make, f"CLAHE of {source.cloudpath} into {out.cloudpath} ({csv(grid.shape)} a task)",
                  mips=range(mip, mip + 1))

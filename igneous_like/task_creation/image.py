@@ -46,12 +46,14 @@ from igneous_like.tasks.image import (
     DeleteTask,
     DownsampleTask,
     PyramidOptions,
+    TouchTask,
     TransferTask,
     mip_box,
     mip_ratio,
 )
 
 BYTES_PER_VOXEL_COPIES = 3  # a task holds its cutout, its mips and tinybrain's working copy
+SHARDED_MIPS = 3  # Igneous's sharded downsample makes this many mips when not told how many
 
 
 def task_bytes(shape: Vec, cv: CloudVolume) -> int:
@@ -328,7 +330,8 @@ def create_image_shard_downsample_tasks(
     num_mips: Optional[int] = None, truncate_scales: bool = True, codec_threads: int = 1,
     compress: Optional[str] = "gzip", delete_black_uploads: bool = False, background_color: int = 0,
 ) -> Tasks:
-    """Tasks that build sharded mips mip+1 .. mip+num_mips (None: 1) in one pass, Igneous's keywords.
+    """Tasks that build sharded mips mip+1 .. mip+num_mips in one pass, Igneous's keywords (None:
+    Igneous's 3, or as many as the volume allows below that).
 
     Each level's shards hold about the same region of `mip` (memory_target's worth), so one task
     reads the region of its shards at every level and writes them whole. `truncate_scales` drops
@@ -340,7 +343,9 @@ def create_image_shard_downsample_tasks(
                               delete_black_uploads, background_color, compress, sharded=True)
     if num_mips is not None and num_mips < 1:
         raise UserError(f"--num-mips must be at least 1, got {num_mips}")
-    num_mips = pyramid_mips(cv, mip, options.factor, 1 if num_mips is None else num_mips)
+    if num_mips is None:
+        num_mips = min(SHARDED_MIPS, max(supported_mips(cv, mip, options.factor), 1))
+    num_mips = pyramid_mips(cv, mip, options.factor, num_mips)
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     region = region_at(cv, mip, bounds, bounds_mip)
@@ -465,8 +470,9 @@ def create_transfer_tasks(
 
     Igneous's keywords and defaults; `sharded` is igneous_like's (create_image_shard_transfer_tasks).
     A destination made in advance keeps its info (unless clean_info) and gets the part of the source
-    inside its bounds. Unsharded tasks also write as many downsamples (up to `max_mips`) as their
-    shape allows; sharded tasks write one shard of `mip` each. The source is only read
+    inside its bounds. Unsharded tasks also write as many downsamples (up to `max_mips`, and only
+    until the volume fits one chunk, as Igneous) as their shape allows, and the `then` stage the
+    rest; sharded tasks write one shard of `mip` each. The source is only read
     (`no_src_update` is always so); `truncate_scales`, `cutout` and `use_https_for_source` concern
     Igneous's info handling and graphene sources and change nothing here.
     """
@@ -499,7 +505,7 @@ def create_transfer_tasks(
     grid = Grid(target, shape, dest.meta.voxel_offset(mip), dest.meta.bounds(mip))
     method = options.method
     top = mip + num_mips
-    rest = 0 if skip_downsamples else min(max_mips - num_mips, supported_mips(dest, top, options.factor))
+    rest = 0 if skip_downsamples else min(max_mips - num_mips, mips_to_one_chunk(dest, top, options.factor))
     then = () if rest <= 0 else (Stage("create_pyramid_tasks", dict(
         layer_path=dest.cloudpath, mip=top, num_mips=rest, sharded=sharded, factor=list(options.factor),
         method=method, sparse=sparse, fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
@@ -545,9 +551,10 @@ def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] 
 
 def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memory_target: int,
                   shape: Optional[Sequence[int]]):
-    """How many downsamples transfer tasks make, and their shape; trims the info to match."""
+    """How many downsamples transfer tasks make, and their shape; trims the info to match. As
+    Igneous's, they stop where the volume fits one chunk, and make at most `max_mips`."""
     existing = len(dest.info["scales"])
-    max_mips = min(max_mips, supported_mips(dest, mip, factor))
+    max_mips = min(max_mips, mips_to_one_chunk(dest, mip, factor))
     add_mips(dest, mip, max_mips, factor, None, None)
     region = dest.meta.bounds(mip)
     if dest.image.is_sharded(mip):
@@ -608,3 +615,18 @@ def create_image_shard_transfer_tasks(
         dest_voxel_offset=dest_voxel_offset, agglomerate=agglomerate, timestamp=timestamp,
         memory_target=memory_target, clean_info=clean_info, encoding_level=encoding_level,
         compress=compress, stop_layer=stop_layer, encoding_effort=encoding_effort, sharded=True)
+
+
+def create_touch_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = (2048, 2048, 64),
+                       bounds=None) -> Tasks:
+    """Tasks that read `bounds` (voxels of mip 0; default the whole volume) of `mip` box by box,
+    each failing where a chunk is missing or unreadable: Igneous's check that a layer is whole.
+    Nothing is written but the layer's provenance."""
+    cv = open_layer(cloudpath, mip)
+    region, shape = region_at(cv, mip, bounds, bounds_mip=0), check_vec("--shape", shape)
+    record_provenance(cv, {"task": "TouchTask", "mip": mip, "shape": ints(shape),
+                           "bounds": [ints(region.minpt), ints(region.maxpt)]})
+    make = lambda box: partial(TouchTask, cloudpath=cv.cloudpath, mip=mip, shape=ints(box.size3()),
+                               offset=ints(box.minpt))
+    return Tasks(Grid(region, shape, cv.meta.voxel_offset(mip), region), make,
+                 f"read {cv.cloudpath} mip {mip} for missing chunks")

@@ -89,9 +89,11 @@ def ContrastTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
 
 @queueable
 def ClaheTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
-              kernel_size: Optional[int] = None, clip_limit: float = 0.01, nbins: int = 256,
+              kernel_size: Union[int, Sequence[int], None] = None, clip_limit: float = 0.01,
+              nbins: int = 256,
               fill_missing: bool = False, compress: Union[str, bool, None] = None) -> None:
-    """Write whole slices (the box spans x and y) equalized by CLAHE."""
+    """Write whole slices (the box spans x and y) equalized by CLAHE (scikit-image's kernel_size and
+    clip_limit)."""
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
     img = read_box(src_path, box, mip, fill_missing)
     dest = CloudVolume(dest_path, mip=mip, compress=compress, progress=False)

@@ -126,3 +126,11 @@ def DeleteTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequence
             CloudFiles(cv.meta.join(cv.cloudpath, cv.meta.key(level))).delete(filenames)
         else:
             cv.image.delete(level_box, level)
+
+
+@queueable
+def TouchTask(cloudpath: str, mip: int, shape: Sequence[int], offset: Sequence[int]) -> None:
+    """Read one box (within the volume) with missing chunks an error: the task fails where a chunk is
+    missing or cannot be decoded, so a queue of them checks that a layer is whole (Igneous's)."""
+    cv = CloudVolume(cloudpath, mip=mip, fill_missing=False, progress=False)
+    cv.image.download(TaskBox.at(offset, shape, cv.meta.bounds(mip)).read, mip)
