@@ -401,14 +401,16 @@ def test_pooled_table_from_tasks_equals_whole_array_reference(pooled_layers):
 
 
 def test_pooled_model_predicts_as_the_whole_array(pooled_layers, tmp_path):
-    """train --pool and predict --pool through the CLI and a queue (boxes cutting supervoxels)
-    equal predicting the whole array with a table made from the whole label array."""
+    """Training with pooling (its two passes through the API), then predict --pool through the
+    CLI and a queue (boxes cutting supervoxels), equals predicting the whole array with a table
+    made from the whole label array."""
     image, segments = pooled_layers["image"], pooled_layers["segments"]
     image_path, segments_path = pooled_layers["image_path"], pooled_layers["segments_path"]
     model_path = tmp_path / "pooled.model"
-    run_cli("image", "classify", "train", image_path, "--annotations", pooled_layers["annotations"],
-            "--output", model_path, "--scales", "16", "--n-estimators", 15, "--pool", segments_path,
-            "--pool-features", ",".join(POOLED), "--max-samples", 20000)
+    run_locally(create_pool_sum_tasks(image_path, segments_path, scales=(16,), pool_features=POOLED,
+                                      shape=(48, 48, 24)), parallel=2, quiet=True)
+    train_classifier(image_path, pooled_layers["annotations"], str(model_path), scales=(16,), n_estimators=15,
+                     max_samples=20000, pool=segments_path, pool_features=POOLED)
     model = classifier.Model.from_bytes(model_path.read_bytes())
     assert model.pooled == tuple(POOLED) and model.training["pool"]["layer"] == segments_path
     assert model.ensemble.n_features == len(model.feature_names()) == 9 + 2 * len(POOLED)
@@ -424,8 +426,8 @@ def test_pooled_model_predicts_as_the_whole_array(pooled_layers, tmp_path):
 
 
 def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer):
-    """A pooled model without --pool, supervoxels of another shape, a model trained without pooling
-    given --pool, unknown pooled features: one line, exit 2, nothing written."""
+    """A pooled model without --pool, supervoxels of another shape, unknown pooled features: one
+    line, exit 2, nothing written; a model trained without pooling given --pool is refused."""
     image_path, segments_path = pooled_layers["image_path"], pooled_layers["segments_path"]
     pooled_model = tmp_path / "p.model"
     piece, segments = pooled_layers["image"][:32, :32, :16], pooled_layers["segments"][:32, :32, :16]
@@ -441,8 +443,6 @@ def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer)
          "trained with supervoxel-pooled"),
         (["predict", image_path, f"file://{tmp_path}/b", "--model", pooled_model, "--pool", smaller],
          "no mip on the image's voxel grid"),
-        (["predict", work["image"], f"file://{tmp_path}/c", "--model", work["model"], "--pool",
-          segments_path], "trained without pooled features"),
         (["train", image_path, "--annotations", pooled_layers["annotations"], "--output", tmp_path / "d",
           "--scales", "16", "--pool", segments_path, "--pool-features", "intensity,shininess"],
          "pooled features must be distinct feature names"),
@@ -451,5 +451,11 @@ def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer)
         result = run_cli("image", "classify", *args, check=False)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    assert not any((tmp_path / name).exists() for name in "abd")
     assert sorted(p.name for p in (tmp_path / "smaller").iterdir()) == ["8_8_40", "info"]
+    for tasks in (lambda: create_pool_sum_tasks(work["image"], segments_path, model_path=work["model"]),
+                  lambda: create_classification_tasks(work["image"], f"file://{tmp_path}/c", work["model"],
+                                                      pool=segments_path)):
+        with pytest.raises(UserError, match="trained without pooled features; predict without --pool"):
+            tasks()
+    assert not (tmp_path / "c").exists()

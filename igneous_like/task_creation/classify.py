@@ -135,10 +135,9 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
     """
     image = open_image(image_path, mip)
     settings = feature_settings(image, mip, scales, features)
-    pooling_of = None
     if pool is not None:
         pooled = pooled_features(settings, pool_features)
-        pooling_of = (pooled,) + pooling_for(pool, image, mip, settings, pooled, fill_missing)
+        layer, pool_mip, _, table, table_sha = pooling_for(pool, image, mip, settings, pooled, fill_missing)
     annotations = open_layer(annotations_path, fill_missing=fill_missing)
     level = annotation_mip(image, mip, annotations)
     if method not in classifier.METHODS:
@@ -152,11 +151,8 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
         area = TaskBox.at(box.minpt, box.size3(), image.meta.bounds(mip), low=margin, high=margin)
         pixels = np.asarray(CloudVolume(image.cloudpath, mip=mip, fill_missing=fill_missing, progress=False)
                             .download(area.read, mip=mip))[..., 0]
-        together = None
-        if pooling_of is not None:
-            pooled, layer, level, _, table, _ = pooling_of
-            segments = read_segments(layer.cloudpath, level, box, fill_missing)
-            together = classifier.Pooling(pooled, segments, table)
+        together = None if pool is None else classifier.Pooling(
+            pooled, read_segments(layer.cloudpath, pool_mip, box, fill_missing), table)
         model = classifier.fit(pixels, labels, settings, method, n_estimators, area.own, max_samples, seed,
                                together)
     except ValueError as err:
@@ -166,12 +162,11 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
                       "n_estimators": n_estimators, "max_samples": max_samples, "seed": seed,
                       "features": list(settings.families),
                       "positive": int((labels == 1).sum()), "negative": int((labels == 0).sum()),
-                      "pool": None if pooling_of is None else {"layer": pooling_of[1].cloudpath,
-                                                                "table_sha256": pooling_of[-1]}}
+                      "pool": None if pool is None else {"layer": layer.cloudpath, "table_sha256": table_sha}}
     data = model.to_bytes()
     output = layer_path(output)
     CloudFile(output).put(data, compress=None)
-    return dict(model.training, model=output, box=box, features=len(settings.names()),
+    return dict(model.training, model=output, box=box, features=len(model.feature_names()),
                 sha256=classifier.digest(data))
 
 
