@@ -426,8 +426,9 @@ def test_pooled_model_predicts_as_the_whole_array(pooled_layers, tmp_path):
 
 
 def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer):
-    """A pooled model without --pool, supervoxels of another shape, unknown pooled features: one
-    line, exit 2, nothing written; a model trained without pooling given --pool is refused."""
+    """A pooled model without --pool, supervoxels of another shape, unknown pooled features, blank
+    annotations: one line, exit 2, nothing written (the pooled passes do not start); a model
+    trained without pooling given --pool is refused."""
     image_path, segments_path = pooled_layers["image_path"], pooled_layers["segments_path"]
     pooled_model = tmp_path / "p.model"
     piece, segments = pooled_layers["image"][:32, :32, :16], pooled_layers["segments"][:32, :32, :16]
@@ -438,6 +439,8 @@ def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer)
     pooled_model.write_bytes(model.to_bytes())
     smaller = make_layer("smaller", pooled_layers["segments"][:64], "segmentation", resolution=RESOLUTION,
                          offset=OFFSET)
+    blank = make_layer("blank", np.full((32, 32, 16), 128, np.uint8), "image", resolution=RESOLUTION,
+                       offset=OFFSET)
     cases = [
         (["predict", image_path, f"file://{tmp_path}/a", "--model", pooled_model],
          "trained with supervoxel-pooled"),
@@ -446,12 +449,14 @@ def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer)
         (["train", image_path, "--annotations", pooled_layers["annotations"], "--output", tmp_path / "d",
           "--scales", "16", "--pool", segments_path, "--pool-features", "intensity,shininess"],
          "pooled features must be distinct feature names"),
+        (["train", image_path, "--annotations", blank, "--output", tmp_path / "e", "--scales", "16", "--pool",
+          segments_path], "need voxels of 255"),
     ]
     for args, message in cases:
         result = run_cli("image", "classify", *args, check=False)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-    assert not any((tmp_path / name).exists() for name in "abd")
+    assert not any((tmp_path / name).exists() for name in "abde")
     assert sorted(p.name for p in (tmp_path / "smaller").iterdir()) == ["8_8_40", "info"]
     for tasks in (lambda: create_pool_sum_tasks(work["image"], segments_path, model_path=work["model"]),
                   lambda: create_classification_tasks(work["image"], f"file://{tmp_path}/c", work["model"],

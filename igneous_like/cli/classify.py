@@ -91,8 +91,8 @@ def train(ctx, image_path, annotations, output, mip, method, n_estimators, scale
     if pool is not None:
         chain.insert(0, Stage("create_pool_sum_tasks", dict(
             image_path=image_path, pool_path=pool, mip=given["mip"], scales=list(given["scales"]),
-            features=list(given["features"]), pool_features=pool_features, fill_missing=fill_missing),
-            "pool"))
+            features=list(given["features"]), pool_features=pool_features, fill_missing=fill_missing,
+            annotations_path=annotations), "pool"))
     done = submit(ctx, chain)
     if not done:
         return

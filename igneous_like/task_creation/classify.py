@@ -138,14 +138,10 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
     if pool is not None:
         pooled = pooled_features(settings, pool_features)
         layer, pool_mip, _, table, table_sha = pooling_for(pool, image, mip, settings, pooled, fill_missing)
-    annotations = open_layer(annotations_path, fill_missing=fill_missing)
-    level = annotation_mip(image, mip, annotations)
+    annotations, marks, box, region = read_annotations(image, mip, annotations_path, fill_missing)
     if method not in classifier.METHODS:
         raise UserError(f"unknown --method {method!r}; choose one of {', '.join(classifier.METHODS)}")
     try:
-        labels_box = annotations.meta.bounds(level)
-        marks = np.asarray(annotations.download(labels_box, mip=level))[..., 0]
-        box, region = labeled_region(marks, labels_box.minpt)
         labels = classifier.training_labels(marks[region], erode, dilate)
         margin = halo(settings)
         area = TaskBox.at(box.minpt, box.size3(), image.meta.bounds(mip), low=margin, high=margin)
@@ -168,6 +164,16 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
     CloudFile(output).put(data, compress=None)
     return dict(model.training, model=output, box=box, features=len(model.feature_names()),
                 sha256=classifier.digest(data))
+
+
+def read_annotations(image: CloudVolume, mip: int, annotations_path: str,
+                     fill_missing: bool) -> Tuple[CloudVolume, np.ndarray, Bbox, Tuple[slice, ...]]:
+    """(the annotation layer, its marks, the box of the labeled ones and their slices), checked."""
+    annotations = open_layer(annotations_path, fill_missing=fill_missing)
+    level = annotation_mip(image, mip, annotations)
+    labels_box = annotations.meta.bounds(level)
+    marks = np.asarray(annotations.download(labels_box, mip=level))[..., 0]
+    return (annotations, marks) + labeled_region(marks, labels_box.minpt)
 
 
 def feature_settings(image: CloudVolume, mip: int, scales: Sequence[float],
@@ -252,11 +258,15 @@ def create_pool_sum_tasks(image_path: str, pool_path: str, mip: int = 0, model_p
                           scales: Sequence[float] = DEFAULT_SCALES,
                           features: Sequence[str] = DEFAULT_FEATURES,
                           pool_features: Optional[Sequence[str]] = None,
-                          shape: Optional[Sequence[int]] = None, fill_missing: bool = False) -> Tasks:
+                          shape: Optional[Sequence[int]] = None, fill_missing: bool = False,
+                          annotations_path: Optional[str] = None) -> Tasks:
     """Pass 1 of pooled features: tasks that write each box's exact per-supervoxel sums of the
     pooled features of the whole image, then merge_pool_sums. The features are the model's
-    (`model_path`, for prediction) or those of `scales`, `features` and `pool_features` (training)."""
+    (`model_path`, for prediction) or those of `scales`, `features` and `pool_features` (training,
+    whose `annotations_path` is checked here, so that bad annotations stop before anything is written)."""
     image = open_image(image_path, mip)
+    if annotations_path is not None:
+        read_annotations(image, mip, annotations_path, fill_missing)
     if model_path is not None:
         model, _, _ = read_model(model_path)
         check_fit(model, image, mip)
