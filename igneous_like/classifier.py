@@ -125,15 +125,15 @@ class Pooling:
 
 def stack(image: np.ndarray, settings: FeatureSettings, crop: Optional[Tuple[slice, ...]] = None,
           pool: Optional[Pooling] = None) -> np.ndarray:
-    """float32 (voxels in crop, features): the feature stack, then the pooled features if any."""
+    """float32 (x, y, z, features) of the voxels in crop: the feature stack, then the pooled features."""
     features = feature_stack(image, settings, crop)
-    flat = features.reshape(-1, features.shape[-1])
     if pool is None:
-        return flat
+        return features
     if pool.segments.shape != features.shape[:3]:
         raise ValueError(f"supervoxels of shape {pool.segments.shape} for features of {features.shape[:3]}")
-    chosen = flat[:, pooling.columns(settings.names(), pool.features)]
-    return np.concatenate([flat, pooling.pooled(pool.segments, chosen, pool.table)], axis=1)
+    chosen = features[..., pooling.columns(settings.names(), pool.features)]
+    pooled = pooling.pooled(pool.segments, chosen, pool.table).reshape(features.shape[:3] + (-1,))
+    return np.concatenate([features, pooled], axis=-1)
 
 
 def digest(data: bytes) -> str:
@@ -151,7 +151,8 @@ def fit(image: np.ndarray, labels: np.ndarray, settings: FeatureSettings, method
     if y.min(initial=1) == 1 or y.max(initial=0) == 0:
         raise ValueError(f"training needs positive ({POSITIVE}) and negative ({NEGATIVE}) voxels; "
                          f"the annotations hold {int(y.sum())} positive and {int((y == 0).sum())} negative")
-    features = stack(image, settings, crop, pool)[chosen]
+    features = stack(image, settings, crop, pool)
+    features = features.reshape(-1, features.shape[-1])[chosen]
     estimator = make_estimator(method, n_estimators, seed)
     estimator.fit(features, y, sample_weight=balanced_weights(y))
     return Model(settings, TreeEnsemble.from_sklearn(estimator), method, np.dtype(image.dtype).name,
@@ -165,9 +166,9 @@ def predict(model: Model, image: np.ndarray, crop: Optional[Tuple[slice, ...]] =
     if (pool.features if pool else ()) != model.pooled:
         raise ValueError(f"the model was trained with pooled features {list(model.pooled)}; "
                          f"got {list(pool.features) if pool else []}")
-    shape = tuple(len(range(*c.indices(n))) for c, n in zip(crop or (slice(None),) * 3, image.shape))
-    flat = stack(image, model.settings, crop, pool)
-    return model.ensemble.predict_proba(flat)[:, 1].astype(np.float32).reshape(shape)
+    features = stack(image, model.settings, crop, pool)
+    flat = features.reshape(-1, features.shape[-1])
+    return model.ensemble.predict_proba(flat)[:, 1].astype(np.float32).reshape(features.shape[:3])
 
 
 def to_uint8(probability: np.ndarray) -> np.ndarray:
