@@ -5,6 +5,8 @@ predicting the whole array at once.
 The must-show chain runs through the real CLI and a real fq:// queue: `image classify train`,
 `image classify predict --queue` + `execute`, `image ccl auto --threshold-gte --dust`.
 """
+import inspect
+
 import cc3d
 import numpy as np
 import pytest
@@ -17,7 +19,9 @@ from sklearn.tree import DecisionTreeClassifier
 from synthetic_em import RESOLUTION, annotate, make_volume, object_f1, supervoxels
 
 from igneous_like import classifier, features, pooling, tree_ensemble
+from igneous_like.cli.pipeline import step_stages
 from igneous_like.errors import UserError
+from igneous_like.pipeline import stages
 from igneous_like.queues import run_locally
 from igneous_like.task_creation import (
     create_classification_tasks,
@@ -464,3 +468,19 @@ def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer)
         with pytest.raises(UserError, match="trained without pooled features; predict without --pool"):
             tasks()
     assert not (tmp_path / "c").exists()
+
+
+def test_pooled_verbs_are_three_steps_whose_functions_take_their_arguments():
+    """train --pool and predict --pool: the sums pass, the merge it is followed by, then the verb."""
+    pool = "--pool file:///data/seg"
+    for line, last in [(f"image classify train file:///data/em --annotations file:///data/a --output /tmp/m "
+                        f"{pool} --pool-features intensity,gaussian_16nm", "train_classifier"),
+                       (f"image classify predict file:///data/em file:///tmp/p --model /tmp/m {pool}",
+                        "create_classification_tasks")]:
+        chain = step_stages("s", line)
+        assert [stage.call for stage in chain] == ["create_pool_sum_tasks", last]
+        for stage in chain:
+            inspect.signature(stages.function(stage.call)).bind(**stage.kwargs)
+        assert chain[0].kwargs["pool_path"] == chain[1].kwargs["pool"] == "file:///data/seg"
+    assert "merge_pool_sums" in stages.ONE_PROCESS
+    inspect.signature(stages.function("merge_pool_sums")).bind(work="file:///w")

@@ -46,7 +46,7 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "image classify predict": f"image classify predict {M} file:///tmp/out --model /tmp/m.npz "
                               f"--dtype float32 --pool {L}",
     "image classify train": f"image classify train {M} --annotations {L} --output /tmp/m.npz "
-                            f"--scales 16,32 --pool {L} --pool-features intensity,gaussian_16nm",
+                            "--scales 16,32",
     "image contrast clahe": f"image contrast clahe {M} file:///tmp/out --depth 8 --kernel-size 16",
     "image contrast equalize": f"image contrast equalize {M} file:///tmp/out --clip-fraction 0.02",
     "image contrast histogram": f"image contrast histogram {M} --shape 64,64,16",
