@@ -7,10 +7,12 @@ with -p workers. Each command runs as a subprocess; the script prints wall time,
 (all processes), peak memory, seconds per megavoxel, and the average precision on the
 predicted half (and the object F1 of its thresholded components) as a sanity check. `--hard`
 makes the volume whose membranes are nearly as dark as its clefts, where `--features
-basic,oriented` shows what the oriented features add over `--features basic`.
+basic,oriented` shows what the oriented features add over `--features basic`. `--pool` adds
+supervoxel-pooled features (all features' means and deviations over a watershed
+oversegmentation of the image, test/synthetic_em.supervoxels), their two passes included.
 
     python bench/bench_classify.py [-p 2] [--size 256,256,128] [--scales 16,32] [--n-estimators 50]
-        [--shape 128,128,64] [--features basic,oriented] [--hard]
+        [--shape 128,128,64] [--features basic,oriented] [--hard] [--pool]
 """
 import argparse
 import sys
@@ -22,7 +24,7 @@ from cloudvolume import CloudVolume
 from common import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-from synthetic_em import RESOLUTION, annotate, make_volume, object_f1  # noqa: E402
+from synthetic_em import RESOLUTION, annotate, make_volume, object_f1, supervoxels  # noqa: E402
 
 from igneous_like.layers import write_array  # noqa: E402
 
@@ -37,6 +39,7 @@ def arguments():
     out.add_argument("--shape", default="128,128,64", help="prediction task shape")
     out.add_argument("--features", default="basic", help="feature families, e.g. basic,oriented")
     out.add_argument("--hard", action="store_true", help="membranes nearly as dark as clefts")
+    out.add_argument("--pool", action="store_true", help="supervoxel-pooled features too")
     return out.parse_args()
 
 
@@ -60,10 +63,14 @@ def main() -> None:
         annotations = write_array(f"file://{tmp}/annot", marks, "image", resolution=RESOLUTION,
                                   chunk=(64, 64, 32))
         model, dest = f"file://{tmp}/model", f"file://{tmp}/prob"
+        pool = []
+        if args.pool:
+            pool = ["--pool", write_array(f"file://{tmp}/supervoxels", supervoxels(volume.image),
+                                          "segmentation", resolution=RESOLUTION, chunk=(64, 64, 32))]
         train = measure(command + ["train", image, "--annotations", annotations, "--output", model,
                                    "--scales", args.scales, "--n-estimators", str(args.n_estimators),
-                                   "--method", args.method, "--features", args.features])
-        predict = measure(command + ["predict", image, dest, "--model", model, "--shape", args.shape])
+                                   "--method", args.method, "--features", args.features] + pool)
+        predict = measure(command + ["predict", image, dest, "--model", model, "--shape", args.shape] + pool)
         prob = np.asarray(CloudVolume(dest, progress=False)[:, :, :])[..., 0]
     import cc3d
     from sklearn.metrics import average_precision_score
@@ -71,7 +78,8 @@ def main() -> None:
     found = cc3d.dust(cc3d.connected_components(prob[half:] >= 128, connectivity=26), 20, connectivity=26)
     f1 = object_f1(found, volume.clefts[half:])
     print(f"classify {size} voxels{' (hard)' if args.hard else ''}, scales {args.scales} nm, features "
-          f"{args.features}, {args.method} x{args.n_estimators}, tasks {args.shape}, -p {args.parallel}; "
+          f"{args.features}{' + pooled' if args.pool else ''}, {args.method} x{args.n_estimators}, "
+          f"tasks {args.shape}, -p {args.parallel}; "
           f"{len(volume.synapses)} synapses")
     print(line("train", train, marks.size / 1e6) + f"  ({int((marks == 255).sum())} positive, "
           f"{int((marks == 0).sum())} negative voxels)")

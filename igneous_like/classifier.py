@@ -4,7 +4,9 @@ Annotations: 255 marks a positive voxel (e.g. a synaptic cleft), 0 a negative on
 value is ignored. The model file holds the fitted trees as plain arrays (igneous_like.tree_ensemble:
 no pickle, so a file named by a queue message cannot run code) together with the feature
 settings they were trained with (scales, resolution, feature names, image dtype), so a
-prediction recomputes exactly the training features or refuses to run.
+prediction recomputes exactly the training features or refuses to run. A model trained with
+supervoxel-pooled features (igneous_like.pooling) names the pooled ones, and predicting with it
+needs the pooled table of the same supervoxels.
 """
 import hashlib
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 from scipy import ndimage
 
-from igneous_like import __version__
+from igneous_like import __version__, pooling
 from igneous_like.features import FeatureSettings, feature_stack
 from igneous_like.tree_ensemble import TreeEnsemble
 
@@ -81,10 +83,15 @@ class Model:
     method: str
     dtype: str  # the image dtype it was trained on
     training: dict = field(default_factory=dict)  # what it was trained on, for the record
+    pooled: Tuple[str, ...] = ()  # features also pooled over supervoxels (none: no pooling)
+
+    def feature_names(self) -> list:
+        return self.settings.names() + pooling.pooled_names(self.pooled)
 
     def to_bytes(self) -> bytes:
+        pool = {"features": list(self.pooled), "stats": list(pooling.STATS)} if self.pooled else None
         return self.ensemble.to_bytes(FORMAT, MODEL_VERSION, {
-            "features": self.settings.to_json(), "method": self.method, "dtype": self.dtype,
+            "features": self.settings.to_json(), "method": self.method, "dtype": self.dtype, "pool": pool,
             "training": dict(self.training, igneous_like=__version__)})
 
     @classmethod
@@ -93,12 +100,40 @@ class Model:
         try:
             settings = FeatureSettings.from_json(meta["features"])
             dtype = np.dtype(meta["dtype"]).name
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"a voxel classifier model without settings ({err!r}); train it again") from None
-        if (ensemble.classes != (0, 1) or meta.get("method") not in METHODS
-                or ensemble.n_features != len(settings.names())):
+            pool = meta.get("pool") or {"features": [], "stats": list(pooling.STATS)}
+            pooled = tuple(pool["features"])
+            if pooled:
+                pooling.columns(settings.names(), pooled)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"a voxel classifier model without valid settings ({err}); "
+                             "train it again") from None
+        model = cls(settings, ensemble, meta.get("method"), dtype, meta.get("training", {}), pooled)
+        if (ensemble.classes != (0, 1) or model.method not in METHODS or tuple(pool["stats"]) != pooling.STATS
+                or ensemble.n_features != len(model.feature_names())):
             raise ValueError("a voxel classifier model of other classes, method or features; train it again")
-        return cls(settings, ensemble, meta["method"], dtype, meta.get("training", {}))
+        return model
+
+
+@dataclass
+class Pooling:
+    """What pooled features need: which features, the supervoxel ids of the voxels in the crop,
+    and the whole volume's table of their statistics."""
+    features: Tuple[str, ...]
+    segments: np.ndarray
+    table: pooling.PoolTable
+
+
+def stack(image: np.ndarray, settings: FeatureSettings, crop: Optional[Tuple[slice, ...]] = None,
+          pool: Optional[Pooling] = None) -> np.ndarray:
+    """float32 (x, y, z, features) of the voxels in crop: the feature stack, then the pooled features."""
+    features = feature_stack(image, settings, crop)
+    if pool is None:
+        return features
+    if pool.segments.shape != features.shape[:3]:
+        raise ValueError(f"supervoxels of shape {pool.segments.shape} for features of {features.shape[:3]}")
+    chosen = features[..., pooling.columns(settings.names(), pool.features)]
+    pooled = pooling.pooled(pool.segments, chosen, pool.table).reshape(features.shape[:3] + (-1,))
+    return np.concatenate([features, pooled], axis=-1)
 
 
 def digest(data: bytes) -> str:
@@ -108,22 +143,30 @@ def digest(data: bytes) -> str:
 
 def fit(image: np.ndarray, labels: np.ndarray, settings: FeatureSettings, method: str, n_estimators: int,
         crop: Optional[Tuple[slice, ...]] = None, max_samples: Optional[int] = None,
-        seed: int = 0) -> Model:
-    """Train on the labeled voxels of `labels`, which covers `crop` of `image` (all of it by default)."""
+        seed: int = 0, pool: Optional[Pooling] = None) -> Model:
+    """Train on the labeled voxels of `labels`, which covers `crop` of `image` (all of it by default),
+    with pooled features too where `pool` is given."""
     chosen = sample(labels, max_samples, seed)
     y = (labels.ravel()[chosen] == 1).astype(np.int64)
     if y.min(initial=1) == 1 or y.max(initial=0) == 0:
         raise ValueError(f"training needs positive ({POSITIVE}) and negative ({NEGATIVE}) voxels; "
                          f"the annotations hold {int(y.sum())} positive and {int((y == 0).sum())} negative")
-    features = feature_stack(image, settings, crop).reshape(-1, len(settings.names()))[chosen]
+    features = stack(image, settings, crop, pool)
+    features = features.reshape(-1, features.shape[-1])[chosen]
     estimator = make_estimator(method, n_estimators, seed)
     estimator.fit(features, y, sample_weight=balanced_weights(y))
-    return Model(settings, TreeEnsemble.from_sklearn(estimator), method, np.dtype(image.dtype).name)
+    return Model(settings, TreeEnsemble.from_sklearn(estimator), method, np.dtype(image.dtype).name,
+                 pooled=pool.features if pool else ())
 
 
-def predict(model: Model, image: np.ndarray, crop: Optional[Tuple[slice, ...]] = None) -> np.ndarray:
-    """float32 probability of the positive class for the voxels in `crop` of `image`."""
-    features = feature_stack(image, model.settings, crop)
+def predict(model: Model, image: np.ndarray, crop: Optional[Tuple[slice, ...]] = None,
+            pool: Optional[Pooling] = None) -> np.ndarray:
+    """float32 probability of the positive class for the voxels in `crop` of `image`; a model
+    trained with pooled features needs `pool` of the same features."""
+    if (pool.features if pool else ()) != model.pooled:
+        raise ValueError(f"the model was trained with pooled features {list(model.pooled)}; "
+                         f"got {list(pool.features) if pool else []}")
+    features = stack(image, model.settings, crop, pool)
     flat = features.reshape(-1, features.shape[-1])
     return model.ensemble.predict_proba(flat)[:, 1].astype(np.float32).reshape(features.shape[:3])
 

@@ -5,6 +5,8 @@ predicting the whole array at once.
 The must-show chain runs through the real CLI and a real fq:// queue: `image classify train`,
 `image classify predict --queue` + `execute`, `image ccl auto --threshold-gte --dust`.
 """
+import inspect
+
 import cc3d
 import numpy as np
 import pytest
@@ -14,12 +16,20 @@ from scipy import ndimage
 from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
 from sklearn.metrics import average_precision_score
 from sklearn.tree import DecisionTreeClassifier
-from synthetic_em import RESOLUTION, annotate, make_volume, object_f1
+from synthetic_em import RESOLUTION, annotate, make_volume, object_f1, supervoxels
 
-from igneous_like import classifier, features, tree_ensemble
+from igneous_like import classifier, features, pooling, tree_ensemble
+from igneous_like.cli.pipeline import step_stages
 from igneous_like.errors import UserError
+from igneous_like.pipeline import stages
 from igneous_like.queues import run_locally
-from igneous_like.task_creation import create_classification_tasks, train_classifier
+from igneous_like.task_creation import (
+    create_classification_tasks,
+    create_pool_sum_tasks,
+    train_classifier,
+)
+from igneous_like.task_creation.classify import pooling_for
+from igneous_like.task_creation.common import open_layer
 
 OFFSET = (40, 24, 8)
 CHUNK = (32, 32, 16)
@@ -332,3 +342,145 @@ def test_settings_file_with_overrides_reaches_model_and_blockwise_prediction(vol
                          tmp_path / "bad.model", "--settings", tmp_path / "bad.json", check=False)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.model").exists()
+
+
+POOL_REGION = (slice(32, 128), slice(16, 112), slice(16, 64))  # 96x96x48 of the volume
+POOL_SETTINGS = features.FeatureSettings((16,), RESOLUTION)  # 9 features
+POOLED = ["intensity", "gaussian_16nm", "gradient_magnitude_16nm", "hessian_16nm_2"]
+
+
+@pytest.fixture(scope="module")
+def pooled_layers(tmp_path_factory, volume):
+    """A crop of the image, its supervoxels (membranes 0) and its annotations as layers."""
+    root = tmp_path_factory.mktemp("pool")
+    image = volume.image[POOL_REGION]
+    segments = supervoxels(image, boundary=volume.membranes[POOL_REGION])
+    layer = lambda name, data, kind: write_layer(f"file://{root}/{name}", data, kind,
+                                                 resolution=RESOLUTION, offset=OFFSET, chunk=(32, 32, 16))
+    return {"root": root, "image": image, "segments": segments,
+            "image_path": layer("image", image, "image"),
+            "segments_path": layer("segments", segments, "segmentation"),
+            "annotations": layer("annotations", annotate(volume, POOL_REGION, fraction=1.0), "image")}
+
+
+def reference_table(segments, values):
+    """Whole-array per-supervoxel means and deviations by np.bincount, in float64."""
+    flat = segments.ravel()
+    values = values.reshape(flat.size, -1).astype(np.float64)
+    counts = np.bincount(flat)
+    mean = np.stack([np.bincount(flat, v) for v in values.T], -1) / np.maximum(counts, 1)[:, None]
+    square = np.stack([np.bincount(flat, v * v) for v in values.T], -1) / np.maximum(counts, 1)[:, None]
+    return mean, np.sqrt(np.maximum(square - mean * mean, 0)), counts
+
+
+def test_pooled_table_from_tasks_equals_whole_array_reference(pooled_layers):
+    """Pass 1 over boxes that cut supervoxels, merged, equals bincount means over the whole label
+    array (to float32 rounding), and is bit for bit the same table for another split and for
+    the whole array as one piece."""
+    image, segments, settings = pooled_layers["image"], pooled_layers["segments"], POOL_SETTINGS
+    stack = features.feature_stack(image, settings).reshape(-1, len(settings.names()))
+    chosen = stack[:, pooling.columns(settings.names(), POOLED)]
+    paths = pooled_layers["image_path"], pooled_layers["segments_path"]
+    tables = []
+    for shape in [(40, 40, 20), (96, 96, 48)]:
+        run_locally(create_pool_sum_tasks(*paths, scales=(16,), pool_features=POOLED, shape=shape),
+                    parallel=2, quiet=True)
+        tables.append(pooling_for(paths[1], open_layer(paths[0]), 0, settings, POOLED, False)[3])
+    box_of = lambda x: (slice(x, x + 40), slice(0, 40), slice(0, 20))
+    cut = set(np.unique(segments[box_of(0)])) & set(np.unique(segments[box_of(40)]))
+    assert len(cut - {0}) >= 10  # supervoxels cross the task boundaries
+    whole = pooling.whole_table(segments, chosen)
+    for table in tables:
+        assert all(np.array_equal(a, b) for a, b in zip(table.arrays().values(), whole.arrays().values()))
+    mean, std, counts = reference_table(segments, chosen)
+    ids = np.flatnonzero(counts)[1:]
+    assert np.array_equal(whole.ids, ids) and ids.size > 300
+    np.testing.assert_allclose(whole.mean, mean[ids], rtol=2e-6, atol=1e-6 * np.abs(mean).max())
+    np.testing.assert_allclose(whole.std, std[ids], rtol=1e-4, atol=1e-5 * np.abs(std).max())
+    per_voxel = pooling.pooled(segments, chosen, whole).reshape(-1, len(POOLED), 2)
+    inside = segments.ravel() != 0
+    where = np.searchsorted(ids, segments.ravel()[inside])
+    assert np.array_equal(per_voxel[inside, :, 0], whole.mean[where])
+    assert np.array_equal(per_voxel[~inside, :, 0], chosen[~inside]) and not per_voxel[~inside, :, 1].any()
+
+
+def test_pooled_model_predicts_as_the_whole_array(pooled_layers, tmp_path):
+    """Training with pooling (its two passes through the API), then predict --pool through the
+    CLI and a queue (boxes cutting supervoxels), equals predicting the whole array with a table
+    made from the whole label array."""
+    image, segments = pooled_layers["image"], pooled_layers["segments"]
+    image_path, segments_path = pooled_layers["image_path"], pooled_layers["segments_path"]
+    model_path = tmp_path / "pooled.model"
+    run_locally(create_pool_sum_tasks(image_path, segments_path, scales=(16,), pool_features=POOLED,
+                                      shape=(48, 48, 24)), parallel=2, quiet=True)
+    train_classifier(image_path, pooled_layers["annotations"], str(model_path), scales=(16,), n_estimators=15,
+                     max_samples=20000, pool=segments_path, pool_features=POOLED)
+    model = classifier.Model.from_bytes(model_path.read_bytes())
+    assert model.pooled == tuple(POOLED) and model.training["pool"]["layer"] == segments_path
+    assert model.ensemble.n_features == len(model.feature_names()) == 9 + 2 * len(POOLED)
+    assert max(model.ensemble.feature) >= 9  # the stumps use pooled features
+    queue = f"fq://{tmp_path}/queue"
+    run_cli("image", "classify", "predict", image_path, f"file://{tmp_path}/prob", "--model", model_path,
+            "--pool", segments_path, "--shape", "64,32,32", "--queue", queue)
+    run_cli("-p", "2", "execute", "-x", queue)
+    stack = features.feature_stack(image, model.settings).reshape(-1, 9)
+    table = pooling.whole_table(segments, stack[:, pooling.columns(model.settings.names(), POOLED)])
+    whole = classifier.predict(model, image, pool=classifier.Pooling(tuple(POOLED), segments, table))
+    assert np.array_equal(read_mip(f"file://{tmp_path}/prob", 0), classifier.to_uint8(whole))
+
+
+def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer):
+    """A pooled model without --pool, supervoxels of another shape, unknown pooled features, blank
+    annotations: one line, exit 2, nothing written (the pooled passes do not start); a model
+    trained without pooling given --pool is refused."""
+    image_path, segments_path = pooled_layers["image_path"], pooled_layers["segments_path"]
+    pooled_model = tmp_path / "p.model"
+    piece, segments = pooled_layers["image"][:32, :32, :16], pooled_layers["segments"][:32, :32, :16]
+    labels = np.where(piece < 100, 1, 0).astype(np.int8)
+    table = pooling.whole_table(segments, piece.astype(np.float32))
+    model = classifier.fit(piece, labels, POOL_SETTINGS, "adaboost", 2,
+                           pool=classifier.Pooling(("intensity",), segments, table))
+    pooled_model.write_bytes(model.to_bytes())
+    smaller = make_layer("smaller", pooled_layers["segments"][:64], "segmentation", resolution=RESOLUTION,
+                         offset=OFFSET)
+    blank = make_layer("blank", np.full((32, 32, 16), 128, np.uint8), "image", resolution=RESOLUTION,
+                       offset=OFFSET)
+    cases = [
+        (["predict", image_path, f"file://{tmp_path}/a", "--model", pooled_model],
+         "trained with supervoxel-pooled"),
+        (["predict", image_path, f"file://{tmp_path}/b", "--model", pooled_model, "--pool", smaller],
+         "no mip on the image's voxel grid"),
+        (["train", image_path, "--annotations", pooled_layers["annotations"], "--output", tmp_path / "d",
+          "--scales", "16", "--pool", segments_path, "--pool-features", "intensity,shininess"],
+         "pooled features must be distinct feature names"),
+        (["train", image_path, "--annotations", blank, "--output", tmp_path / "e", "--scales", "16", "--pool",
+          segments_path], "need voxels of 255"),
+    ]
+    for args, message in cases:
+        result = run_cli("image", "classify", *args, check=False)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / name).exists() for name in "abde")
+    assert sorted(p.name for p in (tmp_path / "smaller").iterdir()) == ["8_8_40", "info"]
+    for tasks in (lambda: create_pool_sum_tasks(work["image"], segments_path, model_path=work["model"]),
+                  lambda: create_classification_tasks(work["image"], f"file://{tmp_path}/c", work["model"],
+                                                      pool=segments_path)):
+        with pytest.raises(UserError, match="trained without pooled features; predict without --pool"):
+            tasks()
+    assert not (tmp_path / "c").exists()
+
+
+def test_pooled_verbs_are_three_steps_whose_functions_take_their_arguments():
+    """train --pool and predict --pool: the sums pass, the merge it is followed by, then the verb."""
+    pool = "--pool file:///data/seg"
+    for line, last in [(f"image classify train file:///data/em --annotations file:///data/a --output /tmp/m "
+                        f"{pool} --pool-features intensity,gaussian_16nm", "train_classifier"),
+                       (f"image classify predict file:///data/em file:///tmp/p --model /tmp/m {pool}",
+                        "create_classification_tasks")]:
+        chain = step_stages("s", line)
+        assert [stage.call for stage in chain] == ["create_pool_sum_tasks", last]
+        for stage in chain:
+            inspect.signature(stages.function(stage.call)).bind(**stage.kwargs)
+        assert chain[0].kwargs["pool_path"] == chain[1].kwargs["pool"] == "file:///data/seg"
+    assert "merge_pool_sums" in stages.ONE_PROCESS
+    inspect.signature(stages.function("merge_pool_sums")).bind(work="file:///w")

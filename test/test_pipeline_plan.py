@@ -44,7 +44,7 @@ SAMPLES = {  # one command line for every verb a step can run, with most of its 
     "image ccl links": f"image ccl links {L}",
     "image ccl relabel": f"image ccl relabel {L} file:///tmp/out --chunk-size 32,32,32",
     "image classify predict": f"image classify predict {M} file:///tmp/out --model /tmp/m.npz "
-                              "--dtype float32",
+                              f"--dtype float32 --pool {L}",
     "image classify train": f"image classify train {M} --annotations {L} --output /tmp/m.npz "
                             "--scales 16,32",
     "image contrast clahe": f"image contrast clahe {M} file:///tmp/out --depth 8 --kernel-size 16",

@@ -10,6 +10,13 @@ from igneous_like.task_creation.classify import DEFAULT_SCALES, OUTPUT_DTYPES, r
 from igneous_like.task_creation.common import Stage, csv
 
 
+def names(value):
+    """--pool-features a,b -> ["a", "b"]; None stays None (all features)."""
+    if value is None or isinstance(value, (tuple, list)):
+        return value
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
 def families(value):
     """--features basic,oriented -> ("basic", "oriented")."""
     if isinstance(value, (tuple, list)):
@@ -54,10 +61,15 @@ def classify():
 @click.option("--max-samples", type=click.IntRange(min=0), default=500_000, show_default=True,
               help="Train on at most this many labeled voxels, drawn with --seed (0: all).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of sampling and fitting.")
+@click.option("--pool", "pool", default=None, metavar="SEG",
+              help="Supervoxel layer on the image's voxel grid: each voxel also gets the mean and standard "
+              "deviation of --pool-features over its supervoxel (two passes over the whole image first).")
+@click.option("--pool-features", default=None, callback=lambda c, p, v: names(v),
+              help="Features to pool, comma-separated names as the model lists them (default: all).")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
 @click.pass_context
 def train(ctx, image_path, annotations, output, mip, method, n_estimators, scales, feature_families,
-          settings_file, erode, dilate, max_samples, seed, fill_missing):
+          settings_file, erode, dilate, max_samples, seed, pool, pool_features, fill_missing):
     """Fit a classifier to the annotated voxels of IMG and write the model file.
 
     Example: igneous-like image classify train file:///data/em --annotations file:///data/clefts_annot
@@ -71,20 +83,27 @@ def train(ctx, image_path, annotations, output, mip, method, n_estimators, scale
         given.update({key: value for key, value in from_file.items()
                       if ctx.get_parameter_source(names.get(key, key)) != ParameterSource.COMMANDLINE})
     method = given["method"]
-    done = submit(ctx, [Stage("train_classifier", dict(
+    chain = [Stage("train_classifier", dict(
         image_path=image_path, annotations_path=annotations, output=output, mip=given["mip"], method=method,
         n_estimators=given["n_estimators"], scales=list(given["scales"]), features=list(given["features"]),
         erode=given["erode"], dilate=given["dilate"], max_samples=given["max_samples"] or None,
-        seed=given["seed"], fill_missing=fill_missing), "train")])
+        seed=given["seed"], fill_missing=fill_missing, pool=pool, pool_features=pool_features), "train")]
+    if pool is not None:
+        chain.insert(0, Stage("create_pool_sum_tasks", dict(
+            image_path=image_path, pool_path=pool, mip=given["mip"], scales=list(given["scales"]),
+            features=list(given["features"]), pool_features=pool_features, fill_missing=fill_missing,
+            annotations_path=annotations), "pool"))
+    done = submit(ctx, chain)
     if not done:
         return
-    summary = done[0]
+    summary = done[-1]
     box = summary["box"]
     click.echo(f"Trained {method} on {summary['positive']} positive and {summary['negative']} negative "
                f"voxels in {csv(box.minpt)} to {csv(box.maxpt)} ({summary['features']} features): "
                f"{summary['model']}", err=True)
-    click.echo(f"Then: igneous-like image classify predict {image_path} DEST --model {summary['model']}",
-               err=True)
+    pooled = f" --pool {pool}" if pool is not None else ""
+    click.echo(f"Then: igneous-like image classify predict {image_path} DEST --model {summary['model']}"
+               f"{pooled}", err=True)
 
 
 @classify.command()
@@ -96,19 +115,27 @@ def train(ctx, image_path, annotations, output, mip, method, n_estimators, scale
               help="Task shape, a multiple of the chunk size (default about 256,256,64).")
 @click.option("--dtype", type=click.Choice(OUTPUT_DTYPES), default="uint8", show_default=True,
               help="Probabilities as 0-255 or as float32 0-1.")
+@click.option("--pool", "pool", default=None, metavar="SEG",
+              help="Supervoxel layer on the image's voxel grid, for a model trained with --pool (its pooled "
+              "sums over the whole image are computed first).")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
 @compress_option
 @queue_option
 @click.pass_context
-def predict(ctx, image_path, dest, model_path, mip, shape, dtype, fill_missing, compress, queue):
+def predict(ctx, image_path, dest, model_path, mip, shape, dtype, pool, fill_missing, compress, queue):
     """Write the positive-class probability of every voxel of IMG into the new image layer DEST.
 
     Example: igneous-like image classify predict file:///data/em file:///data/cleft_prob
     --model file:///data/clefts.model --queue fq:///tmp/q
     """
-    submit(ctx, [Stage("create_classification_tasks", dict(
+    chain = [Stage("create_classification_tasks", dict(
         image_path=image_path, dest_path=dest, model_path=model_path, mip=mip, shape=shape, dtype=dtype,
-        compress=compress, fill_missing=fill_missing), "predict")], queue)
+        compress=compress, fill_missing=fill_missing, pool=pool), "predict")]
+    if pool is not None:
+        chain.insert(0, Stage("create_pool_sum_tasks", dict(
+            image_path=image_path, pool_path=pool, mip=mip, model_path=model_path, shape=shape,
+            fill_missing=fill_missing), "pool"))
+    submit(ctx, chain, queue)
     if planning(ctx):
         return
     threshold = 128 if dtype == "uint8" else 0.5

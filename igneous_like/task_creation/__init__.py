@@ -15,7 +15,9 @@ _MODULES = {
         "clean_ccl_files", "create_ccl_equivalence_tasks", "create_ccl_face_tasks",
         "create_ccl_relabel_tasks", "create_relabeling",
     ),
-    "classify": ("create_classification_tasks", "train_classifier"),
+    "classify": (
+        "create_classification_tasks", "create_pool_sum_tasks", "merge_pool_sums", "train_classifier",
+    ),
     "contrast": (
         "create_clahe_tasks", "create_contrast_normalization_tasks", "create_histogram_tasks",
         "create_levels_tasks", "create_luminance_levels_tasks",

@@ -3,9 +3,13 @@ a probability layer blockwise.
 
 Training runs here, on the annotated region; prediction is tasks over any volume. The model
 file (see igneous_like.classifier) carries its feature settings, so prediction computes the
-features training saw. Chain to synapse objects: `image ccl auto DEST OBJECTS --threshold-gte T
+features training saw. With `pool` (a supervoxel layer on the image's grid), pooled features
+need two passes over the whole volume: create_pool_sum_tasks writes each box's per-supervoxel
+sums, merge_pool_sums adds them into a table beside the supervoxel layer, and training or
+prediction looks it up. Chain to synapse objects: `image ccl auto DEST OBJECTS --threshold-gte T
 --dust N`, then measure the objects.
 """
+import hashlib
 import json
 from functools import partial
 from typing import Optional, Sequence, Tuple
@@ -15,12 +19,14 @@ from cloudfiles import CloudFile
 from cloudvolume import CloudVolume
 from cloudvolume.lib import Bbox
 
-from igneous_like import classifier
+from igneous_like import classifier, pooling
 from igneous_like.errors import UserError
 from igneous_like.features import FAMILIES, FeatureSettings, halo
 from igneous_like.grid import TaskBox
+from igneous_like.stage import WorkDir, from_npz, merged_as_they_come
 from igneous_like.task_creation.common import (
     Grid,
+    Stage,
     Tasks,
     compression,
     csv,
@@ -32,7 +38,14 @@ from igneous_like.task_creation.common import (
     record_provenance,
 )
 from igneous_like.task_creation.image import checked_shape, open_destination
-from igneous_like.tasks.classify import ClassifyTask
+from igneous_like.tasks.classify import (
+    POOL_RECORD,
+    POOL_TABLE,
+    ClassifyTask,
+    PoolSumTask,
+    part_name,
+    read_segments,
+)
 
 DEFAULT_SCALES = (40, 80, 160)  # nm
 DEFAULT_FEATURES = ("basic",)
@@ -110,45 +123,68 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
                      method: str = "adaboost", n_estimators: int = 100,
                      scales: Sequence[float] = DEFAULT_SCALES, features: Sequence[str] = DEFAULT_FEATURES,
                      erode: int = 0, dilate: int = 0, max_samples: Optional[int] = 500_000, seed: int = 0,
-                     fill_missing: bool = False) -> dict:
+                     fill_missing: bool = False, pool: Optional[str] = None,
+                     pool_features: Optional[Sequence[str]] = None) -> dict:
     """Fit a voxel classifier to the annotated voxels and write the model file to `output`.
 
     Reads the annotation layer whole (make it a cutout of the annotated region) and the image
     around its labeled voxels, with the halo the features need. `features` names the feature
-    families (see igneous_like.features), kept in the model file for prediction. Returns a summary.
+    families (see igneous_like.features), kept in the model file for prediction. With `pool`, a
+    supervoxel layer whose pooled table create_pool_sum_tasks made, `pool_features` (default all)
+    are pooled too. Returns a summary.
     """
     image = open_image(image_path, mip)
-    try:
-        settings = FeatureSettings(scales, image.meta.resolution(mip), families=tuple(features))
-    except ValueError as err:
-        raise UserError(str(err)) from err
-    check_scales(settings, image, mip)
-    annotations = open_layer(annotations_path, fill_missing=fill_missing)
-    level = annotation_mip(image, mip, annotations)
+    settings = feature_settings(image, mip, scales, features)
+    if pool is not None:
+        pooled = pooled_features(settings, pool_features)
+        layer, pool_mip, _, table, table_sha = pooling_for(pool, image, mip, settings, pooled, fill_missing)
+    annotations, marks, box, region = read_annotations(image, mip, annotations_path, fill_missing)
     if method not in classifier.METHODS:
         raise UserError(f"unknown --method {method!r}; choose one of {', '.join(classifier.METHODS)}")
     try:
-        labels_box = annotations.meta.bounds(level)
-        marks = np.asarray(annotations.download(labels_box, mip=level))[..., 0]
-        box, region = labeled_region(marks, labels_box.minpt)
         labels = classifier.training_labels(marks[region], erode, dilate)
         margin = halo(settings)
         area = TaskBox.at(box.minpt, box.size3(), image.meta.bounds(mip), low=margin, high=margin)
         pixels = np.asarray(CloudVolume(image.cloudpath, mip=mip, fill_missing=fill_missing, progress=False)
                             .download(area.read, mip=mip))[..., 0]
-        model = classifier.fit(pixels, labels, settings, method, n_estimators, area.own, max_samples, seed)
+        together = None if pool is None else classifier.Pooling(
+            pooled, read_segments(layer.cloudpath, pool_mip, box, fill_missing), table)
+        model = classifier.fit(pixels, labels, settings, method, n_estimators, area.own, max_samples, seed,
+                               together)
     except ValueError as err:
         raise UserError(str(err)) from err
     model.training = {"image": image.cloudpath, "mip": mip, "annotations": annotations.cloudpath,
                       "box": [ints(box.minpt), ints(box.maxpt)], "erode": erode, "dilate": dilate,
                       "n_estimators": n_estimators, "max_samples": max_samples, "seed": seed,
                       "features": list(settings.families),
-                      "positive": int((labels == 1).sum()), "negative": int((labels == 0).sum())}
+                      "positive": int((labels == 1).sum()), "negative": int((labels == 0).sum()),
+                      "pool": None if pool is None else {"layer": layer.cloudpath, "table_sha256": table_sha}}
     data = model.to_bytes()
     output = layer_path(output)
     CloudFile(output).put(data, compress=None)
-    return dict(model.training, model=output, box=box, features=len(settings.names()),
+    return dict(model.training, model=output, box=box, features=len(model.feature_names()),
                 sha256=classifier.digest(data))
+
+
+def read_annotations(image: CloudVolume, mip: int, annotations_path: str,
+                     fill_missing: bool) -> Tuple[CloudVolume, np.ndarray, Bbox, Tuple[slice, ...]]:
+    """(the annotation layer, its marks, the box of the labeled ones and their slices), checked."""
+    annotations = open_layer(annotations_path, fill_missing=fill_missing)
+    level = annotation_mip(image, mip, annotations)
+    labels_box = annotations.meta.bounds(level)
+    marks = np.asarray(annotations.download(labels_box, mip=level))[..., 0]
+    return (annotations, marks) + labeled_region(marks, labels_box.minpt)
+
+
+def feature_settings(image: CloudVolume, mip: int, scales: Sequence[float],
+                     features: Sequence[str]) -> FeatureSettings:
+    """The feature settings of training at the image mip's resolution, checked."""
+    try:
+        settings = FeatureSettings(scales, image.meta.resolution(mip), families=tuple(features))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    check_scales(settings, image, mip)
+    return settings
 
 
 def check_scales(settings: FeatureSettings, image: CloudVolume, mip: int) -> None:
@@ -184,6 +220,106 @@ def check_fit(model: classifier.Model, image: CloudVolume, mip: int) -> None:
         raise UserError(f"the model was trained on {model.dtype} images; {image.cloudpath} is {image.dtype}")
 
 
+def open_pool(pool_path: str, image: CloudVolume, mip: int,
+              fill_missing: bool = False) -> Tuple[CloudVolume, int]:
+    """The supervoxel layer and its mip on the image mip's voxel grid (same resolution and bounds)."""
+    cv = open_layer(pool_path, fill_missing=fill_missing)
+    if cv.num_channels != 1 or np.dtype(cv.dtype).kind not in "ui":
+        raise UserError(f"--pool needs one channel of supervoxel ids (integers); {cv.cloudpath} has "
+                        f"{cv.num_channels} of {cv.dtype}")
+    resolution, bounds = image.meta.resolution(mip), image.meta.bounds(mip)
+    for level in range(len(cv.info["scales"])):
+        if np.allclose(cv.meta.resolution(level), resolution) and cv.meta.bounds(level) == bounds:
+            return cv, level
+    raise UserError(f"--pool {cv.cloudpath} has no mip on the image's voxel grid ({csv(resolution)} nm, "
+                    f"bounds {bounds}); give supervoxels of the same shape as {image.cloudpath} mip {mip}")
+
+
+def pooled_features(settings: FeatureSettings, names: Optional[Sequence[str]]) -> Tuple[str, ...]:
+    """The features to pool: the given names (default all), checked against the feature stack."""
+    names = tuple(settings.names() if not names else names)
+    try:
+        pooling.columns(settings.names(), names)
+    except ValueError as err:
+        raise UserError(f"--pool-features: {err}") from err
+    return names
+
+
+def pool_work(pool: CloudVolume, level: int, image: CloudVolume, mip: int, settings: FeatureSettings,
+              pooled: Sequence[str]) -> WorkDir:
+    """POOL/KEY/pool-DIGEST: one table per image, feature settings and pooled features, so training
+    and prediction with the same ones share it."""
+    spec = {"image": image.cloudpath, "mip": mip, "settings": settings.to_json(), "pooled": list(pooled)}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return WorkDir.of(pool, level, f"pool-{key}")
+
+
+def create_pool_sum_tasks(image_path: str, pool_path: str, mip: int = 0, model_path: Optional[str] = None,
+                          scales: Sequence[float] = DEFAULT_SCALES,
+                          features: Sequence[str] = DEFAULT_FEATURES,
+                          pool_features: Optional[Sequence[str]] = None,
+                          shape: Optional[Sequence[int]] = None, fill_missing: bool = False,
+                          annotations_path: Optional[str] = None) -> Tasks:
+    """Pass 1 of pooled features: tasks that write each box's exact per-supervoxel sums of the
+    pooled features of the whole image, then merge_pool_sums. The features are the model's
+    (`model_path`, for prediction) or those of `scales`, `features` and `pool_features` (training,
+    whose `annotations_path` is checked here, so that bad annotations stop before anything is written)."""
+    image = open_image(image_path, mip)
+    if annotations_path is not None:
+        read_annotations(image, mip, annotations_path, fill_missing)
+    if model_path is not None:
+        model, _, _ = read_model(model_path)
+        check_fit(model, image, mip)
+        if not model.pooled:
+            raise UserError(f"{layer_path(model_path)} was trained without pooled features; "
+                            "predict without --pool")
+        settings, pooled = model.settings, model.pooled
+    else:
+        settings = feature_settings(image, mip, scales, features)
+        pooled = pooled_features(settings, pool_features)
+    pool, level = open_pool(pool_path, image, mip, fill_missing)
+    grid = Grid.over(image.meta.bounds(mip), np.minimum(shape or DEFAULT_SHAPE, image.meta.volume_size(mip)))
+    work = pool_work(pool, level, image, mip, settings, pooled)
+    work.clean()
+    work.save(POOL_RECORD, dict(grid.to_json(), image=image.cloudpath, mip=mip, pool=pool.cloudpath,
+                                pool_mip=level, settings=settings.to_json(), pooled=list(pooled),
+                                fill_missing=fill_missing))
+    make = lambda box: partial(PoolSumTask, work=work.url, offset=ints(box.minpt), shape=ints(box.size3()))
+    merge = Stage("merge_pool_sums", {"work": work.url}, "merge")
+    return Tasks(grid, make, f"supervoxel sums of {len(pooled)} features of {image.cloudpath} over "
+                             f"{pool.cloudpath}", then=(merge,))
+
+
+def merge_pool_sums(work: str) -> dict:
+    """Pass 1b: add the boxes' sums into the table of every supervoxel's means and deviations."""
+    work = WorkDir(work)
+    record = work.require(POOL_RECORD, "no pooled sums here; run create_pool_sum_tasks first")
+    names = [part_name(box) for box in Grid.from_json(record)]
+    parts = work.gather_arrays(names, "supervoxel sum tasks")
+    sums = merged_as_they_come(parts, pooling.merge_sums, lambda part: len(part["segment"]))
+    table = pooling.PoolTable.from_sums(sums, len(record["pooled"]))
+    work.put_arrays(POOL_TABLE, **table.arrays())
+    return {"supervoxels": int(table.ids.size), "table": f"{work.url}/{POOL_TABLE}"}
+
+
+def read_pool_table(work: WorkDir) -> Tuple[pooling.PoolTable, str]:
+    """(the merged table, its sha256), or what to run first."""
+    data = work.files.get(POOL_TABLE)
+    if data is None:
+        raise UserError(f"no pooled table at {work.url}: run the pooled sums first (the classify verbs "
+                        "with --pool do)")
+    return pooling.PoolTable.from_arrays(from_npz(data)), classifier.digest(data)
+
+
+def pooling_for(pool_path: str, image: CloudVolume, mip: int, settings: FeatureSettings,
+                pooled: Sequence[str],
+                fill_missing: bool) -> Tuple[CloudVolume, int, WorkDir, pooling.PoolTable, str]:
+    """The supervoxel layer, its mip, the work directory and the merged table with its sha256."""
+    pool, level = open_pool(pool_path, image, mip, fill_missing)
+    work = pool_work(pool, level, image, mip, settings, pooled)
+    return (pool, level, work) + read_pool_table(work)
+
+
 def probability_info(image: CloudVolume, mip: int, dtype: str) -> dict:
     """One image scale with the source mip's resolution, bounds and chunking."""
     return CloudVolume.create_new_info(
@@ -194,15 +330,28 @@ def probability_info(image: CloudVolume, mip: int, dtype: str) -> dict:
 
 def create_classification_tasks(image_path: str, dest_path: str, model_path: str, mip: int = 0,
                                 shape: Optional[Sequence[int]] = None, dtype: str = "uint8",
-                                compress: Optional[str] = "gzip", fill_missing: bool = False) -> Tasks:
+                                compress: Optional[str] = "gzip", fill_missing: bool = False,
+                                pool: Optional[str] = None) -> Tasks:
     """Tasks that write the model's positive-class probability of every voxel into a new image
     layer DEST (uint8 0-255 or float32), with the source mip's resolution, bounds and chunks.
 
-    `shape` must be a multiple of the chunk size, so that each task writes whole chunks.
+    `shape` must be a multiple of the chunk size, so that each task writes whole chunks. A model
+    trained with pooled features needs `pool`, supervoxels whose table create_pool_sum_tasks made.
     """
     image = open_image(image_path, mip)
     model, model_path, sha256 = read_model(model_path)
     check_fit(model, image, mip)
+    if model.pooled and pool is None:
+        raise UserError(f"{model_path} was trained with supervoxel-pooled features; give --pool SEG, "
+                        "supervoxels on the image's voxel grid")
+    if pool is not None and not model.pooled:
+        raise UserError(f"{model_path} was trained without pooled features; predict without --pool")
+    pool_kwargs = {}
+    if pool is not None:
+        layer, level, work, _, table_sha256 = pooling_for(pool, image, mip, model.settings, model.pooled,
+                                                          fill_missing)
+        pool_kwargs = dict(pool_path=layer.cloudpath, pool_mip=level, pool_work=work.url,
+                           pool_sha256=table_sha256)
     if dtype not in OUTPUT_DTYPES:
         raise UserError(f"unknown output dtype {dtype!r}; choose one of {', '.join(OUTPUT_DTYPES)}")
     dest = new_layer_path(image.cloudpath, dest_path, "write the probabilities into a new path", "the image")
@@ -214,11 +363,12 @@ def create_classification_tasks(image_path: str, dest_path: str, model_path: str
     out.commit_info()
     record_provenance(out, {"task": "ClassifyTask", "src": image.cloudpath, "mip": mip, "model": model_path,
                             "model_sha256": sha256, "method": model.method,
-                            "features": model.settings.to_json()})
+                            "features": model.settings.to_json(), "pooled": list(model.pooled),
+                            "pool": pool_kwargs.get("pool_path")})
     bounds = image.meta.bounds(mip)
     make = lambda box: partial(ClassifyTask, image_path=image.cloudpath, dest_path=out.cloudpath,
                                model_path=model_path, model_sha256=sha256, mip=mip, offset=ints(box.minpt),
                                shape=ints(box.size3()), fill_missing=fill_missing,
-                               compress=compression(compress))
+                               compress=compression(compress), **pool_kwargs)
     return Tasks(Grid.over(bounds, shape), make,
                  f"classify {image.cloudpath} mip {mip} into {out.cloudpath}", mips=range(0, 1))
