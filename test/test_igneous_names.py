@@ -160,3 +160,20 @@ def test_contrast_normalization_task_class_writes_one_box(real_image, tmp_path):
     assert np.array_equal(np.asarray(out[32:64, :, 8:16])[..., 0], normalized(stack, 0.01)[32:64, :, 8:16])
     with pytest.raises(UserError):
         igneous.HyperSquareConsensusTask("a", "b", 1, "c", (1, 1, 1), (0, 0, 0))
+
+
+def test_one_skeleton_task_over_the_volume_writes_readable_skeletons(real_seg, tmp_path):
+    seg = np.asfortranarray(real_seg[200:264, 180:244, 100:132])
+    path = write_layer(f"file://{tmp_path}/seg", seg, "segmentation", chunk=(32, 32, 16))
+    tasks = tc.create_skeletonizing_tasks(path, mip=0, teasar_params={"scale": 4, "const": 100},
+                                          dust_threshold=0, cross_sectional_area=True)
+    assert len(tasks) == 1
+    for task in tasks:
+        task.execute()
+    label = int(np.bincount(seg.ravel()).argmax())
+    skel = CloudVolume(path).skeleton.get(label)
+    resolution = CloudVolume(path).meta.resolution(0)
+    where = np.argwhere(seg == label)
+    assert len(skel.vertices) > 1 and np.all(skel.cross_sectional_area >= 0)
+    assert np.all(skel.vertices >= where.min(axis=0) * resolution)
+    assert np.all(skel.vertices <= (where.max(axis=0) + 1) * resolution)
