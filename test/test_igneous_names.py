@@ -177,3 +177,16 @@ def test_one_skeleton_task_over_the_volume_writes_readable_skeletons(real_seg, t
     assert len(skel.vertices) > 1 and np.all(skel.cross_sectional_area >= 0)
     assert np.all(skel.vertices >= where.min(axis=0) * resolution)
     assert np.all(skel.vertices <= (where.max(axis=0) + 1) * resolution)
+
+
+def test_transfer_downsamples_until_the_volume_fits_one_chunk(tmp_path):
+    import tinybrain
+    img = np.asfortranarray(np.random.default_rng(2).integers(0, 255, (100, 90, 8), dtype=np.uint8))
+    src = write_layer(f"file://{tmp_path}/em", img, "image", chunk=(32, 32, 8))
+    dest = f"file://{tmp_path}/copy"
+    for task in tc.create_transfer_tasks(src, dest, chunk_size=(16, 16, 8), compress=False):
+        task.execute()
+    sizes = [scale["size"] for scale in CloudVolume(dest).info["scales"]]
+    assert sizes == [[100, 90, 8], [50, 45, 8], [25, 23, 8], [13, 12, 8]]  # 13 x 12 fits a 16 x 16 chunk
+    for mip, expected in enumerate(tinybrain.downsample_with_averaging(img, (2, 2, 1), num_mips=3), start=1):
+        assert np.array_equal(read_mip(dest, mip), expected)

@@ -19,6 +19,7 @@ from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Stage,
     Tasks,
+    check_vec,
     chunk_grid,
     compression,
     csv,
@@ -157,8 +158,13 @@ def create_contrast_normalization_tasks(src_path: str, dest_path: str, levels_pa
 def create_clahe_tasks(src_layer_path: str, dest_layer_path: str, mip: int = 0,
                        kernel_size: Optional[int] = None, clip_limit: float = 0.01, nbins: int = 256,
                        depth: Optional[int] = None, fill_missing: bool = False,
-                       encoding: Optional[str] = None, compress: Optional[str] = "gzip") -> Tasks:
-    """Tasks that write DEST, each of `depth` whole slices (default: one chunk) equalized by CLAHE."""
+                       encoding: Optional[str] = None, compress: Optional[str] = "gzip",
+                       shape: Optional[Sequence[int]] = None) -> Tasks:
+    """Tasks that write DEST, each of `depth` whole slices (default: one chunk) equalized by CLAHE.
+    Igneous's `shape` gives the depth (its z); tasks still span whole slices, as each slice is
+    equalized as one image, so the output does not depend on the task shape."""
+    if shape is not None:
+        depth = depth or int(check_vec("--shape", shape).z)
     src = open_image(src_layer_path, mip, histogram=False)
     path, bounds = new_layer_path(src.cloudpath, dest_layer_path), src.meta.bounds(mip)
     if not 0 < clip_limit <= 1 or nbins < 2 or (kernel_size is not None and kernel_size < 2):

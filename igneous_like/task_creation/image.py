@@ -568,9 +568,10 @@ def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] 
 
 def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memory_target: int,
                   shape: Optional[Sequence[int]]):
-    """How many downsamples transfer tasks make, and their shape; trims the info to match."""
+    """How many downsamples transfer tasks make, and their shape; trims the info to match. As
+    Igneous's, they stop once the volume fits one chunk on the downsampled axes."""
     existing = len(dest.info["scales"])
-    max_mips = min(max_mips, supported_mips(dest, mip, factor))
+    max_mips = min(max_mips, supported_mips(dest, mip, factor), mips_to_one_chunk(dest, mip, factor))
     add_mips(dest, mip, max_mips, factor, None, None)
     region = dest.meta.bounds(mip)
     if dest.image.is_sharded(mip):
