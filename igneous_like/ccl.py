@@ -37,6 +37,11 @@ def foreground(image: np.ndarray, threshold_gte=None, threshold_lte=None) -> np.
     return mask
 
 
+def threshold_image(image: np.ndarray, threshold_lte=None, threshold_gte=None) -> np.ndarray:
+    """Igneous's name and argument order (tasks.image.ccl) for foreground."""
+    return foreground(image, threshold_gte, threshold_lte)
+
+
 def label_components(data: np.ndarray, connectivity: int) -> Tuple[np.ndarray, int]:
     """cc3d labels 1..n of the nonzero voxels of `data` (equal values connect), and n."""
     import cc3d

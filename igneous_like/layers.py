@@ -16,6 +16,7 @@ from cloudvolume.lib import Bbox, Vec
 from igneous_like import settings
 from igneous_like.errors import MissingChunkError
 from igneous_like.grid import Grid
+from igneous_like.shards import shard_shape
 
 GZIP_LEVEL = settings.gzip_level()
 """gzip level of written chunks (see settings.gzip_level)."""
@@ -58,10 +59,7 @@ def upload(cv: CloudVolume, img: np.ndarray, offset: Sequence[int], mip: int) ->
 
 def shard_boxes(cv: CloudVolume, box: Bbox, mip: int) -> Grid:
     """The parts of `box` one shard file each (CloudVolume writes one shard per upload)."""
-    from cloudvolume.datasource.precomputed.sharding import image_shard_shape_from_spec
-    scale = cv.meta.scale(mip)
-    shape = image_shard_shape_from_spec(scale["sharding"], scale["size"], scale["chunk_sizes"][0])
-    return Grid(box, Vec(*shape), cv.meta.voxel_offset(mip), box)
+    return Grid(box, shard_shape(cv, mip), cv.meta.voxel_offset(mip), box)
 
 
 def in_threads(work: Callable, items: Iterable) -> list:

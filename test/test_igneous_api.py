@@ -310,7 +310,7 @@ def test_task_classes_and_module_alias(image, tmp_path):
     from igneous_like.tasks import DeleteTask
     assert igneous.task_creation.create_downsampling_tasks is tc.create_downsampling_tasks
     path = write_layer(f"file://{tmp_path}/em", image, "image", chunk=(32, 32, 16))
-    DeleteTask(path, (32, 64, 16), (32, 0, 16)).execute()  # Igneous's order: layer_path, shape, offset
+    DeleteTask(path, (32, 64, 16), (32, 0, 16))  # runs when called; Igneous's order: path, shape, offset
     expected = image.copy()
     expected[32:64, 0:64, 16:32] = 0
     assert np.array_equal(np.asarray(CloudVolume(path, fill_missing=True)[:, :, :])[..., 0], expected)

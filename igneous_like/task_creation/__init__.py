@@ -23,7 +23,8 @@ _MODULES = {
         "create_levels_tasks", "create_luminance_levels_tasks",
     ),
     "edit": (
-        "compute_rois", "create_blackout_tasks", "create_quantize_tasks", "create_reorder_tasks", "find_roi",
+        "compute_rois", "create_blackout_tasks", "create_quantize_tasks", "create_quantized_affinity_info",
+        "create_reorder_tasks", "find_roi",
     ),
     "evaluation": (
         "accumulate_contingency", "clean_evaluation_files", "create_ceiling_tasks",
@@ -31,8 +32,8 @@ _MODULES = {
     ),
     "image": (
         "create_deletion_tasks", "create_downsampling_tasks", "create_image_shard_downsample_tasks",
-        "create_image_shard_transfer_tasks", "create_pyramid_tasks", "create_touch_tasks",
-        "create_transfer_tasks",
+        "create_image_shard_transfer_tasks", "create_pyramid_tasks", "create_sharded_image_info",
+        "create_touch_tasks", "create_transfer_tasks", "num_mips_from_memory_target",
     ),
     "ingest": ("create_ingest_tasks",),
     "measure": (

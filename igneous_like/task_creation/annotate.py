@@ -8,12 +8,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 from cloudfiles import CloudFiles
-from cloudvolume.datasource.precomputed.sharding import compute_shard_params_for_hashed
 
 from igneous_like import annotations as ann
 from igneous_like.errors import UserError
 from igneous_like.stage import WorkDir, from_npz
-from igneous_like.task_creation.common import Tasks, layer_path, open_layer
+from igneous_like.task_creation.common import Tasks, compute_shard_params_for_hashed, layer_path, open_layer
 from igneous_like.tasks.annotate import (
     PLAN,
     RECORD,

@@ -21,7 +21,9 @@ from cloudvolume import CloudVolume
 from cloudvolume.lib import Vec
 
 from igneous_like import label_table
-from igneous_like.ccl import CONNECTIVITIES, kept_by_histogram, plan_numbering
+
+# threshold_image: Igneous's tasks.image.ccl offers it beside create_relabeling
+from igneous_like.ccl import CONNECTIVITIES, kept_by_histogram, plan_numbering, threshold_image  # noqa: F401
 from igneous_like.errors import UserError
 from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (

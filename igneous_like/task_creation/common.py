@@ -12,6 +12,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
+from cloudvolume.datasource.precomputed.sharding import compute_shard_params_for_hashed  # noqa: F401
 from cloudvolume.exceptions import InfoUnavailableError
 from cloudvolume.lib import Bbox, Vec
 
@@ -21,6 +22,8 @@ from igneous_like.grid import Grid
 from igneous_like.paths import check_info
 from igneous_like.writable import check_writable
 
+# compute_shard_params_for_hashed (shard, minishard and preshift bits for hashed object labels) is
+# offered here, where Igneous's scripts import it from; mesh and annotation sharding use it.
 MEMORY_TARGET = int(3.5e9)  # bytes a task may hold, as Igneous assumes by default
 
 IMAGE_ENCODINGS = ("png", "jpeg")

@@ -19,6 +19,7 @@ from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Stage,
     Tasks,
+    check_vec,
     chunk_grid,
     compression,
     csv,
@@ -177,7 +178,7 @@ def create_clahe_tasks(src: str, dest: str, shape: Optional[Sequence[int]] = Non
         raise UserError("bounds is not supported: CLAHE equalizes whole slices of the whole layer")
     source = open_image(src, mip, histogram=False)
     path, size = new_layer_path(source.cloudpath, dest), source.meta.bounds(mip).size3()
-    depth = int(shape[2]) if depth is None and shape is not None else depth
+    depth = int(check_vec("--shape", shape).z) if depth is None and shape is not None else depth
     if not 0 < clip_limit < float("inf") or nbins < 2 or (kernel_size is not None and kernel_size < 2) \
             or len(tile_grid_size) != 2 or min(tile_grid_size) < 1 or (depth is not None and depth < 1):
         raise UserError("--clip-limit must be above 0, --nbins at least 2, --kernel-size at least 2, "

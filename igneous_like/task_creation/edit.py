@@ -113,6 +113,19 @@ def create_blackout_tasks(cloudpath: str, bounds: Union[Bbox, Sequence[Sequence[
                  mips=range(mip, mip + 1))
 
 
+def create_quantized_affinity_info(src_layer: str, dest_layer: str, shape: Sequence[int], mip: int,
+                                   chunk_size: Sequence[int], encoding: str) -> dict:
+    """Igneous's info (not written) for an 8-bit, one-channel image of the source's first channel
+    (QuantizeTask's destination): the source's mips 0..mip in `chunk_size` chunks and `encoding`.
+    `dest_layer` and `shape` are Igneous's and change nothing."""
+    src = open_layer(src_layer, mip)
+    info = destination_info(src, mip, src.meta.bounds(mip), None, None)
+    info.update(num_channels=1, data_type="uint8", type="image")
+    for scale in info["scales"]:
+        scale.update(chunk_sizes=[[int(v) for v in chunk_size]], encoding=encoding)
+    return info
+
+
 def create_quantize_tasks(src_layer: str, dest_layer: str, shape: Sequence[int] = DEFAULT_SHAPE,
                           mip: int = 0, fill_missing: bool = False,
                           chunk_size: Optional[Sequence[int]] = None, encoding: Optional[str] = None,

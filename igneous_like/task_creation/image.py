@@ -5,21 +5,20 @@ provenance, then returns a lazy, sized iterable of tasks laid on a grid whose bo
 whole destination chunks (or shards), so no two tasks ever write the same file.
 """
 import copy
+import math
 from dataclasses import replace
 from functools import partial
 from typing import Optional, Sequence, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
-from cloudvolume.datasource.precomputed.sharding import (
-    compute_shard_params_for_image,
-    image_shard_shape_from_spec,
-)
+from cloudvolume.datasource.precomputed.sharding import compute_shard_params_for_image
 from cloudvolume.lib import Bbox, Vec
 
 from igneous_like.downsample import check_sparse, resolve_method
 from igneous_like.errors import UserError
 from igneous_like.paths import check_info
+from igneous_like.shards import shard_shape
 from igneous_like.task_creation.common import (
     MEMORY_TARGET,
     Grid,
@@ -128,21 +127,45 @@ def pyramid_mips(cv: CloudVolume, mip: int, factor: Sequence[int], wanted: Optio
     return wanted
 
 
+def create_sharded_image_info(dataset_size: Sequence[int], chunk_size: Sequence[int], encoding: str, dtype,
+                              uncompressed_shard_bytesize: int = int(3.5e9),
+                              max_shard_index_bytes: int = 8192, max_minishard_index_bytes: int = 40000,
+                              max_labels_per_minishard: int = 4000, minishard_index_encoding: str = "gzip",
+                              data_encoding: str = "gzip") -> dict:
+    """Igneous's sharding spec (a scale's "sharding" dict) for an image of `dataset_size` voxels in
+    `chunk_size` chunks: as few shard files as keep each near `uncompressed_shard_bytesize` raw bytes
+    with small indices (CloudVolume's compute_shard_params_for_image; image codecs store raw)."""
+    spec = compute_shard_params_for_image(
+        dataset_size, chunk_size, encoding, dtype, uncompressed_shard_bytesize, max_shard_index_bytes,
+        max_minishard_index_bytes, max_labels_per_minishard, minishard_index_encoding, data_encoding)
+    return {key: int(value) if isinstance(value, np.integer) else value
+            for key, value in spec.to_dict().items()}
+
+
 def shard_spec(cv: CloudVolume, mip: int, memory_target: int, compress) -> dict:
     """A sharding spec whose shards hold about `memory_target` bytes of raw voxels."""
-    spec = compute_shard_params_for_image(
+    return create_sharded_image_info(
         dataset_size=cv.meta.volume_size(mip), chunk_size=cv.meta.chunk_size(mip),
         encoding=cv.meta.encoding(mip), dtype=cv.dtype,
         uncompressed_shard_bytesize=max(memory_target // BYTES_PER_VOXEL_COPIES, 1),
         data_encoding="raw" if compression(compress) is False else "gzip",
     )
-    return spec.to_dict()
 
 
-def shard_shape(cv: CloudVolume, mip: int) -> Vec:
-    scale = cv.meta.scale(mip)
-    return Vec(*image_shard_shape_from_spec(scale["sharding"], scale["size"], scale["chunk_sizes"][0]),
-               dtype=int)
+def num_mips_from_memory_target(memory_target: int, dtype, chunk_size: Sequence[int], num_channels: int,
+                                factor: Sequence[int]) -> int:
+    """Igneous's count of the mips (at least 1) one downsampling task of `chunk_size` chunks makes
+    within `memory_target` bytes (downsample_scales.downsample_shape_from_memory_target)."""
+    from igneous_like.downsample_scales import downsample_shape_from_memory_target
+    width = np.dtype(dtype).itemsize * num_channels
+    try:
+        shape = downsample_shape_from_memory_target(width, *chunk_size, factor, memory_target)
+    except ValueError:
+        return 1
+    axis = int(np.argmax(factor))  # shape = chunk_size * factor ** mips
+    if factor[axis] == 1:
+        return 1
+    return max(1, round(math.log(shape[axis] // chunk_size[axis], factor[axis])))
 
 
 def add_mips(cv: CloudVolume, mip: int, num_mips: int, factor: Vec, chunk_size: Optional[Vec],
@@ -554,7 +577,7 @@ def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memor
     """How many downsamples transfer tasks make, and their shape; trims the info to match. As
     Igneous's, they stop where the volume fits one chunk, and make at most `max_mips`."""
     existing = len(dest.info["scales"])
-    max_mips = min(max_mips, mips_to_one_chunk(dest, mip, factor))
+    max_mips = min(max_mips, supported_mips(dest, mip, factor), mips_to_one_chunk(dest, mip, factor))
     add_mips(dest, mip, max_mips, factor, None, None)
     region = dest.meta.bounds(mip)
     if dest.image.is_sharded(mip):

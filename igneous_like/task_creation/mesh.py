@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from cloudvolume import CloudVolume
-from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, compute_shard_params_for_hashed
+from cloudvolume.datasource.precomputed.sharding import ShardingSpecification
 from cloudvolume.lib import Bbox
 
 from igneous_like.errors import UserError
@@ -22,6 +22,7 @@ from igneous_like.stage import WorkDir
 from igneous_like.task_creation.common import (
     Tasks,
     check_vec,
+    compute_shard_params_for_hashed,
     csv,
     ints,
     open_layer,

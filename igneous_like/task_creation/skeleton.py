@@ -129,7 +129,8 @@ def create_skeletonizing_tasks(
     volume connected components. spatial_index: each task also writes the voxel boxes of the labels in its
     box (CloudVolume's `cv.skeleton.spatial_index`); not for a thresholded image, whose objects get their
     numbers only when merged. `sharded` only says which merge the fragments are meant for: they are the
-    same either way.
+    same either way. Unsharded, a task that covers the whole volume also writes each label's skeleton,
+    as Igneous's does, so they read without a merge (a merge rewrites them postprocessed).
     """
     unsupported = {"info": info, "mask_ids": mask_ids, "frag_path": frag_path, "synapses": synapses,
                    "num_synapses": num_synapses, "fix_autapses": fix_autapses or None,
@@ -165,12 +166,15 @@ def create_skeletonizing_tasks(
                    scale=teasar["scale"], const=teasar["const"],
                    soma_accept=teasar["soma_acceptance_threshold"],
                    soma_scale=teasar["soma_invalidation_scale"], soma_const=teasar["soma_invalidation_const"])
+    grid = forge_grid(run)
+    if len(grid) == 1 and not sharded and not options.thresholded:
+        options = replace(options, whole_volume=True)
     write_forge_info(cv, mip, attributes, run, options.index_chunk)
     record_provenance(cv, {"task": "SkeletonTask", "mip": mip, "shape": ints(shape), "sharded": bool(sharded),
                            **options.to_json()})
     make = lambda box: partial(SkeletonTask, layer_path=cv.cloudpath, mip=mip, offset=ints(box.minpt),
                                shape=ints(box.size3()), options=options.to_json(), attributes=attributes)
-    return Tasks(forge_grid(run), make, f"skeletonize {cv.cloudpath} mip {mip}")
+    return Tasks(grid, make, f"skeletonize {cv.cloudpath} mip {mip}")
 
 
 def forge_grid(run: ForgeRun) -> Grid:

@@ -10,7 +10,9 @@ from typing import Any
 from igneous_like.tasks import registry  # noqa: F401  (workers' lazy registry)
 
 IGNEOUS_TASKS = (
-    "BlackoutTask", "CountVoxelsTask", "DeleteTask", "DownsampleTask", "QuantizeTask", "TransferTask",
+    "BlackoutTask", "ContrastNormalizationTask", "CountVoxelsTask", "DeleteTask", "DownsampleTask",
+    "HyperSquareConsensusTask", "MeshManifestFilesystemTask", "MeshManifestPrefixTask", "MeshTask",
+    "QuantizeTask", "TransferTask",
 )
 
 

@@ -57,9 +57,13 @@ def BlackoutTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequen
 
 @queueable
 def QuantizeTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int], shape: Sequence[int],
-                 fill_missing: bool = False, compress: Union[str, bool, None] = None) -> None:
-    """Write one box of floats in [0, 1] as uint8: round(255 x), clipped to 0..255 (NaN: 0)."""
+                 fill_missing: bool = False, compress: Union[str, bool, None] = None,
+                 truncate: bool = False) -> None:
+    """Write one box of floats in [0, 1] as uint8: round(255 x) (`truncate`: floor, as Igneous),
+    clipped to 0..255 (NaN: 0); the first channels, as many as the destination has."""
     box = Bbox(offset, Vec(*offset) + Vec(*shape))
+    dest = open_for(dest_path, mip, compress=compress)
     img = np.asarray(open_for(src_path, mip, fill_missing).image.download(box, mip), dtype=np.float64)
-    quantized = np.clip(np.rint(np.nan_to_num(img, nan=0.0) * 255), 0, 255).astype(np.uint8)
-    upload(open_for(dest_path, mip, compress=compress), quantized, box.minpt, mip)
+    scaled = np.nan_to_num(img[..., :dest.num_channels], nan=0.0) * 255
+    quantized = np.clip(np.floor(scaled) if truncate else np.rint(scaled), 0, 255).astype(np.uint8)
+    upload(dest, quantized, box.minpt, mip)

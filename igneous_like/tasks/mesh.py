@@ -89,9 +89,11 @@ def mesh_work(layer_path: str, mesh_dir: str) -> WorkDir:
     return WorkDir(layer_path.rstrip("/") + "/" + inside_layer(mesh_dir, "the mesh directory"))
 
 
-def read_block(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions) -> Tuple[np.ndarray, Bbox]:
-    """The block's chosen labels plus one voxel on its high faces where the volume goes on."""
-    read = TaskBox.at(box.minpt, box.size3(), cv.meta.bounds(mip), high=1).read
+def read_block(cv: CloudVolume, box: Bbox, mip: int, options: MeshOptions, low: int = 0,
+               high: int = 1) -> Tuple[np.ndarray, Bbox]:
+    """The block's chosen labels plus `low` and `high` voxels (one on its high faces: where
+    the neighbour's piece meets it) where the volume goes on."""
+    read = TaskBox.at(box.minpt, box.size3(), cv.meta.bounds(mip), low=low, high=high).read
     labels = np.asarray(cv.image.download(read, mip=mip))[..., 0]
     if options.labels is not None:
         labels = fastremap.mask_except(labels, list(options.labels), in_place=True)
@@ -152,6 +154,45 @@ def MeshTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], sh
     if opts.spatial_index:
         work.files.put_json(index_file_name(cv, mip, shape, box), extents)
     work.put_part(fragment_name(box), MapBuffer(pieces).tobytes())
+
+
+@queueable
+def MeshFragmentTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[int], shape: Sequence[int],
+                     options: dict, remap_table: Optional[Dict[str, str]] = None, low_padding: int = 0,
+                     high_padding: int = 1, compress="gzip") -> None:
+    """Igneous's unsharded MeshTask: each label's surface in one block (read with the paddings,
+    labels renamed by `remap_table`) written as a legacy precomputed fragment `LABEL:0:BLOCK` in the
+    mesh directory, unwelded; manifests (MeshManifestTask) make them a legacy mesh layer."""
+    opts = MeshOptions(**options)
+    cv = CloudVolume(layer_path, mip=mip, fill_missing=opts.fill_missing, progress=False)
+    box = TaskBox.at(offset, shape).write
+    labels, read = read_block(cv, box, mip, opts, low_padding, high_padding)
+    if remap_table:
+        table = {int(key): int(value) for key, value in remap_table.items()}
+        labels = fastremap.remap(labels, table, preserve_missing_labels=True, in_place=True)
+    if opts.dust_threshold:
+        kept = [label for label, count in meshes.voxel_counts(labels).items() if count >= opts.dust_threshold]
+        labels = fastremap.mask_except(labels, kept, in_place=True)
+    if opts.closed_edges:
+        labels, read = pad_edges(labels, read, cv.meta.bounds(mip))
+    found = meshes.mesh_block(labels, cv.meta.resolution(mip), read.minpt, opts.max_error,
+                              opts.reduction_factor)
+    CloudFiles(layer_path).puts([(f"{mesh_dir}/{label}:0:{box.to_filename()}", mesh.to_precomputed())
+                                 for label, mesh in found if len(mesh.faces)], compress=compress)
+
+
+@queueable
+def MeshManifestTask(layer_path: str, mesh_dir: str, prefix: str = "", lod: int = 0) -> None:
+    """Legacy manifests `LABEL:LOD` ({"fragments": [...]}) for every label whose fragments
+    `LABEL:LOD:NAME` (names beginning with `prefix`) lie in the mesh directory."""
+    cf = CloudFiles(layer_path.rstrip("/") + "/" + inside_layer(mesh_dir, "the mesh directory"))
+    fragments: Dict[str, List[str]] = {}
+    for name in cf.list(prefix=prefix, flat=True):
+        parts = name.split(":")
+        if len(parts) >= 3 and parts[1] == str(lod) and parts[0].isdigit():
+            fragments.setdefault(parts[0], []).append(name)
+    cf.put_jsons(((f"{label}:{lod}", {"fragments": sorted(names)}) for label, names in fragments.items()),
+                 compress=None)
 
 
 def index_file_name(cv: CloudVolume, mip: int, shape: Sequence[int], box: Bbox) -> str:

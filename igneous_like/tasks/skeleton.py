@@ -78,6 +78,7 @@ class ForgeOptions:
     fill_missing: bool = False
     context: float = DEFAULT_CONTEXT  # nm read around each crop
     index_chunk: Optional[Tuple[int, ...]] = None  # the task grid's shape when writing the spatial index
+    whole_volume: bool = False  # the only task of its grid: it also writes the skeletons (unsharded)
 
     def __post_init__(self):
         if self.object_ids is not None:
@@ -175,13 +176,16 @@ def SkeletonTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequen
     kept = set(int(k) for k in keep)
     reps = seam_representatives(cc, cut, kept)
     shift = physical_shift(cv, mip)
-    fragments = {}
+    fragments, finished = {}, defaultdict(list)
     for key, skel in skeletonize(cc, keep, resolution, opts).items():
         vertices, in_crop = to_global(skel, cut, resolution)
         values = {a["id"]: getattr(skel, a["id"]) for a in attributes}
-        values[IN_CROP["id"]] = in_crop
         nm = (vertices + 0.5) * resolution.astype(np.float64) + shift
-        fragments[int(key)] = encode(make_skeleton(nm, skel.edges, values, attributes + [IN_CROP], int(key)))
+        fragments[int(key)] = encode(make_skeleton(nm, skel.edges, {**values, IN_CROP["id"]: in_crop},
+                                                   attributes + [IN_CROP], int(key)))
+        if opts.whole_volume:
+            label = int(owner[key])
+            finished[label].append(make_skeleton(nm, skel.edges, values, attributes, label))
     pieces = [[key, None if opts.thresholded else int(owner[key]), owned_voxels.get(key, 0),
                reps.get(key, []), key in fragments] for key in sorted(kept)]
     name = owned.to_filename()
@@ -190,6 +194,10 @@ def SkeletonTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequen
            content_type="application/x-mapbuffer", cache_control="no-cache")
     cf.put_json(f"{FRAGMENTS}/{name}.index", {"box": name, "pieces": pieces}, compress="gzip",
                 cache_control="no-cache")
+    # as Igneous's single task: each label's skeleton ready to read, before (and without) a merge
+    in_threads(lambda item: cf.put(str(item[0]), encode(fuse(item[1])), compress="gzip",
+                                   content_type="application/octet-stream", cache_control="no-cache"),
+               finished.items())
 
 
 def read_fragments(skel_path: str, sources: Dict[str, List[int]],
