@@ -220,6 +220,15 @@ def check_fit(model: classifier.Model, image: CloudVolume, mip: int) -> None:
         raise UserError(f"the model was trained on {model.dtype} images; {image.cloudpath} is {image.dtype}")
 
 
+def check_pooling(model: classifier.Model, model_path: str, pool: Optional[str]) -> None:
+    """A model trained with pooled features is given supervoxels (`pool`), and only such a model."""
+    if model.pooled and pool is None:
+        raise UserError(f"{model_path} was trained with supervoxel-pooled features; give --pool SEG, "
+                        "supervoxels on the image's voxel grid")
+    if pool is not None and not model.pooled:
+        raise UserError(f"{model_path} was trained without pooled features; predict without --pool")
+
+
 def open_pool(pool_path: str, image: CloudVolume, mip: int,
               fill_missing: bool = False) -> Tuple[CloudVolume, int]:
     """The supervoxel layer and its mip on the image mip's voxel grid (same resolution and bounds)."""
@@ -268,11 +277,9 @@ def create_pool_sum_tasks(image_path: str, pool_path: str, mip: int = 0, model_p
     if annotations_path is not None:
         read_annotations(image, mip, annotations_path, fill_missing)
     if model_path is not None:
-        model, _, _ = read_model(model_path)
+        model, path, _ = read_model(model_path)
         check_fit(model, image, mip)
-        if not model.pooled:
-            raise UserError(f"{layer_path(model_path)} was trained without pooled features; "
-                            "predict without --pool")
+        check_pooling(model, path, pool_path)
         settings, pooled = model.settings, model.pooled
     else:
         settings = feature_settings(image, mip, scales, features)
@@ -341,11 +348,7 @@ def create_classification_tasks(image_path: str, dest_path: str, model_path: str
     image = open_image(image_path, mip)
     model, model_path, sha256 = read_model(model_path)
     check_fit(model, image, mip)
-    if model.pooled and pool is None:
-        raise UserError(f"{model_path} was trained with supervoxel-pooled features; give --pool SEG, "
-                        "supervoxels on the image's voxel grid")
-    if pool is not None and not model.pooled:
-        raise UserError(f"{model_path} was trained without pooled features; predict without --pool")
+    check_pooling(model, model_path, pool)
     pool_kwargs = {}
     if pool is not None:
         layer, level, work, _, table_sha256 = pooling_for(pool, image, mip, model.settings, model.pooled,

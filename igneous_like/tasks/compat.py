@@ -130,7 +130,6 @@ def QuantizeTask(source_layer_path: str, dest_layer_path: str, shape: Sequence[i
                 shape=ints(shape), fill_missing=fill_missing, compress=compression("gzip"), truncate=True)
 
 
-
 @queueable
 def MeshManifestPrefixTask(layer_path: str, prefix: str, lod: int = 0,
                            mesh_dir: Optional[str] = None) -> None:
@@ -146,8 +145,7 @@ def MeshManifestFilesystemTask(layer_path: str, lod: int = 0, mesh_dir: Optional
 
 
 def legacy_mesh_dir(layer_path: str, mesh_dir: Optional[str]) -> str:
-    from cloudfiles import CloudFiles
-    mesh_dir = mesh_dir or CloudFiles(layer_path).get_json("info").get("mesh")
+    mesh_dir = mesh_dir or open_layer(layer_path).info.get("mesh")
     if not mesh_dir:
         raise UserError(f"{layer_path} has no mesh directory in its info: give mesh_dir")
     return mesh_dir

@@ -177,15 +177,16 @@ def MeshFragmentTask(layer_path: str, mesh_dir: str, mip: int, offset: Sequence[
         labels, read = pad_edges(labels, read, cv.meta.bounds(mip))
     found = meshes.mesh_block(labels, cv.meta.resolution(mip), read.minpt, opts.max_error,
                               opts.reduction_factor)
-    CloudFiles(layer_path).puts([(f"{mesh_dir}/{label}:0:{box.to_filename()}", mesh.to_precomputed())
-                                 for label, mesh in found if len(mesh.faces)], compress=compress)
+    fragments = [(f"{label}:0:{box.to_filename()}", mesh.to_precomputed()) for label, mesh in found
+                 if len(mesh.faces)]
+    mesh_work(layer_path, mesh_dir).files.puts(fragments, compress=compress)
 
 
 @queueable
 def MeshManifestTask(layer_path: str, mesh_dir: str, prefix: str = "", lod: int = 0) -> None:
     """Legacy manifests `LABEL:LOD` ({"fragments": [...]}) for every label whose fragments
     `LABEL:LOD:NAME` (names beginning with `prefix`) lie in the mesh directory."""
-    cf = CloudFiles(layer_path.rstrip("/") + "/" + inside_layer(mesh_dir, "the mesh directory"))
+    cf = mesh_work(layer_path, mesh_dir).files
     fragments: Dict[str, List[str]] = {}
     for name in cf.list(prefix=prefix, flat=True):
         parts = name.split(":")

@@ -195,9 +195,7 @@ def SkeletonTask(layer_path: str, mip: int, offset: Sequence[int], shape: Sequen
     cf.put_json(f"{FRAGMENTS}/{name}.index", {"box": name, "pieces": pieces}, compress="gzip",
                 cache_control="no-cache")
     # as Igneous's single task: each label's skeleton ready to read, before (and without) a merge
-    in_threads(lambda item: cf.put(str(item[0]), encode(fuse(item[1])), compress="gzip",
-                                   content_type="application/octet-stream", cache_control="no-cache"),
-               finished.items())
+    put_skeleton_files(cf, {str(label): encode(fuse(skels)) for label, skels in finished.items()}, "gzip")
 
 
 def read_fragments(skel_path: str, sources: Dict[str, List[int]],
@@ -250,5 +248,10 @@ def SkeletonMergeTask(layer_path: str, manifest: str, dust_threshold: float, tic
         compress = False
     else:
         files, compress = {str(label): data for label, data in finished.items()}, "gzip"
+    put_skeleton_files(cf, files, compress)
+
+
+def put_skeleton_files(cf: CloudFiles, files: Dict[str, bytes], compress) -> None:
+    """Write finished skeleton (or shard) files, uncached: a rerun's rewrite must be seen at once."""
     in_threads(lambda item: cf.put(*item, compress=compress, content_type="application/octet-stream",
                                    cache_control="no-cache"), files.items())
