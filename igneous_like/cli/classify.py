@@ -11,7 +11,7 @@ from igneous_like.task_creation.common import Stage, csv
 
 
 def names(value):
-    """--pool-features a,b -> ["a", "b"]; None stays None (all features)."""
+    """a,b -> ["a", "b"] (--pool-features, --features); None stays None (all features)."""
     if value is None or isinstance(value, (tuple, list)):
         return value
     return [name.strip() for name in value.split(",") if name.strip()]
@@ -21,11 +21,11 @@ def families(value):
     """--features basic,oriented -> ("basic", "oriented")."""
     if isinstance(value, (tuple, list)):
         return tuple(value)
-    names = tuple(name.strip() for name in value.split(",") if name.strip())
-    unknown = [name for name in names if name not in FAMILIES]
-    if unknown or not names:
+    given = tuple(names(value))
+    unknown = [name for name in given if name not in FAMILIES]
+    if unknown or not given:
         raise click.BadParameter(f"{value!r}: give some of {', '.join(FAMILIES)}, comma-separated")
-    return names
+    return given
 
 
 @click.group()
