@@ -19,6 +19,7 @@ setup(
     install_requires=requirements,
     extras_require={
         "test": (here / "requirements-test.txt").read_text().split(),
+        "jxl": ["imagecodecs>=2024.1.1"],  # JPEG XL chunks (--encoding jxl)
     },
     entry_points={"console_scripts": ["igneous-like=igneous_like.cli:main"]},
 )

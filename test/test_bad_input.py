@@ -68,6 +68,7 @@ CASES = [  # (id, command line, what the message must say); {seg} {img} {flt} {o
     ("ds-jpeg-on-seg", "image downsample {seg} --encoding jpeg --queue {q}", r"jpeg .*corrupt labels"),
     ("ds-cseg-on-img", "image downsample {img} --encoding compressed_segmentation", r"for segmentation"),
     ("ds-png-on-float", "image downsample {flt} --encoding png --queue {q}", r"png needs uint8 or uint16"),
+    ("ds-jxl-on-float", "image downsample {flt} --encoding jxl --queue {q}", r"jxl needs uint8 data"),
     ("xfer-png-on-seg", "image xfer {seg} {tmp}/dest --encoding png --queue {q}", r"png .*corrupt labels"),
     ("xfer-compresso-on-img", "image xfer {img} {tmp}/dest --encoding compresso", r"for segmentation"),
     ("xfer-crackle-on-img", "image xfer {img} {tmp}/dest --encoding crackle --queue {q}", r"segmentation"),

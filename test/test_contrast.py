@@ -3,6 +3,7 @@ the same clip levels (ranks of each slice's sorted voxels), and CLAHE equal to s
 slice; tasks cut the slices, uint8 and uint16, read back by CloudVolume and TensorStore."""
 import numpy as np
 import pytest
+from cloudvolume import CloudVolume
 from conftest import read_mip, run_cli, tensorstore_read, write_layer
 
 
@@ -70,6 +71,26 @@ def test_clahe_equals_scikit_image_per_slice(stack, tmp_path, options, kernel, c
         assert np.array_equal(out[:, :, z], reference), z
 
 
+def test_clahe_of_ranges_equalizes_their_chunks_as_images_of_their_own(stack, tmp_path):
+    """--xrange/--yrange/--zrange (Igneous's) round out to whole chunks (32,32,4): x 40-70 -> 32-96,
+    y 0-20 -> 0-32, z 5-7 -> 4-8; each slice of that region equals scikit-image's CLAHE of the
+    region's slice; DEST has the source's geometry and no chunk outside the region."""
+    from skimage import exposure, util
+    src, dest = f"file://{tmp_path}/em", f"file://{tmp_path}/clahe"
+    write_layer(src, stack, "image", chunk=(32, 32, 4))
+    run_cli("image", "contrast", "clahe", src, dest, "--xrange", "40,70", "--yrange", "0,20",
+            "--zrange", "5,7", "--tile-grid-size", "2,2")
+    out = CloudVolume(dest, progress=False)
+    assert list(out.bounds.size3()) == list(stack.shape)
+    assert sorted(f.name.split(".")[0] for f in (tmp_path / "clahe" / out.key).iterdir()) == \
+        ["32-64_0-32_4-8", "64-96_0-32_4-8"]
+    region = stack[32:96, 0:32, 4:8]
+    got = np.asarray(out[32:96, 0:32, 4:8])[..., 0]
+    for z in range(4):
+        equalized = exposure.equalize_adapthist(region[:, :, z], kernel_size=(32, 16), clip_limit=40 / 256)
+        assert np.array_equal(got[:, :, z], util.img_as_ubyte(equalized)), z
+
+
 def test_mistakes_are_one_line_and_write_nothing(stack, tmp_path):
     src = f"file://{tmp_path}/em"
     write_layer(src, stack, "image", chunk=(32, 32, 4))
@@ -80,6 +101,7 @@ def test_mistakes_are_one_line_and_write_nothing(stack, tmp_path):
         (("equalize", src, src), "the destination is the source"),
         (("clahe", src, f"file://{tmp_path}/b", "--clip-limit", "0"), "clip-limit"),
         (("clahe", src, f"file://{tmp_path}/b", "--tile-grid-size", "0,4"), "--tile-grid-size two counts"),
+        (("clahe", src, f"file://{tmp_path}/b", "--xrange", "90,120"), "--xrange 90,120 lies outside"),
         (("equalize", src, f"file://{tmp_path}/b", "--minval", "300"), "must lie in 0..255"),
     ]
     for args, message in cases:

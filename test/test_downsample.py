@@ -181,6 +181,20 @@ def test_sharded_matches_one_mip_passes_and_tensorstore_reads_it(make_layer, cro
             assert np.array_equal(tensorstore_read(path, mip), want)
 
 
+def test_sharded_cli_makes_igneous_three_mips_when_not_told(make_layer, real_seg):
+    """`image downsample --sharded` without --num-mips makes 3 mips, as Igneous's CLI, though the
+    volume fits one chunk only after 4; each pass reads the mip below it."""
+    data = np.asfortranarray(real_seg[:256, :256, :16])
+    path = make_layer("layer", data, "segmentation", chunk=(16, 16, 16))
+    run_cli("image", "downsample", path, "--sharded", "--memory", 10**6)
+    scales = CloudVolume(path).info["scales"]
+    assert len(scales) == 4 and all("sharding" in scale for scale in scales[1:])
+    expected = [data]
+    for _ in range(3):
+        expected.append(reference(expected[-1], "segmentation", (2, 2, 1), 1)[0])
+    assert_pyramid(path, expected[1:])
+
+
 def test_ranges_hold_across_sharded_passes(make_layer, real_seg):
     """Ranges are voxels of the starting mip; the second (mip 1 -> 2) pass must convert them.
 

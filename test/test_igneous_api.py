@@ -99,12 +99,13 @@ def test_sharded_downsample_makes_igneous_three_mips_when_not_told(image, tmp_pa
 
 def test_transfer_downsamples_until_one_chunk_and_at_most_max_mips(image, tmp_path):
     """Igneous's transfer tasks downsample until the volume fits one chunk (128 -> 64 -> 32 with
-    32-voxel chunks; more would be mips of one chunk each), and make at most max_mips."""
+    32-voxel chunks; more would be mips of one chunk each), and make at most max_mips, which pairs
+    with memory_target: an explicit shape gets every mip it holds (Igneous 2.x makes 2 there too)."""
     crop = np.asfortranarray(image[:, :, :16])
     src = write_layer(f"file://{tmp_path}/src", crop, "image", chunk=(32, 32, 16))
-    for max_mips, made in ((5, 2), (1, 1)):
-        dest = f"file://{tmp_path}/dest{max_mips}"
-        run(tc.create_transfer_tasks(src, dest, max_mips=max_mips, compress=False))
+    for max_mips, shape, made in ((5, None, 2), (1, None, 1), (1, (128, 128, 16), 2)):
+        dest = f"file://{tmp_path}/dest{max_mips}{shape is None}"
+        run(tc.create_transfer_tasks(src, dest, max_mips=max_mips, shape=shape, compress=False))
         sizes = [scale["size"] for scale in CloudVolume(dest).info["scales"]]
         assert sizes == [[128, 128, 16], [64, 64, 16], [32, 32, 16]][:made + 1]
         for mip, expected in enumerate(pyramid(crop, made), start=1):

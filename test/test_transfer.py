@@ -125,3 +125,31 @@ def test_encoding_level_sets_the_jpeg_quality_of_what_is_written(make_layer, rea
     run_cli("image", "xfer", src, dest, "--encoding", "jpeg", "--encoding-level", 40, "--skip-downsample",
             "--compress", "none")
     assert CloudVolume(dest, progress=False).info["scales"][0]["jpeg_quality"] == 40
+
+
+def test_jpeg_xl_chunks_lossless_at_level_100_and_lossy_below(make_layer, real_image, tmp_path):
+    """--encoding jxl (Igneous's JPEG XL, through imagecodecs): at --encoding-level 100 the chunks
+    are lossless JPEG XL files equal to the source; at 60 smaller and close; the downsamples get
+    the same level."""
+    pytest.importorskip("imagecodecs", reason="the JPEG XL codec (imagecodecs) is not installed")
+    noise = np.random.default_rng(0).normal(0, 12, (128, 128, 16))  # EM's grain: lossy pays off
+    image = np.asfortranarray(np.clip(real_image[:128, :128, :16] + noise, 0, 255).astype(np.uint8))
+    src = make_layer("src", image, "image", chunk=(64, 64, 16))
+    sizes = {}
+    for level in (100, 60):
+        dest = f"file://{tmp_path}/jxl{level}"
+        run_cli("image", "xfer", src, dest, "--encoding", "jxl", "--encoding-level", level,
+                "--encoding-effort", 1, "--max-mips", 1, "--compress", "none")
+        scales = CloudVolume(dest, progress=False).info["scales"]
+        assert [(s["encoding"], s["jxl_quality"], s["jxl_effort"]) for s in scales[:1]] == [("jxl", level, 1)]
+        files = list((tmp_path / f"jxl{level}" / scales[0]["key"]).iterdir())
+        assert len(files) == 4 and all(f.read_bytes()[:2] == b"\xff\x0a" for f in files)  # JPEG XL files
+        sizes[level] = sum(f.stat().st_size for f in files)
+        written = read_mip(dest, 0)
+        if level == 100:
+            assert np.array_equal(written, image)
+        else:
+            assert 0 < np.abs(written.astype(float) - image).mean() < 12  # under the grain's deviation
+        expected = tinybrain.downsample_with_averaging(written, (2, 2, 1))[0]
+        assert np.abs(read_mip(dest, 1).astype(float) - expected).mean() < (0.5 if level == 100 else 12)
+    assert sizes[60] < sizes[100]

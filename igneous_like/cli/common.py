@@ -74,7 +74,8 @@ compress_option = click.option(
     help="Compression of written chunks (use none for readers such as TensorStore on file://).")
 encoding_option = click.option(
     "--encoding", default=None,
-    help="raw; png or jpeg for images; compressed_segmentation, compresso or crackle for labels.")
+    help="raw; png, jpeg or jxl (JPEG XL, with imagecodecs) for images; compressed_segmentation, "
+         "compresso or crackle for labels.")
 
 
 def magnitude_option(work: str):

@@ -8,6 +8,7 @@ from igneous_like.cli.common import (
     compress_option,
     encoding_option,
     queue_option,
+    range_options,
     submit,
 )
 from igneous_like.cli.params import OUTPUT, Finite
@@ -74,12 +75,13 @@ def equalize(ctx, src, dest, clip_fraction, minval, maxval, shape, mip, fill_mis
 @click.option("--nbins", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Slices a task (default: one chunk); each task holds depth whole slices.")
-@add_options(writing)
+@add_options(range_options + writing)
 @click.pass_context
-def clahe(ctx, src, dest, tile_grid_size, kernel_size, clip_limit, nbins, depth, mip, fill_missing, encoding,
-          compress, queue):
-    """Write DEST: each whole slice equalized by scikit-image's CLAHE."""
+def clahe(ctx, src, dest, tile_grid_size, kernel_size, clip_limit, nbins, depth, xrange, yrange, zrange, mip,
+          fill_missing, encoding, compress, queue):
+    """Write DEST: each slice (of the ranges, rounded out to whole chunks: they are equalized as
+    images of their own) equalized by scikit-image's CLAHE."""
     submit(ctx, [Stage("create_clahe_tasks", dict(
         src=src, dest=dest, mip=mip, tile_grid_size=tile_grid_size, kernel_size=kernel_size,
         clip_limit=clip_limit, nbins=nbins, depth=depth, fill_missing=fill_missing, encoding=encoding,
-        compress=compress), "clahe")], queue)
+        compress=compress, ranges=[xrange, yrange, zrange]), "clahe")], queue)

@@ -59,7 +59,8 @@ def downsample_factor(factor, volumetric):
 @click.argument("path")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to downsample from.")
 @click.option("--num-mips", type=click.IntRange(min=1), default=None,
-              help="How many mips to make (default: until the volume fits one chunk, as Igneous).")
+              help="How many mips to make (default, as Igneous: until the volume fits one chunk; "
+                   "with --sharded 3).")
 @click.option("--chunk-size", type=VEC3, default=None, help="Chunk size of new mips (default: keep).")
 @click.option("--shape", type=VEC3, default=None, help="Task shape at --mip (default: from --memory).")
 @add_options(pyramid_options + range_options)

@@ -1,5 +1,6 @@
 """What every task creator shares: opening layers, checking input, the task grid, provenance."""
 import getpass
+import importlib.util
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from igneous_like.writable import check_writable
 # offered here, where Igneous's scripts import it from; mesh and annotation sharding use it.
 MEMORY_TARGET = int(3.5e9)  # bytes a task may hold, as Igneous assumes by default
 
-IMAGE_ENCODINGS = ("png", "jpeg")
+IMAGE_ENCODINGS = ("png", "jpeg", "jxl")
 LABEL_ENCODINGS = ("compressed_segmentation", "compresso", "crackle")
 ENCODINGS = ("raw",) + IMAGE_ENCODINGS + LABEL_ENCODINGS
 PROTOCOLS = ("file", "s3", "gs", "mem", "http", "https", "matrix")
@@ -145,9 +146,12 @@ def check_encoding(encoding: Optional[str], layer_type: str, dtype, num_channels
     if encoding in LABEL_ENCODINGS and layer_type != "segmentation":
         raise UserError(f"--encoding {encoding} is for segmentation layers, and this layer is "
                         f"{layer_type}; use raw, png or jpeg")
-    if encoding == "jpeg" and (dtype != np.uint8 or num_channels not in (1, 3)):
-        raise UserError(f"--encoding jpeg needs uint8 data with 1 or 3 channels, not "
+    if encoding in ("jpeg", "jxl") and (dtype != np.uint8 or num_channels not in (1, 3)):
+        raise UserError(f"--encoding {encoding} needs uint8 data with 1 or 3 channels, not "
                         f"{dtype.name} with {num_channels}")
+    if encoding == "jxl" and importlib.util.find_spec("imagecodecs") is None:
+        raise UserError("--encoding jxl needs the JPEG XL codec of the imagecodecs package, which is not "
+                        "installed: pip install 'igneous-like[jxl]' (or imagecodecs)")
     if encoding == "png" and dtype not in (np.uint8, np.uint16):
         raise UserError(f"--encoding png needs uint8 or uint16 data, not {dtype.name}")
     if encoding == "compressed_segmentation" and dtype not in (np.uint32, np.uint64):
@@ -275,9 +279,17 @@ def lcm_shape(*shapes: Sequence[int]) -> Vec:
     return Vec(*[math.lcm(*[int(s[axis]) for s in shapes]) for axis in range(3)])
 
 
-def chunk_grid(out: CloudVolume, mip: int, shape: Sequence[int]) -> Grid:
-    """Boxes of `shape` rounded up to whole chunks of `out`, so no two tasks write one chunk."""
-    chunk, bounds = out.meta.chunk_size(mip), out.meta.bounds(mip)
+def whole_chunks(cv: CloudVolume, mip: int, region: Bbox) -> Bbox:
+    """`region` rounded out to whole chunks of `cv` at `mip` (within the volume)."""
+    chunk = cv.meta.chunk_size(mip)
+    return Bbox.clamp(region.expand_to_chunk_size(chunk, cv.meta.voxel_offset(mip)), cv.meta.bounds(mip))
+
+
+def chunk_grid(out: CloudVolume, mip: int, shape: Sequence[int], region: Optional[Bbox] = None) -> Grid:
+    """Boxes of `shape` rounded up to whole chunks of `out`, so no two tasks write one chunk; over
+    `region` (default: the whole volume) rounded out to whole chunks."""
+    chunk = out.meta.chunk_size(mip)
+    bounds = out.meta.bounds(mip) if region is None else whole_chunks(out, mip, region)
     shape = check_vec("--shape", shape)
     shape = Vec(*[-(-s // c) * c for s, c in zip(shape, chunk)])
     return Grid(bounds, Vec(*np.minimum(shape, bounds.size3())), bounds.minpt, bounds)

@@ -26,8 +26,11 @@ from igneous_like.task_creation.common import (
     ints,
     new_layer_path,
     open_layer,
+    restrict_bounds,
+    whole_chunks,
 )
 from igneous_like.task_creation.edit import new_copy
+from igneous_like.task_creation.image import region_at
 from igneous_like.tasks.contrast import (
     RECORD,
     ClaheTask,
@@ -168,16 +171,19 @@ def create_clahe_tasks(src: str, dest: str, shape: Optional[Sequence[int]] = Non
                        fill_missing: bool = False, bounds=None, bounds_mip: int = 0, clip_limit: float = 40.0,
                        tile_grid_size: Sequence[int] = (8, 8), kernel_size: Optional[int] = None,
                        nbins: int = 256, depth: Optional[int] = None, encoding: Optional[str] = None,
-                       compress: Optional[str] = "gzip") -> Tasks:
+                       compress: Optional[str] = "gzip", ranges: Optional[Sequence] = None) -> Tasks:
     """Tasks that write DEST, each of `depth` whole slices (default: `shape`'s z, else one chunk)
     equalized by scikit-image's CLAHE. Igneous's keywords and meanings: `clip_limit` is OpenCV's, a
     multiple of a tile's mean count per grey-level bin (scikit-image's clip_limit * nbins), and
-    `tile_grid_size` the tiles across a slice in x and y; a task spans whole slices, so `shape`'s x
-    and y change nothing, and `bounds` is refused (whole slices of the whole layer are equalized)."""
-    if bounds is not None:
-        raise UserError("bounds is not supported: CLAHE equalizes whole slices of the whole layer")
+    `tile_grid_size` the tiles across a slice in x and y; a task spans whole slices of the region, so
+    `shape`'s x and y change nothing. `bounds` (voxels of `bounds_mip`, rounded out to whole chunks)
+    limit the region, as do `ranges` ((start, end) or None per axis, voxels of `mip`: the CLI's
+    form): its slices are equalized as images of their own, and DEST (the source's geometry, as
+    Igneous's) gets only the region's chunks."""
     source = open_image(src, mip, histogram=False)
-    path, size = new_layer_path(source.cloudpath, dest), source.meta.bounds(mip).size3()
+    region = whole_chunks(source, mip, restrict_bounds(region_at(source, mip, bounds, bounds_mip),
+                                                       ranges or (None,) * 3))
+    path, size = new_layer_path(source.cloudpath, dest), region.size3()
     depth = int(check_vec("--shape", shape).z) if depth is None and shape is not None else depth
     if not 0 < clip_limit < float("inf") or nbins < 2 or (kernel_size is not None and kernel_size < 2) \
             or len(tile_grid_size) != 2 or min(tile_grid_size) < 1 or (depth is not None and depth < 1):
@@ -187,8 +193,8 @@ def create_clahe_tasks(src: str, dest: str, shape: Optional[Sequence[int]] = Non
     kernel = clahe_kernel(size[:2], tile_grid_size, kernel_size)
     out = new_copy(source, path, mip, encoding, {
         "task": "ClaheTask", "src": source.cloudpath, "mip": mip, "kernel_size": kernel,
-        "clip_limit": clip_limit, "nbins": nbins})
-    grid = chunk_grid(out, mip, (size.x, size.y, depth or out.meta.chunk_size(mip).z))
+        "clip_limit": clip_limit, "nbins": nbins, "bounds": [ints(region.minpt), ints(region.maxpt)]})
+    grid = chunk_grid(out, mip, (size.x, size.y, depth or out.meta.chunk_size(mip).z), region)
     compress = compression(compress)
     make = lambda box: partial(ClaheTask, src_path=source.cloudpath, dest_path=out.cloudpath, mip=mip,
                                offset=ints(box.minpt), shape=ints(box.size3()), kernel_size=kernel,

@@ -110,6 +110,13 @@ def mips_to_one_chunk(cv: CloudVolume, mip: int, factor: Sequence[int]) -> int:
     return count
 
 
+def sharded_default(cv: CloudVolume, mip: int, factor: Sequence[int], wanted: Optional[int]) -> int:
+    """`wanted` sharded mips, or when None Igneous's 3, or fewer where the volume allows fewer."""
+    if wanted is not None:
+        return wanted
+    return min(SHARDED_MIPS, max(supported_mips(cv, mip, check_factor(cv, mip, factor)), 1))
+
+
 def pyramid_mips(cv: CloudVolume, mip: int, factor: Sequence[int], wanted: Optional[int]) -> int:
     """`wanted` mips above `mip`, refused beyond what the volume supports; None: until the volume fits
     one chunk (0 if it already does)."""
@@ -366,9 +373,7 @@ def create_image_shard_downsample_tasks(
                               delete_black_uploads, background_color, compress, sharded=True)
     if num_mips is not None and num_mips < 1:
         raise UserError(f"--num-mips must be at least 1, got {num_mips}")
-    if num_mips is None:
-        num_mips = min(SHARDED_MIPS, max(supported_mips(cv, mip, options.factor), 1))
-    num_mips = pyramid_mips(cv, mip, options.factor, num_mips)
+    num_mips = pyramid_mips(cv, mip, options.factor, sharded_default(cv, mip, options.factor, num_mips))
     check_encoding(encoding, cv.layer_type, cv.dtype, cv.num_channels)
     chunk_size = None if chunk_size is None else check_vec("--chunk-size", chunk_size)
     region = region_at(cv, mip, bounds, bounds_mip)
@@ -493,11 +498,13 @@ def create_transfer_tasks(
 
     Igneous's keywords and defaults; `sharded` is igneous_like's (create_image_shard_transfer_tasks).
     A destination made in advance keeps its info (unless clean_info) and gets the part of the source
-    inside its bounds. Unsharded tasks also write as many downsamples (up to `max_mips`, and only
-    until the volume fits one chunk, as Igneous) as their shape allows, and the `then` stage the
-    rest; sharded tasks write one shard of `mip` each. The source is only read
-    (`no_src_update` is always so); `truncate_scales`, `cutout` and `use_https_for_source` concern
-    Igneous's info handling and graphene sources and change nothing here.
+    inside its bounds. Unsharded tasks also write as many downsamples (only until the volume fits
+    one chunk, as Igneous; up to `max_mips`, which pairs with `memory_target`: an explicit `shape`
+    gets every mip it holds, as Igneous's) as their shape allows, and the `then` stage the rest
+    up to `max_mips`, each with mip's encoding level and effort; sharded tasks write one shard of
+    `mip` each. The source is only read (`no_src_update` is always so); `truncate_scales`, `cutout`
+    and `use_https_for_source` concern Igneous's info handling and graphene sources and change
+    nothing here.
     """
     graphene_only(agglomerate or stop_layer is not None, timestamp)
     src = open_layer(src_layer_path, mip)
@@ -516,8 +523,9 @@ def create_transfer_tasks(
         dest.info["scales"][mip]["sharding"] = shard_spec(dest, mip, memory_target, compress)
     dest = open_destination(dest_path, dest.info, mip)
     set_encoding_level(dest.meta.scale(mip), encoding_level, encoding_effort)
-    num_mips, shape = transfer_mips(dest, mip, 0 if (skip_downsamples or sharded) else max_mips,
-                                    Vec(*options.factor), memory_target, shape)
+    limit = 0 if (skip_downsamples or sharded) else (max_mips if shape is None else None)
+    num_mips, shape = transfer_mips(dest, mip, limit, Vec(*options.factor), memory_target, shape,
+                                    encoding_level, encoding_effort)
     dest.commit_info()
     record_provenance(dest, {"task": "TransferTask", "src": src.cloudpath, "mip": mip,
                              "translate": ints(translate), "num_mips": num_mips, "sharded": sharded,
@@ -532,7 +540,8 @@ def create_transfer_tasks(
     then = () if rest <= 0 else (Stage("create_pyramid_tasks", dict(
         layer_path=dest.cloudpath, mip=top, num_mips=rest, sharded=sharded, factor=list(options.factor),
         method=method, sparse=sparse, fill_missing=fill_missing, delete_black_uploads=delete_black_uploads,
-        background_color=background_color, compress=compress, memory_target=memory_target), "downsample"),)
+        background_color=background_color, compress=compress, memory_target=memory_target,
+        encoding_level=encoding_level, encoding_effort=encoding_effort), "downsample"),)
     return Tasks(grid, make, f"transfer {src.cloudpath} mip {mip} to {dest.cloudpath}",
                  mips=range(mip, top + 1), then=then)
 
@@ -541,13 +550,15 @@ def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] 
                          sharded: bool = False, ranges: Optional[Sequence] = None,
                          bounds_mip: Optional[int] = None, shape: Optional[Sequence[int]] = None,
                          **options) -> Tasks:
-    """The first pass of a pyramid of `num_mips` mips above `mip` (None: until the volume fits one
-    chunk, as Igneous), with the passes after it as `then`: each pass reads the one before.
-    Unsharded passes make as many mips as fit in `memory_target`, sharded ones one mip each.
-    `ranges` ((start, end) or None per axis, in voxels of `bounds_mip`) limit the region.
+    """The first pass of a pyramid of `num_mips` mips above `mip` (None: as Igneous, until the volume
+    fits one chunk, or for a sharded pyramid 3), with the passes after it as `then`: each pass
+    reads the one before. Unsharded passes make as many mips as fit in `memory_target`, sharded
+    ones one mip each. `ranges` ((start, end) or None per axis, in voxels of `bounds_mip`) limit the region.
     Other keywords are create_downsampling_tasks'."""
     cv = open_layer(layer_path, mip)
-    num_mips = pyramid_mips(cv, mip, options.get("factor", (2, 2, 1)), num_mips)
+    factor = options.get("factor", (2, 2, 1))
+    wanted = sharded_default(cv, mip, factor, num_mips) if sharded else num_mips
+    num_mips = pyramid_mips(cv, mip, factor, wanted)
     if num_mips == 0:
         return no_tasks(f"downsample {cv.cloudpath} mip {mip}: it already fits one chunk")
     bounds_mip = mip if bounds_mip is None else bounds_mip
@@ -572,13 +583,16 @@ def create_pyramid_tasks(layer_path: str, mip: int = 0, num_mips: Optional[int] 
     return replace(tasks, then=(next_pass,))
 
 
-def transfer_mips(dest: CloudVolume, mip: int, max_mips: int, factor: Vec, memory_target: int,
-                  shape: Optional[Sequence[int]]):
+def transfer_mips(dest: CloudVolume, mip: int, max_mips: Optional[int], factor: Vec, memory_target: int,
+                  shape: Optional[Sequence[int]], quality: Optional[int] = None,
+                  effort: Optional[int] = None):
     """How many downsamples transfer tasks make, and their shape; trims the info to match. As
-    Igneous's, they stop where the volume fits one chunk, and make at most `max_mips`."""
+    Igneous's, they stop where the volume fits one chunk, and make at most `max_mips` (None: as
+    many as `shape` holds). The downsamples get the encoding `quality` and `effort` of mip."""
     existing = len(dest.info["scales"])
-    max_mips = min(max_mips, supported_mips(dest, mip, factor), mips_to_one_chunk(dest, mip, factor))
-    add_mips(dest, mip, max_mips, factor, None, None)
+    limits = (supported_mips(dest, mip, factor), mips_to_one_chunk(dest, mip, factor))
+    max_mips = min(limits if max_mips is None else (max_mips, *limits))
+    add_mips(dest, mip, max_mips, factor, None, None, quality, effort)
     region = dest.meta.bounds(mip)
     if dest.image.is_sharded(mip):
         num_mips, shape = 0, shard_shape(dest, mip)

@@ -13,12 +13,12 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from cloudvolume import CloudVolume
-from cloudvolume.lib import Bbox, Vec
+from cloudvolume.lib import Vec
 from taskqueue import queueable
 
 from igneous_like.errors import UserError
 from igneous_like.grid import TaskBox
-from igneous_like.task_creation.common import Task, compression, graphene_only, ints, open_layer
+from igneous_like.task_creation.common import Task, compression, graphene_only, ints, open_layer, whole_chunks
 from igneous_like.task_creation.image import axis_factor, method_name, pyramid_options
 from igneous_like.tasks import contrast, edit, image, mesh, voxels
 
@@ -113,8 +113,7 @@ def BlackoutTask(cloudpath: str, mip: int, shape: Sequence[int], offset: Sequenc
     """Set one box to `value`; the task writes the whole chunks around it, the rest unchanged."""
     cv = open_layer(cloudpath, mip)
     region = TaskBox.at(offset, shape).write
-    chunks = Bbox.clamp(region.expand_to_chunk_size(cv.meta.chunk_size(mip), cv.meta.voxel_offset(mip)),
-                        cv.meta.bounds(mip))
+    chunks = whole_chunks(cv, mip, region)
     return Task(edit.BlackoutTask, layer_path=cv.cloudpath, mip=mip, offset=ints(chunks.minpt),
                 shape=ints(chunks.size3()), region=[ints(region.minpt), ints(region.maxpt)],
                 value=np.asarray(value).item())
