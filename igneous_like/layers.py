@@ -11,6 +11,7 @@ from cloudvolume import CloudVolume, chunks
 from cloudvolume.datasource import generate_chunks
 from cloudvolume.datasource.precomputed.common import cdn_cache_control, content_type, should_compress
 from cloudvolume.datasource.precomputed.image.rx import decode
+from cloudvolume.datasource.precomputed.sharding import synthesize_shard_files
 from cloudvolume.lib import Bbox, Vec
 
 from igneous_like import settings
@@ -139,3 +140,39 @@ def write_array(path: str, data: np.ndarray, layer_type: str, resolution: Sequen
     cv.commit_info()
     cv[cv.bounds] = np.asfortranarray(data)
     return path
+
+
+def raw_chunks(cv: CloudVolume, box: Bbox, mip: int) -> dict:
+    """The chunk files of chunk-aligned `box` at `mip` as stored (their encoding, gzip or br taken
+    off), by grid point (x, y, z chunk indices); missing chunks are absent."""
+    files = cv.image.download_files(box, mip, decompress=True)
+    if cv.image.is_sharded(mip):
+        points, codes = cv.image.morton_codes(box, mip, same_shard=False)
+        point_of = {int(code): tuple(int(p) for p in point) for point, code in zip(points, codes)}
+        return {point_of[int(code)]: data for code, data in files.items() if data is not None}
+    chunk, offset = cv.meta.chunk_size(mip), cv.meta.voxel_offset(mip)
+    return {tuple(int(p) for p in (Bbox.from_filename(name.rsplit("/", 1)[-1]).minpt - offset) // chunk): data
+            for name, data in files.items() if data is not None}
+
+
+def put_raw_chunks(cv: CloudVolume, files: dict, box: Bbox, mip: int) -> None:
+    """Write encoded chunk files (raw_chunks' form) that cover chunk-aligned `box` at `mip`: as chunk
+    files, or as the whole shard files `box` spans."""
+    remote = CloudFiles(cv.meta.join(cv.meta.cloudpath, cv.meta.key(mip)))
+    if cv.image.is_sharded(mip):
+        points, codes = cv.image.morton_codes(box, mip, same_shard=False)
+        code_of = {tuple(int(p) for p in point): int(code) for point, code in zip(points, codes)}
+        by_code = {code_of[point]: data for point, data in files.items()}
+        shards = synthesize_shard_files(cv.image.shard_spec(mip), by_code)
+        remote.puts(list(shards.items()), compress=None, content_type="application/octet-stream")
+        return
+    chunk, offset, bounds = cv.meta.chunk_size(mip), cv.meta.voxel_offset(mip), cv.meta.bounds(mip)
+    encoding = cv.meta.encoding(mip)
+
+    def name(point) -> str:
+        low = offset + Vec(*point) * chunk
+        return Bbox(low, Vec(*np.minimum(low + chunk, bounds.maxpt))).to_filename()
+
+    remote.puts([(name(point), data) for point, data in files.items()],
+                compress=should_compress(encoding, cv.compress, cv.cache), compression_level=GZIP_LEVEL,
+                content_type=content_type(encoding), cache_control=cdn_cache_control(cv.cdn_cache))

@@ -153,3 +153,39 @@ def test_jpeg_xl_chunks_lossless_at_level_100_and_lossy_below(make_layer, real_i
         expected = tinybrain.downsample_with_averaging(written, (2, 2, 1))[0]
         assert np.abs(read_mip(dest, 1).astype(float) - expected).mean() < (0.5 if level == 100 else 12)
     assert sizes[60] < sizes[100]
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_jpeg_to_lossless_jpeg_xl_and_back_keeps_the_jpeg_files(make_layer, real_image, tmp_path, sharded):
+    """JPEG chunks into JPEG XL at level 100 are recompressed without decoding (smaller, the same
+    voxels to within JPEG XL's rounding), and back into JPEG they are the very JPEG files again,
+    byte for byte; a downsample in the same task is made from the voxels. JPEG XL made from voxels
+    (no JPEG inside) into JPEG: decoded."""
+    pytest.importorskip("imagecodecs", reason="the JPEG XL codec (imagecodecs) is not installed")
+    noise = np.random.default_rng(1).normal(0, 12, (128, 128, 16))
+    image = np.asfortranarray(np.clip(real_image[:128, :128, :16] + noise, 0, 255).astype(np.uint8))
+    raw = make_layer("raw", image, "image", chunk=(64, 64, 16))
+    jpeg, jxl, back = (f"file://{tmp_path}/{name}" for name in ("jpeg", "jxl", "back"))
+    layout = ["--sharded"] if sharded else []
+    run_cli("image", "xfer", raw, jpeg, "--encoding", "jpeg", "--skip-downsample", *layout)
+    run_cli("image", "xfer", jpeg, jxl, "--encoding", "jxl", "--encoding-level", 100,
+            "--max-mips", 1 - sharded, *layout)
+    run_cli("image", "xfer", jxl, back, "--encoding", "jpeg", "--skip-downsample", *layout)
+    key = CloudVolume(jpeg).meta.key(0)
+    files = {name: {f.name: f.read_bytes() for f in (tmp_path / name / key).iterdir()}
+             for name in ("jpeg", "jxl", "back")}
+    assert files["back"] == files["jpeg"] and len(files["jpeg"]) == (1 if sharded else 4)
+    assert sum(map(len, files["jxl"].values())) < 0.9 * sum(map(len, files["jpeg"].values()))
+    voxels = read_mip(jpeg, 0)
+    # the same JPEG, decoded by JPEG XL's decoder, which rounds its inverse DCT otherwise (on this
+    # noise by 0.65 grey levels on average)
+    assert np.abs(read_mip(jxl, 0).astype(int) - voxels).mean() < 1 and not np.array_equal(voxels, image)
+    if not sharded:
+        expected = tinybrain.downsample_with_averaging(voxels, (2, 2, 1))[0]
+        assert np.abs(read_mip(jxl, 1).astype(float) - expected).mean() < 12
+    if not sharded:
+        pixels = f"file://{tmp_path}/pixels"
+        run_cli("image", "xfer", raw, pixels, "--encoding", "jxl", "--encoding-level", 100,
+                "--skip-downsample")
+        run_cli("image", "xfer", pixels, f"{pixels}_jpeg", "--encoding", "jpeg", "--skip-downsample")
+        assert np.abs(read_mip(f"{pixels}_jpeg", 0).astype(float) - image).mean() < 12

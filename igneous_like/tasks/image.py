@@ -8,13 +8,13 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 from cloudfiles import CloudFiles
-from cloudvolume import CloudVolume
+from cloudvolume import CloudVolume, chunks
 from cloudvolume.lib import Bbox, Vec
 from taskqueue import queueable
 
 from igneous_like.downsample import downsample
 from igneous_like.grid import TaskBox
-from igneous_like.layers import upload
+from igneous_like.layers import put_raw_chunks, raw_chunks, upload
 from igneous_like.paths import check_info
 
 
@@ -99,6 +99,9 @@ def TransferTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
     box = TaskBox.at(offset, shape).write
     src, dest = open_volume(src_path, opts), open_volume(dest_path, opts)
     wanted = box - Vec(*translate)
+    copied = wanted == box and transcoded(src, dest, box, mip, opts)
+    if copied and num_mips == 0:
+        return
     inside = Bbox.intersection(wanted, src.meta.bounds(mip))
     if inside == wanted:
         img = read_box(src, wanted, mip)
@@ -107,7 +110,34 @@ def TransferTask(src_path: str, dest_path: str, mip: int, offset: Sequence[int],
         if not inside.subvoxel():
             where = tuple(map(slice, inside.minpt - wanted.minpt, inside.maxpt - wanted.minpt))
             img[where] = read_box(src, inside, mip)
-    write_pyramid(dest, img, box, mip, num_mips, opts, write_first=True)
+    write_pyramid(dest, img, box, mip, num_mips, opts, write_first=not copied)
+
+
+TRANSCODABLE = {("jpeg", "jxl"), ("jxl", "jpeg")}  # JPEG XL's lossless recompression of JPEG files
+
+
+def transcoded(src: CloudVolume, dest: CloudVolume, box: Bbox, mip: int, opts: PyramidOptions) -> bool:
+    """Copy `box` as chunk files re-encoded without decoding where that is exact and both layers have
+    one chunk grid: JPEG into lossless (level 100) JPEG XL, which keeps the JPEG file inside, and
+    such JPEG XL back into that very JPEG (as Igneous's transfers do). False where it cannot be (a
+    missing chunk, JPEG XL not made from a JPEG): then the voxels are copied instead."""
+    pair = (src.meta.encoding(mip), dest.meta.encoding(mip))
+    same_grid = all(np.array_equal(getattr(src.meta, name)(mip), getattr(dest.meta, name)(mip))
+                    for name in ("chunk_size", "voxel_offset", "volume_size"))
+    lossless = pair[1] != "jxl" or (dest.meta.compression_params(mip)["level"] or 0) >= 100
+    if pair not in TRANSCODABLE or not same_grid or not lossless or opts.delete_black_uploads:
+        return False
+    import imagecodecs  # JPEG XL's codec; check_encoding made sure it is installed
+    files = raw_chunks(src, box, mip)
+    if len(files) != int(np.prod(np.ceil(box.size3() / src.meta.chunk_size(mip)))):
+        return False
+    try:
+        recoded = dict(chunks.transcode(files, *pair, src_chunk_size_fn=None, dtype=src.dtype,
+                                        compression_params={"level": 100}))
+    except (imagecodecs.JpegxlError, ValueError):  # a JPEG XL file that holds no JPEG
+        return False
+    put_raw_chunks(dest, recoded, box, mip)
+    return True
 
 
 @queueable
