@@ -146,6 +146,17 @@ def test_threshold_image_takes_igneous_argument_order():
     assert np.array_equal(threshold_image(image, 20, 5), (image <= 20) & (image >= 5))
 
 
+def test_cli_numberify_parses_thresholds_as_igneous_cli_does():
+    """igneous_cli.numberify, which Igneous's CCL commands parse thresholds with (and its tests call):
+    integers stay exact (a 64-bit label is no float), text with a point is a float."""
+    from igneous_like.cli import numberify
+    assert [numberify(v) for v in (".111", "33", 33, 12.2342, "1.23", 1, 0, None)] == \
+        [0.111, 33, 33, 12.2342, 1.23, 1, 0, None]
+    assert numberify(str(2**64 - 1)) == 2**64 - 1 and isinstance(numberify("33"), int)
+    with pytest.raises(ValueError):
+        numberify("half")
+
+
 def test_contrast_normalization_task_class_writes_one_box(real_image, tmp_path):
     stack = np.asfortranarray(np.clip(real_image[200:264, 180:244, 100:116]
                                       * np.linspace(0.4, 1.0, 16)[None, None, :], 0, 255).astype(np.uint8))

@@ -11,6 +11,7 @@ import click
 
 from igneous_like import __version__, settings
 from igneous_like.cli.lazy import LazyGroup
+from igneous_like.cli.params import numberify  # noqa: F401  (Igneous's igneous_cli.numberify)
 from igneous_like.errors import TaskFailures, UserError, WorkerFailures, outside_problem
 
 AREAS = {

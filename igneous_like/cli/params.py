@@ -31,20 +31,27 @@ class Finite(click.FloatRange):
         return number
 
 
+def numberify(value):
+    """An int where `value` is one or spells one (exact, for 64-bit labels), else a float; None stays
+    None. Igneous's CLI has this function by this name; ValueError for text that is no number."""
+    if value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    try:
+        return int(value)
+    except ValueError:
+        return float(value)
+
+
 class Number(click.ParamType):
     """An integer (kept exact, for 64-bit labels) or a finite real number, e.g. 128 or 0.5."""
 
     name = "NUMBER"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return value
         try:
-            return int(value)
-        except ValueError:
-            pass
-        try:
-            number = float(value)
+            number = numberify(value)
         except ValueError:
             self.fail(f"{value!r} is not a number", param, ctx)
         if finite(number) is None:
