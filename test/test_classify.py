@@ -6,6 +6,7 @@ The must-show chain runs through the real CLI and a real fq:// queue: `image cla
 `image classify predict --queue` + `execute`, `image ccl auto --threshold-gte --dust`.
 """
 import inspect
+from pathlib import Path
 
 import cc3d
 import numpy as np
@@ -455,12 +456,16 @@ def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer)
          "pooled features must be distinct feature names"),
         (["train", image_path, "--annotations", blank, "--output", tmp_path / "e", "--scales", "16", "--pool",
           segments_path], "need voxels of 255"),
+        (["predict", image_path, image_path, "--model", pooled_model, "--pool", segments_path],
+         "write the probabilities into a new path"),  # DEST checked before the pooled passes
     ]
+    segment_files = sorted(Path(segments_path[len("file://"):]).rglob("*"))
     for args, message in cases:
         result = run_cli("image", "classify", *args, check=False)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert not any((tmp_path / name).exists() for name in "abde")
+    assert sorted(Path(segments_path[len("file://"):]).rglob("*")) == segment_files  # no pooled sums
     assert sorted(p.name for p in (tmp_path / "smaller").iterdir()) == ["8_8_40", "info"]
     for tasks in (lambda: create_pool_sum_tasks(work["image"], segments_path, model_path=work["model"]),
                   lambda: create_classification_tasks(work["image"], f"file://{tmp_path}/c", work["model"],

@@ -134,7 +134,7 @@ def predict(ctx, image_path, dest, model_path, mip, shape, dtype, pool, fill_mis
     if pool is not None:
         chain.insert(0, Stage("create_pool_sum_tasks", dict(
             image_path=image_path, pool_path=pool, mip=mip, model_path=model_path, shape=shape,
-            fill_missing=fill_missing), "pool"))
+            fill_missing=fill_missing, dest_path=dest, dtype=dtype), "pool"))
     submit(ctx, chain, queue)
     if planning(ctx):
         return

@@ -268,11 +268,13 @@ def create_pool_sum_tasks(image_path: str, pool_path: str, mip: int = 0, model_p
                           features: Sequence[str] = DEFAULT_FEATURES,
                           pool_features: Optional[Sequence[str]] = None,
                           shape: Optional[Sequence[int]] = None, fill_missing: bool = False,
-                          annotations_path: Optional[str] = None) -> Tasks:
+                          annotations_path: Optional[str] = None, dest_path: Optional[str] = None,
+                          dtype: str = "uint8") -> Tasks:
     """Pass 1 of pooled features: tasks that write each box's exact per-supervoxel sums of the
     pooled features of the whole image, then merge_pool_sums. The features are the model's
-    (`model_path`, for prediction) or those of `scales`, `features` and `pool_features` (training,
-    whose `annotations_path` is checked here, so that bad annotations stop before anything is written)."""
+    (`model_path`, for prediction) or those of `scales`, `features` and `pool_features` (training).
+    The later pass's input is checked here, so that a mistake stops before anything is written:
+    training's `annotations_path`, prediction's `dest_path`, `dtype` and `shape`."""
     image = open_image(image_path, mip)
     if annotations_path is not None:
         read_annotations(image, mip, annotations_path, fill_missing)
@@ -281,6 +283,8 @@ def create_pool_sum_tasks(image_path: str, pool_path: str, mip: int = 0, model_p
         check_fit(model, image, mip)
         check_pooling(model, path, pool_path)
         settings, pooled = model.settings, model.pooled
+        if dest_path is not None:
+            prediction_output(image, mip, dest_path, dtype, shape)
     else:
         settings = feature_settings(image, mip, scales, features)
         pooled = pooled_features(settings, pool_features)
@@ -335,6 +339,20 @@ def probability_info(image: CloudVolume, mip: int, dtype: str) -> dict:
         volume_size=ints(image.meta.volume_size(mip)), chunk_size=ints(image.meta.chunk_size(mip)))
 
 
+def prediction_output(image: CloudVolume, mip: int, dest_path: str, dtype: str,
+                      shape: Optional[Sequence[int]]) -> Tuple[CloudVolume, Sequence[int]]:
+    """DEST's handle (nothing written yet) and the task shape, both checked: a new path, a known
+    dtype, an existing DEST of the same geometry, whole chunks."""
+    if dtype not in OUTPUT_DTYPES:
+        raise UserError(f"unknown output dtype {dtype!r}; choose one of {', '.join(OUTPUT_DTYPES)}")
+    dest = new_layer_path(image.cloudpath, dest_path, "write the probabilities into a new path", "the image")
+    chunk, size = image.meta.chunk_size(mip), image.meta.volume_size(mip)
+    if shape is None:
+        shape = np.minimum(-(-np.asarray(DEFAULT_SHAPE) // chunk) * chunk, size)
+    shape = checked_shape(shape, chunk, size, "writes whole chunks of DEST")
+    return open_destination(dest, probability_info(image, mip, dtype), 0), shape
+
+
 def create_classification_tasks(image_path: str, dest_path: str, model_path: str, mip: int = 0,
                                 shape: Optional[Sequence[int]] = None, dtype: str = "uint8",
                                 compress: Optional[str] = "gzip", fill_missing: bool = False,
@@ -355,14 +373,7 @@ def create_classification_tasks(image_path: str, dest_path: str, model_path: str
                                                           fill_missing)
         pool_kwargs = dict(pool_path=layer.cloudpath, pool_mip=level, pool_work=work.url,
                            pool_sha256=table_sha256)
-    if dtype not in OUTPUT_DTYPES:
-        raise UserError(f"unknown output dtype {dtype!r}; choose one of {', '.join(OUTPUT_DTYPES)}")
-    dest = new_layer_path(image.cloudpath, dest_path, "write the probabilities into a new path", "the image")
-    chunk, size = image.meta.chunk_size(mip), image.meta.volume_size(mip)
-    if shape is None:
-        shape = np.minimum(-(-np.asarray(DEFAULT_SHAPE) // chunk) * chunk, size)
-    shape = checked_shape(shape, chunk, size, "writes whole chunks of DEST")
-    out = open_destination(dest, probability_info(image, mip, dtype), 0)
+    out, shape = prediction_output(image, mip, dest_path, dtype, shape)
     out.commit_info()
     record_provenance(out, {"task": "ClassifyTask", "src": image.cloudpath, "mip": mip, "model": model_path,
                             "model_sha256": sha256, "method": model.method,
