@@ -78,12 +78,31 @@ def test_cli_sweep_json_and_html_plot(layers, tmp_path):
         assert f'data-x="{row["vi_merge"]!r}" data-y="{row["vi_split"]!r}"' in page
 
 
+def test_sweep_of_one_channel_of_a_multichannel_map(layers, real_seg, tmp_path):
+    """--channel N sweeps what `agglomerate merge --channel N` makes: over a two-channel map whose
+    channel 1 is the boundary map of the tests above, the scores equal their one-channel sweep;
+    channel 0 (uniform grey) gives others."""
+    frag_array, prob = synthetic(real_seg[:128, :128, :48], 4)[2:0:-1]
+    frag = write_layer(f"file://{tmp_path}/frag", frag_array, "segmentation", chunk=(32, 32, 16))
+    two = write_layer(f"file://{tmp_path}/two", np.stack([np.full_like(prob, 128), prob], axis=-1), "image",
+                      chunk=(32, 32, 16))
+    out = run_cli("evaluate", frag, layers["gt"], "--thresholds", "0.35,0.5", "--boundary", two,
+                  "--channel", 1, "--shape", "64,64,48", "--json").stdout
+    one = run_here(verbs.threshold_sweep(layers["frag"], layers["gt"], [0.35, 0.5], boundary=layers["prob"],
+                                         shape=SHAPE), quiet=True)[-1]
+    assert json.loads(out) == one
+    run_locally(create_contingency_tasks(frag, layers["gt"], shape=SHAPE), quiet=True)
+    assert threshold_sweep(frag, layers["gt"], [0.35, 0.5], channel=0)["sweep"] != one["sweep"]
+
+
 @pytest.mark.parametrize("options, message", [
     (["--plot", "{tmp}/p.png"], "need --thresholds"),
     (["--thresholds", "0.3", "--table", "{tmp}/t.csv"], "leave them out of a sweep"),
     (["--thresholds", "0.3"], "no region graph"),
     (["--thresholds", "0.3", "--boundary", "{prob}", "--plot", "{tmp}/p.svg"], "written as .png or .html"),
     (["--thresholds", "0.3", "--policy", "learned", "--boundary", "{prob}"], "learned needs --model"),
+    (["--thresholds", "0.3", "--features", "basic", "--boundary", "{prob}"], "--features is for --policy"),
+    (["--channel", "1"], "need --thresholds"),
 ])
 def test_mistakes_are_one_line_exit_2(make_layer, tmp_path, options, message):
     labels = np.arange(16 * 16 * 8, dtype=np.uint32).reshape(16, 16, 8)

@@ -62,6 +62,15 @@ def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
         click.echo(f"Then: igneous-like agglomerate merge {frag} --mip {mip} --threshold T", err=True)
 
 
+policy_input_options = [
+    click.option("--features", type=click.Choice(FAMILIES), default=None,
+                 help="Feature family the --model must have been trained with (checked) [the model's]."),
+    click.option("--channel", type=click.IntRange(0), default=None,
+                 help="Boundary channel of the mean, median and quantile policies (learned reads them "
+                 "all) [0]."),
+]
+
+
 @agglomerate.command()
 @click.argument("frag")
 @click.option("--policy", type=click.Choice(POLICIES), default="mean", show_default=True,
@@ -71,10 +80,7 @@ def graph(ctx, frag, boundary, mip, shape, fill_missing, queue):
 @click.option("--quantile", type=Finite(0, 1), default=0.5, show_default=True,
               help="The quantile of --policy quantile.")
 @click.option("--model", default=None, help="Model file of --policy learned (from agglomerate train).")
-@click.option("--features", type=click.Choice(FAMILIES), default=None,
-              help="Feature family the --model must have been trained with (checked) [the model's].")
-@click.option("--channel", type=click.IntRange(0), default=0, show_default=True,
-              help="Boundary channel of the mean, median and quantile policies (learned reads them all).")
+@add_options(policy_input_options)
 @mip_option
 @click.pass_context
 def merge(ctx, frag, policy, threshold, quantile, model, features, channel, mip):
@@ -84,7 +90,7 @@ def merge(ctx, frag, policy, threshold, quantile, model, features, channel, mip)
     """
     done = submit(ctx, [Stage("agglomerate_fragments", dict(
         frag_path=frag, policy=policy, threshold=threshold, mip=mip, quantile=quantile, model=model,
-        features=features, channel=channel), "merge")])
+        features=features, channel=channel or 0), "merge")])
     if done:
         fragments, segments = done[0]
         click.echo(f"{fragments} fragments merged into {segments} segments", err=True)
@@ -191,6 +197,7 @@ sweep_options = [
     click.option("--model", default=None, help="Model file of --policy learned."),
     click.option("--boundary", default=None,
                  help="Boundary map to make SEG's region graph from (else it must exist)."),
+    *policy_input_options,
     click.option("--plot", type=OUTPUT_FILE, default=None,
                  help="Write the sweep's VI split against merge here (.png, .html)."),
 ]
@@ -235,7 +242,8 @@ def evaluate(ctx, seg, gt, as_json, ignore_gt_zero, table, ceiling, mip, shape, 
     blocks = dict(mip=mip, shape=shape, fill_missing=fill_missing, ignore_gt_zero=ignore_gt_zero)
     if sweep["thresholds"] is None:
         if any(given is not None for given in sweep.values()):
-            raise click.UsageError("--policy, --quantile, --model, --boundary and --plot need --thresholds")
+            raise click.UsageError("--policy, --quantile, --model, --features, --channel, --boundary and "
+                                   "--plot need --thresholds")
         stages = verbs.evaluate(seg, gt, table=table, ceiling=ceiling, **blocks)
     elif table is not None or ceiling is not None:
         raise click.UsageError("--table and --ceiling score one segmentation: leave them out of a sweep")
@@ -261,13 +269,15 @@ def show_scores(found: dict) -> None:
                f"{found['splits_needed']} splits and {found['merges_needed']} merges needed")
 
 
-def sweep_stages(ctx, seg, gt, blocks, thresholds, policy, quantile, model, boundary, plot):
+def sweep_stages(ctx, seg, gt, blocks, thresholds, policy, quantile, model, boundary, features, channel,
+                 plot):
     """The stages of `evaluate --thresholds`, once what can be checked before they run is."""
     if not thresholds:
         raise click.UsageError("--thresholds needs at least one number")
-    policy, quantile = policy or "mean", 0.5 if quantile is None else quantile
+    policy, quantile, channel = policy or "mean", 0.5 if quantile is None else quantile, channel or 0
     if not planning(ctx):
-        tc.merge_policy(policy, quantile, model)
+        tc.merge_policy(policy, quantile, model, features, channel)
         if boundary is None:
             tc.recorded_graph(seg, blocks["mip"])
-    return verbs.threshold_sweep(seg, gt, thresholds, policy, quantile, model, boundary, plot=plot, **blocks)
+    return verbs.threshold_sweep(seg, gt, thresholds, policy, quantile, model, boundary, plot=plot,
+                                 features=features, channel=channel, **blocks)

@@ -83,7 +83,8 @@ def evaluate(seg: str, gt: str, mip: int = 0, shape: Sequence[int] = (512, 512, 
 def threshold_sweep(frag: str, gt: str, thresholds: Sequence[float], policy: str = "mean",
                     quantile: float = 0.5, model: Optional[str] = None, boundary: Optional[str] = None,
                     mip: int = 0, shape: Sequence[int] = (512, 512, 512), fill_missing: bool = False,
-                    ignore_gt_zero: bool = False, plot: Optional[str] = None) -> List[Stage]:
+                    ignore_gt_zero: bool = False, plot: Optional[str] = None, features: Optional[str] = None,
+                    channel: int = 0) -> List[Stage]:
     """The region graph (with BOUNDARY, unless made from it already), the overlaps with GT, and
     the scores at every threshold from them (and the plot)."""
     from igneous_like.plots import check_output
@@ -96,7 +97,7 @@ def threshold_sweep(frag: str, gt: str, thresholds: Sequence[float], policy: str
         Stage("create_contingency_tasks", dict(seg_path=frag, gt_path=gt, **blocks), "overlaps"),
         Stage("threshold_sweep", dict(seg_path=frag, gt_path=gt, thresholds=list(thresholds), policy=policy,
                                       quantile=quantile, model=model, mip=mip, ignore_gt_zero=ignore_gt_zero,
-                                      plot=plot), "sweep"),
+                                      plot=plot, features=features, channel=channel), "sweep"),
     ]
 
 

@@ -91,14 +91,16 @@ def scored_part(table, ignore_gt_zero: bool, gt_path: str):
 
 def threshold_sweep(seg_path: str, gt_path: str, thresholds: Sequence[float], policy: str = "mean",
                     quantile: float = 0.5, model: Optional[str] = None, mip: int = 0,
-                    ignore_gt_zero: bool = False, plot: Optional[str] = None) -> Dict[str, Any]:
+                    ignore_gt_zero: bool = False, plot: Optional[str] = None, features: Optional[str] = None,
+                    channel: int = 0) -> Dict[str, Any]:
     """The scores of SEG's fragments agglomerated at each threshold (its region graph made, every
     contingency task run), each exact: the graph and the contingency table are read once, and
     each threshold's mapping relabels the table as `agglomerate relabel` would the voxels.
-    `plot`: VI split against VI merge written there (.png or .html). Deletes the parts."""
+    `plot`: VI split against VI merge written there (.png or .html); `features` and `channel` as
+    agglomerate_fragments takes them. Deletes the parts."""
     from igneous_like.agglomeration import agglomerate
     from igneous_like.task_creation.agglomerate import merge_policy, policy_graph
-    chosen = merge_policy(policy, quantile, model)
+    chosen = merge_policy(policy, quantile, model, features, channel)
     graph = policy_graph(chosen, seg_path, mip)
     whole = accumulate_contingency(seg_path, gt_path, mip, clean=True)
     sweep = []
