@@ -80,7 +80,7 @@ def view_once(*args) -> tuple:
         with urllib.request.urlopen(url, timeout=30) as reply:
             status = reply.status
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=120)  # a deadline, not a timing: generous for loaded machines
     finally:
         process.kill()
     return url, status, process.returncode, err

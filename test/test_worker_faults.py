@@ -31,7 +31,7 @@ def lines(path) -> list:
     return path.read_text().split() if path.exists() else []
 
 
-def wait_for(predicate, timeout: float = 30) -> None:
+def wait_for(predicate, timeout: float = 90) -> None:
     deadline = time.time() + timeout
     while not predicate():
         if time.time() > deadline:
@@ -336,7 +336,8 @@ def test_execute_x_on_sqs_waits_for_a_dead_workers_lease(tmp_path, sqs_env):
     sqs = boto3.client("sqs", endpoint_url=sqs_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     url = sqs.get_queue_url(QueueName="igneous-like-test")["QueueUrl"]
-    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=4)["Messages"]) == 1
+    # in flight for 12 s: longer than a worker takes to start on a loaded machine
+    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=12)["Messages"]) == 1
     worker = start_worker("execute", "-x", queue, env=env)  # the receiver above never deletes: it "died"
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
