@@ -17,6 +17,8 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
          "the browser tests will skip" >&2
   fi
 fi
-# Two pytest workers (pytest-xdist): the suite takes about half the time on CI's two cores.
+# Two pytest workers (pytest-xdist): the suite takes about half the time on CI's two cores. Each
+# test file runs on one worker (--dist loadfile), so a file's module fixtures (the bad-input
+# matrix, the skeleton references) are built once, not once per worker.
 # pytest's exit code 5 (no tests collected) stays a failure.
-exec .venv/bin/python -m pytest -q -n 2 "$@"
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
