@@ -36,7 +36,10 @@ Conventions:
   The perimeter needs square pixels (res_x == res_y, as scikit-image); otherwise it is NaN.
 * Float images: exact median and percentiles too: each value is turned into an int64 key that
   sorts as the float does, so the (label, value) histogram is exact; it holds one entry per
-  distinct value of an object (up to one per voxel), unlike an 8-bit image's at most 256.
+  distinct value of an object (up to one per voxel), unlike an 8-bit image's at most 256. Where
+  that is too many, stated bins (`bin_index`: N equal bins over [low, high]) bound it to N + 1
+  entries per object; every intensity statistic is then that of the voxels' bin centres (each
+  within half a bin of the exact one), as exact under any task split.
 * Nuclei: a cell's `nuclei_count` is the number of distinct nucleus ids that overlap it; its
   nucleus volume and intensity statistics are those of its voxels that lie in any nucleus, the
   cytoplasm is the rest of the cell.
@@ -57,6 +60,7 @@ FLOAT_COLUMNS = ("area",)
 HULL_BITS = 21  # bits per axis of a packed hull corner: layers up to 2**21 - 1 voxels per side
 MAX_HULL_EXTENT = (1 << HULL_BITS) - 1
 PERCENTILES = (10, 25, 75, 90)
+Bins = Tuple[float, float, int]  # low, high, count
 MAX_BLOCK_MOMENT = 2**53  # voxels x (longest side)^2 of a block must stay below: float64 sums exact
 VALUE_STATISTICS = ("mean", "std", "min", "max", "median") + tuple(f"p{q}" for q in PERCENTILES)
 REDUCERS = {**{name: np.minimum for name in MINS}, **{name: np.maximum for name in MAXS}}
@@ -373,11 +377,11 @@ def merge_sparse(tables) -> Sparse:
 
 def statistics(partial: Partial, resolution: Sequence[float], voxel_offset: Sequence[int],
                image: bool = False, nuclei: bool = False, planar: bool = False,
-               float_image: bool = False) -> Dict[str, np.ndarray]:
+               float_image: bool = False, bins: Optional[Bins] = None) -> Dict[str, np.ndarray]:
     """The final columns of fully merged partials, `label` first (one row per label).
 
     planar: a single-slice layer (2-D columns, see the module docstring); float_image: the
-    histogram holds `float_keys`."""
+    histogram holds `float_keys`; bins: it holds `bin_index`es of these bins."""
     res = np.asarray(resolution, np.float64)
     cols = partial.columns
     n = cols["count"].astype(np.float64)
@@ -393,9 +397,9 @@ def statistics(partial: Partial, resolution: Sequence[float], voxel_offset: Sequ
     out.update(planar_columns(cols, res) if planar else solid_columns(cols, res, out["volume"]))
     out["solidity"] = n / hull_volumes(partial)
     if image:
-        out.update(intensity_columns(partial, float_image))
+        out.update(intensity_columns(partial, float_image, bins))
     if nuclei:
-        out.update(nuclei_columns(partial, float(np.prod(res)), image, float_image))
+        out.update(nuclei_columns(partial, float(np.prod(res)), image, float_image, bins))
     return out
 
 
@@ -441,14 +445,36 @@ def covariance_eigenvalues(cols: Dict[str, np.ndarray], res: np.ndarray) -> np.n
     return np.maximum(np.linalg.eigvalsh(cov)[:, ::-1], 0)
 
 
-def intensity_columns(partial: Partial, float_image: bool = False) -> Dict[str, np.ndarray]:
+def intensity_columns(partial: Partial, float_image: bool = False,
+                      bins: Optional[Bins] = None) -> Dict[str, np.ndarray]:
     """Intensity statistics of each object, exact from its histogram."""
-    return value_statistics(partial.labels, decoded(partial.hist, float_image), "intensity_")
+    return value_statistics(partial.labels, decoded(partial.hist, float_image, bins), "intensity_")
 
 
-def decoded(hist: Sparse, float_image: bool) -> Sparse:
-    """A histogram with float64 values (from `float_keys` for a float image)."""
-    return hist[0], key_values(hist[1]) if float_image else hist[1].astype(np.float64), hist[2]
+def decoded(hist: Sparse, float_image: bool, bins: Optional[Bins] = None) -> Sparse:
+    """A histogram with float64 values (from `float_keys` for a float image, bin centres for
+    `bin_index`es)."""
+    if bins is not None:
+        values = bin_centres(hist[1], bins)
+    else:
+        values = key_values(hist[1]) if float_image else hist[1].astype(np.float64)
+    return hist[0], values, hist[2]
+
+
+def bin_index(values: np.ndarray, bins: Bins) -> np.ndarray:
+    """Each value's bin of `bins` (low, high, count: equal bins over [low, high]; values outside in
+    the end bins, NaN one past the last) as int64: the keys of a histogram of at most count + 1
+    values per object, where `float_keys` keep one per distinct value."""
+    low, high, count = bins
+    scaled = np.clip((values.astype(np.float64) - low) * (count / (high - low)), 0, count - 1)
+    return np.where(np.isnan(scaled), count, np.floor(scaled)).astype(np.int64)
+
+
+def bin_centres(keys: np.ndarray, bins: Bins) -> np.ndarray:
+    """The value each `bin_index` stands for: its bin's centre (NaN for NaN's key)."""
+    low, high, count = bins
+    centres = low + (keys + 0.5) * ((high - low) / count)
+    return np.where(keys >= count, np.nan, centres)
 
 
 def value_statistics(labels: np.ndarray, hist: Sparse, prefix: str) -> Dict[str, np.ndarray]:
@@ -488,7 +514,7 @@ def histogram_percentile(labels: np.ndarray, hist, totals: np.ndarray, q: float)
 
 
 def nuclei_columns(partial: Partial, voxel_volume: float, image: bool,
-                   float_image: bool = False) -> Dict[str, np.ndarray]:
+                   float_image: bool = False, bins: Optional[Bins] = None) -> Dict[str, np.ndarray]:
     """Nuclei per cell, nucleus volume and cell/nucleus volume ratio, and with an image the
     intensity statistics inside nuclei and in the rest of the cell (cytoplasm: the cell's
     histogram less its nuclei's), and the ratio of their means."""
@@ -504,8 +530,9 @@ def nuclei_columns(partial: Partial, voxel_volume: float, image: bool,
         nhist = partial.nhist
         cytoplasm = merge_sparse([partial.hist, (nhist[0], nhist[1], -nhist[2])])
         cytoplasm = tuple(a[cytoplasm[2] != 0] for a in cytoplasm)
-        out.update(value_statistics(partial.labels, decoded(nhist, float_image), "nucleus_intensity_"))
-        out.update(value_statistics(partial.labels, decoded(cytoplasm, float_image), "cytoplasm_intensity_"))
+        out.update(value_statistics(partial.labels, decoded(nhist, float_image, bins), "nucleus_intensity_"))
+        out.update(value_statistics(partial.labels, decoded(cytoplasm, float_image, bins),
+                                    "cytoplasm_intensity_"))
         means = out["cytoplasm_intensity_mean"], out["nucleus_intensity_mean"]
         out["cytoplasm_nucleus_intensity_ratio"] = means[0] / means[1]
     return out

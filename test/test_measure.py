@@ -278,6 +278,56 @@ def test_float_image_exact_median_and_percentiles(planar):
                                    [values.mean(), values.std()], rtol=1e-9)
 
 
+def test_float_image_in_stated_bins_equals_numpy_of_the_bin_centres(real_seg, real_image, tmp_path):
+    """--float-bins 32 --float-range 0.1,0.9 (values outside go to the end bins), tasks cutting
+    objects: every intensity column equals numpy's of each voxel's bin centre; the part files hold
+    at most 33 values per object where the exact count keeps each distinct value. Bad pairs refused."""
+    seg = np.asfortranarray(real_seg[200:296, 100:196, 20:52])
+    rng = np.random.default_rng(8)
+    image = np.asfortranarray((real_image[200:296, 100:196, 20:52] / np.float32(255)
+                               + rng.normal(0, 0.1, seg.shape)).astype(np.float32))
+    seg_path = write_layer(f"file://{tmp_path}/seg", seg, "segmentation", offset=OFFSET, chunk=(32, 32, 16))
+    image_path = write_layer(f"file://{tmp_path}/image", image, "image", offset=OFFSET, chunk=(32, 32, 16))
+    for args, message in [(["--float-bins", "8"], "together"), (["--float-range", "0,1"], "together"),
+                          (["--float-bins", "8", "--float-range", "1,0"], "the first below the second")]:
+        result = run_cli("measure", "forge", seg_path, "--image", image_path, *args, check=False)
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "seg" / "16_16_40" / "measure").exists()
+    run_cli("measure", "forge", seg_path, "--image", image_path, "--float-bins", 32,
+            "--float-range", "0.1,0.9", "--shape", "40,40,16")
+    parts = sum(f.stat().st_size for f in (tmp_path / "seg" / "16_16_40" / "measure" / "parts").iterdir())
+    run_cli("measure", "merge", seg_path)
+    run_cli("measure", "export", seg_path, tmp_path / "cells.csv", "--no-segment-properties")
+    table = pd.read_csv(tmp_path / "cells.csv").set_index("label")
+    width = 0.8 / 32
+    centres = 0.1 + (np.clip(np.floor((image.astype(np.float64) - 0.1) / width), 0, 31) + 0.5) * width
+    for label, row in table.iterrows():
+        values = centres[seg == label]
+        expected = [values.mean(), values.std(), values.min(), values.max(), np.median(values),
+                    *(np.percentile(values, q) for q in measure.PERCENTILES)]
+        names = ["mean", "std", "min", "max", "median", *(f"p{q}" for q in measure.PERCENTILES)]
+        np.testing.assert_allclose([row[f"intensity_{n}"] for n in names], expected, rtol=1e-9, atol=1e-12)
+    run_cli("measure", "forge", seg_path, "--image", image_path, "--shape", "40,40,16")  # exact: larger parts
+    exact = sum(f.stat().st_size for f in (tmp_path / "seg" / "16_16_40" / "measure" / "parts").iterdir())
+    assert exact > 5 * parts
+
+
+def test_binned_statistics_are_within_half_a_bin_of_exact():
+    """Pure functions: with bins that cover every value, each order statistic of the bin centres
+    lies within half a bin of the exact one (binning keeps the order), the mean too."""
+    rng = np.random.default_rng(4)
+    labels = np.asfortranarray(rng.integers(1, 5, (30, 20, 10)).astype(np.uint32))
+    image = np.asfortranarray(rng.gamma(2.0, 3.0, labels.shape).astype(np.float32))
+    bins = (0.0, float(image.max()) * 1.001, 50)
+    exact = measure.statistics(measure.block_partial(labels, (0, 0, 0), image), RES, OFFSET, image=True,
+                               float_image=True)
+    binned = measure.statistics(measure.block_partial(labels, (0, 0, 0), measure.bin_index(image, bins)),
+                                RES, OFFSET, image=True, bins=bins)
+    half = (bins[1] - bins[0]) / bins[2] / 2
+    for name in ("mean", "min", "max", "median", *(f"p{q}" for q in measure.PERCENTILES)):
+        assert np.all(np.abs(binned[f"intensity_{name}"] - exact[f"intensity_{name}"]) <= half + 1e-9), name
+
+
 def test_float_image_any_split_and_merge_order():
     """Pure functions: float intensities and moments from blocks of uneven shapes, merged in a
     shuffled order, equal the whole array's (numpy), median included."""

@@ -337,7 +337,8 @@ def test_execute_x_on_sqs_waits_for_a_dead_workers_lease(tmp_path, sqs_env):
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     url = sqs.get_queue_url(QueueName="igneous-like-test")["QueueUrl"]
     # in flight for 12 s: longer than a worker takes to start on a loaded machine
-    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=12)["Messages"]) == 1
+    held = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=12)["Messages"]
+    assert len(held) == 1
     worker = start_worker("execute", "-x", queue, env=env)  # the receiver above never deletes: it "died"
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err

@@ -2,7 +2,7 @@
 import click
 
 from igneous_like.cli.common import VEC3, compress_option, planning, queue_option, submit
-from igneous_like.cli.params import OUTPUT, OUTPUT_FILE
+from igneous_like.cli.params import FLOATS, OUTPUT, OUTPUT_FILE
 from igneous_like.errors import UserError
 from igneous_like.pipeline import verbs
 from igneous_like.segment_properties import PROPERTIES_DIR
@@ -37,16 +37,21 @@ def next_step(ctx, step: str, seg: str, mip: int, extra: str = "") -> None:
 @click.option("--shape", type=VEC3, default=tc.DEFAULT_SHAPE, show_default=True, help="Task shape, any size.")
 @click.option("--mip", type=int, default=0, show_default=True, help="Mip to measure.")
 @click.option("--fill-missing", is_flag=True, help="Read missing chunks as zeros.")
+@click.option("--float-bins", type=click.IntRange(min=1), default=None,
+              help="Count a float --image in this many equal bins over --float-range (statistics of the bin "
+              "centres, within half a bin) instead of value by value (exact; one entry per distinct value).")
+@click.option("--float-range", type=FLOATS, default=None, metavar="LOW,HIGH",
+              help="The values the --float-bins cover; values outside go to the end bins.")
 @queue_option
 @click.pass_context
-def forge(ctx, seg, image, nuclei, shape, mip, fill_missing, queue):
+def forge(ctx, seg, image, nuclei, shape, mip, fill_missing, float_bins, float_range, queue):
     """(1) Partial statistics of each block.
 
     Example: igneous-like measure forge file:///data/seg --image file:///data/em --shape 256,256,128
     """
-    submit(ctx, [Stage("create_measure_tasks", dict(cloudpath=seg, mip=mip, shape=shape, image=image,
-                                                    nuclei=nuclei, fill_missing=fill_missing), "forge")],
-           queue)
+    submit(ctx, [Stage("create_measure_tasks", dict(
+        cloudpath=seg, mip=mip, shape=shape, image=image, nuclei=nuclei, fill_missing=fill_missing,
+        float_bins=float_bins, float_range=float_range), "forge")], queue)
     next_step(ctx, "merge", seg, mip)
 
 

@@ -72,10 +72,14 @@ def check_companion(cv: CloudVolume, path: Optional[str], mip: int, what: str) -
 
 def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DEFAULT_SHAPE,
                          image: Optional[str] = None, nuclei: Optional[str] = None,
-                         fill_missing: bool = False) -> Tasks:
+                         fill_missing: bool = False, float_bins: Optional[int] = None,
+                         float_range: Optional[Sequence[float]] = None) -> Tasks:
     """Stage 1: tasks that write each block's partial statistics (any block shape; exact).
 
-    A new forge deletes the files of an earlier measurement of this mip first.
+    A float `image` is counted value by value (exact statistics; as many histogram entries per
+    object as it has distinct values) unless `float_bins` equal bins over `float_range` (low,
+    high) bound that: then its statistics are those of the bin centres. A new forge deletes the
+    files of an earlier measurement of this mip first.
     """
     cv = open_layer(cloudpath, mip)
     check_segmentation(cv)
@@ -90,6 +94,7 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
         raise UserError(f"{cv.cloudpath} mip {mip} is {list(ints(bounds.size3()))} voxels; measurement "
                         f"handles at most {measure.MAX_HULL_EXTENT} voxels per side: measure a higher mip")
     integer = image_cv is not None and np.dtype(image_cv.dtype).kind in "iub"
+    bins = check_bins(image_cv, integer, float_bins, float_range)
     planar = int(bounds.size3()[2]) == 1
     record = MeasureRecord(
         mip=mip, bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)), shape=tuple(ints(shape)),
@@ -97,7 +102,7 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
         columns=tuple(measure.column_names(image_cv is not None, nuclei_cv is not None, planar)),
         image=None if image_cv is None else image_cv.cloudpath,
         nuclei=None if nuclei_cv is None else nuclei_cv.cloudpath, integer_image=integer,
-        fill_missing=bool(fill_missing), planar=planar)
+        fill_missing=bool(fill_missing), planar=planar, float_bins=bins)
     work = work_dir(cv, mip)
     work.clean()
     work.save(RECORD, record)
@@ -106,6 +111,23 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
     make = lambda box: partial(MeasureTask, layer_path=cv.cloudpath, work=work.url, offset=ints(box.minpt),
                                shape=ints(box.size3()))
     return Tasks(record.grid, make, f"measure {cv.cloudpath} mip {mip}")
+
+
+def check_bins(image, integer: bool, bins: Optional[int], value_range: Optional[Sequence[float]]):
+    """(low, high, count) of the bins a float image is counted in, or None: refused unless both
+    are given, for a float image, with low < high finite and at least one bin."""
+    if bins is None and value_range is None:
+        return None
+    if image is None or integer:
+        raise UserError("--float-bins and --float-range are for a float --image (integer images are counted "
+                        "value by value)")
+    if bins is None or value_range is None:
+        raise UserError("give --float-bins N and --float-range LOW,HIGH together")
+    low, high = (float(v) for v in value_range) if len(value_range) == 2 else (math.nan, math.nan)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high) or int(bins) < 1:
+        raise UserError(f"--float-range must be two finite numbers, the first below the second, and "
+                        f"--float-bins at least 1; got {','.join(map(str, value_range))} and {bins}")
+    return low, high, int(bins)
 
 
 def load_record(cloudpath: str, mip: int):

@@ -51,10 +51,12 @@ class MeasureRecord(Record):
     integer_image: bool = False
     fill_missing: bool = False
     planar: bool = False  # a single-slice layer: 2-D columns
+    float_bins: Optional[Tuple[float, float, int]] = None  # a float image counted in these bins
 
     @property
     def float_image(self) -> bool:
-        return self.image is not None and not self.integer_image
+        """A float image counted value by value (exact), not in bins."""
+        return self.image is not None and not self.integer_image and self.float_bins is None
 
     @property
     def box(self) -> Bbox:
@@ -201,6 +203,8 @@ def MeasureTask(layer_path: str, work: str, offset: Sequence[int], shape: Sequen
     cv = CloudVolume(layer_path, mip=record.mip, fill_missing=record.fill_missing, progress=False)
     box = TaskBox.at(offset, shape).write
     image = None if record.image is None else read_box(record.image, record.mip, box, record.fill_missing)
+    if record.float_bins is not None:
+        image = measure.bin_index(image, record.float_bins)
     nuclei = None if record.nuclei is None else read_box(record.nuclei, record.mip, box, record.fill_missing)
     if record.planar:  # 2 pixels around the slice for the perimeter; no mesh
         halo = TaskBox.at(box.minpt, box.size3(), record.box, low=(2, 2, 0), high=(2, 2, 0))
@@ -227,7 +231,7 @@ def MeasureMergeTask(work: str, low: int, high: int) -> None:
     merged = measure.select(merged, merged.columns["count"] > 0)
     table = measure.statistics(merged, record.resolution, record.box.minpt, image=record.image is not None,
                                nuclei=record.nuclei is not None, planar=record.planar,
-                               float_image=record.float_image)
+                               float_image=record.float_image, bins=record.float_bins)
     work.put_part(result_name(low, high), npz(table, compress=False))
 
 
