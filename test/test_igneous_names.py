@@ -103,6 +103,12 @@ def test_mesh_task_fragments_and_manifests_make_a_legacy_mesh(real_seg, tmp_path
     assert np.allclose(mesh.vertices.max(axis=0), (where.max(axis=0) + 1) * resolution, atol=1e-3)
     names = [name.split("/")[-1] for name in CloudFiles(path).list("mesh/")]
     assert not any(name.startswith(f"{label}:") for name in names)  # remapped to 7
+    bare = f"file://{tmp_path}/bare"  # an info of only "mesh", as Igneous's manifest tasks accept
+    CloudFiles(bare).put_json("info", {"mesh": "legacy"})
+    CloudFiles(bare).puts([(f"legacy/{name}", b"") for name in ("5:0:a", "5:0:b", "5:1:a", "6:0:a")])
+    igneous.MeshManifestFilesystemTask(layer_path=bare)
+    assert [CloudFiles(bare).get_json(f"legacy/{n}:0") for n in (5, 6)] == \
+        [{"fragments": ["5:0:a", "5:0:b"]}, {"fragments": ["6:0:a"]}]
 
 
 def test_function_tasks_run_when_called_and_queue_as_partials(tmp_path):

@@ -12,6 +12,7 @@ import functools
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+from cloudfiles import CloudFiles
 from cloudvolume import CloudVolume
 from cloudvolume.lib import Vec
 from taskqueue import queueable
@@ -144,7 +145,9 @@ def MeshManifestFilesystemTask(layer_path: str, lod: int = 0, mesh_dir: Optional
 
 
 def legacy_mesh_dir(layer_path: str, mesh_dir: Optional[str]) -> str:
-    mesh_dir = mesh_dir or open_layer(layer_path).info.get("mesh")
+    """`mesh_dir`, else the info's `mesh`; the info is read as plain JSON, since Igneous's manifest
+    tasks also run beside an info that holds nothing else (a mesh folder without a volume)."""
+    mesh_dir = mesh_dir or (CloudFiles(layer_path).get_json("info") or {}).get("mesh")
     if not mesh_dir:
         raise UserError(f"{layer_path} has no mesh directory in its info: give mesh_dir")
     return mesh_dir
