@@ -1,5 +1,6 @@
 """Shared fixtures: the real segmentation, an image made from it, layer writing, CLI runs."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -68,18 +69,19 @@ def run_cli(*args, check=True, env=None, cwd=None, timeout=None) -> subprocess.C
     return result
 
 
-def view_once(*args) -> tuple:
-    """Run `igneous-like view ARGS --no-browser` for real: the URL it prints and the status of a
-    GET of it, then Ctrl-C: its exit code and stderr."""
-    import signal
+def view_once(*args, stop=signal.SIGINT, ignored=()) -> tuple:
+    """Run `igneous-like view ARGS --no-browser` for real (with the `ignored` signals ignored, as a
+    parent can leave them): the URL it prints and the status of a GET of it, then `stop` (Ctrl-C's
+    SIGINT): its exit code and stderr."""
     import urllib.request
     command = [sys.executable, "-m", "igneous_like", "view", *map(str, args), "--no-browser"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: [signal.signal(s, signal.SIG_IGN) for s in ignored])
     try:
         url = process.stdout.readline().strip()
         with urllib.request.urlopen(url, timeout=30) as reply:
             status = reply.status
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=120)  # a deadline, not a timing: generous for loaded machines
     finally:
         process.kill()

@@ -271,7 +271,13 @@ def test_clahe_with_igneous_keywords(image, tmp_path):
     for z in range(stack.shape[2]):
         equalized = exposure.equalize_adapthist(stack[:, :, z], kernel_size=(32, 48), clip_limit=20 / 256)
         assert np.array_equal(out[:, :, z], util.img_as_ubyte(equalized)), z
-    for mistake in (dict(shape=(128, 96, 0)), dict(bounds=((0, 0, 0), (64, 64, 8))), dict(clip_limit=0),
+    part = f"file://{tmp_path}/part"  # bounds (Igneous's): that region's slices as images of their own
+    run(tc.create_clahe_tasks(src, part, bounds=((0, 0, 0), (64, 64, 8)), tile_grid_size=(2, 2)))
+    got = np.asarray(CloudVolume(part)[0:64, 0:64, 0:8])[..., 0]
+    for z in range(stack.shape[2]):
+        equalized = exposure.equalize_adapthist(stack[:64, :64, z], kernel_size=(32, 32), clip_limit=40 / 256)
+        assert np.array_equal(got[:, :, z], util.img_as_ubyte(equalized)), z
+    for mistake in (dict(shape=(128, 96, 0)), dict(bounds=((500, 500, 0), (600, 600, 8))), dict(clip_limit=0),
                     dict(tile_grid_size=(8,))):
         with pytest.raises(UserError):
             tc.create_clahe_tasks(src, f"file://{tmp_path}/bad", **mistake)

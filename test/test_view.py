@@ -10,6 +10,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import threading
 import time
 
@@ -439,6 +440,14 @@ def test_view_command_serves_until_interrupted(layers):
     assert set(sources) == {"image", "segmentation"} and sources["segmentation"].endswith("/legacy")
     with pytest.raises(OSError):  # the layers' server stopped with the command
         get(sources['image'] + "/info")
+
+
+@pytest.mark.parametrize("stop, ignored", [(signal.SIGINT, (signal.SIGINT,)), (signal.SIGTERM, ())])
+def test_view_stops_on_ctrl_c_where_its_parent_ignored_it_and_on_kill(layers, stop, ignored):
+    """A parent that ignores SIGINT (a script's background job, a test runner) passes that on to
+    its children; `view` still stops on Ctrl-C (it hung until killed), and on a plain kill."""
+    url, status, code, err = view_once(layers / "image", stop=stop, ignored=ignored)
+    assert status == 200 and code == 0 and err.strip().endswith("stopped"), err
 
 
 @pytest.mark.parametrize("path, message", [

@@ -1,4 +1,5 @@
 """`igneous-like view`: look at layers in Neuroglancer, served from this machine."""
+import signal
 import threading
 import webbrowser
 
@@ -36,12 +37,17 @@ def view(paths, bind, port, segments, color_by_tag, colors, select_tagged, no_br
     neuroglancer_viewer, server, layers = viewer.show(paths, bind, port, segments, tag_colors, color_by_tag,
                                                       select_tagged)
     url = neuroglancer_viewer.get_viewer_url()
-    for layer in layers:
-        click.echo(f"  {layer.kind:13} {layer.name}: {layer.source}", err=True)
-    click.echo(url)
-    if not no_browser:
-        webbrowser.open(url)
-    try:
+    # Ctrl-C (and a plain kill) stop it even where the parent ignored or blocked SIGINT, which its
+    # children inherit (a script's background job, a test runner): Python then sets no Ctrl-C handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:  # from here on Ctrl-C stops the servers: the URL is out, and a client may be quick
+        for layer in layers:
+            click.echo(f"  {layer.kind:13} {layer.name}: {layer.source}", err=True)
+        click.echo(url)
+        if not no_browser:
+            webbrowser.open(url)
         threading.Event().wait()
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
