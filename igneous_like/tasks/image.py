@@ -127,7 +127,7 @@ def transcoded(src: CloudVolume, dest: CloudVolume, box: Bbox, mip: int, opts: P
     lossless = pair[1] != "jxl" or (dest.meta.compression_params(mip)["level"] or 0) >= 100
     if pair not in TRANSCODABLE or not same_grid or not lossless or opts.delete_black_uploads:
         return False
-    import imagecodecs  # JPEG XL's codec; check_encoding made sure it is installed
+    import imagecodecs  # JPEG XL's codec: a jxl layer on either side needs it (check_encoding says so)
     files = raw_chunks(src, box, mip)
     if len(files) != int(np.prod(np.ceil(box.size3() / src.meta.chunk_size(mip)))):
         return False
