@@ -307,6 +307,13 @@ def test_float_image_in_stated_bins_equals_numpy_of_the_bin_centres(real_seg, re
                     *(np.percentile(values, q) for q in measure.PERCENTILES)]
         names = ["mean", "std", "min", "max", "median", *(f"p{q}" for q in measure.PERCENTILES)]
         np.testing.assert_allclose([row[f"intensity_{n}"] for n in names], expected, rtol=1e-9, atol=1e-12)
+    group = tmp_path / "group.yaml"  # measure batch takes the bins per layer
+    group.write_text(f"cells: {{seg: {seg_path}, image: {image_path}, float_bins: 32, "
+                     "float_range: [0.1, 0.9]}\n")
+    run_cli("measure", "batch", f"file://{tmp_path}/tables", "--group", group, "--shape", "48,48,16",
+            "--no-segment-properties")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "tables" / "cells.csv"), table.reset_index(),
+                                  rtol=1e-12)
     run_cli("measure", "forge", seg_path, "--image", image_path, "--shape", "40,40,16")  # exact: larger parts
     exact = sum(f.stat().st_size for f in (tmp_path / "seg" / "16_16_40" / "measure" / "parts").iterdir())
     assert exact > 5 * parts

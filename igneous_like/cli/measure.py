@@ -133,7 +133,8 @@ def ring(ctx, seg, dest, width, shape, mip, compress, queue):
 @measure.command()
 @click.argument("output_dir", type=OUTPUT)
 @click.option("--group", "group_file", type=click.Path(dir_okay=False), default=None,
-              help="YAML or JSON file: NAME: SEG, or NAME: {seg: SEG, image: IMG, nuclei: NUC}, per layer.")
+              help="YAML or JSON file: NAME: SEG, or NAME: {seg: SEG, image: IMG, nuclei: NUC, "
+              "float_bins: N, float_range: [LOW, HIGH]}, per layer.")
 @click.option("--layer", "layers", multiple=True, metavar="NAME=SEG", help="A layer of the group (repeat).")
 @click.option("--format", "table_format", type=click.Choice(["csv", "tsv", "parquet", "xlsx"]), default="csv",
               show_default=True, help="Table format.")
@@ -157,7 +158,7 @@ def batch(ctx, output_dir, group_file, layers, table_format, shape, mip, segment
         name, sep, seg = item.partition("=")
         if not sep or not name or not seg:
             raise UserError(f"--layer {item}: give NAME=SEG")
-        group[name] = {"seg": seg, "image": None, "nuclei": None}
+        group[name] = dict.fromkeys(tc.GROUP_KEYS, None) | {"seg": seg}
     if not group:
         raise UserError("name the layers to measure with --group FILE or --layer NAME=SEG")
     stages = verbs.measure_batch(group, layer_path(output_dir), table_format, mip, shape, fill_missing,

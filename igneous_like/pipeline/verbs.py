@@ -121,9 +121,9 @@ def agglomerate_training(frag: str, boundary: str, gt: str, output: str, trees: 
 def measure_batch(group: dict, output_dir: str, table_format: str = "csv", mip: int = 0,
                   shape: Sequence[int] = (256, 256, 256), fill_missing: bool = False,
                   segment_properties: bool = True) -> List[Stage]:
-    """Measure every layer of a group (NAME -> {seg, image, nuclei}): check them all first, then
-    per layer forge, merge, export to OUTPUT_DIR/NAME.FORMAT and clean; last the combined table
-    OUTPUT_DIR/combined.FORMAT with a `layer` column."""
+    """Measure every layer of a group (NAME -> {seg, image, nuclei, float_bins, float_range}): check
+    them all first, then per layer forge, merge, export to OUTPUT_DIR/NAME.FORMAT and clean; last
+    the combined table OUTPUT_DIR/combined.FORMAT with a `layer` column."""
     out = output_dir.rstrip("/")
     tables = {name: f"{out}/{name}.{table_format}" for name in group}
     check = dict(group=group, output_dir=out, table_format=table_format, mip=mip)
@@ -133,7 +133,8 @@ def measure_batch(group: dict, output_dir: str, table_format: str = "csv", mip: 
         stages += [
             Stage("create_measure_tasks", dict(cloudpath=seg, mip=mip, shape=list(shape),
                                                image=entry["image"], nuclei=entry["nuclei"],
-                                               fill_missing=fill_missing),
+                                               fill_missing=fill_missing, float_bins=entry.get("float_bins"),
+                                               float_range=entry.get("float_range")),
                   f"{name}: forge"),
             Stage("create_measure_merge_tasks", dict(cloudpath=seg, mip=mip), f"{name}: merge"),
             Stage("export_measurements", dict(cloudpath=seg, output=tables[name], mip=mip,

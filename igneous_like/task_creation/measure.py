@@ -94,7 +94,7 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
         raise UserError(f"{cv.cloudpath} mip {mip} is {list(ints(bounds.size3()))} voxels; measurement "
                         f"handles at most {measure.MAX_HULL_EXTENT} voxels per side: measure a higher mip")
     integer = image_cv is not None and np.dtype(image_cv.dtype).kind in "iub"
-    bins = check_bins(image_cv, integer, float_bins, float_range)
+    bins = check_bins(image_cv, float_bins, float_range)
     planar = int(bounds.size3()[2]) == 1
     record = MeasureRecord(
         mip=mip, bounds=tuple(ints(bounds.minpt) + ints(bounds.maxpt)), shape=tuple(ints(shape)),
@@ -113,12 +113,12 @@ def create_measure_tasks(cloudpath: str, mip: int = 0, shape: Sequence[int] = DE
     return Tasks(record.grid, make, f"measure {cv.cloudpath} mip {mip}")
 
 
-def check_bins(image, integer: bool, bins: Optional[int], value_range: Optional[Sequence[float]]):
+def check_bins(image, bins: Optional[int], value_range: Optional[Sequence[float]]):
     """(low, high, count) of the bins a float image is counted in, or None: refused unless both
     are given, for a float image, with low < high finite and at least one bin."""
     if bins is None and value_range is None:
         return None
-    if image is None or integer:
+    if image is None or np.dtype(image.dtype).kind != "f":
         raise UserError("--float-bins and --float-range are for a float --image (integer images are counted "
                         "value by value)")
     if bins is None or value_range is None:
@@ -244,13 +244,14 @@ def clean_measure_files(cloudpath: str, mip: int = 0) -> int:
 
 
 
-GROUP_KEYS = ("seg", "image", "nuclei")
+GROUP_KEYS = ("seg", "image", "nuclei", "float_bins", "float_range")
 COMBINED = "combined"  # the combined table's name in a batch's output folder
 
 
 def read_layer_group(path: str) -> dict:
-    """A group file (YAML or JSON): NAME: SEG, or NAME: {seg: SEG, image: IMG, nuclei: NUC}, per layer.
-    Returns NAME -> {seg, image, nuclei}; names become file names, so they are plain words."""
+    """A group file (YAML or JSON): NAME: SEG, or NAME: {seg: SEG, image: IMG, nuclei: NUC,
+    float_bins: N, float_range: [LOW, HIGH]}, per layer. Returns NAME -> those keys (None where
+    absent); names become file names, so they are plain words."""
     data = read_yaml(path, "group file")
     if not isinstance(data, dict) or not data:
         raise UserError(f"{path} must map each layer's name to its segmentation (NAME: SEG or "
@@ -259,7 +260,8 @@ def read_layer_group(path: str) -> dict:
     for name, entry in data.items():
         entry = {"seg": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict) or "seg" not in entry or set(entry) - set(GROUP_KEYS):
-            raise UserError(f"{path}: layer {name} needs seg: (and may have image:, nuclei:), not {entry!r}")
+            raise UserError(f"{path}: layer {name} needs seg: (and may have image:, nuclei:, float_bins:, "
+                            f"float_range:), not {entry!r}")
         group[str(name)] = {key: entry.get(key) for key in GROUP_KEYS}
     return group
 
@@ -275,8 +277,9 @@ def check_layer_group(group: dict, output_dir: str, table_format: str, mip: int 
         try:
             cv = open_layer(entry["seg"], mip)
             check_segmentation(cv)
-            check_companion(cv, entry.get("image"), mip, "image")
+            image = check_companion(cv, entry.get("image"), mip, "image")
             check_companion(cv, entry.get("nuclei"), mip, "nuclei")
+            check_bins(image, entry.get("float_bins"), entry.get("float_range"))
         except UserError as err:
             raise UserError(f"layer {name}: {err}") from None
     return len(group)
