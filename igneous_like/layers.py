@@ -147,12 +147,17 @@ def raw_chunks(cv: CloudVolume, box: Bbox, mip: int) -> dict:
     off), by grid point (x, y, z chunk indices); missing chunks are absent."""
     files = cv.image.download_files(box, mip, decompress=True)
     if cv.image.is_sharded(mip):
-        points, codes = cv.image.morton_codes(box, mip, same_shard=False)
-        point_of = {int(code): tuple(int(p) for p in point) for point, code in zip(points, codes)}
+        point_of = {code: point for point, code in morton_codes(cv, box, mip).items()}
         return {point_of[int(code)]: data for code, data in files.items() if data is not None}
     chunk, offset = cv.meta.chunk_size(mip), cv.meta.voxel_offset(mip)
     return {tuple(int(p) for p in (Bbox.from_filename(name.rsplit("/", 1)[-1]).minpt - offset) // chunk): data
             for name, data in files.items() if data is not None}
+
+
+def morton_codes(cv: CloudVolume, box: Bbox, mip: int) -> dict:
+    """Each chunk grid point of `box` at sharded `mip` -> its morton code (its id in the shards)."""
+    points, codes = cv.image.morton_codes(box, mip, same_shard=False)
+    return {tuple(int(p) for p in point): int(code) for point, code in zip(points, codes)}
 
 
 def put_raw_chunks(cv: CloudVolume, files: dict, box: Bbox, mip: int) -> None:
@@ -160,8 +165,7 @@ def put_raw_chunks(cv: CloudVolume, files: dict, box: Bbox, mip: int) -> None:
     files, or as the whole shard files `box` spans."""
     remote = CloudFiles(cv.meta.join(cv.meta.cloudpath, cv.meta.key(mip)))
     if cv.image.is_sharded(mip):
-        points, codes = cv.image.morton_codes(box, mip, same_shard=False)
-        code_of = {tuple(int(p) for p in point): int(code) for point, code in zip(points, codes)}
+        code_of = morton_codes(cv, box, mip)
         by_code = {code_of[point]: data for point, data in files.items()}
         shards = synthesize_shard_files(cv.image.shard_spec(mip), by_code)
         remote.puts(list(shards.items()), compress=None, content_type="application/octet-stream")

@@ -3,6 +3,7 @@ and infinity (NaN passes every comparison silently, so a NaN threshold selects n
 error; infinity is no real size or threshold), and places to write. A light module, for areas
 that import little."""
 import math
+import numbers
 from typing import Optional
 
 import click
@@ -32,12 +33,13 @@ class Finite(click.FloatRange):
 
 
 def numberify(value):
-    """An int where `value` is one or spells one (exact, for 64-bit labels), else a float; None stays
-    None. Igneous's CLI has this function by this name; ValueError for text that is no number."""
-    if value is None or isinstance(value, float):
-        return value
-    if isinstance(value, int):
-        return int(value)
+    """An int where `value` is one or spells one (exact, for 64-bit labels), else a float (numpy's
+    numbers too); None stays None. Igneous's CLI has this function by this name; ValueError for text
+    that is no number."""
+    if value is None or isinstance(value, numbers.Integral):
+        return value if value is None else int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
     try:
         return int(value)
     except ValueError:

@@ -1,6 +1,5 @@
 """What every task creator shares: opening layers, checking input, the task grid, provenance."""
 import getpass
-import importlib.util
 import json
 import math
 import os
@@ -13,6 +12,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from cloudvolume import CloudVolume
+from cloudvolume.chunks import NEEDS_INSTALL
 from cloudvolume.datasource.precomputed.sharding import compute_shard_params_for_hashed  # noqa: F401
 from cloudvolume.exceptions import InfoUnavailableError
 from cloudvolume.lib import Bbox, Vec
@@ -149,9 +149,10 @@ def check_encoding(encoding: Optional[str], layer_type: str, dtype, num_channels
     if encoding in ("jpeg", "jxl") and (dtype != np.uint8 or num_channels not in (1, 3)):
         raise UserError(f"--encoding {encoding} needs uint8 data with 1 or 3 channels, not "
                         f"{dtype.name} with {num_channels}")
-    if encoding == "jxl" and importlib.util.find_spec("imagecodecs") is None:
-        raise UserError("--encoding jxl needs the JPEG XL codec of the imagecodecs package, which is not "
-                        "installed: pip install 'igneous-like[jxl]' (or imagecodecs)")
+    if encoding in NEEDS_INSTALL:  # CloudVolume's record of the codecs it could not import
+        extra = " 'igneous-like[jxl]' (or" if encoding == "jxl" else " ("
+        raise UserError(f"--encoding {encoding} needs the {NEEDS_INSTALL[encoding]} package, which is not "
+                        f"installed: pip install{extra} {NEEDS_INSTALL[encoding]})")
     if encoding == "png" and dtype not in (np.uint8, np.uint16):
         raise UserError(f"--encoding png needs uint8 or uint16 data, not {dtype.name}")
     if encoding == "compressed_segmentation" and dtype not in (np.uint32, np.uint64):
