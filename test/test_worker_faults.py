@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -289,7 +290,9 @@ def test_poison_tasks_end_in_the_dead_letter_queue_while_one_worker_runs_the_res
     crashing = np.asfortranarray(rng.integers(0, 1000, (64, 64, 64), dtype=np.uint32))
     bad = make_layer("bad", crashing, "segmentation", chunk=(64, 64, 64), encoding="compressed_segmentation")
     chunk = tmp_path / "bad" / "16_16_40" / "0-64_0-64_0-64"
-    chunk.write_bytes(chunk.read_bytes()[:1000])  # as a writer killed mid-write would leave it
+    # every block's values said to lie 16 GiB past the chunk: its decoder reads unmapped memory and
+    # segfaults every time (one cut short is read just past its end, which crashes only sometimes)
+    chunk.write_bytes(struct.pack("<I", 1) + struct.pack("<II", 1 << 24, 0xFFFFFFF0) * 8 ** 3)
     read = "import sys, cloudvolume; cv = cloudvolume.CloudVolume(sys.argv[1]); cv[cv.bounds]"
     assert subprocess.run([sys.executable, "-c", read, bad]).returncode == -signal.SIGSEGV
 
@@ -309,7 +312,8 @@ def test_poison_tasks_end_in_the_dead_letter_queue_while_one_worker_runs_the_res
 
     result = run_cli("execute", "-x", "--max-attempts", 2, "--retry-delay", 0, queue, check=False)
     assert result.returncode == 1, result.stderr
-    assert re.search(r"igneous-like: 3 of \d+ tasks failed and went to the dead-letter queue", result.stderr)
+    assert re.search(r"igneous-like: 3 of \d+ tasks failed and went to the dead-letter queue", result.stderr), \
+        result.stderr
     assert result.stderr.count("its worker process was killed by SIGSEGV") == 2
     assert "ValidationError" in result.stderr
     counts = status(queue)
