@@ -2,8 +2,9 @@
 features over the supervoxel it lies in, as the boosted synapse detectors pool over supervoxels.
 
 A supervoxel crosses task boundaries, so its statistics need sums over the whole volume: tasks
-write their supervoxels' sums (`partial_sums`), `merge_sums` adds them and `PoolTable.from_sums`
-turns them into means and deviations that tasks look up per voxel (`pooled`).
+write their supervoxels' sums (`partial_sums`), merge tasks each add up one range of supervoxel
+ids (`in_range`, `merge_sums`) and turn them into means and deviations (`PoolTable.from_sums`),
+one table per range, which tasks look up per voxel (`pooled`) from the ranges their box holds.
 
 Exact under any task split: a float32 value is m * 2**(e - 24) with an integer m below 2**24,
 so the sums are kept per (supervoxel, feature, exponent) as integers (m, and m*m split into two
@@ -11,6 +12,7 @@ so the sums are kept per (supervoxel, feature, exponent) as integers (m, and m*m
 same however the volume was cut, and so is the table computed from them in one fixed order.
 Voxels of segment 0 (no supervoxel) pool over themselves alone: their own value, deviation 0.
 """
+import hashlib
 from dataclasses import dataclass
 from typing import Dict, Sequence
 
@@ -99,6 +101,14 @@ def partial_sums(segments: np.ndarray, values: np.ndarray) -> Dict[str, np.ndarr
     return dict(merged, ids=ids, counts=np.bincount(dense, minlength=ids.size).astype(np.int64))
 
 
+def in_range(sums: Dict[str, np.ndarray], low: int, high: int) -> Dict[str, np.ndarray]:
+    """The rows of (partial or merged) sums that belong to supervoxels low <= id < high."""
+    low, high = np.uint64(low), np.uint64(high)
+    rows = (sums["segment"] >= low) & (sums["segment"] < high)
+    ids = (sums["ids"] >= low) & (sums["ids"] < high)
+    return {name: values[ids] if name in ("ids", "counts") else values[rows] for name, values in sums.items()}
+
+
 def merge_sums(parts: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
     """Tasks' partial sums added up (exact integers, so in any order)."""
     join = lambda name, dtype: np.concatenate([np.asarray(p[name], dtype) for p in parts]
@@ -141,6 +151,20 @@ class PoolTable:
     @classmethod
     def from_arrays(cls, arrays: Dict[str, np.ndarray]) -> "PoolTable":
         return cls(arrays["ids"], arrays["mean"], arrays["std"])
+
+    @classmethod
+    def concatenate(cls, tables: Sequence["PoolTable"], n_features: int) -> "PoolTable":
+        """One table of the tables of consecutive id ranges, in that order (ids stay sorted)."""
+        tables = list(tables) or [cls(np.zeros(0, np.uint64), *2 * [np.zeros((0, n_features), np.float32)])]
+        return cls(*(np.concatenate([getattr(t, name) for t in tables]) for name in ("ids", "mean", "std")))
+
+    def digest(self) -> str:
+        """sha256 of the table's values (a file's bytes would also hold the time it was zipped), so
+        that a run that computes the same table again leaves it the same to every reader."""
+        digest = hashlib.sha256(repr(self.mean.shape).encode())
+        for array in (self.ids.astype("<u8"), self.mean.astype("<f4"), self.std.astype("<f4")):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
 
 def pooled(segments: np.ndarray, values: np.ndarray, table: PoolTable) -> np.ndarray:

@@ -7,7 +7,7 @@ directory. Each area keeps its own arithmetic and file names; only this bookkeep
 """
 import io
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from cloudfiles import CloudFiles
@@ -130,6 +130,31 @@ def merged_as_they_come(parts: Iterable, merge: Callable, size: Callable, limit:
         if pending_size >= max(limit, size(total)):
             total, pending, pending_size = merge([total] + pending), [], 0
     return merge([total] + pending)
+
+
+def id_samples(ids: np.ndarray, count: int) -> np.ndarray:
+    """`count` of a part's sorted ids, evenly spread, its first and last among them (zeros if it has
+    none): what id_ranges plans merge tasks from without reading the parts."""
+    if not ids.size:
+        return np.zeros(count, np.uint64)
+    return ids[np.linspace(0, ids.size - 1, count).astype(int)].astype(np.uint64)
+
+
+def id_ranges(parts: Sequence[Tuple[int, np.ndarray]], num_tasks: int) -> np.ndarray:
+    """Id edges 0 = e0 < e1 < ... < 2**64-1 for merge tasks that each own a range of ids, from each
+    part's (rows, id_samples): about equal shares of rows (a sample stands for its part's rows /
+    samples), at most one range per sample."""
+    parts = [(rows, samples) for rows, samples in parts if rows]
+    if not parts:
+        return np.array([0, 2**64 - 1], dtype=np.uint64)
+    weights = np.concatenate([np.full(samples.size, rows / samples.size) for rows, samples in parts])
+    samples = np.concatenate([samples for _, samples in parts])
+    num_tasks = min(num_tasks, samples.size + 1)
+    order = np.argsort(samples, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    cuts = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, num_tasks) / num_tasks)
+    inner = np.unique(samples[order][np.minimum(cuts, samples.size - 1)])
+    return np.unique(np.r_[np.uint64(0), inner[inner > 0], np.uint64(2**64 - 1)]).astype(np.uint64)
 
 
 def npz(arrays: Dict[str, np.ndarray], compress: bool = True) -> bytes:

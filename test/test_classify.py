@@ -23,13 +23,14 @@ from igneous_like import classifier, features, pooling, tree_ensemble
 from igneous_like.cli.pipeline import step_stages
 from igneous_like.errors import UserError
 from igneous_like.pipeline import stages
-from igneous_like.queues import run_locally
+from igneous_like.queues import enqueue, run_locally
 from igneous_like.task_creation import (
     create_classification_tasks,
     create_pool_sum_tasks,
     train_classifier,
 )
 from igneous_like.task_creation.classify import pooling_for
+from igneous_like.tasks.classify import table_rows
 from igneous_like.task_creation.common import open_layer
 
 OFFSET = (40, 24, 8)
@@ -374,19 +375,31 @@ def reference_table(segments, values):
     return mean, np.sqrt(np.maximum(square - mean * mean, 0)), counts
 
 
+def pooled_table(paths, segments, settings=POOL_SETTINGS):
+    """The merged pooled table of the supervoxels in `segments`, as tasks read it; its work folder."""
+    work, sha256 = pooling_for(paths[1], open_layer(paths[0]), 0, settings, POOLED, False)[2:]
+    return table_rows(work.url, sha256, segments, len(POOLED)), Path(work.url[len("file://"):])
+
+
 def test_pooled_table_from_tasks_equals_whole_array_reference(pooled_layers):
-    """Pass 1 over boxes that cut supervoxels, merged, equals bincount means over the whole label
-    array (to float32 rounding), and is bit for bit the same table for another split and for
-    the whole array as one piece."""
+    """Pass 1 over boxes that cut supervoxels, merged by tasks that each own a range of supervoxel
+    ids, equals bincount means over the whole label array (to float32 rounding), and is bit for
+    bit the same table for another split and for the whole array as one piece."""
     image, segments, settings = pooled_layers["image"], pooled_layers["segments"], POOL_SETTINGS
     stack = features.feature_stack(image, settings).reshape(-1, len(settings.names()))
     chosen = stack[:, pooling.columns(settings.names(), POOLED)]
     paths = pooled_layers["image_path"], pooled_layers["segments_path"]
     tables = []
-    for shape in [(40, 40, 20), (96, 96, 48)]:
-        run_locally(create_pool_sum_tasks(*paths, scales=(16,), pool_features=POOLED, shape=shape),
-                    parallel=2, quiet=True)
-        tables.append(pooling_for(paths[1], open_layer(paths[0]), 0, settings, POOLED, False)[3])
+    for shape, merge_tasks in [((40, 40, 20), 6), ((96, 96, 48), 1)]:
+        run_locally(create_pool_sum_tasks(*paths, scales=(16,), pool_features=POOLED, shape=shape,
+                                          merge_tasks=merge_tasks), parallel=2, quiet=True)
+        table, work = pooled_table(paths, segments)
+        assert len(list((work / "table").glob("*.npz"))) == merge_tasks  # the ranges of the last run only
+        tables.append(table)
+        piece = segments[56:, 56:, 28:]  # a box reads the ranges of its supervoxels only
+        rows = pooled_table(paths, piece)[0]
+        assert set(np.unique(piece)) - {0} <= set(rows.ids)
+        assert rows.ids.size < table.ids.size if merge_tasks > 1 else rows.ids.size == table.ids.size
     box_of = lambda x: (slice(x, x + 40), slice(0, 40), slice(0, 20))
     cut = set(np.unique(segments[box_of(0)])) & set(np.unique(segments[box_of(40)]))
     assert len(cut - {0}) >= 10  # supervoxels cross the task boundaries
@@ -426,8 +439,17 @@ def test_pooled_model_predicts_as_the_whole_array(pooled_layers, tmp_path):
     run_cli("-p", "2", "execute", "-x", queue)
     stack = features.feature_stack(image, model.settings).reshape(-1, 9)
     table = pooling.whole_table(segments, stack[:, pooling.columns(model.settings.names(), POOLED)])
-    whole = classifier.predict(model, image, pool=classifier.Pooling(tuple(POOLED), segments, table))
-    assert np.array_equal(read_mip(f"file://{tmp_path}/prob", 0), classifier.to_uint8(whole))
+    whole = classifier.to_uint8(classifier.predict(model, image, pool=classifier.Pooling(tuple(POOLED),
+                                                                                          segments, table)))
+    assert np.array_equal(read_mip(f"file://{tmp_path}/prob", 0), whole)
+    # another run of the same pooled sums while a prediction's tasks wait leaves them a table they trust
+    again = create_classification_tasks(image_path, f"file://{tmp_path}/again", str(model_path),
+                                        shape=(64, 32, 32), pool=segments_path)
+    enqueue(again, f"{queue}2")
+    run_locally(create_pool_sum_tasks(image_path, segments_path, model_path=str(model_path),
+                                      shape=(64, 32, 32)), parallel=2, quiet=True)
+    run_cli("execute", "-x", "--max-attempts", 1, f"{queue}2")
+    assert np.array_equal(read_mip(f"file://{tmp_path}/again", 0), whole)
 
 
 def test_pooling_bad_input_is_refused(pooled_layers, work, tmp_path, make_layer):
@@ -487,5 +509,5 @@ def test_pooled_verbs_are_three_steps_whose_functions_take_their_arguments():
         for stage in chain:
             inspect.signature(stages.function(stage.call)).bind(**stage.kwargs)
         assert chain[0].kwargs["pool_path"] == chain[1].kwargs["pool"] == "file:///data/seg"
-    assert "merge_pool_sums" in stages.ONE_PROCESS
-    inspect.signature(stages.function("merge_pool_sums")).bind(work="file:///w")
+    merge = stages.function("create_pool_merge_tasks")
+    inspect.signature(merge).bind(work="file:///w", grid={}, num_tasks=None)

@@ -312,8 +312,8 @@ def test_poison_tasks_end_in_the_dead_letter_queue_while_one_worker_runs_the_res
 
     result = run_cli("execute", "-x", "--max-attempts", 2, "--retry-delay", 0, queue, check=False)
     assert result.returncode == 1, result.stderr
-    assert re.search(r"igneous-like: 3 of \d+ tasks failed and went to the dead-letter queue", result.stderr), \
-        result.stderr
+    summary = r"igneous-like: 3 of \d+ tasks failed and went to the dead-letter queue"
+    assert re.search(summary, result.stderr), result.stderr
     assert result.stderr.count("its worker process was killed by SIGSEGV") == 2
     assert "ValidationError" in result.stderr
     counts = status(queue)

@@ -35,7 +35,6 @@ ONE_PROCESS = {  # name -> module: functions that do a step's work in one proces
     "clean_evaluation_files": "igneous_like.task_creation.evaluation",
     "threshold_sweep": "igneous_like.task_creation.evaluation",
     "train_classifier": "igneous_like.task_creation.classify",
-    "merge_pool_sums": "igneous_like.task_creation.classify",
     "clean_mesh_intermediates": "igneous_like.task_creation.mesh",
     "delete_skeleton_fragments": "igneous_like.task_creation.skeleton",
     "export_swc": "igneous_like.task_creation.skeleton",

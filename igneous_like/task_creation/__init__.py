@@ -16,7 +16,7 @@ _MODULES = {
         "create_ccl_relabel_tasks", "create_relabeling",
     ),
     "classify": (
-        "create_classification_tasks", "create_pool_sum_tasks", "merge_pool_sums", "train_classifier",
+        "create_classification_tasks", "create_pool_merge_tasks", "create_pool_sum_tasks", "train_classifier",
     ),
     "contrast": (
         "create_clahe_tasks", "create_contrast_normalization_tasks", "create_histogram_tasks",

@@ -5,9 +5,10 @@ Training runs here, on the annotated region; prediction is tasks over any volume
 file (see igneous_like.classifier) carries its feature settings, so prediction computes the
 features training saw. With `pool` (a supervoxel layer on the image's grid), pooled features
 need two passes over the whole volume: create_pool_sum_tasks writes each box's per-supervoxel
-sums, merge_pool_sums adds them into a table beside the supervoxel layer, and training or
-prediction looks it up. Chain to synapse objects: `image ccl auto DEST OBJECTS --threshold-gte T
---dust N`, then measure the objects.
+sums, create_pool_merge_tasks adds them into a table beside the supervoxel layer, one task per
+range of supervoxel ids, and training or prediction looks up the ranges it needs. Chain to
+synapse objects: `image ccl auto DEST OBJECTS --threshold-gte T --dust N`, then measure the
+objects.
 """
 import hashlib
 import json
@@ -23,7 +24,7 @@ from igneous_like import classifier, pooling
 from igneous_like.errors import UserError
 from igneous_like.features import FAMILIES, FeatureSettings, halo
 from igneous_like.grid import TaskBox
-from igneous_like.stage import WorkDir, from_npz, merged_as_they_come
+from igneous_like.stage import WorkDir, id_ranges
 from igneous_like.task_creation.common import (
     Grid,
     Stage,
@@ -39,12 +40,16 @@ from igneous_like.task_creation.common import (
 )
 from igneous_like.task_creation.image import checked_shape, open_destination
 from igneous_like.tasks.classify import (
+    POOL_MERGE_RECORD,
     POOL_RECORD,
-    POOL_TABLE,
     ClassifyTask,
+    PoolMergeTask,
     PoolSumTask,
-    part_name,
     read_segments,
+    shard_name,
+    summary_name,
+    table_index,
+    table_rows,
 )
 
 DEFAULT_SCALES = (40, 80, 160)  # nm
@@ -55,6 +60,7 @@ SETTINGS = {"scales": (list, "a list of nm values"), "features": (list, f"a list
             "erode": (int, "voxels"), "dilate": (int, "voxels"), "max_samples": (int, "a count, 0 for all"),
             "seed": (int, "a number"), "mip": (int, "a mip level")}
 DEFAULT_SHAPE = (256, 256, 64)
+POOL_ROWS_PER_MERGE_TASK = 2_000_000  # part rows (supervoxel, feature, exponent) per pooled merge task
 OUTPUT_DTYPES = ("uint8", "float32")
 
 
@@ -137,7 +143,7 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
     settings = feature_settings(image, mip, scales, features)
     if pool is not None:
         pooled = pooled_features(settings, pool_features)
-        layer, pool_mip, _, table, table_sha = pooling_for(pool, image, mip, settings, pooled, fill_missing)
+        layer, pool_mip, work, table_sha = pooling_for(pool, image, mip, settings, pooled, fill_missing)
     annotations, marks, box, region = read_annotations(image, mip, annotations_path, fill_missing)
     if method not in classifier.METHODS:
         raise UserError(f"unknown --method {method!r}; choose one of {', '.join(classifier.METHODS)}")
@@ -147,8 +153,12 @@ def train_classifier(image_path: str, annotations_path: str, output: str, mip: i
         area = TaskBox.at(box.minpt, box.size3(), image.meta.bounds(mip), low=margin, high=margin)
         pixels = np.asarray(CloudVolume(image.cloudpath, mip=mip, fill_missing=fill_missing, progress=False)
                             .download(area.read, mip=mip))[..., 0]
-        together = None if pool is None else classifier.Pooling(
-            pooled, read_segments(layer.cloudpath, pool_mip, box, fill_missing), table)
+        if pool is not None:
+            segments = read_segments(layer.cloudpath, pool_mip, box, fill_missing)
+            together = classifier.Pooling(pooled, segments, table_rows(work.url, table_sha, segments,
+                                                                       len(pooled)))
+        else:
+            together = None
         model = classifier.fit(pixels, labels, settings, method, n_estimators, area.own, max_samples, seed,
                                together)
     except ValueError as err:
@@ -255,10 +265,11 @@ def pooled_features(settings: FeatureSettings, names: Optional[Sequence[str]]) -
 
 
 def pool_work(pool: CloudVolume, level: int, image: CloudVolume, mip: int, settings: FeatureSettings,
-              pooled: Sequence[str]) -> WorkDir:
+              pooled: Sequence[str], fill_missing: bool) -> WorkDir:
     """POOL/KEY/pool-DIGEST: one table per image, feature settings and pooled features, so training
     and prediction with the same ones share it."""
-    spec = {"image": image.cloudpath, "mip": mip, "settings": settings.to_json(), "pooled": list(pooled)}
+    spec = {"image": image.cloudpath, "mip": mip, "settings": settings.to_json(), "pooled": list(pooled),
+            "fill_missing": fill_missing}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return WorkDir.of(pool, level, f"pool-{key}")
 
@@ -269,9 +280,10 @@ def create_pool_sum_tasks(image_path: str, pool_path: str, mip: int = 0, model_p
                           pool_features: Optional[Sequence[str]] = None,
                           shape: Optional[Sequence[int]] = None, fill_missing: bool = False,
                           annotations_path: Optional[str] = None, dest_path: Optional[str] = None,
-                          dtype: str = "uint8") -> Tasks:
+                          dtype: str = "uint8", merge_tasks: Optional[int] = None) -> Tasks:
     """Pass 1 of pooled features: tasks that write each box's exact per-supervoxel sums of the
-    pooled features of the whole image, then merge_pool_sums. The features are the model's
+    pooled features of the whole image, then create_pool_merge_tasks (`merge_tasks` of them, by
+    default one per POOL_ROWS_PER_MERGE_TASK rows of sums). The features are the model's
     (`model_path`, for prediction) or those of `scales`, `features` and `pool_features` (training).
     The later pass's input is checked here, so that a mistake stops before anything is written:
     training's `annotations_path`, prediction's `dest_path`, `dtype` and `shape`."""
@@ -288,47 +300,45 @@ def create_pool_sum_tasks(image_path: str, pool_path: str, mip: int = 0, model_p
     else:
         settings = feature_settings(image, mip, scales, features)
         pooled = pooled_features(settings, pool_features)
+    if merge_tasks is not None and merge_tasks < 1:
+        raise UserError(f"merge_tasks must be at least 1, got {merge_tasks}")
     pool, level = open_pool(pool_path, image, mip, fill_missing)
     grid = Grid.over(image.meta.bounds(mip), np.minimum(shape or DEFAULT_SHAPE, image.meta.volume_size(mip)))
-    work = pool_work(pool, level, image, mip, settings, pooled)
-    work.clean()
-    work.save(POOL_RECORD, dict(grid.to_json(), image=image.cloudpath, mip=mip, pool=pool.cloudpath,
-                                pool_mip=level, settings=settings.to_json(), pooled=list(pooled),
-                                fill_missing=fill_missing))
+    work = pool_work(pool, level, image, mip, settings, pooled, fill_missing)
+    work.save(POOL_RECORD, dict(image=image.cloudpath, mip=mip, pool=pool.cloudpath, pool_mip=level,
+                                settings=settings.to_json(), pooled=list(pooled), fill_missing=fill_missing))
     make = lambda box: partial(PoolSumTask, work=work.url, offset=ints(box.minpt), shape=ints(box.size3()))
-    merge = Stage("merge_pool_sums", {"work": work.url}, "merge")
+    merge = Stage("create_pool_merge_tasks",
+                  {"work": work.url, "grid": grid.to_json(), "num_tasks": merge_tasks}, "merge")
     return Tasks(grid, make, f"supervoxel sums of {len(pooled)} features of {image.cloudpath} over "
                              f"{pool.cloudpath}", then=(merge,))
 
 
-def merge_pool_sums(work: str) -> dict:
-    """Pass 1b: add the boxes' sums into the table of every supervoxel's means and deviations."""
+def create_pool_merge_tasks(work: str, grid: dict, num_tasks: Optional[int] = None) -> Tasks:
+    """Pass 1b: tasks that each add up the sums of one range of supervoxel ids into its part of the
+    table of means and deviations; needs every sum task of `grid` done. The ranges come from id
+    samples of each part, so that each task gets about as many rows."""
     work = WorkDir(work)
-    record = work.require(POOL_RECORD, "no pooled sums here; run create_pool_sum_tasks first")
-    names = [part_name(box) for box in Grid.from_json(record)]
-    parts = work.gather_arrays(names, "supervoxel sum tasks")
-    sums = merged_as_they_come(parts, pooling.merge_sums, lambda part: len(part["segment"]))
-    table = pooling.PoolTable.from_sums(sums, len(record["pooled"]))
-    work.put_arrays(POOL_TABLE, **table.arrays())
-    return {"supervoxels": int(table.ids.size), "table": f"{work.url}/{POOL_TABLE}"}
-
-
-def read_pool_table(work: WorkDir) -> Tuple[pooling.PoolTable, str]:
-    """(the merged table, its sha256), or what to run first."""
-    data = work.files.get(POOL_TABLE)
-    if data is None:
-        raise UserError(f"no pooled table at {work.url}: run the pooled sums first (the classify verbs "
-                        "with --pool do)")
-    return pooling.PoolTable.from_arrays(from_npz(data)), classifier.digest(data)
+    work.require(POOL_RECORD, "no pooled sums here; run create_pool_sum_tasks first")
+    names = [summary_name(box) for box in Grid.from_json(grid)]
+    summaries = [json.loads(data) for data in work.gather(names, "supervoxel sum tasks")]
+    rows = sum(summary["rows"] for summary in summaries)
+    edges = id_ranges([(s["rows"], np.array(s["samples"], np.uint64)) for s in summaries],
+                      num_tasks or max(1, -(-rows // POOL_ROWS_PER_MERGE_TASK)))
+    spans = [(int(low), int(high)) for low, high in zip(edges[:-1], edges[1:])]
+    current = {shard_name(low, high, suffix) for low, high in spans for suffix in (".npz", ".json")}
+    work.files.delete([name for name in work.files.list(prefix="table/") if name not in current])
+    work.save(POOL_MERGE_RECORD, {"edges": [int(e) for e in edges]})
+    make = lambda span: partial(PoolMergeTask, work=work.url, grid=grid, low=span[0], high=span[1])
+    return Tasks(spans, make, f"pooled table of {work.url} in {len(spans)} ranges of supervoxel ids")
 
 
 def pooling_for(pool_path: str, image: CloudVolume, mip: int, settings: FeatureSettings,
-                pooled: Sequence[str],
-                fill_missing: bool) -> Tuple[CloudVolume, int, WorkDir, pooling.PoolTable, str]:
-    """The supervoxel layer, its mip, the work directory and the merged table with its sha256."""
+                pooled: Sequence[str], fill_missing: bool) -> Tuple[CloudVolume, int, WorkDir, str]:
+    """The supervoxel layer, its mip, the work directory and the sha256 of its merged table."""
     pool, level = open_pool(pool_path, image, mip, fill_missing)
-    work = pool_work(pool, level, image, mip, settings, pooled)
-    return (pool, level, work) + read_pool_table(work)
+    work = pool_work(pool, level, image, mip, settings, pooled, fill_missing)
+    return pool, level, work, table_index(work)[2]
 
 
 def probability_info(image: CloudVolume, mip: int, dtype: str) -> dict:
@@ -369,8 +379,8 @@ def create_classification_tasks(image_path: str, dest_path: str, model_path: str
     check_pooling(model, model_path, pool)
     pool_kwargs = {}
     if pool is not None:
-        layer, level, work, _, table_sha256 = pooling_for(pool, image, mip, model.settings, model.pooled,
-                                                          fill_missing)
+        layer, level, work, table_sha256 = pooling_for(pool, image, mip, model.settings, model.pooled,
+                                                       fill_missing)
         pool_kwargs = dict(pool_path=layer.cloudpath, pool_mip=level, pool_work=work.url,
                            pool_sha256=table_sha256)
     out, shape = prediction_output(image, mip, dest_path, dtype, shape)

@@ -13,7 +13,7 @@ from igneous_like import measure
 from igneous_like.errors import UserError
 from igneous_like.segment_properties import info as properties_info
 from igneous_like.segment_properties import number_property, write_properties
-from igneous_like.stage import WorkDir, from_npz
+from igneous_like.stage import WorkDir, from_npz, id_ranges
 from igneous_like.tables import check_format, read_table, write_table
 from igneous_like.task_creation.common import (
     Tasks,
@@ -153,27 +153,11 @@ def create_measure_merge_tasks(cloudpath: str, mip: int = 0, num_tasks: Optional
     headers = read_headers(work.files, names)
     rows = sum(h.rows for h in headers)
     num_tasks = num_tasks or max(1, math.ceil(rows / ROWS_PER_MERGE_TASK))
-    edges = range_edges(headers, num_tasks)
+    edges = id_ranges([(h.rows, h.samples) for h in headers], num_tasks)
     work.save(MERGE_RECORD, {"edges": [int(e) for e in edges]})
     work.clean("results/")
     make = lambda span: partial(MeasureMergeTask, work=work.url, low=int(span[0]), high=int(span[1]))
     return Tasks(list(zip(edges[:-1], edges[1:])), make, f"measure merge {cv.cloudpath} mip {mip}")
-
-
-def range_edges(headers, num_tasks: int) -> np.ndarray:
-    """Label edges 0 = e0 < e1 < ... < 2**64-1 splitting the parts' label samples into about equal
-    shares of rows (each sample stands for its part's rows / samples); at most one range per sample."""
-    samples = [h.samples for h in headers if h.rows]
-    if not samples:
-        return np.array([0, 2**64 - 1], dtype=np.uint64)
-    weights = np.concatenate([np.full(h.samples.size, h.rows / h.samples.size) for h in headers if h.rows])
-    samples = np.concatenate(samples)
-    num_tasks = min(num_tasks, samples.size + 1)
-    order = np.argsort(samples, kind="stable")
-    cumulative = np.cumsum(weights[order])
-    cuts = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, num_tasks) / num_tasks)
-    inner = np.unique(samples[order][np.minimum(cuts, samples.size - 1)])
-    return np.unique(np.r_[np.uint64(0), inner[inner > 0], np.uint64(2**64 - 1)]).astype(np.uint64)
 
 
 def merged_results(cloudpath: str, mip: int = 0):

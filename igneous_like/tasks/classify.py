@@ -5,11 +5,22 @@ where the filters' boundary mode applies to the box as it does to the whole volu
 box's probabilities equal those of predicting the whole volume at once: no seams.
 
 With supervoxel-pooled features, PoolSumTask first writes each box's exact per-supervoxel sums
-into a work directory beside the supervoxel layer; they are merged into one table
-(task_creation.classify.merge_pool_sums) that prediction looks up per voxel.
+into a work directory beside the supervoxel layer (SEG/KEY/pool-DIGEST/):
+
+    record.json              the image, features and supervoxel layer of the sums
+    parts/BOX.npz, BOX.json  one box's sums; then its row count and id samples (written last)
+    merge.json               the id ranges of the merge step and the grid of its parts
+    table/LO-HI.npz, .json   the means and deviations of supervoxels LO <= id < HI; then their sha256
+
+PoolMergeTask makes each range's table from the parts whose ids reach into it, so no process holds
+every supervoxel; a task that pools reads only the tables of the ranges its box's supervoxels lie
+in. Every file's content is the same however often, and by how many runs at once, it is
+computed, so runs of the same features share the directory without clearing it.
 """
+import hashlib
+import json
 from functools import lru_cache
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from cloudfiles import CloudFile
@@ -18,15 +29,24 @@ from taskqueue import queueable
 
 from igneous_like import classifier, pooling
 from igneous_like.features import FeatureSettings, feature_stack, halo
-from igneous_like.grid import TaskBox
-from igneous_like.stage import WorkDir, from_npz
+from igneous_like.grid import Grid, TaskBox
+from igneous_like.stage import WorkDir, from_npz, id_samples, merged_as_they_come
 
 POOL_RECORD = "record.json"
-POOL_TABLE = "table.npz"
+POOL_MERGE_RECORD = "merge.json"
+SAMPLES = 17  # ids of each part that the merge step plans its ranges from
 
 
 def part_name(box) -> str:
-    return f"parts/{box.to_filename()}"
+    return f"parts/{box.to_filename()}.npz"
+
+
+def summary_name(box) -> str:
+    return f"parts/{box.to_filename()}.json"
+
+
+def shard_name(low: int, high: int, suffix: str = ".npz") -> str:
+    return f"table/{int(low):020d}-{int(high):020d}{suffix}"
 
 
 def read_image(image_path: str, mip: int, fill_missing: bool, settings: FeatureSettings,
@@ -46,7 +66,8 @@ def read_segments(pool_path: str, pool_mip: int, box, fill_missing: bool = False
 
 @queueable
 def PoolSumTask(work: str, offset: Sequence[int], shape: Sequence[int]) -> None:
-    """Write one box's exact per-supervoxel sums of the pooled features (pass 1 of pooling)."""
+    """Write one box's exact per-supervoxel sums of the pooled features (pass 1 of pooling), then
+    its summary, whose presence says the part is whole."""
     work = WorkDir(work)
     record = work.load(POOL_RECORD)
     settings = FeatureSettings.from_json(record["settings"])
@@ -54,17 +75,72 @@ def PoolSumTask(work: str, offset: Sequence[int], shape: Sequence[int]) -> None:
     features = feature_stack(image, settings, box.own)
     chosen = features.reshape(-1, features.shape[-1])[:, pooling.columns(settings.names(), record["pooled"])]
     segments = read_segments(record["pool"], record["pool_mip"], box.write, record["fill_missing"])
-    work.put_arrays(part_name(box.write), **pooling.partial_sums(segments, chosen))
+    sums = pooling.partial_sums(segments, chosen)
+    work.put_arrays(part_name(box.write), **sums)
+    work.files.put_json(summary_name(box.write), {
+        "rows": int(sums["segment"].size), "samples": [int(i) for i in id_samples(sums["ids"], SAMPLES)]})
+
+
+@queueable
+def PoolMergeTask(work: str, grid: dict, low: int, high: int) -> None:
+    """Add up the sums of supervoxels low <= id < high from the parts whose ids reach into the
+    range, and write their table, then its sha256."""
+    work = WorkDir(work)
+    n_features = len(work.load(POOL_RECORD)["pooled"])
+    boxes = list(Grid.from_json(grid))
+    summaries = map(json.loads, work.gather([summary_name(box) for box in boxes], "supervoxel sum tasks"))
+    names = [part_name(box) for box, summary in zip(boxes, summaries)
+             if summary["rows"] and summary["samples"][0] < high and summary["samples"][-1] >= low]
+    parts = (pooling.in_range(part, low, high) for part in work.gather_arrays(names, "supervoxel sum tasks"))
+    sums = merged_as_they_come(parts, pooling.merge_sums, lambda part: len(part["segment"]))
+    table = pooling.PoolTable.from_sums(sums, n_features)
+    work.put_arrays(shard_name(low, high), **table.arrays())
+    work.files.put_json(shard_name(low, high, ".json"),
+                        {"sha256": table.digest(), "supervoxels": int(table.ids.size)})
+
+
+def table_index(work: WorkDir) -> Tuple[List[Tuple[int, int]], List[str], str]:
+    """(the id ranges of the merged table, each range's sha256, the sha256 of them all); a
+    UserError while the merge has not run or not finished."""
+    advice = (f"no pooled table at {work.url}: run the pooled sums first (the classify verbs with "
+              "--pool do)")
+    edges = [int(e) for e in work.require(POOL_MERGE_RECORD, advice)["edges"]]
+    spans = list(zip(edges[:-1], edges[1:]))
+    shards = work.gather([shard_name(low, high, ".json") for low, high in spans], "pooled table merge tasks")
+    digests = [json.loads(shard)["sha256"] for shard in shards]
+    return spans, digests, hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 @lru_cache(maxsize=2)
-def load_table(work: str, sha256: str) -> pooling.PoolTable:
-    """The merged pooled table, once per worker; it must still be the table the run was made for."""
-    data = WorkDir(work).files.get(POOL_TABLE)
-    if data is None or classifier.digest(data) != sha256:
-        raise RuntimeError(f"the pooled table {work}/{POOL_TABLE} changed or is gone since these tasks were "
-                           "made; enqueue the prediction again")
-    return pooling.PoolTable.from_arrays(from_npz(data))
+def table_ranges(work: str, sha256: str) -> Tuple[Tuple[Tuple[int, int], str], ...]:
+    """Each range of the merged table with its sha256, once per worker; the table must still be the
+    one the run was made for."""
+    spans, digests, combined = table_index(WorkDir(work))
+    if combined != sha256:
+        raise RuntimeError(f"the pooled table under {work} changed since these tasks were made; "
+                           "enqueue them again")
+    return tuple(zip(spans, digests))
+
+
+@lru_cache(maxsize=16)
+def table_shard(work: str, low: int, high: int, sha256: str) -> pooling.PoolTable:
+    """One range's table, checked against its sha256."""
+    data = WorkDir(work).files.get(shard_name(low, high))
+    table = None if data is None else pooling.PoolTable.from_arrays(from_npz(data))
+    if table is None or table.digest() != sha256:
+        raise RuntimeError(f"the pooled table {work}/{shard_name(low, high)} changed or is gone since these "
+                           "tasks were made; enqueue them again")
+    return table
+
+
+def table_rows(work: str, sha256: str, segments: np.ndarray, n_features: int) -> pooling.PoolTable:
+    """The pooled table's rows for the supervoxels among `segments`: from the ranges that hold
+    some of them only."""
+    ids = np.unique(np.asarray(segments, np.uint64))
+    ids = ids[ids != 0]  # voxels of no supervoxel pool over themselves
+    tables = [table_shard(work, low, high, digest) for (low, high), digest in table_ranges(work, sha256)
+              if np.searchsorted(ids, np.uint64(low)) < np.searchsorted(ids, np.uint64(high))]
+    return pooling.PoolTable.concatenate(tables, n_features)
 
 
 @lru_cache(maxsize=4)
@@ -92,8 +168,9 @@ def ClassifyTask(image_path: str, dest_path: str, model_path: str, model_sha256:
     image, box = read_image(image_path, mip, fill_missing, model.settings, offset, shape)
     pool = None
     if pool_path is not None:
-        pool = classifier.Pooling(model.pooled, read_segments(pool_path, pool_mip, box.write, fill_missing),
-                                  load_table(pool_work, pool_sha256))
+        segments = read_segments(pool_path, pool_mip, box.write, fill_missing)
+        pool = classifier.Pooling(model.pooled, segments,
+                                  table_rows(pool_work, pool_sha256, segments, len(model.pooled)))
     probability = classifier.predict(model, image, box.own, pool)
     out = classifier.to_uint8(probability) if dest.dtype == np.uint8 else probability
     dest.image.upload(out[..., np.newaxis], box.write.minpt, 0)

@@ -28,7 +28,7 @@ from taskqueue import queueable
 from igneous_like import measure
 from igneous_like.errors import UserError
 from igneous_like.grid import Grid, TaskBox
-from igneous_like.stage import Record, WorkDir, npz
+from igneous_like.stage import Record, WorkDir, id_samples, npz
 
 RECORD = "measure.json"
 MERGE_RECORD = "merge.json"
@@ -78,7 +78,7 @@ def result_name(low: int, high: int) -> str:
 def encode_part(partial: measure.Partial, columns: Sequence[str]) -> bytes:
     """The bytes of a part file (layout in the module docstring)."""
     n = len(partial)
-    samples = partial.labels[np.linspace(0, n - 1, SAMPLES).astype(int)] if n else np.zeros(SAMPLES, _U8)
+    samples = id_samples(partial.labels, SAMPLES)
     tables = [getattr(partial, name) for name in measure.SPARSE]
     header = HEADER.pack(MAGIC, n, len(columns), *[t[0].size for t in tables], *[int(s) for s in samples])
     records = np.empty((n, len(columns)), _U8)
