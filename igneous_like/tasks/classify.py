@@ -9,7 +9,7 @@ into a work directory beside the supervoxel layer (SEG/KEY/pool-DIGEST/):
 
     record.json              the image, features and supervoxel layer of the sums
     parts/BOX.npz, BOX.json  one box's sums; then its row count and id samples (written last)
-    merge.json               the id ranges of the merge step and the grid of its parts
+    merge.json               the id ranges of the last merge step (its tasks carry the grid)
     table/LO-HI.npz, .json   the means and deviations of supervoxels LO <= id < HI; then their sha256
 
 PoolMergeTask makes each range's table from the parts whose ids reach into it, so no process holds
