@@ -30,8 +30,8 @@ from igneous_like.task_creation import (
     train_classifier,
 )
 from igneous_like.task_creation.classify import pooling_for
-from igneous_like.tasks.classify import table_rows
 from igneous_like.task_creation.common import open_layer
+from igneous_like.tasks.classify import table_rows
 
 OFFSET = (40, 24, 8)
 CHUNK = (32, 32, 16)
